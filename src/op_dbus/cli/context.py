@@ -1,0 +1,94 @@
+"""What every command shares: endpoints, mode, and turning failures into exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import typer
+
+from op_dbus.endpoints import Endpoints
+from op_dbus.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from op_dbus.model import LoadedState, Mode
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CliContext:
+    endpoints: Endpoints
+    mode: str  # "agent" | "standalone" | "full" | "auto"
+
+    def fixed_mode(self) -> Mode | None:
+        """The mode the user chose, or None for auto (decided from the state file)."""
+        from op_dbus.model import Mode
+
+        return None if self.mode == "auto" else Mode(self.mode)
+
+
+def cli_context(ctx: typer.Context) -> CliContext:
+    return ctx.obj["cli"]
+
+
+def stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(code: ExitCode, message: str) -> NoReturn:
+    """Print `message` on stderr and leave with `code`; no traceback."""
+    stderr().print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(int(code))
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def load_or_exit(source: str, cli: CliContext, *, json_out: bool = False) -> LoadedState:
+    """Load and check a state file; on any input error print every error path and exit 2."""
+    from op_dbus.model import StateInputError, load_state
+
+    if source != "-" and not Path(source).exists():
+        fail(ExitCode.INVALID_INPUT, f"{source}: no such file")
+    try:
+        loaded = load_state(source, mode=cli.fixed_mode())
+    except StateInputError as err:
+        if json_out:
+            errors = [{"path": e.path, "message": e.message} for e in err.errors]
+            print_json({"valid": False, "file": source, "errors": errors})
+            raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
+        console = stderr()
+        console.print(f"[bold red]error:[/] {source} is not a valid state file:", markup=True)
+        for error in err.errors:
+            console.print(f"  [red]{error.path}[/]: {error.message}", markup=True)
+        raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
+    print_warnings(loaded.warnings)
+    return loaded
+
+
+def print_warnings(warnings: list[Any]) -> None:
+    console = stderr()
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/] {warning.path}: {warning.message}", markup=True)
+
+
+def print_json(data: Any) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,78 @@
+"""The `op-dbus` command: global options and the command table.
+
+Command modules import their heavy dependencies inside the command functions so that
+`op-dbus --help` stays fast (measured in benchmarks/).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from op_dbus.cli import doctor, lab, plan_cmds, state_cmds
+from op_dbus.cli.context import CliContext
+from op_dbus.endpoints import Endpoints
+from op_dbus.exitcodes import ExitCode
+
+MODES = ("agent", "standalone", "full", "auto")
+
+app = typer.Typer(
+    name="op-dbus",
+    help="Declarative host state for Open vSwitch, LXC and systemd, over native protocols.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    mode: str = typer.Option(
+        "auto",
+        "--mode",
+        envvar="OPDBUS_MODE",
+        help="agent (systemd), standalone (+ OVS), full (+ LXC), or auto (from the state file).",
+    ),
+    ovsdb: str = typer.Option(
+        None, "--ovsdb", envvar="OPDBUS_OVSDB", help="OVSDB as ovs-vsctl --db takes it."
+    ),
+    system_bus: str = typer.Option(
+        None, "--system-bus", envvar="OPDBUS_SYSTEM_BUS", help="System bus D-Bus address."
+    ),
+    lxc_path: str = typer.Option(
+        None, "--lxc-path", envvar="OPDBUS_LXC_PATH", help="LXC path as lxc-* -P takes it."
+    ),
+    data_dir: str = typer.Option(
+        None, "--data-dir", envvar="OPDBUS_DATA_DIR", help="Where op-dbus keeps its data."
+    ),
+) -> None:
+    if mode not in MODES:
+        raise typer.BadParameter(f"must be one of {', '.join(MODES)}, got {mode!r}", param_hint="--mode")
+    endpoints = Endpoints.from_env(
+        ovsdb=ovsdb, system_bus=system_bus, lxc_path=lxc_path, data_dir=data_dir
+    )
+    ctx.obj = {"cli": CliContext(endpoints=endpoints, mode=mode), "endpoints": endpoints, "mode": mode}
+
+
+state_cmds.register(app)
+plan_cmds.register(app)
+app.command("doctor", help="Check what the chosen mode needs, with fixes.")(doctor.doctor_command)
+app.add_typer(lab.lab_app, name="lab", help="A disposable sandbox of real OVS, systemd and LXC.")
+
+
+def run() -> None:
+    """Console entry point: usage errors exit 2, anything unexpected exits 1 without a traceback."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("op-dbus: interrupted\n")
+        sys.exit(130)
+    except Exception as err:  # the last line of defence; OPDBUS_DEBUG=1 shows the traceback
+        if os.environ.get("OPDBUS_DEBUG"):
+            raise
+        sys.stderr.write(f"op-dbus: unexpected error: {type(err).__name__}: {err}\n")
+        sys.exit(int(ExitCode.UNEXPECTED))

@@ -1,0 +1,228 @@
+"""Commands that read or change the host through the plugins: query, diff, apply, verify."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import typer
+
+from op_dbus.cli.context import (
+    CliContext,
+    cli_context,
+    fail,
+    load_or_exit,
+    print_json,
+    print_warnings,
+    run_async,
+    stderr,
+    stdout,
+)
+from op_dbus.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from op_dbus.engine.plan import Plan
+    from op_dbus.model import LoadedState
+    from op_dbus.plugins.base import Plugin, Section
+
+T = TypeVar("T")
+
+FILE_ARG = typer.Argument(..., help="State file (JSON or YAML); - reads stdin.")
+JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
+PLUGIN_OPT = typer.Option(None, "--plugin", help="Only this plugin (systemd, net or lxc).")
+
+
+def check_plugin_name(plugin: str | None) -> None:
+    from op_dbus.plugins import PLUGIN_ORDER
+
+    if plugin is not None and plugin not in PLUGIN_ORDER:
+        fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(PLUGIN_ORDER)}")
+
+
+def desired_sections(loaded: LoadedState, plugin: str | None) -> dict[str, Section]:
+    sections = loaded.state.sections()
+    if plugin is None:
+        return sections
+    if plugin not in sections:
+        fail(ExitCode.INVALID_INPUT, f"the state file has no {plugin} section")
+    return {plugin: sections[plugin]}
+
+
+async def with_plugins(
+    cli: CliContext, names: list[str], work: Callable[[dict[str, Plugin | None]], Awaitable[T]]
+) -> T:
+    """Run `work(plugins)` with one plugin per name, closing them afterwards."""
+    from op_dbus.plugins import make_plugin
+
+    plugins: dict[str, Plugin | None] = {name: make_plugin(name, cli.endpoints) for name in names}
+    try:
+        return await work(plugins)
+    finally:
+        for plugin in plugins.values():
+            if plugin is not None:
+                await plugin.close()
+
+
+def host_bridge_warnings(loaded: LoadedState, plan: Plan) -> None:
+    """Warn about containers on bridges neither the file nor the host has."""
+    from op_dbus.model import host_warnings
+
+    net = next((p for p in plan.plugins if p.name == "net" and p.status == "ready"), None)
+    host_bridges = None
+    if net is not None and net.current is not None:
+        host_bridges = {i["name"] for i in net.current.get("interfaces", [])}
+    print_warnings(host_warnings(loaded.state, host_bridges, loaded.shape))
+
+
+def plan_for(cli: CliContext, loaded: LoadedState, sections: dict[str, Section]) -> Plan:
+    from op_dbus.engine.plan import make_plan
+
+    async def work(plugins):
+        return await make_plan(sections, plugins)
+
+    plan = run_async(with_plugins(cli, list(sections), work))
+    host_bridge_warnings(loaded, plan)
+    return plan
+
+
+def query(ctx: typer.Context, plugin: str = PLUGIN_OPT, json_out: bool = JSON_OPT) -> None:
+    """Show the host's current state in the state file's shape."""
+    from op_dbus.engine.inventory import introspect_host
+    from op_dbus.model import Mode
+    from op_dbus.model.modes import SECTIONS_BY_MODE
+
+    check_plugin_name(plugin)
+    cli = cli_context(ctx)
+    names = [plugin] if plugin else list(SECTIONS_BY_MODE[cli.fixed_mode() or Mode.FULL])
+    sections, skipped = run_async(introspect_host(names, cli.endpoints))
+    if json_out:
+        print_json({"state": {"version": 1, "plugins": sections}, "skipped": skipped})
+    else:
+        from rich.pretty import Pretty
+
+        console = stdout()
+        for name, section in sections.items():
+            console.print(f"[bold]{name}[/]")
+            console.print(Pretty(section, indent_guides=True))
+        for name, reason in skipped.items():
+            console.print(f"[bold]{name:8}[/] [magenta]{reason}[/]")
+    if skipped:
+        raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
+
+
+def diff(ctx: typer.Context, file: str = FILE_ARG, json_out: bool = JSON_OPT) -> None:
+    """Show what apply would change (exit 3: changes pending, 6: a section cannot be handled)."""
+    from op_dbus.cli.render import plan_to_json, render_plan
+
+    cli = cli_context(ctx)
+    loaded = load_or_exit(file, cli, json_out=json_out)
+    plan = plan_for(cli, loaded, loaded.state.sections())
+    if json_out:
+        print_json({"file": file, "mode": str(loaded.mode), **plan_to_json(plan)})
+    else:
+        console = stdout()
+        console.print(f"[bold]Plan[/] for {file} (mode {loaded.mode})\n")
+        render_plan(console, plan)
+    raise typer.Exit(int(plan_exit_code(plan)))
+
+
+def plan_exit_code(plan: Plan) -> ExitCode:
+    """6 when a declared section cannot be handled, else 3 when anything would change."""
+    if plan.blocked:
+        return ExitCode.COMPONENT_MISSING
+    return ExitCode.CHANGES_PENDING if plan.pending else ExitCode.OK
+
+
+def apply(
+    ctx: typer.Context,
+    file: str = FILE_ARG,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan, change nothing."),
+    plugin: str = PLUGIN_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Make the host match FILE as one checkpointed change; roll back on any failure."""
+    from op_dbus.cli.progress import ApplyProgress
+    from op_dbus.cli.render import plan_to_json, render_plan, result_to_json
+    from op_dbus.engine.apply import apply_plan
+    from op_dbus.engine.plan import make_plan
+
+    check_plugin_name(plugin)
+    cli = cli_context(ctx)
+    loaded = load_or_exit(file, cli, json_out=json_out)
+    sections = desired_sections(loaded, plugin)
+    console = stdout()
+
+    if dry_run:
+        plan = plan_for(cli, loaded, sections)
+        if json_out:
+            print_json({"file": file, "dry_run": True, **plan_to_json(plan)})
+        else:
+            render_plan(console, plan)
+        code = ExitCode.COMPONENT_MISSING if plan.blocked else ExitCode.OK
+        raise typer.Exit(int(code))
+
+    async def work(plugins):
+        plan = await make_plan(sections, plugins)
+        if not json_out:
+            render_plan(console, plan)
+        with ApplyProgress(stderr(), enabled=not json_out) as progress:
+            result = await apply_plan(plan, plugins, on_progress=progress.update)
+        return plan, result
+
+    plan, result = run_async(with_plugins(cli, list(sections), work))
+    if json_out:
+        print_json({"file": file, "plan": plan_to_json(plan), "result": result_to_json(result)})
+    else:
+        colour = "green" if result.exit_code == ExitCode.OK else "red"
+        console.print(f"\n[{colour}]{result.message}[/]")
+    raise typer.Exit(int(result.exit_code))
+
+
+def verify(ctx: typer.Context, file: str = FILE_ARG, json_out: bool = JSON_OPT) -> None:
+    """Check the host against FILE; list every mismatch (exit 3 when any)."""
+    from op_dbus.cli.render import mismatch_to_json, render_mismatches
+    from op_dbus.engine.verify import verify_state
+
+    cli = cli_context(ctx)
+    loaded = load_or_exit(file, cli, json_out=json_out)
+    sections = loaded.state.sections()
+
+    async def work(plugins):
+        blocked = {}
+        for name, plugin in plugins.items():
+            if plugin is None:
+                blocked[name] = "not implemented yet"
+            elif not (availability := await plugin.available()).ok:
+                blocked[name] = availability.reason
+        if blocked:
+            return blocked, {}
+        return {}, await verify_state(sections, plugins, attempts=1, delay=0)
+
+    blocked, mismatches = run_async(with_plugins(cli, list(sections), work))
+    mismatches = {name: items for name, items in mismatches.items() if items}
+    if json_out:
+        print_json(
+            {
+                "file": file,
+                "blocked": blocked,
+                "mismatches": {n: [mismatch_to_json(m) for m in i] for n, i in mismatches.items()},
+            }
+        )
+    else:
+        console = stdout()
+        for name, reason in blocked.items():
+            console.print(f"[bold]{name:8}[/] [magenta]{reason}[/]")
+        render_mismatches(console, mismatches)
+        if not blocked and not mismatches:
+            console.print(f"[green]verified[/]: the host matches {file}")
+    if blocked:
+        raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
+    if mismatches:
+        raise typer.Exit(int(ExitCode.CHANGES_PENDING))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("query")(query)
+    app.command("diff")(diff)
+    app.command("apply")(apply)
+    app.command("verify")(verify)

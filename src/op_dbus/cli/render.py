@@ -1,0 +1,147 @@
+"""Human and JSON renderings of plans and apply results (terraform-style plan colours)."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from op_dbus.engine.apply import ApplyResult
+    from op_dbus.engine.plan import Plan, PluginPlan
+    from op_dbus.plugins.base import Action, Mismatch
+
+SIGNS = {"create": ("+", "green"), "modify": ("~", "yellow"), "delete": ("-", "red")}
+STATUS_TEXT = {
+    "not_implemented": "not implemented yet",
+    "unavailable": "backend unavailable",
+    "error": "could not be read",
+}
+
+
+def action_to_json(action: Action) -> dict[str, Any]:
+    return {
+        "plugin": action.plugin,
+        "kind": str(action.kind),
+        "resource": action.resource,
+        "before": action.before,
+        "after": action.after,
+    }
+
+
+def mismatch_to_json(mismatch: Mismatch) -> dict[str, Any]:
+    return {
+        "resource": mismatch.resource,
+        "field": mismatch.field,
+        "expected": mismatch.expected,
+        "actual": mismatch.actual,
+    }
+
+
+def plan_summary(plan: Plan) -> dict[str, Any]:
+    counts = {kind: 0 for kind in SIGNS}
+    for action in plan.actions:
+        counts[str(action.kind)] += 1
+    return {**counts, "blocked": [p.name for p in plan.blocked]}
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "pending": plan.pending,
+        "summary": plan_summary(plan),
+        "plugins": [
+            {
+                "name": p.name,
+                "status": p.status,
+                "reason": p.reason,
+                "actions": [action_to_json(a) for a in p.actions],
+            }
+            for p in plan.plugins
+        ],
+    }
+
+
+def declared_summary(section: dict[str, Any]) -> str:
+    """'3 containers declared' for a section, from its collections."""
+    parts = [
+        f"{len(value)} {key} declared"
+        for key, value in section.items()
+        if isinstance(value, list | dict)
+    ]
+    return ", ".join(parts) or "declared"
+
+
+def field_changes(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """The leaves that differ between two JSON values, as (dotted path, before, after)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        changes: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(before) | set(after), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            changes += field_changes(before.get(key), after.get(key), path)
+        return changes
+    return [] if before == after else [(prefix or "value", before, after)]
+
+
+def compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def render_plugin_plan(console: Console, plugin_plan: PluginPlan) -> None:
+    name = plugin_plan.name
+    if plugin_plan.status != "ready":
+        label = STATUS_TEXT.get(plugin_plan.status, plugin_plan.status)
+        detail = plugin_plan.reason or declared_summary(plugin_plan.desired)
+        if plugin_plan.status == "not_implemented":
+            detail = declared_summary(plugin_plan.desired) + "; nothing read, nothing will change"
+        console.print(f"[bold]{name:8}[/] [magenta]{label}[/]: {detail}")
+        return
+    if not plugin_plan.actions:
+        console.print(f"[bold]{name:8}[/] [dim]up to date[/]")
+        return
+    console.print(f"[bold]{name:8}[/]")
+    for action in plugin_plan.actions:
+        sign, colour = SIGNS[str(action.kind)]
+        console.print(f"  [{colour}]{sign} {action.resource}[/]", markup=True)
+        if str(action.kind) == "modify":
+            for path, old, new in field_changes(action.before, action.after):
+                console.print(f"      {path}: [red]{compact(old)}[/] -> [green]{compact(new)}[/]")
+        elif str(action.kind) == "create" and action.after is not None:
+            console.print(f"      [green]{compact(action.after)}[/]")
+
+
+def render_plan(console: Console, plan: Plan) -> None:
+    for plugin_plan in plan.plugins:
+        render_plugin_plan(console, plugin_plan)
+    summary = plan_summary(plan)
+    line = (
+        f"Plan: [green]{summary['create']} to create[/], [yellow]{summary['modify']} to change[/], "
+        f"[red]{summary['delete']} to delete[/]."
+    )
+    if summary["blocked"]:
+        line += f" [magenta]Not handled: {', '.join(summary['blocked'])}.[/]"
+    console.print()
+    console.print(line)
+
+
+def result_to_json(result: ApplyResult) -> dict[str, Any]:
+    return {
+        "exit_code": int(result.exit_code),
+        "message": result.message,
+        "applied": [action_to_json(a) for a in result.applied],
+        "failed": action_to_json(result.failed) if result.failed else None,
+        "error": result.error,
+        "mismatches": {
+            name: [mismatch_to_json(m) for m in items] for name, items in result.mismatches.items()
+        },
+        "rollback_left": {
+            name: left if isinstance(left, str) else [action_to_json(a) for a in left]
+            for name, left in result.rollback_left.items()
+        },
+    }
+
+
+def render_mismatches(console: Console, mismatches: dict[str, list[Mismatch]]) -> None:
+    for name, items in mismatches.items():
+        for mismatch in items:
+            console.print(f"  [red]✗[/] {name}: {mismatch.describe()}")

@@ -1,0 +1,204 @@
+"""Apply a plan as a checkpointed transaction: run the batches, verify, roll back on failure.
+
+The checkpoint is each plugin's `current` from the plan (the query taken before apply), so
+rollback needs nothing from the plugins but the contract: query the host now and apply
+`diff(now, checkpoint, exhaustive=True)`. The final word on whether the host is back is a
+fresh query compared with the checkpoint, never the plugins' own report of what they did.
+The caller owns the plugins: nothing here closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from op_dbus.engine.order import schedule
+from op_dbus.engine.plan import Plan, PluginPlan, describe_error
+from op_dbus.engine.verify import verify_state
+from op_dbus.exitcodes import ExitCode
+from op_dbus.plugins import PLUGIN_ORDER
+from op_dbus.plugins.base import Action, ApplyError, Mismatch, Plugin, Section
+
+
+class ProgressKind(StrEnum):
+    BATCH = "batch"  # a batch starts: detail says how many actions
+    ACTION = "action"  # one action took effect
+    VERIFY = "verify"  # verification of a plugin: detail "started", "ok" or the mismatch count
+    ROLLBACK = "rollback"  # rollback starts (plugin "") or one plugin's result (detail)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """What the engine is doing, for a progress display. `rollback` marks rollback work."""
+
+    kind: ProgressKind
+    plugin: str
+    action: Action | None = None
+    detail: str = ""
+    rollback: bool = False
+
+
+Progress = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class ApplyResult:
+    """The outcome. `applied` took effect (then were undone if the code is 4 or 5);
+    `rolled_back` are the rollback's own actions that took effect, for the ledger."""
+
+    exit_code: ExitCode
+    applied: list[Action] = field(default_factory=list)
+    failed: Action | None = None
+    error: str | None = None
+    mismatches: dict[str, list[Mismatch]] = field(default_factory=dict)
+    rollback_left: dict[str, list[Action] | str] = field(default_factory=dict)
+    message: str = ""
+    rolled_back: list[Action] = field(default_factory=list)
+
+
+def _ignore(event: ProgressEvent) -> None:
+    """Default progress sink."""
+
+
+async def apply_plan(
+    plan: Plan,
+    plugins: Mapping[str, Plugin],
+    *,
+    verify_attempts: int = 5,
+    verify_delay: float = 0.2,
+    on_progress: Progress | None = None,
+) -> ApplyResult:
+    """Apply `plan`; exit codes: 0 done (or nothing to do), 4 rolled back, 5 rollback failed,
+    6 refused because a declared section cannot be handled (nothing touched)."""
+    emit = on_progress or _ignore
+    if plan.blocked:
+        reasons = "; ".join(
+            f"{entry.name}: {entry.reason or entry.status}" for entry in plan.blocked
+        )
+        return ApplyResult(
+            ExitCode.COMPONENT_MISSING,
+            message=f"refusing to apply, nothing changed: {reasons}",
+        )
+    if not plan.pending:
+        return ApplyResult(ExitCode.OK, message="nothing to do: the host matches the state")
+
+    checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+    result = ApplyResult(ExitCode.OK)
+    touched: list[str] = []
+    for batch in schedule(plan):
+        if batch.plugin not in touched:
+            touched.append(batch.plugin)
+        emit(ProgressEvent(ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}"))
+        try:
+            done = await plugins[batch.plugin].apply(batch.actions)
+        except ApplyError as exc:
+            done, result.failed, result.error = exc.done, exc.failed, exc.reason
+        except Exception as exc:
+            done, result.error = [], f"{batch.plugin} apply failed: {describe_error(exc)}"
+        for action in done:
+            result.applied.append(action)
+            emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action))
+        if result.error is not None:
+            break
+
+    if result.error is None:
+        desired = {name: e.desired for name in checkpoints if (e := plan.get(name)) is not None}
+        for name in desired:
+            emit(ProgressEvent(ProgressKind.VERIFY, name, detail="started"))
+        result.mismatches = await verify_state(
+            desired, plugins, attempts=verify_attempts, delay=verify_delay
+        )
+        for name in desired:
+            found = result.mismatches.get(name, [])
+            emit(ProgressEvent(ProgressKind.VERIFY, name, detail=f"{len(found)} mismatches"))
+        if not result.mismatches:
+            result.message = f"applied {len(result.applied)} action(s), verified"
+            return result
+        found = [m.describe() for items in result.mismatches.values() for m in items]
+        result.error = f"verify failed after {verify_attempts} attempt(s): {'; '.join(found)}"
+
+    what = result.error if result.failed is None else f"{result.failed.describe()}: {result.error}"
+    emit(ProgressEvent(ProgressKind.ROLLBACK, "", detail=what, rollback=True))
+    rollback_errors = await _rollback(touched, checkpoints, plugins, result, emit)
+    if not result.rollback_left:
+        result.exit_code = ExitCode.ROLLED_BACK
+        result.message = f"apply failed ({what}); rolled back, the host is as before"
+        return result
+    result.exit_code = ExitCode.ROLLBACK_FAILED
+    left = "; ".join(
+        f"{name}: {rest}" if isinstance(rest, str) else f"{name}: {_actions(rest)}"
+        for name, rest in result.rollback_left.items()
+    )
+    errors = "".join(f" (rollback error: {name}: {err})" for name, err in rollback_errors.items())
+    result.message = (
+        f"apply failed ({what}); rollback failed too, the host state is unknown."
+        f" Left to restore the checkpoint: {left}{errors}"
+    )
+    return result
+
+
+def _actions(actions: list[Action]) -> str:
+    return ", ".join(action.describe() for action in actions)
+
+
+async def _restore_diff(name: str, plugin: Plugin, checkpoint: Section) -> list[Action] | str:
+    """The actions that take `plugin` from the host's state now back to `checkpoint`."""
+    try:
+        return list(plugin.diff(await plugin.query(), checkpoint, exhaustive=True))
+    except Exception as exc:
+        return f"query failed: {describe_error(exc)}"
+
+
+async def _rollback(
+    touched: list[str],
+    checkpoints: dict[str, Section],
+    plugins: Mapping[str, Plugin],
+    result: ApplyResult,
+    emit: Progress,
+) -> dict[str, str]:
+    """Restore every touched plugin; fill `result.rollback_left`, return apply errors per plugin.
+
+    The restoring actions are scheduled like any plan, which is the reverse of how the
+    failed apply ran (undoing a create is a delete, and deletes run in reverse order). It
+    keeps going past a failed batch, to restore as much as it can, and then re-reads.
+    """
+    names = [name for name in PLUGIN_ORDER if name in touched]
+    diffs = await asyncio.gather(*(_restore_diff(n, plugins[n], checkpoints[n]) for n in names))
+    restore = Plan([])
+    for name, diff in zip(names, diffs, strict=True):
+        if isinstance(diff, str):
+            result.rollback_left[name] = diff
+        else:
+            restore.plugins.append(PluginPlan(name, "ready", "", None, checkpoints[name], diff))
+
+    errors: dict[str, str] = {}
+    for batch in schedule(restore):
+        emit(
+            ProgressEvent(
+                ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}", rollback=True
+            )
+        )
+        try:
+            done = await plugins[batch.plugin].apply(batch.actions)
+        except ApplyError as exc:
+            done, errors[batch.plugin] = exc.done, f"{exc.failed.describe()}: {exc.reason}"
+        except Exception as exc:
+            done, errors[batch.plugin] = [], describe_error(exc)
+        for action in done:
+            result.rolled_back.append(action)
+            emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action, rollback=True))
+
+    checked = [entry.name for entry in restore.plugins]
+    after = await asyncio.gather(*(_restore_diff(n, plugins[n], checkpoints[n]) for n in checked))
+    for name, rest in zip(checked, after, strict=True):
+        if rest:
+            result.rollback_left[name] = rest
+        emit(
+            ProgressEvent(
+                ProgressKind.ROLLBACK, name, detail="left" if rest else "restored", rollback=True
+            )
+        )
+    return errors

@@ -1,0 +1,92 @@
+"""The plan: every plugin's current state and the actions that reach the desired state.
+
+A plan also records why a section cannot be handled (plugin not built yet, backend
+unreachable, query failed), so `diff` can show it and `apply` can refuse instead of
+pretending the host converged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from op_dbus.plugins import PLUGIN_ORDER
+from op_dbus.plugins.base import Action, Plugin, Section
+
+PlanStatus = Literal["ready", "not_implemented", "unavailable", "error"]
+
+
+@dataclass
+class PluginPlan:
+    """One section's plan. `current` (the query before apply) is the rollback checkpoint."""
+
+    name: str
+    status: PlanStatus
+    reason: str
+    current: Section | None
+    desired: Section
+    actions: list[Action] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    """The per-plugin plans of one state file, in PLUGIN_ORDER."""
+
+    plugins: list[PluginPlan]
+
+    @property
+    def actions(self) -> list[Action]:
+        return [action for entry in self.plugins for action in entry.actions]
+
+    @property
+    def pending(self) -> bool:
+        return any(entry.actions for entry in self.plugins)
+
+    @property
+    def blocked(self) -> list[PluginPlan]:
+        """Sections that could not be planned; applying them must be refused."""
+        return [entry for entry in self.plugins if entry.status != "ready"]
+
+    def get(self, name: str) -> PluginPlan | None:
+        return next((entry for entry in self.plugins if entry.name == name), None)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for the user: the message, with the type when it says more."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> PluginPlan:
+    if plugin is None:
+        return PluginPlan(name, "not_implemented", "not implemented yet", None, desired)
+    try:
+        availability = await plugin.available()
+    except Exception as exc:  # the contract says never raises; a broken plugin must not crash plan
+        return PluginPlan(name, "unavailable", describe_error(exc), None, desired)
+    if not availability.ok:
+        return PluginPlan(name, "unavailable", availability.reason, None, desired)
+    try:
+        current = await plugin.query()
+        actions = plugin.diff(current, desired)
+    except Exception as exc:
+        return PluginPlan(name, "error", f"query failed: {describe_error(exc)}", None, desired)
+    return PluginPlan(name, "ready", "", current, desired, list(actions))
+
+
+async def make_plan(desired: dict[str, Section], plugins: Mapping[str, Plugin | None]) -> Plan:
+    """Query and diff every declared section; plugins run concurrently (separate backends).
+
+    A plugin missing from `plugins` counts as not implemented. Sections the state file does
+    not declare are not planned at all: op-dbus leaves them alone.
+    """
+    unknown = sorted(set(desired) - set(PLUGIN_ORDER))
+    if unknown:
+        raise ValueError(f"unknown plugin section(s): {', '.join(unknown)}")
+    names = [name for name in PLUGIN_ORDER if name in desired]
+    entries = await asyncio.gather(
+        *(_plan_one(name, desired[name], plugins.get(name)) for name in names)
+    )
+    return Plan(list(entries))

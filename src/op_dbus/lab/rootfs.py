@@ -1,0 +1,133 @@
+"""The lab's Debian rootfs for systemd-nspawn: built once with debootstrap, cached, never booted directly.
+
+Labs boot an overlay of it (see `container.py`), so the cache stays pristine across labs and tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+from op_dbus.lab.errors import LabError
+
+SUITE = "bookworm"
+INCLUDE = ("systemd", "systemd-sysv", "dbus", "iproute2", "openvswitch-switch")
+FALLBACK_MIRROR = "http://deb.debian.org/debian"
+CACHE_DIR = Path("/var/cache/op-dbus")
+MARKER = ".op-dbus-lab-rootfs"
+# Debian's OVS units need the kernel datapath and fail in the container; ours replaces them.
+MASKED_UNITS = (
+    "openvswitch-switch.service",
+    "ovsdb-server.service",
+    "ovs-vswitchd.service",
+    "ovs-record-hostname.service",
+)
+_RECIPE_REVISION = "1"  # bump when _customize changes
+
+
+def _unit_text() -> str:
+    return resources.files("op_dbus.lab").joinpath("files/openvswitch.service").read_text()
+
+
+def version() -> str:
+    """A digest of the recipe: a changed recipe gets a new cache directory, never a stale rootfs."""
+    recipe = "\n".join([SUITE, *INCLUDE, *MASKED_UNITS, _RECIPE_REVISION, _unit_text()])
+    return f"{SUITE}-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}"
+
+
+def cached_path() -> Path:
+    return CACHE_DIR / f"lab-rootfs-{version()}"
+
+
+def is_built(path: Path | None = None) -> bool:
+    return ((path or cached_path()) / MARKER).is_file()
+
+
+def apt_mirror(etc: Path = Path("/etc/apt")) -> str:
+    """The Debian mirror apt already uses (the only network this machine may reach), else the default."""
+    for sources in sorted((etc / "sources.list.d").glob("*.sources")):
+        for stanza in re.split(r"\n\s*\n", sources.read_text()):
+            fields = dict(
+                (key.strip().lower(), value.strip())
+                for key, _, value in (
+                    line.partition(":") for line in stanza.splitlines() if ":" in line
+                )
+                if not key.startswith("#")
+            )
+            if "deb" in fields.get("types", "").split() and SUITE in fields.get("suites", "").split():
+                uris = fields.get("uris", "").split()
+                if uris:
+                    return uris[0]
+    sources_list = etc / "sources.list"
+    if sources_list.is_file():
+        for line in sources_list.read_text().splitlines():
+            words = re.sub(r"\[[^]]*\]", "", line).split()
+            if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+                return words[1]
+    return FALLBACK_MIRROR
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_DIR / ".lab-rootfs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _customize(root: Path) -> None:
+    system = root / "etc/systemd/system"
+    (system / "openvswitch.service").write_text(_unit_text())
+    for unit in MASKED_UNITS:
+        link = system / unit
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
+    for wants in system.glob("*.wants"):
+        for unit in MASKED_UNITS:
+            (wants / unit).unlink(missing_ok=True)
+    for deb in (root / "var/cache/apt/archives").glob("*.deb"):
+        deb.unlink()
+
+
+def build(force: bool = False, log: Path | None = None) -> Path:
+    """Build the cached rootfs unless present; atomic (temp dir, marker, rename), safe to run concurrently."""
+    target = cached_path()
+    with _build_lock():
+        if is_built(target) and not force:
+            return target
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        mirror = apt_mirror()
+        argv = [
+            "debootstrap",
+            "--variant=minbase",
+            f"--include={','.join(INCLUDE)}",
+            SUITE,
+            str(tmp),
+            mirror,
+        ]
+        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
+        finally:
+            if log:
+                out.close()
+        if result.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            where = f"; see {log}" if log else ""
+            raise LabError(f"debootstrap from {mirror} failed (exit {result.returncode}){where}")
+        _customize(tmp)
+        (tmp / MARKER).write_text(json.dumps({"version": version(), "mirror": mirror}) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+        return target

@@ -1,0 +1,107 @@
+"""The plugin contract every backend implements (architecture.md, "The plugin contract").
+
+A plugin reads and writes one section of the state file. It speaks the state file's own
+shape: `query()` returns what `desired` would look like if the host were the source, so a
+checkpoint is just a `query()` result and rollback is `diff(after_failure, checkpoint)`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from op_dbus.endpoints import Endpoints
+from op_dbus.model.modes import Mode
+
+Section = dict[str, Any]
+"""One plugin's part of the state file, as plain JSON-shaped data."""
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"
+    MODIFY = "modify"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change to one resource; `before`/`after` are JSON-shaped (None when absent)."""
+
+    plugin: str
+    kind: ActionKind
+    resource: str
+    before: Any = None
+    after: Any = None
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.plugin}:{self.resource}"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a plugin can reach its backend, and if not, why (shown to the user)."""
+
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A difference `verify` found between the host and the desired state."""
+
+    resource: str
+    field: str
+    expected: Any
+    actual: Any
+
+    def describe(self) -> str:
+        return f"{self.resource}: {self.field} is {self.actual!r}, expected {self.expected!r}"
+
+
+class ApplyError(Exception):
+    """An action failed. `done` lists the actions of the batch that took effect before it."""
+
+    def __init__(self, failed: Action, reason: str, done: list[Action] | None = None) -> None:
+        super().__init__(f"{failed.describe()} failed: {reason}")
+        self.failed = failed
+        self.reason = reason
+        self.done = list(done or [])
+
+
+@dataclass
+class Plugin(ABC):
+    """Base of every plugin. Subclasses set `name` and `mode` and implement the four operations."""
+
+    name: ClassVar[str]
+    mode: ClassVar[Mode]
+    endpoints: Endpoints = field(default_factory=Endpoints)
+
+    @abstractmethod
+    async def available(self) -> Availability:
+        """Can the backend be reached? Never raises; the reason is for humans."""
+
+    @abstractmethod
+    async def query(self) -> Section:
+        """The host's current state of this section, in the state file's shape."""
+
+    @abstractmethod
+    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+        """Actions that turn `current` into `desired`, in the order they must run.
+
+        Normally `desired` is partial: absent fields and foreign resources are left alone.
+        With `exhaustive` (rollback to a checkpoint), `desired` is a complete `query()` result,
+        so resources op-dbus owns that it does not list are removed as well.
+        """
+
+    @abstractmethod
+    async def apply(self, actions: list[Action]) -> list[Action]:
+        """Carry out `actions`; return those done. Raise ApplyError naming the failed one."""
+
+    @abstractmethod
+    async def verify(self, desired: Section) -> list[Mismatch]:
+        """Re-read the host and list every way it differs from `desired` (empty: all good)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most plugins hold nothing open
+        """Release connections; called once when the engine is done with the plugin."""
