@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import cli_startup  # noqa: E402
+import cli_startup
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

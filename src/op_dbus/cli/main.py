@@ -51,11 +51,17 @@ def main(
     ),
 ) -> None:
     if mode not in MODES:
-        raise typer.BadParameter(f"must be one of {', '.join(MODES)}, got {mode!r}", param_hint="--mode")
+        raise typer.BadParameter(
+            f"must be one of {', '.join(MODES)}, got {mode!r}", param_hint="--mode"
+        )
     endpoints = Endpoints.from_env(
         ovsdb=ovsdb, system_bus=system_bus, lxc_path=lxc_path, data_dir=data_dir
     )
-    ctx.obj = {"cli": CliContext(endpoints=endpoints, mode=mode), "endpoints": endpoints, "mode": mode}
+    ctx.obj = {
+        "cli": CliContext(endpoints=endpoints, mode=mode),
+        "endpoints": endpoints,
+        "mode": mode,
+    }
 
 
 state_cmds.register(app)

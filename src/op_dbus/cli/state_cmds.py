@@ -37,7 +37,9 @@ def validate(ctx: typer.Context, file: str = FILE_ARG, json_out: bool = JSON_OPT
                 "mode": str(loaded.mode),
                 "shape": loaded.shape,
                 "sections": sections,
-                "warnings": [{"path": w.path, "message": w.message} for w in loaded.warnings + warnings],
+                "warnings": [
+                    {"path": w.path, "message": w.message} for w in loaded.warnings + warnings
+                ],
             }
         )
         return

@@ -26,8 +26,8 @@ from op_dbus.plugins.base import Action, ApplyError, Mismatch, Plugin, Section
 class ProgressKind(StrEnum):
     BATCH = "batch"  # a batch starts: detail says how many actions
     ACTION = "action"  # one action took effect
-    VERIFY = "verify"  # verification of a plugin: detail "started", "ok" or the mismatch count
-    ROLLBACK = "rollback"  # rollback starts (plugin "") or one plugin's result (detail)
+    VERIFY = "verify"  # a plugin's verification: detail "started", then "<n> mismatches"
+    ROLLBACK = "rollback"  # starts (plugin "", detail: why), then per plugin "restored"/"left"
 
 
 @dataclass(frozen=True)
@@ -75,50 +75,24 @@ async def apply_plan(
     6 refused because a declared section cannot be handled (nothing touched)."""
     emit = on_progress or _ignore
     if plan.blocked:
-        reasons = "; ".join(
-            f"{entry.name}: {entry.reason or entry.status}" for entry in plan.blocked
-        )
+        reasons = "; ".join(f"{e.name}: {e.reason or e.status}" for e in plan.blocked)
         return ApplyResult(
-            ExitCode.COMPONENT_MISSING,
-            message=f"refusing to apply, nothing changed: {reasons}",
+            ExitCode.COMPONENT_MISSING, message=f"refusing to apply, nothing changed: {reasons}"
         )
     if not plan.pending:
         return ApplyResult(ExitCode.OK, message="nothing to do: the host matches the state")
-
     checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
-    result = ApplyResult(ExitCode.OK)
-    touched: list[str] = []
-    for batch in schedule(plan):
-        if batch.plugin not in touched:
-            touched.append(batch.plugin)
-        emit(ProgressEvent(ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}"))
-        try:
-            done = await plugins[batch.plugin].apply(batch.actions)
-        except ApplyError as exc:
-            done, result.failed, result.error = exc.done, exc.failed, exc.reason
-        except Exception as exc:
-            done, result.error = [], f"{batch.plugin} apply failed: {describe_error(exc)}"
-        for action in done:
-            result.applied.append(action)
-            emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action))
-        if result.error is not None:
-            break
+    missing = sorted(set(checkpoints) - set(plugins))
+    if missing:
+        raise ValueError(f"no plugin given for planned section(s): {', '.join(missing)}")
 
+    result = ApplyResult(ExitCode.OK)
+    touched = await _run_batches(plan, plugins, result, emit)
     if result.error is None:
         desired = {name: e.desired for name in checkpoints if (e := plan.get(name)) is not None}
-        for name in desired:
-            emit(ProgressEvent(ProgressKind.VERIFY, name, detail="started"))
-        result.mismatches = await verify_state(
-            desired, plugins, attempts=verify_attempts, delay=verify_delay
-        )
-        for name in desired:
-            found = result.mismatches.get(name, [])
-            emit(ProgressEvent(ProgressKind.VERIFY, name, detail=f"{len(found)} mismatches"))
-        if not result.mismatches:
+        if await _verify(desired, plugins, result, verify_attempts, verify_delay, emit):
             result.message = f"applied {len(result.applied)} action(s), verified"
             return result
-        found = [m.describe() for items in result.mismatches.values() for m in items]
-        result.error = f"verify failed after {verify_attempts} attempt(s): {'; '.join(found)}"
 
     what = result.error if result.failed is None else f"{result.failed.describe()}: {result.error}"
     emit(ProgressEvent(ProgressKind.ROLLBACK, "", detail=what, rollback=True))
@@ -140,11 +114,59 @@ async def apply_plan(
     return result
 
 
+async def _run_batches(
+    plan: Plan, plugins: Mapping[str, Plugin], result: ApplyResult, emit: Progress
+) -> list[str]:
+    """Run the scheduled batches until one fails (noted in `result`); return plugins touched.
+
+    The failing batch's plugin counts as touched: it may have changed something before failing.
+    """
+    touched: list[str] = []
+    for batch in schedule(plan):
+        if batch.plugin not in touched:
+            touched.append(batch.plugin)
+        emit(ProgressEvent(ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}"))
+        try:
+            done = await plugins[batch.plugin].apply(batch.actions)
+        except ApplyError as exc:
+            done, result.failed, result.error = exc.done, exc.failed, exc.reason
+        except Exception as exc:
+            done, result.error = [], f"{batch.plugin} apply failed: {describe_error(exc)}"
+        for action in done:
+            result.applied.append(action)
+            emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action))
+        if result.error is not None:
+            break
+    return touched
+
+
+async def _verify(
+    desired: dict[str, Section],
+    plugins: Mapping[str, Plugin],
+    result: ApplyResult,
+    attempts: int,
+    delay: float,
+    emit: Progress,
+) -> bool:
+    """Verify the applied sections; on lasting mismatches note them in `result`, return False."""
+    for name in desired:
+        emit(ProgressEvent(ProgressKind.VERIFY, name, detail="started"))
+    result.mismatches = await verify_state(desired, plugins, attempts=attempts, delay=delay)
+    for name in desired:
+        found = result.mismatches.get(name, [])
+        emit(ProgressEvent(ProgressKind.VERIFY, name, detail=f"{len(found)} mismatches"))
+    if not result.mismatches:
+        return True
+    found = [f"{n} {m.describe()}" for n, items in result.mismatches.items() for m in items]
+    result.error = f"verify failed after {attempts} attempt(s): {'; '.join(found)}"
+    return False
+
+
 def _actions(actions: list[Action]) -> str:
     return ", ".join(action.describe() for action in actions)
 
 
-async def _restore_diff(name: str, plugin: Plugin, checkpoint: Section) -> list[Action] | str:
+async def _restore_diff(plugin: Plugin, checkpoint: Section) -> list[Action] | str:
     """The actions that take `plugin` from the host's state now back to `checkpoint`."""
     try:
         return list(plugin.diff(await plugin.query(), checkpoint, exhaustive=True))
@@ -166,7 +188,7 @@ async def _rollback(
     keeps going past a failed batch, to restore as much as it can, and then re-reads.
     """
     names = [name for name in PLUGIN_ORDER if name in touched]
-    diffs = await asyncio.gather(*(_restore_diff(n, plugins[n], checkpoints[n]) for n in names))
+    diffs = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in names))
     restore = Plan([])
     for name, diff in zip(names, diffs, strict=True):
         if isinstance(diff, str):
@@ -192,7 +214,7 @@ async def _rollback(
             emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action, rollback=True))
 
     checked = [entry.name for entry in restore.plugins]
-    after = await asyncio.gather(*(_restore_diff(n, plugins[n], checkpoints[n]) for n in checked))
+    after = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in checked))
     for name, rest in zip(checked, after, strict=True):
         if rest:
             result.rollback_left[name] = rest
@@ -201,4 +223,6 @@ async def _rollback(
                 ProgressKind.ROLLBACK, name, detail="left" if rest else "restored", rollback=True
             )
         )
+    left = result.rollback_left
+    result.rollback_left = {name: left[name] for name in PLUGIN_ORDER if name in left}
     return errors

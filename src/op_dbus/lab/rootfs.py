@@ -1,4 +1,4 @@
-"""The lab's Debian rootfs for systemd-nspawn: built once with debootstrap, cached, never booted directly.
+"""The lab's Debian rootfs for systemd-nspawn: built once with debootstrap, cached, never booted.
 
 Labs boot an overlay of it (see `container.py`), so the cache stays pristine across labs and tests.
 """
@@ -52,21 +52,24 @@ def is_built(path: Path | None = None) -> bool:
     return ((path or cached_path()) / MARKER).is_file()
 
 
+def _deb822_stanzas(text: str) -> list[dict[str, str]]:
+    stanzas = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = (ln for ln in block.splitlines() if ":" in ln and not ln.startswith("#"))
+        stanzas.append(
+            {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines)}
+        )
+    return stanzas
+
+
 def apt_mirror(etc: Path = Path("/etc/apt")) -> str:
-    """The Debian mirror apt already uses (the only network this machine may reach), else the default."""
+    """The Debian mirror apt already uses (maybe the only one reachable), else the default."""
     for sources in sorted((etc / "sources.list.d").glob("*.sources")):
-        for stanza in re.split(r"\n\s*\n", sources.read_text()):
-            fields = dict(
-                (key.strip().lower(), value.strip())
-                for key, _, value in (
-                    line.partition(":") for line in stanza.splitlines() if ":" in line
-                )
-                if not key.startswith("#")
-            )
-            if "deb" in fields.get("types", "").split() and SUITE in fields.get("suites", "").split():
-                uris = fields.get("uris", "").split()
-                if uris:
-                    return uris[0]
+        for stanza in _deb822_stanzas(sources.read_text()):
+            types, suites = stanza.get("types", "").split(), stanza.get("suites", "").split()
+            uris = stanza.get("uris", "").split()
+            if "deb" in types and SUITE in suites and uris:
+                return uris[0]
     sources_list = etc / "sources.list"
     if sources_list.is_file():
         for line in sources_list.read_text().splitlines():
@@ -98,12 +101,18 @@ def _customize(root: Path) -> None:
         deb.unlink()
 
 
+def _in_use(path: Path) -> bool:
+    return f"lowerdir={path}," in Path("/proc/self/mountinfo").read_text()
+
+
 def build(force: bool = False, log: Path | None = None) -> Path:
-    """Build the cached rootfs unless present; atomic (temp dir, marker, rename), safe to run concurrently."""
+    """Build the cached rootfs unless present: atomic (temp dir, marker, rename) and locked."""
     target = cached_path()
     with _build_lock():
         if is_built(target) and not force:
             return target
+        if _in_use(target):
+            raise LabError(f"{target} is the lower layer of a running lab: `lab down` it first")
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         mirror = apt_mirror()
@@ -115,12 +124,10 @@ def build(force: bool = False, log: Path | None = None) -> Path:
             str(tmp),
             mirror,
         ]
-        out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
-        try:
+        if shutil.which("debootstrap") is None:
+            raise LabError("debootstrap is not installed (Debian package debootstrap)")
+        with open(log or os.devnull, "ab") as out:
             result = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
-        finally:
-            if log:
-                out.close()
         if result.returncode != 0:
             shutil.rmtree(tmp, ignore_errors=True)
             where = f"; see {log}" if log else ""

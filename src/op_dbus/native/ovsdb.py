@@ -42,7 +42,13 @@ class OvsdbRpcError(OvsdbError):
     """A request as a whole was refused (JSON-RPC `error`, e.g. an unknown database)."""
 
     def __init__(self, method: str, error: Any) -> None:
-        super().__init__(f"{method} failed: {error}")
+        if isinstance(error, dict) and "error" in error:
+            text = (
+                f"{error['error']}: {error['details']}" if error.get("details") else error["error"]
+            )
+        else:
+            text = str(error)
+        super().__init__(f"{method} failed: {text}")
         self.method = method
         self.error = error
 
@@ -183,6 +189,8 @@ class OvsdbClient:
     async def connect(self, target: str, *, timeout: float | None = None) -> None:
         """Connect to `target` (`unix:PATH` or `tcp:IP:PORT`)."""
         where = parse_target(target)
+        if self._writer is not None:
+            raise OvsdbError("already connected; close() first")
         try:
             if where.kind == "unix":
                 opening = asyncio.open_unix_connection(where.path)
@@ -191,7 +199,8 @@ class OvsdbClient:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 self._reader, self._writer = await opening
         except (OSError, TimeoutError) as exc:
-            raise OvsdbConnectionError(f"cannot connect to OVSDB at {target}: {exc!r}") from exc
+            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+            raise OvsdbConnectionError(f"cannot connect to OVSDB at {target}: {why}") from exc
         self._lost = None
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {target}")
 
@@ -223,11 +232,13 @@ class OvsdbClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            self._send({"method": method, "params": params, "id": request_id})
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
+                await self._send({"method": method, "params": params, "id": request_id})
                 reply = await future
-        except TimeoutError as exc:
+        except TimeoutError as exc:  # before OSError, of which it is a subclass
             raise OvsdbTimeoutError(f"{method}: no reply within the timeout") from exc
+        except OSError as exc:
+            raise OvsdbConnectionError(f"{method}: OVSDB connection lost: {exc!r}") from exc
         finally:
             self._pending.pop(request_id, None)
         if reply.get("error") is not None:
@@ -255,9 +266,10 @@ class OvsdbClient:
                 raise OvsdbOpError(index, op, result["error"], result.get("details"))
         return list(results)
 
-    def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: dict[str, Any]) -> None:
         assert self._writer is not None
         self._writer.write(json.dumps(message, separators=(",", ":")).encode())
+        await self._writer.drain()
 
     async def _read_loop(self) -> None:
         assert self._reader is not None
@@ -269,15 +281,17 @@ class OvsdbClient:
                 except ValueError as exc:
                     raise OvsdbProtocolError(f"invalid JSON from OVSDB: {exc}") from exc
                 for message in messages:
-                    self._dispatch(message)
+                    await self._dispatch(message)
             lost = OvsdbConnectionError("OVSDB server closed the connection")
         except OvsdbConnectionError as exc:
             lost = exc
-        except OSError as exc:
+        except Exception as exc:  # anything else must not leave requests waiting forever
             lost = OvsdbConnectionError(f"OVSDB connection lost: {exc!r}")
         self._fail_pending(lost)
+        if self._writer is not None:
+            self._writer.close()
 
-    def _dispatch(self, message: Any) -> None:
+    async def _dispatch(self, message: Any) -> None:
         if not isinstance(message, dict):
             raise OvsdbProtocolError(f"unexpected JSON-RPC message {message!r:.200}")
         if "result" in message or "error" in message:
@@ -285,7 +299,8 @@ class OvsdbClient:
             if future is not None and not future.done():
                 future.set_result(message)
         elif message.get("method") == "echo":
-            self._send({"result": message.get("params", []), "error": None, "id": message["id"]})
+            reply = {"result": message.get("params", []), "error": None, "id": message.get("id")}
+            await self._send(reply)
 
     def _fail_pending(self, error: OvsdbConnectionError) -> None:
         self._lost = error
@@ -306,8 +321,8 @@ async def ovs_summary(client: OvsdbClient) -> dict[str, Any]:
         raise OvsdbError("the Open_vSwitch table has no row (database not initialised)")
     row = rows[0]
     return {
-        "ovs_version": next(iter(ovsdb_set(row["ovs_version"])), None),
-        "db_version": next(iter(ovsdb_set(row["db_version"])), None),
+        "ovs_version": (ovsdb_set(row["ovs_version"]) or [None])[0],
+        "db_version": (ovsdb_set(row["db_version"]) or [None])[0],
         "datapath_types": sorted(ovsdb_set(row["datapath_types"])),
         "iface_types": sorted(ovsdb_set(row["iface_types"])),
     }

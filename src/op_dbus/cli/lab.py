@@ -1,0 +1,134 @@
+"""`op-dbus lab`: bring the sandbox of real components up and down, and run commands inside it.
+
+op_dbus.lab is imported inside each command so that `op-dbus --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from typing import TYPE_CHECKING
+
+import typer
+
+from op_dbus.cli.context import fail, print_json, stderr, stdout
+from op_dbus.exitcodes import ExitCode
+
+if TYPE_CHECKING:
+    from op_dbus.lab import Lab
+
+lab_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+NAME_OPTION = typer.Option("opdbus-lab", "--name", "-n", envvar="OPDBUS_LAB_NAME", help="Lab name.")
+JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
+
+
+def _lab(name: str) -> Lab:
+    from op_dbus.lab import Lab, LabError
+
+    if os.geteuid() != 0:
+        fail(ExitCode.INVALID_INPUT, "the lab needs root (network namespaces, mounts, cgroups)")
+    try:
+        return Lab(name)
+    except LabError as err:
+        fail(ExitCode.INVALID_INPUT, str(err))
+
+
+@lab_app.command("up")
+def up(name: str = NAME_OPTION) -> None:
+    """Build (rootfs once) and start the lab; repairs missing pieces when already up."""
+    from op_dbus.lab import LabError
+
+    lab = _lab(name)
+    began = time.monotonic()
+    try:
+        started = lab.up(log=lambda msg: stderr().print(msg))
+    except LabError as err:
+        fail(ExitCode.UNEXPECTED, f"lab {name} is not up: {err} (clean up with `op-dbus lab down`)")
+    took = time.monotonic() - began
+    if started:
+        stdout().print(f"lab {name} up in {took:.1f} s (started: {', '.join(started)})")
+    else:
+        stdout().print(f"lab {name} was already up")
+    stdout().print(f'use: eval "$(op-dbus lab env --name {name})"  or  op-dbus lab exec -- CMD')
+
+
+@lab_app.command("down")
+def down(name: str = NAME_OPTION) -> None:
+    """Stop and remove everything of the lab (by PID); safe after a crash and when already down."""
+    lab = _lab(name)
+    began = time.monotonic()
+    left = lab.down()
+    if left:
+        fail(ExitCode.UNEXPECTED, f"lab {name}: could not remove: {'; '.join(left)}")
+    stdout().print(f"lab {name} down in {time.monotonic() - began:.1f} s")
+
+
+@lab_app.command("status")
+def status(name: str = NAME_OPTION, json_out: bool = JSON_OPTION) -> None:
+    """Each component: running?, PID, socket, netns. Exit 0 when the whole lab is up, else 1."""
+    report = _lab(name).status()
+    if json_out:
+        print_json(report)
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"lab {name} ({'up' if report['up'] else 'not up'})")
+        for column in ("component", "running", "pid", "where"):
+            table.add_column(column)
+        for component, info in report["components"].items():
+            where = info.get("socket") or info.get("path") or info.get("netns") or ""
+            pid = info.get("pid")
+            running = "[green]yes[/]" if info["running"] else "[red]no[/]"
+            table.add_row(component, running, str(pid) if pid else "-", str(where))
+        stdout().print(table)
+    if not report["up"]:
+        raise typer.Exit(int(ExitCode.UNEXPECTED))
+
+
+@lab_app.command("env")
+def env(name: str = NAME_OPTION, json_out: bool = JSON_OPTION) -> None:
+    """Print the variables that point op-dbus and the stock tools at the lab (for eval)."""
+    lab = _lab(name)
+    if not lab.is_up():
+        stderr().print(f"[yellow]warning:[/] lab {name} is not up", markup=True)
+    values = lab.env()
+    if json_out:
+        print_json(values)
+        return
+    for key, value in values.items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+@lab_app.command(
+    "exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_(
+    command: list[str] = typer.Argument(..., help="The command, after --."),
+    name: str = NAME_OPTION,
+) -> None:
+    """Run a command inside the lab netns with the lab's environment; its exit code is ours."""
+    lab = _lab(name)
+    if not lab.is_up():
+        fail(ExitCode.UNEXPECTED, f"lab {name} is not up (op-dbus lab up --name {name})")
+    argv = lab.exec_argv(command)
+    os.execvp(argv[0], argv)
+
+
+@lab_app.command("build-rootfs")
+def build_rootfs(
+    force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
+) -> None:
+    """Build the cached Debian rootfs the lab's systemd container boots (about a minute)."""
+    from op_dbus.lab import LabError, rootfs
+
+    if os.geteuid() != 0:
+        fail(ExitCode.INVALID_INPUT, "building the lab rootfs needs root")
+    began = time.monotonic()
+    try:
+        path = rootfs.build(force=force, log=rootfs.CACHE_DIR / "lab-rootfs-build.log")
+    except LabError as err:
+        fail(ExitCode.UNEXPECTED, str(err))
+    stdout().print(f"{path} ready ({time.monotonic() - began:.1f} s)")

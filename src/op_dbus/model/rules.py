@@ -1,0 +1,232 @@
+"""Rules that relate fields to each other (duplicates, bridge membership, subnets, conflicts).
+
+They read the raw document rather than the models so that they still run, and report, when
+some unrelated field is invalid: the user sees every error at once. Values of the wrong type
+are skipped here; the field validators report those.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from op_dbus.model.errors import FieldError
+from op_dbus.model.fields import check_ipv4
+from op_dbus.model.paths import Loc, format_path
+from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
+
+_BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
+
+
+def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
+    """Errors of the rules, for the mapping holding the sections located at `base`."""
+    if not isinstance(sections, dict):
+        return []
+    rules = _Rules(base)
+    net, lxc, systemd = (sections.get(name) for name in ("net", "lxc", "systemd"))
+    rules.net(net)
+    rules.lxc(lxc)
+    rules.systemd(systemd)
+    return rules.errors
+
+
+def _items(section: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
+    seq = section.get(key) if isinstance(section, dict) else None
+    if not isinstance(seq, list):
+        return []
+    return [(i, item) for i, item in enumerate(seq) if isinstance(item, dict)]
+
+
+def _text(item: dict[str, Any], key: str) -> str | None:
+    value = item.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _network(address: Any) -> ipaddress.IPv4Network | None:
+    if not isinstance(address, dict):
+        return None
+    ip, prefix = address.get("ip"), address.get("prefix")
+    if type(prefix) is not int or not 0 <= prefix <= 32:
+        return None
+    try:
+        return ipaddress.IPv4Interface(f"{check_ipv4(ip)}/{prefix}").network
+    except ValueError:
+        return None
+
+
+def _gateway_problem(ipv4: dict[str, Any], unknown_ok: bool) -> str | None:
+    """Why the gateway is unreachable from the declared subnets, or None if fine or unknowable."""
+    gateway = ipv4.get("gateway")
+    addresses = ipv4.get("address")
+    addresses = [] if addresses is None else addresses
+    if gateway is None or not isinstance(addresses, list):
+        return None
+    try:
+        gw = ipaddress.IPv4Address(check_ipv4(gateway))
+    except ValueError:
+        return None
+    networks = [_network(a) for a in addresses]
+    if None in networks or any(gw in n for n in networks) or (not networks and unknown_ok):
+        return None
+    where = ", ".join(str(n) for n in networks if n) or "none is declared"
+    return f"gateway {gateway} is not inside any subnet declared here ({where})"
+
+
+class _Rules:
+    def __init__(self, base: Loc) -> None:
+        self.base = base
+        self.errors: list[FieldError] = []
+        self.interfaces: dict[str, tuple[str, Loc]] = {}  # name -> (type, loc of its name)
+        self.port_names: dict[str, Loc] = {}  # entries of bridges' `ports` lists
+
+    def error(self, loc: Loc, message: str) -> None:
+        self.errors.append(FieldError(format_path(loc), message))
+
+    def net(self, net: Any) -> None:
+        base = (*self.base, "net", "interfaces")
+        items = _items(net, "interfaces")
+        for i, iface in items:
+            name, kind = _text(iface, "name"), iface.get("type")
+            if name is None:
+                continue
+            if name in self.interfaces:
+                first = format_path(self.interfaces[name][1])
+                self.error(
+                    (*base, i, "name"), f'duplicate interface name "{name}" (also at {first})'
+                )
+            else:
+                self.interfaces[name] = (kind if isinstance(kind, str) else "", (*base, i, "name"))
+        claims: dict[str, tuple[str, Loc]] = {}  # port -> (bridge, loc of the claim)
+        for i, iface in items:
+            if iface.get("type") == BRIDGE_TYPE:
+                self._bridge(iface, (*base, i), claims)
+        for i, iface in items:
+            if iface.get("type") in PORT_TYPES:
+                self._port(iface, (*base, i), claims)
+        for i, iface in items:
+            if isinstance(iface.get("ipv4"), dict):
+                self._interface_ipv4(iface["ipv4"], (*base, i, "ipv4"))
+
+    def _bridge(self, iface: dict[str, Any], loc: Loc, claims: dict[str, tuple[str, Loc]]) -> None:
+        name = _text(iface, "name") or ""
+        if iface.get("bridge") is not None:
+            self.error((*loc, "bridge"), "not allowed on an ovs-bridge: ports name their bridge")
+        if iface.get("vlan") is not None:
+            self.error((*loc, "vlan"), "only ports (ovs-port, ovs-internal) carry a VLAN tag")
+        ports = iface.get("ports")
+        for j, port in enumerate(ports if isinstance(ports, list) else []):
+            if not isinstance(port, str) or not port:
+                continue
+            here = (*loc, "ports", j)
+            if port == name:
+                self.error(here, f'bridge "{name}" cannot be a port of itself')
+            elif self.interfaces.get(port, ("",))[0] == BRIDGE_TYPE:
+                self.error(here, f'"{port}" is an ovs-bridge; a bridge cannot be a port')
+            elif port in claims and claims[port][0] == name:
+                self.error(
+                    here, f'port "{port}" is listed twice (also at {format_path(claims[port][1])})'
+                )
+            elif port in claims:
+                owner, where = claims[port]
+                self.error(
+                    here,
+                    f'port "{port}" is already claimed by bridge "{owner}" at '
+                    f"{format_path(where)}; a port belongs to one bridge",
+                )
+            else:
+                claims[port] = (name, here)
+                self.port_names[port] = here
+
+    def _port(self, iface: dict[str, Any], loc: Loc, claims: dict[str, tuple[str, Loc]]) -> None:
+        name, kind, bridge = _text(iface, "name") or "", iface["type"], iface.get("bridge")
+        for field in _BRIDGE_ONLY:
+            if iface.get(field) is not None:
+                self.error(
+                    (*loc, field), f"not allowed on an {kind}: only an ovs-bridge has {field}"
+                )
+        if kind == "ovs-port" and iface.get("ipv4") is not None:
+            self.error(
+                (*loc, "ipv4"),
+                "not allowed on an ovs-port: address the bridge or an ovs-internal port instead",
+            )
+        if bridge is None:
+            self.error((*loc, "bridge"), f"is required on an {kind}: the bridge it joins")
+            return
+        if not isinstance(bridge, str) or not bridge:
+            return
+        declared = self.interfaces.get(bridge, ("",))[0]
+        if bridge == name:
+            self.error((*loc, "bridge"), f'port "{name}" cannot be its own bridge')
+        elif declared in PORT_TYPES:
+            self.error(
+                (*loc, "bridge"), f'"{bridge}" is declared as an {declared}, not an ovs-bridge'
+            )
+        elif name in claims and claims[name][0] != bridge:
+            owner, where = claims[name]
+            self.error(
+                (*loc, "bridge"),
+                f'port "{name}" is already claimed by bridge "{owner}" at '
+                f"{format_path(where)}; a port belongs to one bridge",
+            )
+        elif name:
+            claims[name] = (bridge, (*loc, "bridge"))
+
+    def _interface_ipv4(self, ipv4: dict[str, Any], loc: Loc) -> None:
+        if ipv4.get("enabled") is False:
+            given = [f for f in ("address", "gateway") if ipv4.get(f)]
+            given += ["dhcp: true"] if ipv4.get("dhcp") is True else []
+            if given:
+                self.error((*loc, "enabled"), f"is false, but it also sets {' and '.join(given)}")
+        problem = _gateway_problem(ipv4, unknown_ok=ipv4.get("dhcp") is True)
+        if problem:
+            self.error((*loc, "gateway"), problem)
+
+    def lxc(self, lxc: Any) -> None:
+        base = (*self.base, "lxc", "containers")
+        seen: dict[tuple[str, str], Loc] = {}
+        for i, ct in _items(lxc, "containers"):
+            for field in ("id", "name", "veth"):
+                value = _text(ct, field)
+                if value is None:
+                    continue
+                if (field, value) in seen:
+                    first = format_path(seen[field, value])
+                    self.error(
+                        (*base, i, field),
+                        f'duplicate container {field} "{value}" (also at {first})',
+                    )
+                else:
+                    seen[field, value] = (*base, i, field)
+            self._container(ct, (*base, i))
+
+    def _container(self, ct: dict[str, Any], loc: Loc) -> None:
+        veth, bridge = _text(ct, "veth"), _text(ct, "bridge")
+        if veth is not None:
+            clash = self.interfaces.get(veth, ("", None))[1] or self.port_names.get(veth)
+            if clash is not None:
+                self.error(
+                    (*loc, "veth"),
+                    f'"{veth}" collides with the interface name at {format_path(clash)}',
+                )
+        declared = self.interfaces.get(bridge or "", ("",))[0]
+        if declared in PORT_TYPES:
+            self.error(
+                (*loc, "bridge"), f'"{bridge}" is declared as an {declared}, not an ovs-bridge'
+            )
+        if ct.get("state") == "absent" and ct.get("running") is True:
+            self.error((*loc, "running"), 'is true, but state is "absent"')
+        ipv4 = ct.get("ipv4")
+        problem = _gateway_problem(ipv4, unknown_ok=False) if isinstance(ipv4, dict) else None
+        if problem:
+            self.error((*loc, "ipv4", "gateway"), problem)
+
+    def systemd(self, systemd: Any) -> None:
+        units = systemd.get("units") if isinstance(systemd, dict) else None
+        for name, unit in units.items() if isinstance(units, dict) else ():
+            if not isinstance(unit, dict) or unit.get("masked") is not True:
+                continue
+            conflicts = ["enabled: true"] if unit.get("enabled") is True else []
+            conflicts += ['active_state: "active"'] if unit.get("active_state") == "active" else []
+            if conflicts:
+                loc = (*self.base, "systemd", "units", str(name), "masked")
+                self.error(loc, f"is true, but a masked unit cannot have {' or '.join(conflicts)}")

@@ -1,0 +1,140 @@
+"""The state file as pydantic models: what each field may hold, one field at a time.
+
+Desired state is partial: every field a user leaves out is left alone by the plugins, which
+is why nearly everything is optional and `sections()` dumps only what was written. Rules
+that relate fields to each other live in `rules.py`, so they can run (and report) even when
+some field here is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from op_dbus.model.fields import (
+    ContainerId,
+    Cpus,
+    ExternalIdKey,
+    Hostname,
+    IfName,
+    Ipv4,
+    Mac,
+    Memory,
+    Mtu,
+    Prefix,
+    Template,
+    UnitName,
+    Vlan,
+)
+from op_dbus.model.paths import describe
+
+InterfaceType = Literal["ovs-bridge", "ovs-port", "ovs-internal"]
+BRIDGE_TYPE = "ovs-bridge"
+PORT_TYPES = ("ovs-port", "ovs-internal")
+SECTION_ORDER = ("systemd", "net", "lxc")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Address(_Model):
+    ip: Ipv4
+    prefix: Prefix
+
+
+class InterfaceIpv4(_Model):
+    """`dhcp: true` together with static addresses is allowed: both are configured."""
+
+    enabled: bool | None = None
+    dhcp: bool | None = None
+    address: list[Address] | None = None
+    gateway: Ipv4 | None = None
+
+
+class Interface(_Model):
+    """An OVS bridge, or a port declared on its own (`bridge` names the bridge it joins).
+
+    `ports` on a bridge names existing interfaces to attach. None everywhere means
+    "leave as is"; which fields each type allows is checked in rules.py.
+    """
+
+    name: IfName
+    type: InterfaceType
+    ports: list[IfName] | None = None
+    ipv4: InterfaceIpv4 | None = None
+    bridge: IfName | None = None
+    datapath: Literal["system", "netdev"] | None = None
+    external_ids: dict[ExternalIdKey, str] | None = None
+    stp: bool | None = None
+    fail_mode: Literal["standalone", "secure"] | None = None
+    mtu: Mtu | None = None
+    vlan: Vlan | None = None
+
+
+class NetSection(_Model):
+    interfaces: list[Interface] = Field(default_factory=list)
+
+
+class ContainerIpv4(_Model):
+    address: list[Address] | None = None
+    gateway: Ipv4 | None = None
+
+
+class Container(_Model):
+    """An LXC container. Only `state: absent` destroys one; leaving it out never does."""
+
+    id: ContainerId
+    name: Hostname | None = None
+    veth: IfName | None = None
+    bridge: IfName | None = None
+    running: bool | None = None
+    state: Literal["present", "absent"] = "present"
+    template: Template | None = None
+    ipv4: ContainerIpv4 | None = None
+    hwaddr: Mac | None = None
+    autostart: bool | None = None
+    memory: Memory | None = None
+    cpus: Cpus | None = None
+
+
+class LxcSection(_Model):
+    containers: list[Container] = Field(default_factory=list)
+
+
+class Unit(_Model):
+    enabled: bool | None = None
+    active_state: Literal["active", "inactive"] | None = None
+    masked: bool | None = None
+
+
+class SystemdSection(_Model):
+    units: dict[UnitName, Unit] = Field(default_factory=dict)
+
+
+class Plugins(_Model):
+    """The sections themselves: also, alone, the NixOS `stateConfig` shape of the file."""
+
+    net: NetSection | None = None
+    lxc: LxcSection | None = None
+    systemd: SystemdSection | None = None
+
+
+def _check_version(value: Any) -> int:
+    if value != 1 or type(value) is not int:
+        raise ValueError(f"must be 1 (the only state file version), got {describe(value)}")
+    return value
+
+
+class StateFile(_Model):
+    version: Annotated[Literal[1], BeforeValidator(_check_version)] = 1
+    plugins: Plugins
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """Each present section as JSON data, holding only what the user wrote."""
+        return {
+            name: section.model_dump(mode="json", exclude_unset=True)
+            for name in SECTION_ORDER
+            if (section := getattr(self.plugins, name)) is not None
+        }

@@ -1,0 +1,86 @@
+"""Thin helpers over dbus-fast: connect to a system bus by address, read properties, names.
+
+The bus address is configuration (`OPDBUS_SYSTEM_BUS`, what `busctl --address` takes), so
+tests and the lab can point op-dbus at a private bus with system-bus semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusError
+
+BUS_NAME = "org.freedesktop.DBus"
+BUS_PATH = "/org/freedesktop/DBus"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+
+
+async def connect_system_bus(address: str, *, auth_timeout: float | None = None) -> MessageBus:
+    """Connect and say Hello to the system-type bus at `address` (`unix:path=...`)."""
+    bus = MessageBus(bus_address=address, bus_type=BusType.SYSTEM, auth_timeout=auth_timeout)
+    try:
+        return await bus.connect()
+    except BaseException:  # also on cancellation: never leak the socket
+        bus.disconnect()
+        raise
+
+
+async def call(
+    bus: MessageBus,
+    service: str,
+    path: str,
+    interface: str,
+    member: str,
+    signature: str = "",
+    body: list[Any] | None = None,
+) -> list[Any]:
+    """Call one method and return the reply's body; a D-Bus error reply raises DBusError."""
+    reply = await bus.call(
+        Message(
+            destination=service,
+            path=path,
+            interface=interface,
+            member=member,
+            signature=signature,
+            body=body or [],
+        )
+    )
+    if reply.message_type == MessageType.ERROR:
+        raise DBusError(reply.error_name or "org.freedesktop.DBus.Error.Failed", _text(reply))
+    return list(reply.body)
+
+
+async def get_properties(
+    bus: MessageBus, service: str, path: str, interface: str
+) -> dict[str, Any]:
+    """All properties of `interface` on `service` `path` (one GetAll), Variants unwrapped."""
+    (values,) = await call(bus, service, path, PROPERTIES, "GetAll", "s", [interface])
+    return {name: unwrap(value) for name, value in values.items()}
+
+
+async def name_has_owner(bus: MessageBus, name: str) -> bool:
+    (owned,) = await call(bus, BUS_NAME, BUS_PATH, BUS_NAME, "NameHasOwner", "s", [name])
+    return bool(owned)
+
+
+async def activatable_names(bus: MessageBus) -> list[str]:
+    """Names the bus daemon can start on demand (its service files)."""
+    (names,) = await call(bus, BUS_NAME, BUS_PATH, BUS_NAME, "ListActivatableNames")
+    return list(names)
+
+
+def unwrap(value: Any) -> Any:
+    """Plain Python values from a D-Bus value: Variants removed at every depth."""
+    if isinstance(value, Variant):
+        return unwrap(value.value)
+    if isinstance(value, dict):
+        return {key: unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap(item) for item in value]
+    return value
+
+
+def _text(reply: Message) -> str:
+    return str(reply.body[0]) if reply.body else ""

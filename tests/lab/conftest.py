@@ -1,0 +1,50 @@
+"""The lab for tests: one session-wide lab named "opdbus-test" of real OVS, systemd and LXC.
+
+Every test under tests/lab/ is marked `lab` and skipped unless run as root. The lab is torn down
+when the session ends, and a leftover one from a crashed run is removed before it comes up.
+Run commands inside it with `op_dbus.lab.run_in_lab(lab, *argv, check=True)`; for op-dbus itself
+use `run_in_lab(lab, sys.executable, "-m", "op_dbus", ...)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from op_dbus.lab import Lab
+
+TEST_LAB = "opdbus-test"
+NOT_ROOT = "lab tests need root (network namespaces, mounts, cgroups, nspawn, LXC)"
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _HERE in item.path.parents:
+            item.add_marker(pytest.mark.lab)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The session's lab, up (the rootfs is built first if missing: about a minute, once)."""
+    if os.geteuid() != 0:
+        pytest.skip(NOT_ROOT)
+    the_lab = Lab(TEST_LAB)
+    the_lab.down()
+    try:
+        the_lab.up()
+        yield the_lab
+    finally:
+        left = the_lab.down()
+        assert not left, f"lab {TEST_LAB} left behind: {left}"
+
+
+@pytest.fixture
+def lab_env(lab: Lab) -> dict[str, str]:
+    """os.environ with the lab's endpoints (OPDBUS_*, OVS_RUNDIR, DBUS_SYSTEM_BUS_ADDRESS)."""
+    return {**os.environ, **lab.env()}

@@ -1,0 +1,57 @@
+"""The lab's pure logic: mirror discovery, names, the exec argv."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from op_dbus.lab import Lab, LabError, rootfs
+
+
+def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\n"
+        "Suites: bookworm-security\nComponents: main\n\n"
+        "Types: deb deb-src\n# a comment: here\nURIs: http://mirror.example/debian\n"
+        "Suites: bookworm bookworm-updates\nComponents: main\n"
+    )
+    assert rootfs.apt_mirror(tmp_path) == "http://mirror.example/debian"
+
+
+def test_mirror_from_sources_list(tmp_path: Path) -> None:
+    (tmp_path / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb http://security.example/debian-security bookworm-security main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://old.example/debian bookworm main\n"
+    )
+    assert rootfs.apt_mirror(tmp_path) == "http://old.example/debian"
+
+
+def test_mirror_fallback(tmp_path: Path) -> None:
+    assert rootfs.apt_mirror(tmp_path) == rootfs.FALLBACK_MIRROR
+
+
+def test_rootfs_version_follows_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = rootfs.version()
+    monkeypatch.setattr(rootfs, "INCLUDE", (*rootfs.INCLUDE, "ethtool"))
+    assert rootfs.version() != before
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "a/b", "x" * 22, "-lead", "sp ace"])
+def test_bad_lab_names_are_refused(name: str) -> None:
+    with pytest.raises(LabError):
+        Lab(name)
+
+
+def test_exec_argv_enters_only_the_lab_netns_and_adds_env() -> None:
+    lab = Lab("opdbus-argv")
+    argv = lab.exec_argv(["ovs-vsctl", "show"])
+    assert argv[:2] == ["nsenter", "--net=/run/netns/opdbus-argv"]
+    assert argv[-2:] == ["ovs-vsctl", "show"]
+    assert f"OVS_RUNDIR={lab.ovs_dir}" in argv
+    assert "ip" not in argv, "ip netns exec would hide /sys/fs/cgroup from liblxc"
+    assert not lab.dir.exists(), "building an argv touches nothing"
+    assert os.path.isabs(argv[argv.index("env") - 1])

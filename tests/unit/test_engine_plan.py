@@ -1,0 +1,124 @@
+"""make_plan: every declared section is planned, or says exactly why it cannot be."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from memstore import World
+
+from op_dbus.endpoints import Endpoints
+from op_dbus.engine.plan import make_plan
+from op_dbus.plugins import IMPLEMENTED, PLUGIN_ORDER, make_plugin
+from op_dbus.plugins.base import Action, ActionKind
+
+
+def world_with_data() -> World:
+    world = World()
+    for name, store in world.stores.items():
+        store.data = {"a": f"{name}-a", "f": f"{name}-foreign"}
+        store.owned = {"a"}
+    return world
+
+
+DESIRED = {name: {"items": {"a": f"{name}-a2", "n": 1}} for name in PLUGIN_ORDER}
+
+
+def expected_actions(name: str) -> list[Action]:
+    return [
+        Action(name, ActionKind.CREATE, "n", None, 1),
+        Action(name, ActionKind.MODIFY, "a", f"{name}-a", f"{name}-a2"),
+    ]
+
+
+async def test_plan_covers_every_plugin_in_order() -> None:
+    world = world_with_data()
+    plan = await make_plan({n: DESIRED[n] for n in reversed(PLUGIN_ORDER)}, world.plugins())
+    assert [e.name for e in plan.plugins] == ["systemd", "net", "lxc"]
+    for entry in plan.plugins:
+        assert entry.status == "ready"
+        assert entry.reason == ""
+        assert entry.desired == DESIRED[entry.name]
+        assert entry.current == {"items": world.stores[entry.name].data, "owned": ["a"]}
+        assert entry.actions == expected_actions(entry.name)
+    assert plan.actions == [a for n in PLUGIN_ORDER for a in expected_actions(n)]
+    assert plan.pending
+    assert plan.blocked == []
+
+
+async def test_undeclared_sections_are_not_planned() -> None:
+    world = world_with_data()
+    plan = await make_plan({"net": DESIRED["net"]}, world.plugins())
+    assert [e.name for e in plan.plugins] == ["net"]
+    assert world.count("query") == {"net": 1}
+
+
+async def test_unknown_section_is_refused() -> None:
+    with pytest.raises(ValueError, match="bogus"):
+        await make_plan({"bogus": {}}, {})
+
+
+async def test_matching_state_has_nothing_pending() -> None:
+    world = world_with_data()
+    desired = {n: {"items": {"a": f"{n}-a"}} for n in PLUGIN_ORDER}
+    plan = await make_plan(desired, world.plugins())
+    assert plan.actions == []
+    assert not plan.pending
+
+
+async def test_not_implemented_and_unavailable_are_reported() -> None:
+    world = world_with_data()
+    world.faults.unavailable = {"net"}
+    plugins = world.plugins()
+    plugins["systemd"] = None  # type: ignore[assignment]
+    del plugins["lxc"]
+    plan = await make_plan(DESIRED, plugins)
+    summary = [(e.name, e.status, e.reason, e.current, e.actions) for e in plan.plugins]
+    assert summary == [
+        ("systemd", "not_implemented", "not implemented yet", None, []),
+        ("net", "unavailable", "net backend socket missing", None, []),
+        ("lxc", "not_implemented", "not implemented yet", None, []),
+    ]
+    assert [e.name for e in plan.blocked] == ["systemd", "net", "lxc"]
+    assert world.count("query") == {}
+
+
+async def test_query_raising_is_an_error_status_not_a_crash() -> None:
+    world = world_with_data()
+    world.faults.query_error = {"net"}
+    plan = await make_plan(DESIRED, world.plugins())
+    net = plan.get("net")
+    assert net is not None
+    assert (net.status, net.reason, net.actions) == (
+        "error",
+        "query failed: ConnectionError: net backend down",
+        [],
+    )
+    assert [e.name for e in plan.blocked] == ["net"]
+    assert [e.status for e in plan.plugins] == ["ready", "error", "ready"]
+
+
+async def test_plugins_are_queried_concurrently() -> None:
+    """Each query waits for the other two: a sequential planner would deadlock here."""
+    world = world_with_data()
+    barrier = asyncio.Barrier(3)
+    plugins = world.plugins()
+    for plugin in plugins.values():
+        original = plugin.query
+
+        async def query(original=original):
+            await barrier.wait()
+            return await original()
+
+        plugin.query = query  # type: ignore[method-assign]
+    plan = await asyncio.wait_for(make_plan(DESIRED, plugins), timeout=2)
+    assert [e.status for e in plan.plugins] == ["ready"] * 3
+
+
+def test_registry_reports_unbuilt_plugins_as_none() -> None:
+    assert PLUGIN_ORDER == ("systemd", "net", "lxc")
+    for name in PLUGIN_ORDER:
+        plugin = make_plugin(name, Endpoints())
+        assert (plugin is None) == (name not in IMPLEMENTED)
+    with pytest.raises(ValueError, match="unknown plugin 'x'"):
+        make_plugin("x", Endpoints())
