@@ -65,7 +65,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
 def declared_summary(section: dict[str, Any]) -> str:
     """'3 containers declared' for a section, from its collections."""
     parts = [
-        f"{len(value)} {key} declared"
+        f"{key}: {len(value)} declared"
         for key, value in section.items()
         if isinstance(value, list | dict)
     ]

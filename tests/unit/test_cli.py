@@ -1,0 +1,149 @@
+"""The CLI as a user meets it: exit codes, error paths on stderr, --json, no tracebacks.
+
+These run the real console entry (`python -m op_dbus`) in a subprocess, with endpoints pointed
+at sockets that do not exist, so nothing here can reach or change the host.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+NOWHERE = {
+    "OPDBUS_OVSDB": "unix:/nonexistent/op-dbus-test/db.sock",
+    "OPDBUS_SYSTEM_BUS": "unix:path=/nonexistent/op-dbus-test/bus",
+    "OPDBUS_LXC_PATH": "/nonexistent/op-dbus-test/lxc",
+    "OPDBUS_DATA_DIR": "/nonexistent/op-dbus-test/data",
+    "PATH": "/usr/bin:/bin",
+}
+
+
+def op_dbus(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    raw = subprocess.run(
+        [sys.executable, "-m", "op_dbus", *args],
+        input=stdin,
+        capture_output=True,
+        env=NOWHERE,
+        timeout=60,
+        check=False,
+    )
+    return subprocess.CompletedProcess(
+        raw.args, raw.returncode, raw.stdout.decode(), raw.stderr.decode()
+    )
+
+
+def assert_clean(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("name", ["full-mode", "standalone-mode", "agent-mode"])
+def test_examples_validate(name: str) -> None:
+    result = op_dbus("validate", str(EXAMPLES / f"{name}.json"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["valid"] is True
+    assert report["mode"] == name.removesuffix("-mode")
+
+
+def test_bad_field_names_its_path_and_exits_2() -> None:
+    doc = {
+        "plugins": {
+            "net": {
+                "interfaces": [
+                    {
+                        "name": "ovsbr0",
+                        "type": "ovs-bridge",
+                        "ipv4": {"address": [{"ip": "10.0.0.1", "prefix": 33}]},
+                    }
+                ]
+            }
+        }
+    }
+    result = op_dbus("validate", "-", stdin=json.dumps(doc).encode())
+    assert result.returncode == 2
+    assert "plugins.net.interfaces[0].ipv4.address[0].prefix" in result.stderr
+    assert_clean(result)
+
+
+def test_json_errors_go_to_stdout_as_json() -> None:
+    result = op_dbus("validate", "-", "--json", stdin=b'{"lxc": {"containers": [{"id": 100}]}}')
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert any(e["path"] == "lxc.containers[0].id" for e in report["errors"])
+
+
+@pytest.mark.parametrize(
+    "payload", [b"\xff\xfe\x00garbage", b"[1, 2", b"- just\n- a list\n", b"", b"null"]
+)
+def test_garbage_is_a_clean_input_error(payload: bytes) -> None:
+    result = op_dbus("validate", "-", stdin=payload)
+    assert result.returncode == 2
+    assert result.stderr.strip()
+    assert_clean(result)
+
+
+def test_missing_file_exits_2() -> None:
+    result = op_dbus("diff", "/nonexistent/state.json")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+
+
+def test_mode_that_forbids_a_section_exits_2_naming_it() -> None:
+    result = op_dbus("--mode", "agent", "validate", str(EXAMPLES / "standalone-mode.json"))
+    assert result.returncode == 2
+    assert "plugins.net" in result.stderr
+
+
+def test_unknown_mode_is_a_usage_error() -> None:
+    result = op_dbus("--mode", "turbo", "validate", str(EXAMPLES / "agent-mode.json"))
+    assert result.returncode == 2
+    assert_clean(result)
+
+
+def test_schema_is_json_schema_of_the_plugins_shape() -> None:
+    result = op_dbus("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert "plugins" in schema["properties"]
+
+
+def test_diff_reports_unimplemented_sections_and_exits_6() -> None:
+    result = op_dbus("diff", str(EXAMPLES / "full-mode.json"), "--json")
+    assert result.returncode == 6
+    plan = json.loads(result.stdout)
+    assert [p["name"] for p in plan["plugins"]] == ["systemd", "net", "lxc"]
+    assert {p["status"] for p in plan["plugins"]} == {"not_implemented"}
+    assert plan["pending"] is False
+
+
+def test_apply_refuses_unhandled_sections_with_exit_6() -> None:
+    result = op_dbus("apply", str(EXAMPLES / "full-mode.json"))
+    assert result.returncode == 6
+    assert "nothing changed" in result.stdout + result.stderr
+    assert_clean(result)
+
+
+def test_apply_plugin_without_its_section_is_usage_error() -> None:
+    result = op_dbus("apply", str(EXAMPLES / "agent-mode.json"), "--plugin", "lxc")
+    assert result.returncode == 2
+
+
+def test_init_writes_a_file_that_validates(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    assert op_dbus("--mode", "standalone", "init", "-o", str(target)).returncode == 0
+    assert set(json.loads(target.read_text())["plugins"]) == {"systemd", "net"}
+    assert op_dbus("validate", str(target)).returncode == 0
+    again = op_dbus("init", "-o", str(target))
+    assert again.returncode == 2, "init must not overwrite without --force"
+
+
+def test_doctor_without_any_backend_exits_6() -> None:
+    result = op_dbus("doctor", "--mode", "agent", "--json")
+    assert result.returncode == 6
+    assert_clean(result)
