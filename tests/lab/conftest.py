@@ -1,4 +1,4 @@
-"""The lab for tests: one session-wide lab named "opdbus-test" of real OVS, systemd and LXC.
+"""The lab for tests: one session-wide lab per pytest process, of real OVS, systemd and LXC.
 
 Every test under tests/lab/ is marked `lab` and skipped unless run as root. The lab is torn down
 when the session ends, and a leftover one from a crashed run is removed before it comes up.
@@ -9,14 +9,18 @@ use `run_in_lab(lab, sys.executable, "-m", "op_dbus", ...)`.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from op_dbus.lab import Lab
+from op_dbus.lab.lab import RUN_ROOT
 
-TEST_LAB = "opdbus-test"
+TEST_LAB_PREFIX = "opdbus-t"
+TEST_LAB = f"{TEST_LAB_PREFIX}{os.getpid()}"
+"""One lab per pytest process, so concurrent runs never tear down each other's lab."""
 NOT_ROOT = "lab tests need root (network namespaces, mounts, cgroups, nspawn, LXC)"
 _HERE = Path(__file__).parent
 
@@ -29,13 +33,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=NOT_ROOT))
 
 
+def remove_orphaned_test_labs() -> None:
+    """Take down test labs whose pytest process is gone (a crashed or killed run)."""
+    names = {p.name for p in RUN_ROOT.glob(f"{TEST_LAB_PREFIX}*")}
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    names |= {line.split()[0].removesuffix("-up") for line in listing.stdout.splitlines() if line}
+    for name in names:
+        pid = name.removeprefix(TEST_LAB_PREFIX)
+        if name.startswith(TEST_LAB_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            Lab(name).down()
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """The session's lab, up (the rootfs is built first if missing: about a minute, once)."""
     if os.geteuid() != 0:
         pytest.skip(NOT_ROOT)
+    remove_orphaned_test_labs()
     the_lab = Lab(TEST_LAB)
-    the_lab.down()
     try:
         the_lab.up()
         yield the_lab

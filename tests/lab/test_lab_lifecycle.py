@@ -20,7 +20,7 @@ def _self_cgroup() -> str:
 
 @pytest.fixture
 def fresh_lab() -> Iterator[Lab]:
-    lab = Lab("opdbus-t2")
+    lab = Lab(f"opdbus-f{os.getpid()}")  # unique: concurrent test runs must not collide
     lab.down()
     try:
         yield lab

@@ -6,6 +6,7 @@ PID from any process, after a crash or a half-finished `up`, as often as asked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -153,7 +154,7 @@ class Lab:
         left = self._leftovers(state)
         if not left:
             shutil.rmtree(self.dir, ignore_errors=True)
-            if RUN_ROOT.exists() and not any(RUN_ROOT.iterdir()):
+            with contextlib.suppress(OSError):  # another lab may be starting: keep it then
                 RUN_ROOT.rmdir()
         return left
 
