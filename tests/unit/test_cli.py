@@ -147,3 +147,12 @@ def test_doctor_without_any_backend_exits_6() -> None:
     result = op_dbus("doctor", "--mode", "agent", "--json")
     assert result.returncode == 6
     assert_clean(result)
+
+
+def test_plugin_option_narrows_the_plan_and_repeats() -> None:
+    full = str(EXAMPLES / "full-mode.json")
+    result = op_dbus("diff", full, "--plugin", "lxc", "--plugin", "systemd", "--json")
+    assert [p["name"] for p in json.loads(result.stdout)["plugins"]] == ["systemd", "lxc"]
+    bad = op_dbus("diff", full, "--plugin", "ovs")
+    assert bad.returncode == 2
+    assert "--plugin must be one of" in bad.stderr

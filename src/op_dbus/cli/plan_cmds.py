@@ -21,31 +21,38 @@ from op_dbus.cli.context import (
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from op_dbus.engine.apply import ApplyResult
     from op_dbus.engine.plan import Plan
     from op_dbus.model import LoadedState
-    from op_dbus.plugins.base import Plugin, Section
+    from op_dbus.plugins.base import Mismatch, Plugin, Section
 
 T = TypeVar("T")
 
 FILE_ARG = typer.Argument(..., help="State file (JSON or YAML); - reads stdin.")
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
-PLUGIN_OPT = typer.Option(None, "--plugin", help="Only this plugin (systemd, net or lxc).")
+PLUGIN_OPT = typer.Option(
+    None, "--plugin", help="Only this plugin (systemd, net or lxc); repeat for several."
+)
 
 
-def check_plugin_name(plugin: str | None) -> None:
+def check_plugin_names(plugins: list[str] | None) -> None:
     from op_dbus.plugins import PLUGIN_ORDER
 
-    if plugin is not None and plugin not in PLUGIN_ORDER:
-        fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(PLUGIN_ORDER)}")
+    for name in plugins or []:
+        if name not in PLUGIN_ORDER:
+            fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(PLUGIN_ORDER)}")
 
 
-def desired_sections(loaded: LoadedState, plugin: str | None) -> dict[str, Section]:
+def desired_sections(loaded: LoadedState, plugins: list[str] | None) -> dict[str, Section]:
+    """The file's sections, narrowed to `--plugin` choices (each must be in the file)."""
+    check_plugin_names(plugins)
     sections = loaded.state.sections()
-    if plugin is None:
+    if not plugins:
         return sections
-    if plugin not in sections:
-        fail(ExitCode.INVALID_INPUT, f"the state file has no {plugin} section")
-    return {plugin: sections[plugin]}
+    for name in plugins:
+        if name not in sections:
+            fail(ExitCode.INVALID_INPUT, f"the state file has no {name} section")
+    return {name: section for name, section in sections.items() if name in plugins}
 
 
 async def with_plugins(
@@ -77,7 +84,7 @@ def host_bridge_warnings(loaded: LoadedState, plan: Plan) -> None:
 def plan_for(cli: CliContext, loaded: LoadedState, sections: dict[str, Section]) -> Plan:
     from op_dbus.engine.plan import make_plan
 
-    async def work(plugins):
+    async def work(plugins: dict[str, Plugin | None]) -> Plan:
         return await make_plan(sections, plugins)
 
     plan = run_async(with_plugins(cli, list(sections), work))
@@ -85,15 +92,15 @@ def plan_for(cli: CliContext, loaded: LoadedState, sections: dict[str, Section])
     return plan
 
 
-def query(ctx: typer.Context, plugin: str = PLUGIN_OPT, json_out: bool = JSON_OPT) -> None:
+def query(ctx: typer.Context, plugin: list[str] = PLUGIN_OPT, json_out: bool = JSON_OPT) -> None:
     """Show the host's current state in the state file's shape."""
     from op_dbus.engine.inventory import introspect_host
     from op_dbus.model import Mode
     from op_dbus.model.modes import SECTIONS_BY_MODE
 
-    check_plugin_name(plugin)
+    check_plugin_names(plugin)
     cli = cli_context(ctx)
-    names = [plugin] if plugin else list(SECTIONS_BY_MODE[cli.fixed_mode() or Mode.FULL])
+    names = plugin or list(SECTIONS_BY_MODE[cli.fixed_mode() or Mode.FULL])
     sections, skipped = run_async(introspect_host(names, cli.endpoints))
     if json_out:
         print_json({"state": {"version": 1, "plugins": sections}, "skipped": skipped})
@@ -110,13 +117,18 @@ def query(ctx: typer.Context, plugin: str = PLUGIN_OPT, json_out: bool = JSON_OP
         raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
 
 
-def diff(ctx: typer.Context, file: str = FILE_ARG, json_out: bool = JSON_OPT) -> None:
+def diff(
+    ctx: typer.Context,
+    file: str = FILE_ARG,
+    plugin: list[str] = PLUGIN_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
     """Show what apply would change (exit 3: changes pending, 6: a section cannot be handled)."""
     from op_dbus.cli.render import plan_to_json, render_plan
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
-    plan = plan_for(cli, loaded, loaded.state.sections())
+    plan = plan_for(cli, loaded, desired_sections(loaded, plugin))
     if json_out:
         print_json({"file": file, "mode": str(loaded.mode), **plan_to_json(plan)})
     else:
@@ -137,7 +149,7 @@ def apply(
     ctx: typer.Context,
     file: str = FILE_ARG,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan, change nothing."),
-    plugin: str = PLUGIN_OPT,
+    plugin: list[str] = PLUGIN_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Make the host match FILE as one checkpointed change; roll back on any failure."""
@@ -146,7 +158,6 @@ def apply(
     from op_dbus.engine.apply import apply_plan
     from op_dbus.engine.plan import make_plan
 
-    check_plugin_name(plugin)
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
     sections = desired_sections(loaded, plugin)
@@ -161,7 +172,7 @@ def apply(
         code = ExitCode.COMPONENT_MISSING if plan.blocked else ExitCode.OK
         raise typer.Exit(int(code))
 
-    async def work(plugins):
+    async def work(plugins: dict[str, Plugin | None]) -> tuple[Plan, ApplyResult]:
         plan = await make_plan(sections, plugins)
         if not json_out:
             render_plan(console, plan)
@@ -178,17 +189,24 @@ def apply(
     raise typer.Exit(int(result.exit_code))
 
 
-def verify(ctx: typer.Context, file: str = FILE_ARG, json_out: bool = JSON_OPT) -> None:
+def verify(
+    ctx: typer.Context,
+    file: str = FILE_ARG,
+    plugin: list[str] = PLUGIN_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
     """Check the host against FILE; list every mismatch (exit 3 when any)."""
     from op_dbus.cli.render import mismatch_to_json, render_mismatches
     from op_dbus.engine.verify import verify_state
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
-    sections = loaded.state.sections()
+    sections = desired_sections(loaded, plugin)
 
-    async def work(plugins):
-        blocked = {}
+    async def work(
+        plugins: dict[str, Plugin | None],
+    ) -> tuple[dict[str, str], dict[str, list[Mismatch]]]:
+        blocked: dict[str, str] = {}
         for name, plugin in plugins.items():
             if plugin is None:
                 blocked[name] = "not implemented yet"

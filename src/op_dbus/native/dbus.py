@@ -71,6 +71,15 @@ async def activatable_names(bus: MessageBus) -> list[str]:
     return list(names)
 
 
+async def add_match(bus: MessageBus, rule: str) -> None:
+    """Ask the bus daemon to route messages matching `rule` (a match rule) to this connection."""
+    await call(bus, BUS_NAME, BUS_PATH, BUS_NAME, "AddMatch", "s", [rule])
+
+
+async def remove_match(bus: MessageBus, rule: str) -> None:
+    await call(bus, BUS_NAME, BUS_PATH, BUS_NAME, "RemoveMatch", "s", [rule])
+
+
 def unwrap(value: Any) -> Any:
     """Plain Python values from a D-Bus value: Variants removed at every depth."""
     if isinstance(value, Variant):
