@@ -25,11 +25,23 @@ $(VENV)/.installed: pyproject.toml
 rootfs: venv
 	$(OPDBUS) lab build-rootfs
 
+IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
+
+# The seed's Full-mode file against the lab: doctor, the plan, then the sections that have a
+# plugin applied for real (lxc has none yet), cross-checked with ovs-vsctl, then the ledger.
 demo: setup
 	$(OPDBUS) lab up --name $(LAB)
-	$(OPDBUS) lab exec --name $(LAB) -- $(OPDBUS) doctor --mode full
-	$(OPDBUS) lab exec --name $(LAB) -- $(OPDBUS) diff examples/full-mode.json; \
+	$(IN_LAB) $(OPDBUS) doctor --mode full
+	$(IN_LAB) $(OPDBUS) diff examples/full-mode.json; \
 	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || [ $$rc -eq 6 ]
+	$(IN_LAB) $(OPDBUS) apply examples/full-mode.json --plugin systemd --plugin net
+	$(IN_LAB) $(OPDBUS) verify examples/full-mode.json --plugin systemd --plugin net
+	$(IN_LAB) ovs-vsctl show
+	$(IN_LAB) $(OPDBUS) query --plugin net
+	$(IN_LAB) ping -c 1 -W 2 192.168.1.1
+	$(IN_LAB) $(OPDBUS) ledger log
+	$(IN_LAB) $(OPDBUS) ledger verify
+	$(IN_LAB) $(OPDBUS) ledger checkpoint
 	@echo
 	@echo "The lab stays up: 'eval \"\$$($(OPDBUS) lab env --name $(LAB))\"' points op-dbus at it,"
 	@echo "'$(OPDBUS) lab exec --name $(LAB) -- CMD' runs CMD inside it, 'make lab-down' removes it."

@@ -1,10 +1,14 @@
-"""Run every benchmark and write the figures into docs/benchmarks.md.
+"""Run the benchmarks and write their figures into docs/benchmarks.md.
 
-Benchmarks are not part of `make test`: timings there would be flaky. `make bench` runs this.
+Benchmarks are not part of `make test` (timings there would be flaky); `make bench` runs this.
+Each benchmark module has `run() -> list[dict]` rows with `case`, `seconds`, `baseline`
+(the same work done the way a user would otherwise do it, in the same run), `ratio`, and
+optionally `goal` and `met`. `python benchmarks/run.py NAME...` runs only the named modules.
 """
 
 from __future__ import annotations
 
+import importlib
 import platform
 import sys
 import time
@@ -12,42 +16,54 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import cli_startup
-
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
+SUITES: dict[str, tuple[str, str]] = {
+    "cli_startup": ("CLI start-up", "the peer tools' own `--help`"),
+    "systemd_bench": ("systemd plugin", "one `busctl` call per unit"),
+    "net_bench": ("net plugin", "`ovs-vsctl`, one command per port and one batched call"),
+    "ledger_bench": ("Ledger", "plain SQLite work of the same size"),
+}
 
-def fmt(value: object, unit: str = "") -> str:
-    if value is None:
+
+def fmt_seconds(value: object) -> str:
+    if not isinstance(value, int | float):
         return "-"
-    if isinstance(value, float):
-        return f"{value * 1000:.1f} ms" if unit == "s" else f"{value:.2f}x"
-    return str(value)
+    return f"{value * 1000:.1f} ms" if value < 10 else f"{value:.2f} s"
 
 
-def main() -> None:
-    rows = cli_startup.run()
+def fmt_ratio(value: object) -> str:
+    return f"{value:.2f}x" if isinstance(value, int | float) else "-"
+
+
+def table(rows: list[dict[str, object]]) -> list[str]:
+    lines = ["| case | op-dbus | baseline | ratio | goal | met |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        met = {True: "yes", False: "**no**"}.get(row.get("met"), "-")  # type: ignore[arg-type]
+        lines.append(
+            f"| {row['case']} | {fmt_seconds(row['seconds'])} | {fmt_seconds(row['baseline'])} "
+            f"| {fmt_ratio(row['ratio'])} | {row.get('goal', '-')} | {met} |"
+        )
+    return lines
+
+
+def main(names: list[str]) -> None:
     lines = [
         "# Benchmarks",
         "",
         "Written by `make bench` (benchmarks/run.py): medians of repeated runs on the project's "
         f"machine kind (2 cores, {platform.machine()}, Python {platform.python_version()}), "
-        f"{time.strftime('%Y-%m-%d')}.",
-        "Ratio = op-dbus time / baseline time (below 1: op-dbus is faster).",
-        "",
-        "## CLI start-up (goal: `op-dbus --help` under 300 ms)",
-        "",
-        "| case | op-dbus | baseline | ratio |",
-        "|---|---|---|---|",
+        f"{time.strftime('%Y-%m-%d')}. Ratio = op-dbus time / baseline time, both measured in "
+        "the same run (below 1: op-dbus is faster).",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row['case']} | {fmt(row['seconds'], 's')} | {fmt(row['baseline'], 's')} "
-            f"| {fmt(row['ratio'])} |"
-        )
+    for name in names or list(SUITES):
+        title, baseline = SUITES[name]
+        print(f"running {name} ...", file=sys.stderr)
+        rows = importlib.import_module(name).run()
+        lines += ["", f"## {title} (baseline: {baseline})", "", *table(rows)]
     DOC.write_text("\n".join(lines) + "\n")
     print(DOC.read_text())
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -118,7 +118,8 @@ def test_diff_reports_unimplemented_sections_and_exits_6() -> None:
     assert result.returncode == 6
     plan = json.loads(result.stdout)
     assert [p["name"] for p in plan["plugins"]] == ["systemd", "net", "lxc"]
-    assert {p["status"] for p in plan["plugins"]} == {"not_implemented"}
+    status = {p["name"]: p["status"] for p in plan["plugins"]}
+    assert status == {"systemd": "unavailable", "net": "unavailable", "lxc": "not_implemented"}
     assert plan["pending"] is False
 
 

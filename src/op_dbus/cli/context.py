@@ -26,6 +26,7 @@ T = TypeVar("T")
 class CliContext:
     endpoints: Endpoints
     mode: str  # "agent" | "standalone" | "full" | "auto"
+    ledger: bool = True
 
     def fixed_mode(self) -> Mode | None:
         """The mode the user chose, or None for auto (decided from the state file)."""

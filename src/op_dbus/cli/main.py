@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from op_dbus.cli import doctor, lab, plan_cmds, state_cmds
+from op_dbus.cli import doctor, lab, ledger, plan_cmds, state_cmds
 from op_dbus.cli.context import CliContext
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
@@ -49,6 +49,12 @@ def main(
     data_dir: str = typer.Option(
         None, "--data-dir", envvar="OPDBUS_DATA_DIR", help="Where op-dbus keeps its data."
     ),
+    use_ledger: bool = typer.Option(
+        True,
+        "--ledger/--no-ledger",
+        envvar="OPDBUS_LEDGER",
+        help="Record every apply in the tamper-evident ledger (NixOS: enableBlockchain).",
+    ),
 ) -> None:
     if mode not in MODES:
         raise typer.BadParameter(
@@ -58,7 +64,7 @@ def main(
         ovsdb=ovsdb, system_bus=system_bus, lxc_path=lxc_path, data_dir=data_dir
     )
     ctx.obj = {
-        "cli": CliContext(endpoints=endpoints, mode=mode),
+        "cli": CliContext(endpoints=endpoints, mode=mode, ledger=use_ledger),
         "endpoints": endpoints,
         "mode": mode,
     }
@@ -68,6 +74,8 @@ state_cmds.register(app)
 plan_cmds.register(app)
 app.command("doctor", help="Check what the chosen mode needs, with fixes.")(doctor.doctor_command)
 app.add_typer(lab.lab_app, name="lab", help="A disposable sandbox of real OVS, systemd and LXC.")
+app.add_typer(ledger.ledger_app, name="ledger", help="The tamper-evident record of every change.")
+app.add_typer(ledger.ledger_app, name="blockchain", help="Alias of `ledger`.", hidden=True)
 
 
 def run() -> None:

@@ -181,12 +181,50 @@ def apply(
         return plan, result
 
     plan, result = run_async(with_plugins(cli, list(sections), work))
+    if cli.ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
+        record_in_ledger(cli, loaded, sections, plan, result)
     if json_out:
         print_json({"file": file, "plan": plan_to_json(plan), "result": result_to_json(result)})
     else:
         colour = "green" if result.exit_code == ExitCode.OK else "red"
         console.print(f"\n[{colour}]{result.message}[/]")
     raise typer.Exit(int(result.exit_code))
+
+
+def record_in_ledger(
+    cli: CliContext,
+    loaded: LoadedState,
+    sections: dict[str, Section],
+    plan: Plan,
+    result: ApplyResult,
+) -> None:
+    """Append the apply to the ledger; a host change that cannot be recorded is an error.
+
+    Only applies that set out to change the host are recorded: a no-op re-apply records no
+    change (idempotence), and a refused apply (exit 6) changed nothing.
+    """
+    import sqlite3
+    import sys
+
+    from op_dbus.engine.record import command_actor, record_apply
+    from op_dbus.ledger.store import Ledger, LedgerError
+
+    try:
+        with Ledger.open(cli.endpoints.data_dir) as ledger:
+            record_apply(
+                ledger,
+                plan=plan,
+                result=result,
+                desired=sections,
+                mode=str(loaded.mode),
+                actor=command_actor(["op-dbus", *sys.argv[1:]]),
+            )
+    except (OSError, sqlite3.Error, LedgerError) as err:
+        fail(
+            ExitCode.UNEXPECTED,
+            f"{result.message}; but the ledger in {cli.endpoints.data_dir} could not record it: "
+            f"{err}",
+        )
 
 
 def verify(

@@ -20,6 +20,7 @@ from typing import Any
 DEFAULT_TCP_PORT = 6640
 DEFAULT_TIMEOUT = 10.0
 _READ_SIZE = 256 * 1024
+_UPDATE_METHODS = ("update", "update2")  # notifications of `monitor` and `monitor_cond`
 
 
 class OvsdbError(Exception):
@@ -185,12 +186,52 @@ class OvsdbClient:
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self._lost: OvsdbConnectionError | None = None
+        self._monitors: dict[str, asyncio.Queue[Any]] = {}
+        self._target: str | None = None
 
-    async def connect(self, target: str, *, timeout: float | None = None) -> None:
-        """Connect to `target` (`unix:PATH` or `tcp:IP:PORT`)."""
+    async def connect(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        retries: int = 0,
+        backoff: float = 0.05,
+        max_backoff: float = 2.0,
+    ) -> None:
+        """Connect to `target` (`unix:PATH` or `tcp:IP:PORT`).
+
+        A server that is restarting refuses connections for a moment, so up to `retries`
+        further attempts follow, the pause doubling from `backoff` up to `max_backoff`.
+        """
         where = parse_target(target)
         if self._writer is not None:
             raise OvsdbError("already connected; close() first")
+        delay = backoff
+        for attempt in range(retries + 1):
+            try:
+                await self._open(target, where, timeout)
+                break
+            except OvsdbConnectionError:
+                if attempt == retries:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_backoff)
+        self._target = target
+        self._lost = None
+        self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {target}")
+
+    async def reconnect(self, *, retries: int = 5, backoff: float = 0.05) -> None:
+        """Drop the connection (if any) and connect again to the same target, with backoff.
+
+        Monitors do not survive: their iterators end with OvsdbConnectionError, and the
+        caller re-creates them (their initial snapshot is the state to resume from).
+        """
+        if self._target is None:
+            raise OvsdbError("reconnect() before connect()")
+        await self.close()
+        await self.connect(self._target, retries=retries, backoff=backoff)
+
+    async def _open(self, target: str, where: Target, timeout: float | None) -> None:
         try:
             if where.kind == "unix":
                 opening = asyncio.open_unix_connection(where.path)
@@ -201,8 +242,6 @@ class OvsdbClient:
         except (OSError, TimeoutError) as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
             raise OvsdbConnectionError(f"cannot connect to OVSDB at {target}: {why}") from exc
-        self._lost = None
-        self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {target}")
 
     async def __aenter__(self) -> OvsdbClient:
         return self
@@ -266,6 +305,44 @@ class OvsdbClient:
                 raise OvsdbOpError(index, op, result["error"], result.get("details"))
         return list(results)
 
+    async def monitor(
+        self,
+        db: str,
+        tables: dict[str, list[str] | None],
+        *,
+        conditional: bool = True,
+        where: dict[str, list[Any]] | None = None,
+    ) -> Monitor:
+        """Watch `tables` (table -> columns, None for all); `initial` holds the current rows.
+
+        `conditional` uses `monitor_cond` (RFC 7047 extension, `update2` notifications with
+        `initial`/`insert`/`delete`/`modify`); otherwise plain `monitor` (`update`, old/new).
+        `where` (monitor_cond only) limits a table to rows matching its conditions.
+        """
+        monitor_id = f"m{next(self._ids)}"
+        requests: dict[str, Any] = {}
+        for table, columns in tables.items():
+            request: dict[str, Any] = {} if columns is None else {"columns": list(columns)}
+            if conditional and where and table in where:
+                request["where"] = where[table]
+            requests[table] = [request] if conditional else request
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._monitors[monitor_id] = queue  # before the request: updates may follow at once
+        method = "monitor_cond" if conditional else "monitor"
+        try:
+            initial = await self.request(method, [db, monitor_id, requests])
+        except BaseException:
+            self._monitors.pop(monitor_id, None)
+            raise
+        return Monitor(self, monitor_id, dict(initial or {}), queue)
+
+    async def _cancel_monitor(self, monitor_id: str) -> None:
+        queue = self._monitors.pop(monitor_id, None)
+        if queue is not None:
+            queue.put_nowait(None)
+            if self._lost is None and self._writer is not None:
+                await self.request("monitor_cancel", [monitor_id])
+
     async def _send(self, message: dict[str, Any]) -> None:
         assert self._writer is not None
         self._writer.write(json.dumps(message, separators=(",", ":")).encode())
@@ -301,6 +378,11 @@ class OvsdbClient:
         elif message.get("method") == "echo":
             reply = {"result": message.get("params", []), "error": None, "id": message.get("id")}
             await self._send(reply)
+        elif message.get("method") in _UPDATE_METHODS:
+            params = message.get("params") or [None, {}]
+            queue = self._monitors.get(params[0])
+            if queue is not None:
+                queue.put_nowait(params[1])
 
     def _fail_pending(self, error: OvsdbConnectionError) -> None:
         self._lost = error
@@ -308,6 +390,89 @@ class OvsdbClient:
             if not future.done():
                 future.set_exception(error)
         self._pending.clear()
+        for queue in self._monitors.values():
+            queue.put_nowait(error)
+        self._monitors.clear()
+
+
+class Monitor:
+    """One monitor's notifications: `async for updates in monitor` yields table-updates.
+
+    Each item maps table -> row uuid -> change, exactly as the server sent it. Iteration ends
+    after `cancel()`; a lost connection raises OvsdbConnectionError from the iterator.
+    """
+
+    def __init__(
+        self, client: OvsdbClient, monitor_id: str, initial: dict[str, Any], queue: asyncio.Queue
+    ) -> None:
+        self.client = client
+        self.id = monitor_id
+        self.initial = initial
+        self._queue = queue
+        self._done = False
+
+    def __aiter__(self) -> Monitor:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._done:
+            raise StopAsyncIteration
+        item = await self._queue.get()
+        if item is None:
+            self._done = True
+            raise StopAsyncIteration
+        if isinstance(item, OvsdbConnectionError):
+            self._done = True
+            raise item
+        return dict(item)
+
+    async def next(self, timeout: float) -> dict[str, Any]:
+        """The next update, or OvsdbTimeoutError after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.__anext__()
+        except TimeoutError as exc:
+            raise OvsdbTimeoutError(f"monitor {self.id}: no update within {timeout} s") from exc
+
+    async def cancel(self) -> None:
+        """Stop the monitor on the server; iteration ends."""
+        await self.client._cancel_monitor(self.id)
+
+
+def where_uuid(uuid: str) -> list[list[Any]]:
+    """A `where` clause selecting the row with this `_uuid`."""
+    return [["_uuid", "==", ["uuid", uuid]]]
+
+
+def wait_op(
+    table: str,
+    where: list[list[Any]],
+    rows: list[dict[str, Any]],
+    columns: list[str],
+    *,
+    until: str = "==",
+    timeout: int = 0,
+) -> dict[str, Any]:
+    """A `wait` operation: the transaction aborts unless the rows matching `where`, projected
+    to `columns`, are (`==`) or are not (`!=`) exactly `rows`, within `timeout` ms.
+
+    With timeout 0 it is an optimistic lock: the caller guards what it read, and a change by
+    someone else since then fails the whole transaction instead of being overwritten.
+    """
+    return {
+        "op": "wait",
+        "table": table,
+        "where": where,
+        "columns": columns,
+        "until": until,
+        "rows": rows,
+        "timeout": timeout,
+    }
+
+
+def is_wait_conflict(error: OvsdbOpError) -> bool:
+    """True when a transaction failed because a guarded row changed (a `wait` timed out)."""
+    return error.error == "timed out" and (error.op or {}).get("op") == "wait"
 
 
 async def ovs_summary(client: OvsdbClient) -> dict[str, Any]:

@@ -14,7 +14,10 @@ from op_dbus.plugins.base import Plugin
 PLUGIN_ORDER: tuple[str, ...] = ("systemd", "net", "lxc")
 """Dependency order: creates and modifies run in this order, deletes in reverse."""
 
-IMPLEMENTED: dict[str, str] = {}
+IMPLEMENTED: dict[str, str] = {
+    "systemd": "op_dbus.plugins.systemd:SystemdPlugin",
+    "net": "op_dbus.plugins.net:NetPlugin",
+}
 """Section name -> "module:Class" of its plugin; a section missing here is not built yet."""
 
 

@@ -1,0 +1,212 @@
+"""One bridge with N internal ports: `op-dbus apply` against ovs-vsctl, whole processes.
+
+Cases at each N (10, 100, 1000), against a private ovsdb-server alone and with ovs-vswitchd
+(in a network namespace of its own, netdev datapath):
+- create: op-dbus apply vs one batched ovs-vsctl call, and vs one ovs-vsctl call per port;
+- no-op re-apply: op-dbus apply vs one batched `--may-exist add-br -- --may-exist add-port ...`;
+- query: `op-dbus query --plugin net --json` vs `ovs-vsctl show`.
+op-dbus's apply includes its verification. ovs-vsctl runs with `--no-wait` without vswitchd
+(it would hang) and waits for vswitchd to realise the change otherwise, as it does by default.
+Each row's figures come from the same run; creates are measured on an emptied database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+OPDBUS = str(Path(sys.executable).with_name("op-dbus"))
+SIZES = (10, 100, 1000)
+RUNS = 3
+PER_PORT_RUNS = 1  # 1000 separate ovs-vsctl processes take seconds: once is enough
+BRIDGE = "bench0"
+
+
+class Ovs:
+    """A private ovsdb-server (and maybe vswitchd) in a temp dir; our children, stopped by PID."""
+
+    def __init__(self, directory: Path, vswitchd: bool) -> None:
+        self.dir = directory
+        self.target = f"unix:{directory}/db.sock"
+        self.with_vswitchd = vswitchd
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def vsctl_argv(self, *args: str) -> list[str]:
+        wait = [] if self.with_vswitchd else ["--no-wait"]
+        return ["ovs-vsctl", f"--db={self.target}", *wait, "--timeout=120", *args]
+
+    def vsctl(self, *args: str) -> None:
+        subprocess.run(self.vsctl_argv(*args), check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def private_ovs(vswitchd: bool) -> Iterator[Ovs]:
+    with tempfile.TemporaryDirectory(prefix="opdbus-bench-") as name:
+        ovs = Ovs(Path(name), vswitchd)
+        d = ovs.dir
+        subprocess.run(["ovsdb-tool", "create", f"{d}/conf.db", SCHEMA], check=True)
+        try:
+            ovs.children.append(
+                subprocess.Popen(
+                    [
+                        *("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock"),
+                        *(f"--unixctl={d}/ovsdb.ctl", "-vconsole:off", "--no-chdir"),
+                    ]
+                )
+            )
+            _wait(lambda: _accepts(d / "db.sock"))
+            subprocess.run(["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "init"], check=True)
+            if vswitchd:
+                env = {**os.environ, "OVS_RUNDIR": str(d), "OVS_LOGDIR": str(d)}
+                ovs.children.append(
+                    subprocess.Popen(
+                        [
+                            *("unshare", "--net", "--", "ovs-vswitchd", ovs.target),
+                            *("--pidfile", "-vconsole:off", "--no-chdir"),
+                        ],
+                        env=env,
+                    )
+                )
+                _wait(lambda: "netdev" in _datapath_types(ovs))
+            yield ovs
+        finally:
+            for child in reversed(ovs.children):
+                child.terminate()
+                try:
+                    child.wait(10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+
+
+def _wait(ready, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise RuntimeError("benchmark OVS did not come up")
+        time.sleep(0.02)
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _datapath_types(ovs: Ovs) -> str:
+    argv = ["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "get", "Open_vSwitch", ".",
+            "datapath_types"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
+
+
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} {argv[1]} failed ({result.returncode}): {result.stderr}")
+    return elapsed
+
+
+def _ports(n: int) -> list[str]:
+    return [f"bp{i}" for i in range(n)]
+
+
+def _state(ovs: Ovs, n: int, work: Path) -> str:
+    net = {
+        "interfaces": [
+            {"name": BRIDGE, "type": "ovs-bridge", "datapath": "netdev"},
+            *({"name": p, "type": "ovs-internal", "bridge": BRIDGE} for p in _ports(n)),
+        ]
+    }
+    path = work / f"state-{n}.json"
+    path.write_text(json.dumps({"version": 1, "plugins": {"net": net}}))
+    return str(path)
+
+
+def _batched(ovs: Ovs, n: int, may_exist: bool) -> list[str]:
+    flag = ["--may-exist"] if may_exist else []
+    args = [*flag, "add-br", BRIDGE, "--", "set", "Bridge", BRIDGE, "datapath_type=netdev"]
+    for port in _ports(n):
+        args += ["--", *flag, "add-port", BRIDGE, port, "--", "set", "Interface", port,
+                 "type=internal"]  # fmt: skip
+    return ovs.vsctl_argv(*args)
+
+
+def _per_port(ovs: Ovs, n: int) -> float:
+    total = _timed(ovs.vsctl_argv("add-br", BRIDGE, "--", "set", "Bridge", BRIDGE,
+                                  "datapath_type=netdev"))  # fmt: skip
+    for port in _ports(n):
+        total += _timed(ovs.vsctl_argv("add-port", BRIDGE, port, "--", "set", "Interface", port,
+                                       "type=internal"))  # fmt: skip
+    return total
+
+
+def _median(measure, runs: int, before=None) -> float:
+    samples = []
+    for _ in range(runs):
+        if before is not None:
+            before()
+        samples.append(measure())
+    return statistics.median(samples)
+
+
+def _row(case: str, ours: float, theirs: float) -> dict[str, object]:
+    return {"case": case, "seconds": ours, "baseline": theirs, "ratio": ours / theirs}
+
+
+def _measure(ovs: Ovs, n: int, work: Path) -> list[dict[str, object]]:
+    where = "with vswitchd" if ovs.with_vswitchd else "ovsdb-server alone"
+    env = {**os.environ, "OPDBUS_OVSDB": ovs.target, "OPDBUS_DATA_DIR": str(work / "data")}
+    state = _state(ovs, n, work)
+
+    def empty() -> None:
+        ovs.vsctl("--if-exists", "del-br", BRIDGE)
+
+    apply = _median(lambda: _timed([OPDBUS, "apply", state], env), RUNS, empty)
+    batched = _median(lambda: _timed(_batched(ovs, n, may_exist=False)), RUNS, empty)
+    per_port = _median(lambda: _per_port(ovs, n), PER_PORT_RUNS, empty)
+    empty()
+    _timed([OPDBUS, "apply", state], env)
+    noop = _median(lambda: _timed([OPDBUS, "apply", state], env), RUNS)
+    may_exist = _median(lambda: _timed(_batched(ovs, n, may_exist=True)), RUNS)
+    query = _median(lambda: _timed([OPDBUS, "query", "--plugin", "net", "--json"], env), RUNS)
+    show = _median(lambda: _timed(["ovs-vsctl", f"--db={ovs.target}", "show"]), RUNS)
+    empty()
+    return [
+        _row(f"apply N={n}, {where} vs batched ovs-vsctl", apply, batched),
+        _row(f"apply N={n}, {where} vs ovs-vsctl per port", apply, per_port),
+        _row(f"no-op apply N={n}, {where} vs batched --may-exist", noop, may_exist),
+        _row(f"query N={n}, {where} vs ovs-vsctl show", query, show),
+    ]
+
+
+def run(sizes: tuple[int, ...] = SIZES) -> list[dict[str, object]]:
+    """Rows of case, seconds (op-dbus), baseline (ovs-vsctl), ratio; all from this one run."""
+    rows: list[dict[str, object]] = []
+    with tempfile.TemporaryDirectory(prefix="opdbus-bench-work-") as name:
+        for vswitchd in (False, True):
+            with private_ovs(vswitchd) as ovs:
+                for n in sizes:
+                    rows += _measure(ovs, n, Path(name))
+    return rows
+
+
+if __name__ == "__main__":
+    chosen = tuple(int(a) for a in sys.argv[1:]) or SIZES
+    for row in run(chosen):
+        print(f"{row['case']:70} {row['seconds']:8.3f} s {row['baseline']:8.3f} s "
+              f"{row['ratio']:6.2f}x")  # fmt: skip

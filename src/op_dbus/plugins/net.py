@@ -1,0 +1,222 @@
+"""The net plugin: Open vSwitch bridges and ports over OVSDB, addresses and routes over netlink.
+
+An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` operations
+(net_ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
+bounded number of times. Then netlink: links up, addresses, the default route. Both act in
+the namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from op_dbus.model.modes import Mode
+from op_dbus.native import netlink
+from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, OvsdbOpError, is_wait_conflict
+from op_dbus.plugins.base import (
+    Action,
+    ActionKind,
+    ApplyError,
+    Availability,
+    Mismatch,
+    Plugin,
+    Section,
+)
+from op_dbus.plugins.net_diff import diff_net, split
+from op_dbus.plugins.net_ovs import (
+    DB,
+    ConflictError,
+    Snapshot,
+    TransactionBuilder,
+    bridge_entry,
+    port_entry,
+    read_snapshot,
+)
+
+ATTEMPTS = 3
+"""Transactions tried before giving up when others keep changing the rows we read."""
+LINK_TIMEOUT = 5.0
+"""How long vswitchd may take to create a new bridge's or internal port's device."""
+
+
+@dataclass
+class NetPlugin(Plugin):
+    name: ClassVar[str] = "net"
+    mode: ClassVar[Mode] = Mode.STANDALONE
+    _client: OvsdbClient | None = field(default=None, init=False, repr=False)
+
+    async def _ovsdb(self) -> OvsdbClient:
+        if self._client is None:
+            client = OvsdbClient()
+            await client.connect(self.endpoints.ovsdb, retries=3)
+            self._client = client
+        return self._client
+
+    async def available(self) -> Availability:
+        try:
+            await (await self._ovsdb()).echo()
+        except (OvsdbError, ValueError) as exc:
+            return Availability(False, f"OVSDB at {self.endpoints.ovsdb}: {exc}")
+        return Availability(True)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def query(self) -> Section:
+        """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 from netlink."""
+        snap = await read_snapshot(await self._ovsdb())
+        return entries_with_ipv4(snap, await netlink.read_state())
+
+    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+        return diff_net(current, desired, exhaustive=exhaustive)
+
+    async def apply(self, actions: list[Action]) -> list[Action]:
+        ovs = [a for a in actions if not a.resource.startswith("ipv4/")]
+        done = await self._transact(ovs) if ovs else []
+        for action in actions:
+            if action.resource.startswith("ipv4/"):
+                try:
+                    await apply_ipv4(action.after)
+                except netlink.NetlinkError as exc:
+                    raise ApplyError(action, str(exc), done) from exc
+                done.append(action)
+        return done
+
+    async def _transact(self, actions: list[Action]) -> list[Action]:
+        """All OVS actions in one guarded transaction, rebuilt from a fresh read on conflict."""
+        client = await self._ovsdb()
+        for attempt in range(1, ATTEMPTS + 1):
+            kernel = await netlink.kernel_ovs_datapath()
+            builder = TransactionBuilder(await read_snapshot(client, kernel_datapath=kernel))
+            try:
+                ops = builder.build(actions)
+            except ConflictError as exc:
+                raise ApplyError(exc.action, exc.reason) from exc
+            try:
+                await client.transact(DB, *ops)
+                return list(actions)
+            except OvsdbOpError as exc:
+                failed = builder.action_of[min(exc.index, len(ops) - 1)]
+                if is_wait_conflict(exc) and attempt < ATTEMPTS:
+                    continue
+                why = "others kept changing the rows it read" if is_wait_conflict(exc) else exc
+                raise ApplyError(failed, f"OVSDB transaction refused: {why}") from exc
+            except OvsdbError as exc:
+                raise ApplyError(actions[0], f"OVSDB: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    async def verify(self, desired: Section) -> list[Mismatch]:
+        current = await self.query()
+        found = [
+            mismatch for action in diff_net(current, desired) for mismatch in _mismatches(action)
+        ]
+        bridges, ports = split(current)
+        realised = bool(current.get("datapath_types") or [])
+        for name in split(desired)[0].keys() | split(desired)[1].keys():
+            entry = bridges.get(name) or ports.get(name)
+            if entry is None or not realised:
+                continue
+            if entry.get("error"):
+                found.append(Mismatch(name, "error", None, entry["error"]))
+            if not isinstance(entry.get("ofport"), int) or entry["ofport"] < 0:
+                found.append(Mismatch(name, "ofport", "assigned", entry.get("ofport")))
+        return found
+
+
+def _mismatches(action: Action) -> list[Mismatch]:
+    """What a still-needed action says about the host: missing, unwanted or differing fields."""
+    if action.kind == ActionKind.CREATE:
+        return [Mismatch(action.resource, "present", True, False)]
+    if action.kind == ActionKind.DELETE:
+        return [Mismatch(action.resource, "present", False, True)]
+    before = action.before or {}
+    return [
+        Mismatch(action.resource, key, value, before.get(key))
+        for key, value in action.after.items()
+        if key not in ("name", "bridge")
+    ]
+
+
+def entries_with_ipv4(snap: Snapshot, net: netlink.NetState) -> Section:
+    """The section from one OVSDB snapshot and one netlink read."""
+    interfaces: list[dict[str, Any]] = []
+    ports: list[dict[str, Any]] = []
+    for name in sorted(snap.bridges):
+        bridge = snap.bridges[name]
+        interfaces.append(bridge_entry(snap, bridge))
+        ports.extend(
+            port_entry(snap, bridge, port)
+            for port in sorted(snap.ports_of(bridge), key=lambda p: p["name"])
+            if port["name"] != name
+        )
+    interfaces.extend(ports)
+    for entry in interfaces:
+        if entry["type"] != "ovs-port" and entry["name"] in net.up:
+            entry["ipv4"] = ipv4_of(entry["name"], net)
+    return {"interfaces": interfaces, "datapath_types": snap.datapath_types}
+
+
+def ipv4_of(name: str, net: netlink.NetState) -> dict[str, Any]:
+    ipv4: dict[str, Any] = {
+        "enabled": net.up[name],
+        "dhcp": False,
+        "address": [{"ip": ip, "prefix": prefix} for ip, prefix in sorted(net.addresses[name])],
+    }
+    gateways = [r.gateway for r in net.default_routes if r.ifname == name and r.gateway]
+    if gateways:
+        ipv4["gateway"] = gateways[0]
+    return ipv4
+
+
+async def apply_ipv4(after: dict[str, Any]) -> None:
+    """Bring one interface's link, addresses and default route to `after` (netlink)."""
+    name = after["name"]
+    if not await netlink.wait_for_link(name, LINK_TIMEOUT):
+        raise netlink.NetlinkError(
+            f"device {name} did not appear within {LINK_TIMEOUT:.0f} s"
+            " (is ovs-vswitchd running, in this network namespace?)"
+        )
+    net = await netlink.read_state()
+    want_up = after.get("enabled")
+    if want_up is None and (after.get("address") or after.get("gateway")):
+        want_up = True
+    if want_up is not None and net.up.get(name) != want_up:
+        await netlink.set_up(name, want_up)
+    if "address" in after:
+        wanted = {(a["ip"], a["prefix"]) for a in after["address"]}
+        have = set(net.addresses.get(name, []))
+        for ip, prefix in sorted(have - wanted):
+            await netlink.remove_address(name, ip, prefix)
+        for ip, prefix in sorted(wanted - have):
+            await netlink.add_address(name, ip, prefix)
+    if "gateway" in after:
+        await _set_gateway(name, after["gateway"], net.default_routes)
+
+
+async def _set_gateway(name: str, gateway: str | None, routes: list[netlink.Route]) -> None:
+    """Our default route via `gateway` on `name` (None: none of ours on `name`).
+
+    Only routes op-dbus created are ever removed; a foreign default route stays, and
+    if it occupies the slot, adding ours fails with a message saying so.
+    """
+    if gateway is not None and any(r.gateway == gateway and r.ifname == name for r in routes):
+        return
+    for route in routes:
+        if route.owned and (route.ifname == name or gateway is not None):
+            await netlink.remove_default_route(route)
+    if gateway is None:
+        return
+    foreign = [r for r in routes if not r.owned]
+    try:
+        await netlink.add_default_route(gateway, name)
+    except netlink.NetlinkError as exc:
+        if foreign:
+            others = ", ".join(f"via {r.gateway or '-'} dev {r.ifname}" for r in foreign)
+            raise netlink.NetlinkError(
+                f"{exc}; a default route op-dbus did not create exists ({others}),"
+                " and op-dbus never removes those"
+            ) from exc
+        raise

@@ -1,0 +1,179 @@
+"""The net plugin's diff: pure logic from (current, desired) sections to actions.
+
+Resources are `bridge/NAME`, `port/NAME` and `ipv4/NAME`. Desired is partial: a field left
+out is left alone, a bridge without `ports` keeps its ports, and a bridge or port the file
+does not list is deleted only when op-dbus owns it (query marks rows `owned`). With
+`exhaustive` (rollback), desired is a whole checkpoint: every field it has is restored, owned
+rows it lacks are removed, and each interface's addresses and gateway return to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
+from op_dbus.plugins.base import Action, ActionKind, Section
+
+PLUGIN = "net"
+BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
+PORT_FIELDS = ("vlan", "mtu")
+DEFAULTS: dict[str, Any] = {"stp": False, "external_ids": {}}
+DHCP_REFUSED = (
+    "dhcp: true is not supported: op-dbus runs no DHCP client; declare static addresses "
+    "(ipv4.address, ipv4.gateway) or leave the interface's ipv4 to another tool"
+)
+
+
+def _interfaces(section: Section | None) -> list[dict[str, Any]]:
+    return list((section or {}).get("interfaces") or [])
+
+
+def split(section: Section | None) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Bridges by name, and ports by name (each with its `bridge`) from a section.
+
+    A name in a bridge's `ports` list is a port entry of type ovs-port unless the section
+    declares that port on its own (type, vlan, external_ids...).
+    """
+    entries = _interfaces(section)
+    bridges = {e["name"]: e for e in entries if e.get("type") == BRIDGE_TYPE}
+    ports: dict[str, dict] = {}
+    for bridge in bridges.values():
+        for name in bridge.get("ports") or []:
+            ports[name] = {"name": name, "type": "ovs-port", "bridge": bridge["name"]}
+    for entry in entries:
+        if entry.get("type") in PORT_TYPES:
+            ports[entry["name"]] = {**ports.get(entry["name"], {}), **entry}
+    return bridges, ports
+
+
+def check_desired(desired: Section) -> None:
+    """Refuse what op-dbus cannot do (plan time, so nothing is touched)."""
+    for index, entry in enumerate(_interfaces(desired)):
+        if (entry.get("ipv4") or {}).get("dhcp") is True:
+            raise ValueError(f"net.interfaces[{index}].ipv4.dhcp: {DHCP_REFUSED}")
+
+
+def _fields_changed(
+    current: dict, desired: dict, names: tuple[str, ...], exhaustive: bool
+) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for name in names:
+        if name not in desired or (name == "mtu" and desired[name] is None):
+            continue
+        if desired[name] != current.get(name, DEFAULTS.get(name)):
+            changed[name] = desired[name]
+    if exhaustive:
+        for name in ("fail_mode",):
+            if name in names and name not in desired and current.get(name) is not None:
+                changed[name] = None
+    return changed
+
+
+def _ids_changed(current: dict, desired: dict, exhaustive: bool) -> dict[str, Any]:
+    if "external_ids" not in desired:
+        return {}
+    have, want = current.get("external_ids") or {}, desired["external_ids"] or {}
+    changed: dict[str, Any] = {}
+    to_set = {k: v for k, v in want.items() if have.get(k) != v}
+    if to_set:
+        changed["external_ids"] = to_set
+    if exhaustive and (gone := sorted(set(have) - set(want))):
+        changed["external_ids_remove"] = gone
+    return changed
+
+
+def _ipv4_changes(current: dict, desired: dict, exhaustive: bool) -> dict[str, Any]:
+    have, want = current.get("ipv4") or {}, desired.get("ipv4") or {}
+    changes: dict[str, Any] = {}
+    if want.get("enabled") is not None and want["enabled"] != have.get("enabled", False):
+        changes["enabled"] = want["enabled"]
+    if want.get("address") is not None:
+        wanted = {(a["ip"], a["prefix"]) for a in want["address"]}
+        if wanted != {(a["ip"], a["prefix"]) for a in have.get("address") or []}:
+            changes["address"] = [dict(a) for a in want["address"]]
+    if ("gateway" in want or exhaustive) and want.get("gateway") != have.get("gateway"):
+        changes["gateway"] = want.get("gateway")
+    return changes
+
+
+def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+    """Deletes (ports, then bridges), then bridge and port creates/modifies, then ipv4."""
+    if not exhaustive:
+        check_desired(desired)
+    cur_bridges, cur_ports = split(current)
+    want_bridges, want_ports = split(desired)
+    deletes: list[Action] = []
+    upserts: list[Action] = []
+    addresses: list[Action] = []
+
+    gone_bridges = {
+        name for name, b in cur_bridges.items() if name not in want_bridges and b.get("owned")
+    }
+    for name, port in sorted(cur_ports.items()):
+        if port["bridge"] in gone_bridges or not port.get("owned"):
+            continue
+        target = want_ports.get(name)
+        listed_bridge = want_bridges.get(port["bridge"], {})
+        known = exhaustive or "ports" in listed_bridge
+        if (target is None and known) or (
+            target is not None and target["bridge"] != port["bridge"]
+        ):
+            deletes.append(Action(PLUGIN, ActionKind.DELETE, f"port/{name}", before=port))
+    for name in sorted(gone_bridges):
+        deletes.append(
+            Action(PLUGIN, ActionKind.DELETE, f"bridge/{name}", before=cur_bridges[name])
+        )
+
+    for name, want in want_bridges.items():
+        have = cur_bridges.get(name)
+        fields = {k: want[k] for k in (*BRIDGE_FIELDS, "external_ids", "owned") if k in want}
+        if have is None:
+            upserts.append(
+                Action(PLUGIN, ActionKind.CREATE, f"bridge/{name}", None, {"name": name, **fields})
+            )
+            continue
+        changed = _fields_changed(have, want, BRIDGE_FIELDS, exhaustive)
+        changed.update(_ids_changed(have, want, exhaustive))
+        if changed:
+            before = {k: have.get(k) for k in changed if not k.endswith("_remove")}
+            upserts.append(
+                Action(
+                    PLUGIN, ActionKind.MODIFY, f"bridge/{name}", before, {"name": name, **changed}
+                )
+            )
+
+    for name, want in want_ports.items():
+        have = cur_ports.get(name)
+        keys = ("type", "bridge", *PORT_FIELDS, "external_ids", "owned")
+        if have is None or have["bridge"] != want["bridge"]:
+            if have is not None and not have.get("owned"):
+                raise ValueError(
+                    f"port {name} is on bridge {have['bridge']}, which op-dbus does not own;"
+                    f" it will not move it to {want['bridge']}"
+                )
+            after = {"name": name, **{k: want[k] for k in keys if k in want}}
+            upserts.append(Action(PLUGIN, ActionKind.CREATE, f"port/{name}", None, after))
+            continue
+        changed = _fields_changed(have, want, PORT_FIELDS, exhaustive)
+        if exhaustive and "vlan" not in want and have.get("vlan") is not None:
+            changed["vlan"] = None
+        changed.update(_ids_changed(have, want, exhaustive))
+        if changed:
+            before = {k: have.get(k) for k in changed if not k.endswith("_remove")}
+            after = {"name": name, "bridge": have["bridge"], **changed}
+            upserts.append(Action(PLUGIN, ActionKind.MODIFY, f"port/{name}", before, after))
+
+    current_all = {**cur_ports, **cur_bridges}
+    for entry in _interfaces(desired):
+        name = entry["name"]
+        if entry.get("ipv4") is None:
+            continue
+        have = current_all.get(name, {})
+        if exhaustive and name not in current_all:
+            continue  # it is gone (or about to be): its addresses went with it
+        changes = _ipv4_changes(have, entry, exhaustive)
+        if changes:
+            before = {k: (have.get("ipv4") or {}).get(k) for k in changes}
+            after = {"name": name, **changes}
+            addresses.append(Action(PLUGIN, ActionKind.MODIFY, f"ipv4/{name}", before, after))
+    return [*deletes, *upserts, *addresses]

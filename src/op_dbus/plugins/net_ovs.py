@@ -1,0 +1,407 @@
+"""The net plugin's OVSDB side: one consistent read, and one guarded transaction per apply.
+
+The read is a single transaction of selects, so bridges, ports and interfaces are one
+snapshot. The write turns the plan's actions into operations against a fresh snapshot and
+guards every row it relies on with a `wait` (timeout 0): if anyone changed such a row since
+the read, the server refuses the whole transaction and the caller re-reads and rebuilds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from op_dbus.native.ovsdb import OvsdbClient, ovsdb_set, wait_op, where_uuid
+from op_dbus.plugins.base import Action, ActionKind
+
+DB = "Open_vSwitch"
+OWNER_KEY = "op-dbus-owner"
+OWNER = "op-dbus"
+BRIDGE_COLUMNS = ["name", "ports", "datapath_type", "external_ids", "stp_enable", "fail_mode"]
+PORT_COLUMNS = ["name", "interfaces", "tag", "external_ids"]
+IFACE_COLUMNS = ["name", "type", "ofport", "error", "external_ids", "mtu", "mtu_request"]
+EMPTY_SET: list[Any] = ["set", []]
+
+
+def to_map(value: Any) -> dict[str, str]:
+    """An OVSDB map column as a dict."""
+    return dict(value[1]) if isinstance(value, list) and value and value[0] == "map" else {}
+
+
+def from_map(values: dict[str, str]) -> list[Any]:
+    return ["map", [[k, v] for k, v in sorted(values.items())]]
+
+
+def optional(value: Any) -> Any:
+    """The one value of an optional (0..1) column, or None when empty."""
+    members = ovsdb_set(value)
+    return members[0] if members else None
+
+
+def uuids(value: Any) -> list[str]:
+    return [member[1] for member in ovsdb_set(value)]
+
+
+def owned(row: dict[str, Any]) -> bool:
+    return OWNER_KEY in to_map(row.get("external_ids"))
+
+
+@dataclass
+class Snapshot:
+    """Rows of one read. Bridges by name (only those hanging off the root row)."""
+
+    root: dict[str, Any]
+    bridges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ports: dict[str, dict[str, Any]] = field(default_factory=dict)  # by uuid
+    interfaces: dict[str, dict[str, Any]] = field(default_factory=dict)  # by uuid
+    kernel_datapath: bool = True  # vswitchd offers `system` even without the kernel module
+
+    @property
+    def datapath_types(self) -> list[str]:
+        return sorted(ovsdb_set(self.root.get("datapath_types", EMPTY_SET)))
+
+    def default_datapath(self) -> str:
+        """`system` when offered and usable, else `netdev`; "" (OVS's default) if unknown."""
+        types = self.datapath_types
+        if "system" in types and self.kernel_datapath:
+            return "system"
+        return "netdev" if "netdev" in types else ""
+
+    def ports_of(self, bridge: dict[str, Any]) -> list[dict[str, Any]]:
+        return [self.ports[u] for u in uuids(bridge["ports"]) if u in self.ports]
+
+    def interface_of(self, port: dict[str, Any]) -> dict[str, Any] | None:
+        found = [self.interfaces[u] for u in uuids(port["interfaces"]) if u in self.interfaces]
+        return min(found, key=lambda row: row["name"]) if found else None
+
+    def find_port(self, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(bridge row, port row) of the port called `name`, on any bridge."""
+        for bridge in self.bridges.values():
+            for port in self.ports_of(bridge):
+                if port["name"] == name:
+                    return bridge, port
+        return None
+
+
+async def read_snapshot(client: OvsdbClient, *, kernel_datapath: bool = True) -> Snapshot:
+    """Root row, bridges, ports and interfaces, read in one transaction."""
+
+    def select(table: str, columns: list[str]) -> dict[str, Any]:
+        return {"op": "select", "table": table, "where": [], "columns": ["_uuid", *columns]}
+
+    root, bridges, ports, ifaces = await client.transact(
+        DB,
+        select("Open_vSwitch", ["bridges", "datapath_types"]),
+        select("Bridge", BRIDGE_COLUMNS),
+        select("Port", PORT_COLUMNS),
+        select("Interface", IFACE_COLUMNS),
+    )
+    if not root["rows"]:
+        raise RuntimeError("the Open_vSwitch table has no row (run `ovs-vsctl init`)")
+    snap = Snapshot(root["rows"][0], kernel_datapath=kernel_datapath)
+    attached = set(uuids(snap.root["bridges"]))
+    for row in bridges["rows"]:
+        if row["_uuid"][1] in attached:
+            snap.bridges[row["name"]] = row
+    snap.ports = {row["_uuid"][1]: row for row in ports["rows"]}
+    snap.interfaces = {row["_uuid"][1]: row for row in ifaces["rows"]}
+    return snap
+
+
+def port_entry(snap: Snapshot, bridge: dict[str, Any], port: dict[str, Any]) -> dict[str, Any]:
+    """A port as the state file spells it, plus read-only facts (owned, ofport, error)."""
+    iface = snap.interface_of(port) or {}
+    entry: dict[str, Any] = {
+        "name": port["name"],
+        "type": "ovs-internal" if iface.get("type") == "internal" else "ovs-port",
+        "bridge": bridge["name"],
+        "external_ids": to_map(port["external_ids"]),
+        "owned": owned(port),
+    }
+    if (tag := optional(port["tag"])) is not None:
+        entry["vlan"] = tag
+    entry.update(realised(iface))
+    return entry
+
+
+def realised(iface: dict[str, Any]) -> dict[str, Any]:
+    """What vswitchd reports for an interface: ofport, error, mtu (when it has said)."""
+    facts: dict[str, Any] = {}
+    if (ofport := optional(iface.get("ofport", EMPTY_SET))) is not None:
+        facts["ofport"] = ofport
+    if (error := optional(iface.get("error", EMPTY_SET))) is not None:
+        facts["error"] = error
+    mtu = optional(iface.get("mtu", EMPTY_SET)) or optional(iface.get("mtu_request", EMPTY_SET))
+    if mtu is not None:
+        facts["mtu"] = mtu
+    return facts
+
+
+def bridge_entry(snap: Snapshot, bridge: dict[str, Any]) -> dict[str, Any]:
+    """A bridge as the state file spells it (ports without the bridge's own), plus facts."""
+    ports = [p for p in snap.ports_of(bridge) if p["name"] != bridge["name"]]
+    own = next((p for p in snap.ports_of(bridge) if p["name"] == bridge["name"]), None)
+    entry: dict[str, Any] = {
+        "name": bridge["name"],
+        "type": "ovs-bridge",
+        "ports": sorted(p["name"] for p in ports),
+        "datapath": bridge["datapath_type"],
+        "external_ids": to_map(bridge["external_ids"]),
+        "stp": bridge["stp_enable"],
+        "owned": owned(bridge),
+    }
+    if (fail_mode := optional(bridge["fail_mode"])) is not None:
+        entry["fail_mode"] = fail_mode
+    if own is not None:
+        entry.update(realised(snap.interface_of(own) or {}))
+    return entry
+
+
+class TransactionBuilder:
+    """Operations for a list of net actions against one snapshot, with `wait` guards.
+
+    `action_of[i]` is the action operation `i` serves, so a failing operation names the
+    action the user sees. Netlink (`ipv4/`) actions produce no operations.
+    """
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.ops: list[dict[str, Any]] = []
+        self.action_of: list[Action] = []
+        self._names = 0
+
+    def build(self, actions: Iterable[Action]) -> list[dict[str, Any]]:
+        actions = list(actions)
+        new_bridges = {
+            a.after["name"]
+            for a in actions
+            if a.kind == ActionKind.CREATE and a.resource.startswith("bridge/")
+        }
+        new_ports: dict[str, list[Action]] = {}
+        for action in actions:
+            kind, resource = action.kind, action.resource
+            if resource.startswith("bridge/"):
+                if kind == ActionKind.CREATE:
+                    continue  # after the loop, with its new ports
+                (self._delete_bridge if kind == ActionKind.DELETE else self._modify_bridge)(action)
+            elif resource.startswith("port/"):
+                if kind == ActionKind.DELETE:
+                    self._delete_port(action)
+                elif kind == ActionKind.MODIFY:
+                    self._modify_port(action)
+                elif action.after["bridge"] in new_bridges:
+                    new_ports.setdefault(action.after["bridge"], []).append(action)
+                else:
+                    self._add_port_to_existing(action)
+        for action in actions:
+            if action.kind == ActionKind.CREATE and action.resource.startswith("bridge/"):
+                self._create_bridge(action, new_ports.get(action.after["name"], []))
+        if self.ops:
+            self._emit(actions[0], {"op": "comment", "comment": "op-dbus apply"})
+        return self.ops
+
+    # --- helpers --------------------------------------------------------------------------
+    def _emit(self, action: Action, op: dict[str, Any]) -> None:
+        self.ops.append(op)
+        self.action_of.append(action)
+
+    def _name(self, prefix: str) -> str:
+        self._names += 1
+        return f"{prefix}{self._names}"
+
+    def _guard(self, action: Action, table: str, row: dict[str, Any], columns: list[str]) -> None:
+        rows = [{column: row[column] for column in columns}]
+        self._emit(action, wait_op(table, where_uuid(row["_uuid"][1]), rows, columns))
+
+    def _absent(self, action: Action, table: str, name: str) -> None:
+        self._emit(action, wait_op(table, [["name", "==", name]], [], ["name"]))
+
+    def _bridge(self, action: Action, name: str) -> dict[str, Any]:
+        row = self.snap.bridges.get(name)
+        if row is None:
+            raise ConflictError(action, f"bridge {name} no longer exists")
+        return row
+
+    @staticmethod
+    def _external_ids(current: dict[str, str], after: dict[str, Any]) -> dict[str, str]:
+        merged = {**current, **after.get("external_ids", {})}
+        for key in after.get("external_ids_remove", []):
+            merged.pop(key, None)
+        return merged
+
+    def _owner_ids(self, after: dict[str, Any]) -> dict[str, str]:
+        ids = dict(after.get("external_ids") or {})
+        if after.get("owned", True):
+            ids.setdefault(OWNER_KEY, OWNER)
+        return ids
+
+    def _new_port(self, action: Action, after: dict[str, Any]) -> str:
+        """Insert an Interface and a Port for `after`; return the Port's uuid-name."""
+        name = after["name"]
+        if (found := self.snap.find_port(name)) is not None:
+            raise ConflictError(action, f"port {name} is already on bridge {found[0]['name']}")
+        self._absent(action, "Port", name)
+        iface, port = self._name("i"), self._name("p")
+        iface_row: dict[str, Any] = {"name": name, "external_ids": from_map(self._owner_ids(after))}
+        if after.get("type") == "ovs-internal" or after.get("internal"):
+            iface_row["type"] = "internal"
+        if after.get("mtu") is not None:
+            iface_row["mtu_request"] = after["mtu"]
+        self._emit(
+            action, {"op": "insert", "table": "Interface", "row": iface_row, "uuid-name": iface}
+        )
+        port_row: dict[str, Any] = {
+            "name": name,
+            "interfaces": ["named-uuid", iface],
+            "external_ids": from_map(self._owner_ids(after)),
+        }
+        if after.get("vlan") is not None:
+            port_row["tag"] = after["vlan"]
+        self._emit(action, {"op": "insert", "table": "Port", "row": port_row, "uuid-name": port})
+        return port
+
+    # --- bridges --------------------------------------------------------------------------
+    def _create_bridge(self, action: Action, ports: list[Action]) -> None:
+        after = action.after
+        name = after["name"]
+        if name in self.snap.bridges:
+            raise ConflictError(action, f"bridge {name} was created by someone else meanwhile")
+        self._absent(action, "Bridge", name)
+        own_port = {"name": name, "internal": True, "owned": after.get("owned", True)}
+        own = self._new_port(action, {**own_port, "mtu": after.get("mtu")})
+        members = [own, *(self._new_port(p, p.after) for p in ports)]
+        row: dict[str, Any] = {
+            "name": name,
+            "ports": ["set", [["named-uuid", m] for m in members]],
+            "external_ids": from_map(self._owner_ids(after)),
+            "datapath_type": after.get("datapath") or self.snap.default_datapath(),
+        }
+        if after.get("stp") is not None:
+            row["stp_enable"] = after["stp"]
+        if after.get("fail_mode") is not None:
+            row["fail_mode"] = after["fail_mode"]
+        bridge = self._name("b")
+        self._emit(action, {"op": "insert", "table": "Bridge", "row": row, "uuid-name": bridge})
+        self._emit(
+            action,
+            {
+                "op": "mutate",
+                "table": "Open_vSwitch",
+                "where": [],
+                "mutations": [["bridges", "insert", ["set", [["named-uuid", bridge]]]]],
+            },
+        )
+
+    def _modify_bridge(self, action: Action) -> None:
+        after = action.after
+        row = self._bridge(action, after["name"])
+        update: dict[str, Any] = {}
+        if "datapath" in after:
+            update["datapath_type"] = after["datapath"] or self.snap.default_datapath()
+        if "stp" in after:
+            update["stp_enable"] = bool(after["stp"])
+        if "fail_mode" in after:
+            update["fail_mode"] = after["fail_mode"] if after["fail_mode"] else EMPTY_SET
+        if "external_ids" in after or "external_ids_remove" in after:
+            ids = self._external_ids(to_map(row["external_ids"]), after)
+            update["external_ids"] = from_map(ids)
+        if update:
+            columns = sorted({"name", *update})
+            self._guard(action, "Bridge", row, columns)
+            where = where_uuid(row["_uuid"][1])
+            self._emit(action, {"op": "update", "table": "Bridge", "where": where, "row": update})
+        if after.get("mtu") is not None:
+            own = next((p for p in self.snap.ports_of(row) if p["name"] == row["name"]), None)
+            iface = self.snap.interface_of(own) if own else None
+            if iface is None:
+                raise ConflictError(action, f"bridge {row['name']} has no interface of its own")
+            self._set_mtu(action, iface, after["mtu"])
+
+    def _set_mtu(self, action: Action, iface: dict[str, Any], mtu: int) -> None:
+        self._guard(action, "Interface", iface, ["name", "mtu_request"])
+        where = where_uuid(iface["_uuid"][1])
+        self._emit(
+            action,
+            {"op": "update", "table": "Interface", "where": where, "row": {"mtu_request": mtu}},
+        )
+
+    def _delete_bridge(self, action: Action) -> None:
+        row = self._bridge(action, action.before["name"])
+        if not owned(row):
+            raise ConflictError(action, f"bridge {row['name']} is not owned by op-dbus")
+        self._guard(action, "Bridge", row, ["name", "external_ids", "ports"])
+        self._emit(
+            action,
+            {
+                "op": "mutate",
+                "table": "Open_vSwitch",
+                "where": [],
+                "mutations": [["bridges", "delete", ["set", [["uuid", row["_uuid"][1]]]]]],
+            },
+        )
+
+    # --- ports ----------------------------------------------------------------------------
+    def _port_on(self, action: Action, bridge: str, name: str) -> dict[str, Any]:
+        found = self.snap.find_port(name)
+        if found is None or found[0]["name"] != bridge:
+            raise ConflictError(action, f"port {name} is no longer on bridge {bridge}")
+        return found[1]
+
+    def _add_port_to_existing(self, action: Action) -> None:
+        bridge = self._bridge(action, action.after["bridge"])
+        port = self._new_port(action, action.after)
+        self._guard(action, "Bridge", bridge, ["name"])
+        self._emit(
+            action,
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": where_uuid(bridge["_uuid"][1]),
+                "mutations": [["ports", "insert", ["set", [["named-uuid", port]]]]],
+            },
+        )
+
+    def _delete_port(self, action: Action) -> None:
+        bridge = self._bridge(action, action.before["bridge"])
+        port = self._port_on(action, bridge["name"], action.before["name"])
+        if not owned(port):
+            raise ConflictError(action, f"port {port['name']} is not owned by op-dbus")
+        self._guard(action, "Port", port, ["name", "external_ids", "interfaces"])
+        self._emit(
+            action,
+            {
+                "op": "mutate",
+                "table": "Bridge",
+                "where": where_uuid(bridge["_uuid"][1]),
+                "mutations": [["ports", "delete", ["set", [["uuid", port["_uuid"][1]]]]]],
+            },
+        )
+
+    def _modify_port(self, action: Action) -> None:
+        after = action.after
+        port = self._port_on(action, after["bridge"], after["name"])
+        update: dict[str, Any] = {}
+        if "vlan" in after:
+            update["tag"] = EMPTY_SET if after["vlan"] is None else after["vlan"]
+        if "external_ids" in after or "external_ids_remove" in after:
+            ids = self._external_ids(to_map(port["external_ids"]), after)
+            update["external_ids"] = from_map(ids)
+        if update:
+            self._guard(action, "Port", port, sorted({"name", *update}))
+            where = where_uuid(port["_uuid"][1])
+            self._emit(action, {"op": "update", "table": "Port", "where": where, "row": update})
+        if after.get("mtu") is not None:
+            iface = self.snap.interface_of(port)
+            if iface is None:
+                raise ConflictError(action, f"port {port['name']} has no interface")
+            self._set_mtu(action, iface, after["mtu"])
+
+
+class ConflictError(Exception):
+    """The snapshot does not allow an action (someone else changed the host since the plan)."""
+
+    def __init__(self, action: Action, reason: str) -> None:
+        super().__init__(reason)
+        self.action = action
+        self.reason = reason

@@ -1,0 +1,185 @@
+"""`op-dbus ledger ...` commands, run in-process on a ledger in a temp data dir."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from op_dbus.cli.ledger import ledger_app
+from op_dbus.endpoints import Endpoints
+from op_dbus.ledger import merkle
+from op_dbus.ledger.store import DB_NAME, Ledger
+
+app = typer.Typer()
+
+
+@app.callback()
+def main(ctx: typer.Context, data_dir: str = typer.Option(..., "--data-dir")) -> None:
+    ctx.obj = {"endpoints": Endpoints(data_dir=data_dir)}
+
+
+app.add_typer(ledger_app, name="ledger")
+
+
+def apply_entries(apply_id: str, time: str, plugins: list[str]) -> list[dict]:
+    header = {
+        "type": "apply",
+        "apply_id": apply_id,
+        "time": time,
+        "actor": "uid=0 command=op-dbus apply s.yaml",
+        "result": {"exit_code": 0},
+    }
+    actions = [
+        {
+            "type": "action",
+            "apply_id": apply_id,
+            "time": time,
+            "phase": "apply",
+            "plugin": plugin,
+            "kind": "create",
+            "resource": f"r{i}",
+            "result": "applied",
+            "error": None,
+        }
+        for i, plugin in enumerate(plugins)
+    ]
+    return [header, *actions]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    with Ledger.open(tmp_path) as ledger:
+        ledger.append(apply_entries("aaaa1111", "2026-01-01T10:00:00.000000Z", ["net", "lxc"]))
+        ledger.append(apply_entries("bbbb2222", "2026-02-01T10:00:00.000000Z", ["net"] * 3))
+    return tmp_path
+
+
+def run(data_dir: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["--data-dir", str(data_dir), "ledger", *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.output
+
+
+def run_json(data_dir: Path, *args: str) -> dict:
+    code, out = run(data_dir, *args, "--json")
+    assert code == 0, out
+    return json.loads(out)
+
+
+def test_log_filters(data_dir: Path) -> None:
+    entries = run_json(data_dir, "log")["entries"]
+    assert [e["index"] for e in entries] == list(range(7))
+    net = run_json(data_dir, "log", "--plugin", "net", "-n", "2")["entries"]
+    assert [e["index"] for e in net] == [5, 6]
+    since = run_json(data_dir, "log", "--since", "2026-01-15")["entries"]
+    assert {e["entry"]["apply_id"] for e in since} == {"bbbb2222"}
+    code, out = run(data_dir, "log")
+    assert code == 0 and "net:r1" in out and "bbbb2222" in out
+    assert run(data_dir, "log", "--since", "yesterday")[0] == 2
+    assert run(data_dir, "log", "--plugin", "nope")[0] == 2
+
+
+def test_show_by_index_and_by_apply_id(data_dir: Path) -> None:
+    one = run_json(data_dir, "show", "4")["entries"]
+    assert one[0]["entry"]["resource"] == "r0" and one[0]["index"] == 4
+    whole = run_json(data_dir, "show", "bbbb")["entries"]
+    assert [e["index"] for e in whole] == [3, 4, 5, 6]
+    assert run(data_dir, "show", "99")[0] == 2
+    assert run(data_dir, "show", "zzzz")[0] == 2
+
+
+def test_proofs_verify_against_the_printed_checkpoint(data_dir: Path) -> None:
+    cp = run_json(data_dir, "checkpoint")
+    assert cp["size"] == 7 and cp["note"].splitlines()[1] == "7"
+    code, out = run(data_dir, "checkpoint")
+    assert code == 0 and out == cp["note"]
+    code, vkey = run(data_dir, "checkpoint", "--public-key")
+    assert vkey.strip() == cp["public_key"]
+    root = base64.b64decode(cp["root"])
+    p = run_json(data_dir, "proof", "inclusion", "4")
+    assert p["treeSize"] == 7
+    proof = [base64.b64decode(h) for h in p["proof"]]
+    merkle.verify_inclusion(4, 7, base64.b64decode(p["leafHash"]), proof, root)
+    c = run_json(data_dir, "proof", "consistency", "3", "7")
+    proof = [base64.b64decode(h) for h in c["proof"]]
+    merkle.verify_consistency(3, 7, proof, base64.b64decode(c["root1"]), root)
+    assert run(data_dir, "proof", "inclusion", "7")[0] == 2
+    assert run(data_dir, "proof", "consistency", "5", "3")[0] == 2
+
+
+def test_verify_names_the_first_bad_index(data_dir: Path) -> None:
+    code, out = run(data_dir, "verify")
+    assert code == 0 and "verified" in out and "7 entries" in out
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    with conn:
+        conn.execute("UPDATE entries SET data = replace(data, 'r1', 'r7') WHERE idx = 5")
+    conn.close()
+    code, out = run(data_dir, "verify")
+    assert code == 3 and "first bad index 5" in out
+    assert run_json_code(data_dir, "verify") == (3, 5)
+
+
+def test_verify_against_a_saved_checkpoint_and_a_pinned_key(data_dir: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "old.checkpoint"
+    saved.write_text(run(data_dir, "checkpoint")[1])
+    vkey = run(data_dir, "checkpoint", "--public-key")[1].strip()
+    assert run(data_dir, "verify", "--checkpoint", str(saved), "--key", vkey)[0] == 0
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    with conn:
+        conn.execute("DELETE FROM entries WHERE idx >= 3")
+        conn.execute("DELETE FROM nodes WHERE ((idx + 1) << level) > 3")
+        conn.execute("DELETE FROM checkpoints WHERE size > 3")
+    conn.close()
+    with Ledger.open(data_dir) as ledger:
+        ledger.append(apply_entries("cccc3333", "2026-03-01T10:00:00.000000Z", ["lxc"] * 3))
+    assert run(data_dir, "verify")[0] == 0
+    code, out = run(data_dir, "verify", "--checkpoint", str(saved))
+    assert code == 3 and "first bad index 3" in out
+    assert run(data_dir, "verify", "--checkpoint", str(tmp_path / "missing"))[0] == 2
+    other = vkey.rsplit("+", 1)[0] + "+" + base64.b64encode(b"\x01" + b"k" * 32).decode()
+    assert run(data_dir, "verify", "--key", other)[0] == 3
+
+
+def run_json_code(data_dir: Path, *args: str) -> tuple[int, int]:
+    code, out = run(data_dir, *args, "--json")
+    return code, json.loads(out)["first_bad_index"]
+
+
+def test_export_verifies_offline_and_catches_tampering(data_dir: Path, tmp_path: Path) -> None:
+    export = tmp_path / "audit.jsonl"
+    code, out = run(data_dir, "export", str(export))
+    assert code == 0 and "exported 7 entries" in out
+    vkey = run(data_dir, "checkpoint", "--public-key")[1].strip()
+    nowhere = tmp_path / "nowhere"  # verify-export needs no ledger at all
+    report = run_json(nowhere, "verify-export", str(export), "--key", vkey)
+    assert report["ok"] and report["size"] == 7 and report["verified_size"] == 7
+
+    lines = export.read_text().splitlines()
+    record = json.loads(lines[3])  # entry 2
+    record["data"] = record["data"].replace("r1", "r2")
+    lines[3] = json.dumps(record)
+    forged = tmp_path / "forged.jsonl"
+    forged.write_text("\n".join(lines) + "\n")
+    assert run_json_code(nowhere, "verify-export", str(forged)) == (3, 0)
+
+    lines = export.read_text().splitlines()
+    del lines[5]  # entry 4
+    forged.write_text("\n".join(lines) + "\n")
+    assert run_json_code(nowhere, "verify-export", str(forged)) == (3, 4)
+
+    other_key = vkey.rsplit("+", 1)[0] + "+" + base64.b64encode(b"\x01" + b"k" * 32).decode()
+    assert run(nowhere, "verify-export", str(export), "--key", other_key)[0] == 2
+    forged.write_text("not json\n")
+    assert run(nowhere, "verify-export", str(forged))[0] == 2
+
+
+def test_missing_ledger_is_exit_2_and_not_created(tmp_path: Path) -> None:
+    code, out = run(tmp_path / "none", "log")
+    assert code == 2 and "no ledger" in out
+    assert not (tmp_path / "none").exists()

@@ -1,0 +1,304 @@
+"""The net plugin's diff and transaction building: pure logic, no OVS."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from op_dbus.plugins.base import Action, ActionKind
+from op_dbus.plugins.net_diff import diff_net
+from op_dbus.plugins.net_ovs import OWNER_KEY, ConflictError, Snapshot, TransactionBuilder
+
+SEED = {
+    "interfaces": [
+        {
+            "name": "ovsbr0",
+            "type": "ovs-bridge",
+            "ports": ["eth0"],
+            "ipv4": {
+                "enabled": True,
+                "dhcp": False,
+                "address": [{"ip": "192.168.1.10", "prefix": 24}],
+                "gateway": "192.168.1.1",
+            },
+        },
+        {
+            "name": "mesh",
+            "type": "ovs-bridge",
+            "ports": [],
+            "ipv4": {"enabled": True, "dhcp": False, "address": [{"ip": "10.0.0.1", "prefix": 24}]},
+        },
+    ]
+}
+
+OWNED = {OWNER_KEY: "op-dbus"}
+
+
+def bridge(name: str, ports: list[str], *, owned: bool = True, **extra: object) -> dict:
+    entry = {
+        "name": name,
+        "type": "ovs-bridge",
+        "ports": ports,
+        "datapath": "netdev",
+        "external_ids": dict(OWNED) if owned else {},
+        "stp": False,
+        "owned": owned,
+    }
+    return {**entry, **extra}
+
+
+def port(name: str, on: str, *, owned: bool = True, **extra: object) -> dict:
+    entry = {
+        "name": name,
+        "type": "ovs-port",
+        "bridge": on,
+        "external_ids": dict(OWNED) if owned else {},
+        "owned": owned,
+    }
+    return {**entry, **extra}
+
+
+def ipv4(*addresses: str, gateway: str | None = None, enabled: bool = True) -> dict:
+    found = [{"ip": a.split("/")[0], "prefix": int(a.split("/")[1])} for a in addresses]
+    result = {"enabled": enabled, "dhcp": False, "address": found}
+    return {**result, "gateway": gateway} if gateway else result
+
+
+def applied_seed(**ovsbr0: object) -> dict:
+    """What query returns once the seed is applied."""
+    return {
+        "interfaces": [
+            bridge("mesh", [], ipv4=ipv4("10.0.0.1/24")),
+            bridge(
+                "ovsbr0",
+                ["eth0"],
+                ipv4=ipv4("192.168.1.10/24", gateway="192.168.1.1"),
+                **ovsbr0,
+            ),
+            port("eth0", "ovsbr0"),
+        ]
+    }
+
+
+def kinds(actions: list[Action]) -> list[tuple[str, str]]:
+    return [(str(a.kind), a.resource) for a in actions]
+
+
+def test_seed_on_an_empty_host_creates_bridges_port_then_addresses() -> None:
+    actions = diff_net({"interfaces": []}, SEED)
+    assert kinds(actions) == [
+        ("create", "bridge/ovsbr0"),
+        ("create", "bridge/mesh"),
+        ("create", "port/eth0"),
+        ("modify", "ipv4/ovsbr0"),
+        ("modify", "ipv4/mesh"),
+    ]
+    assert actions[3].after["gateway"] == "192.168.1.1"
+    assert "gateway" not in actions[4].after  # mesh declares none: left alone
+
+
+def test_applied_seed_is_up_to_date() -> None:
+    assert diff_net(applied_seed(), SEED) == []
+
+
+def test_foreign_bridge_not_in_the_file_is_left_alone_owned_one_is_deleted() -> None:
+    current = applied_seed()
+    current["interfaces"] += [bridge("foreign0", []), bridge("old", [])]
+    current["interfaces"][-2]["owned"] = False
+    assert kinds(diff_net(current, SEED)) == [("delete", "bridge/old")]
+
+
+def test_ports_dropped_from_the_list_are_deleted_only_when_owned() -> None:
+    current = applied_seed()
+    current["interfaces"][0]["ports"] = ["veth-a", "veth-b"]
+    current["interfaces"] += [port("veth-a", "mesh"), port("veth-b", "mesh", owned=False)]
+    assert kinds(diff_net(current, SEED)) == [("delete", "port/veth-a")]
+
+
+def test_bridge_without_ports_key_keeps_its_ports() -> None:
+    current = applied_seed()
+    current["interfaces"][0]["ports"] = ["veth-a"]
+    current["interfaces"].append(port("veth-a", "mesh"))
+    desired = copy.deepcopy(SEED)
+    del desired["interfaces"][1]["ports"]
+    assert diff_net(current, desired) == []
+
+
+def test_drift_in_addresses_and_gateway_is_repaired_exactly() -> None:
+    current = applied_seed()
+    current["interfaces"][1]["ipv4"] = ipv4("192.168.1.99/24")
+    (action,) = diff_net(current, SEED)
+    assert action.resource == "ipv4/ovsbr0"
+    assert action.after == {
+        "name": "ovsbr0",
+        "address": [{"ip": "192.168.1.10", "prefix": 24}],
+        "gateway": "192.168.1.1",
+    }
+    assert action.before == {
+        "address": [{"ip": "192.168.1.99", "prefix": 24}],
+        "gateway": None,
+    }
+
+
+def test_external_ids_are_merged_not_replaced() -> None:
+    desired = copy.deepcopy(SEED)
+    desired["interfaces"][1]["external_ids"] = {"role": "mesh"}
+    current = applied_seed()
+    (action,) = diff_net(current, desired)
+    assert action.after == {"name": "mesh", "external_ids": {"role": "mesh"}}
+    current["interfaces"][0]["external_ids"]["role"] = "mesh"
+    assert diff_net(current, desired) == []
+
+
+def test_dhcp_true_is_refused_naming_the_path() -> None:
+    desired = copy.deepcopy(SEED)
+    desired["interfaces"][1]["ipv4"]["dhcp"] = True
+    with pytest.raises(ValueError, match=r"net\.interfaces\[1\]\.ipv4\.dhcp"):
+        diff_net({"interfaces": []}, desired)
+
+
+def test_port_on_a_foreign_bridge_is_not_moved() -> None:
+    current = {"interfaces": [bridge("other", ["eth0"], owned=False), port("eth0", "other")]}
+    current["interfaces"][1]["owned"] = False
+    with pytest.raises(ValueError, match="does not own"):
+        diff_net(current, SEED)
+
+
+def test_rollback_removes_owned_rows_and_restores_checkpoint_fields() -> None:
+    checkpoint = {
+        "interfaces": [
+            bridge("foreign0", [], owned=False, fail_mode="secure"),
+            bridge("keep", [], external_ids={**OWNED, "a": "1"}, ipv4=ipv4("10.1.0.1/24")),
+        ]
+    }
+    now = applied_seed()
+    now["interfaces"] += [
+        bridge("foreign0", [], owned=False),
+        bridge("keep", ["p1"], external_ids={**OWNED, "b": "2"}, ipv4=ipv4("10.1.0.2/24")),
+        port("p1", "keep"),
+    ]
+    actions = diff_net(now, checkpoint, exhaustive=True)
+    assert kinds(actions) == [
+        ("delete", "port/p1"),
+        ("delete", "bridge/mesh"),
+        ("delete", "bridge/ovsbr0"),
+        ("modify", "bridge/foreign0"),
+        ("modify", "bridge/keep"),
+        ("modify", "ipv4/keep"),
+    ]
+    assert actions[3].after == {"name": "foreign0", "fail_mode": "secure"}
+    assert actions[4].after == {
+        "name": "keep",
+        "external_ids": {"a": "1"},
+        "external_ids_remove": ["b"],
+    }
+    assert actions[5].after["address"] == [{"ip": "10.1.0.1", "prefix": 24}]
+
+
+def test_rollback_to_its_own_result_is_empty() -> None:
+    now = applied_seed()
+    assert diff_net(now, copy.deepcopy(now), exhaustive=True) == []
+
+
+# --- the transaction built from actions -------------------------------------------------------
+
+
+def snapshot(*bridges: tuple[str, bool]) -> Snapshot:
+    """Bridges (name, owned), each with its own internal port and interface."""
+    snap = Snapshot({"_uuid": ["uuid", "root"], "datapath_types": ["set", ["netdev", "system"]]})
+    for name, is_owned in bridges:
+        ids = ["map", [[OWNER_KEY, "op-dbus"]] if is_owned else []]
+        snap.interfaces[f"i-{name}"] = {
+            "_uuid": ["uuid", f"i-{name}"],
+            "name": name,
+            "type": "internal",
+            "external_ids": ids,
+        }
+        snap.ports[f"p-{name}"] = {
+            "_uuid": ["uuid", f"p-{name}"],
+            "name": name,
+            "interfaces": ["uuid", f"i-{name}"],
+            "tag": ["set", []],
+            "external_ids": ids,
+        }
+        snap.bridges[name] = {
+            "_uuid": ["uuid", f"b-{name}"],
+            "name": name,
+            "ports": ["uuid", f"p-{name}"],
+            "datapath_type": "netdev",
+            "external_ids": ids,
+            "stp_enable": False,
+            "fail_mode": ["set", []],
+        }
+    return snap
+
+
+def test_seed_becomes_one_transaction_guarded_and_owned() -> None:
+    snap = snapshot()
+    snap.kernel_datapath = False
+    builder = TransactionBuilder(snap)
+    ops = builder.build(diff_net({"interfaces": []}, SEED))
+    waits = [op for op in ops if op["op"] == "wait"]
+    assert {(w["table"], w["where"][0][2]) for w in waits} >= {
+        ("Bridge", "ovsbr0"),
+        ("Bridge", "mesh"),
+        ("Port", "eth0"),
+    }
+    assert all(w["timeout"] == 0 and w["rows"] == [] for w in waits)
+    bridges = [op["row"] for op in ops if op["op"] == "insert" and op["table"] == "Bridge"]
+    assert [b["datapath_type"] for b in bridges] == ["netdev", "netdev"]  # no kernel module
+    assert all(dict(b["external_ids"][1])[OWNER_KEY] == "op-dbus" for b in bridges)
+    ovsbr0 = next(b for b in bridges if b["name"] == "ovsbr0")
+    assert len(ovsbr0["ports"][1]) == 2  # its own port and eth0, in the same insert
+    assert len(builder.action_of) == len(ops)
+
+
+def test_system_datapath_is_preferred_when_usable() -> None:
+    ops = TransactionBuilder(snapshot()).build(diff_net({"interfaces": []}, SEED))
+    assert {
+        op["row"]["datapath_type"] for op in ops if op.get("table") == "Bridge" and "row" in op
+    } == {"system"}
+
+
+def test_delete_is_guarded_by_the_row_as_read_and_refused_for_foreign_rows() -> None:
+    snap = snapshot(("old", True), ("foreign0", False))
+    delete = Action("net", ActionKind.DELETE, "bridge/old", before={"name": "old"})
+    ops = TransactionBuilder(snap).build([delete])
+    assert ops[0]["op"] == "wait" and ops[0]["rows"][0]["ports"] == ["uuid", "p-old"]
+    assert ops[1]["mutations"] == [["bridges", "delete", ["set", [["uuid", "b-old"]]]]]
+    foreign = Action("net", ActionKind.DELETE, "bridge/foreign0", before={"name": "foreign0"})
+    with pytest.raises(ConflictError, match="not owned"):
+        TransactionBuilder(snap).build([foreign])
+
+
+def test_create_of_a_bridge_that_appeared_meanwhile_is_a_conflict() -> None:
+    create = Action("net", ActionKind.CREATE, "bridge/mesh", after={"name": "mesh"})
+    with pytest.raises(ConflictError, match="someone else"):
+        TransactionBuilder(snapshot(("mesh", False))).build([create])
+
+
+def test_verify_reports_missing_unwanted_and_differing() -> None:
+    from op_dbus.plugins.net import _mismatches
+
+    current = applied_seed()
+    current["interfaces"] = [e for e in current["interfaces"] if e["name"] != "mesh"]
+    current["interfaces"].append(bridge("old", []))
+    current["interfaces"][0]["ipv4"] = ipv4("192.168.1.99/24", gateway="192.168.1.1")
+    found = {
+        (m.resource, m.field, str(m.expected), str(m.actual))
+        for action in diff_net(current, SEED)
+        for m in _mismatches(action)
+    }
+    assert found == {
+        ("bridge/old", "present", "False", "True"),
+        ("bridge/mesh", "present", "True", "False"),
+        ("ipv4/mesh", "enabled", "True", "None"),
+        ("ipv4/mesh", "address", "[{'ip': '10.0.0.1', 'prefix': 24}]", "None"),
+        (
+            "ipv4/ovsbr0",
+            "address",
+            "[{'ip': '192.168.1.10', 'prefix': 24}]",
+            "[{'ip': '192.168.1.99', 'prefix': 24}]",
+        ),
+    }
