@@ -208,6 +208,17 @@ def test_dhcp_true_is_refused_before_anything_changes(net_lab: Lab, tmp_path: Pa
     net = copy.deepcopy(SEED_NET)
     net["interfaces"][1]["ipv4"]["dhcp"] = True
     result = opdbus(net_lab, "apply", state_file(tmp_path, net))
-    assert result.returncode != 0
+    assert result.returncode == 2, "refused as invalid input, before the host is read"
     assert "net.interfaces[1].ipv4.dhcp" in result.stdout + result.stderr
+    assert vsctl(net_lab, "list-br") == ""
+
+
+def test_port_vswitchd_cannot_realise_fails_verify_and_rolls_back(
+    net_lab: Lab, tmp_path: Path
+) -> None:
+    net = {"interfaces": [{"name": "brx", "type": "ovs-bridge", "ports": ["nosuch0"]}]}
+    result = opdbus(net_lab, "apply", state_file(tmp_path, net))
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "could not open network device nosuch0" in result.stdout + result.stderr
     assert vsctl(net_lab, "list-br") == ""

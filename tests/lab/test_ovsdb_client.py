@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -202,3 +204,42 @@ async def test_monitor_ends_on_server_death_and_reconnect_resumes() -> None:
         finally:
             await client.close()
             stop(server)
+
+
+async def test_net_plugin_reads_again_after_ovsdb_server_restarts() -> None:
+    from op_dbus.endpoints import Endpoints
+    from op_dbus.plugins.net import NetPlugin
+
+    with server_dir() as directory:
+        server = start_server(directory)
+        plugin = NetPlugin(endpoints=Endpoints(ovsdb=f"unix:{directory}/db.sock"))
+        try:
+            _wait_for_socket(directory)
+            subprocess.run(
+                ["ovs-vsctl", f"--db=unix:{directory}/db.sock", "--no-wait", "init"], check=True
+            )
+            assert (await plugin.query())["interfaces"] == []
+            stop(server)
+            server = start_server(directory)
+            _wait_for_socket(directory)
+            subprocess.run(
+                ["ovs-vsctl", f"--db=unix:{directory}/db.sock", "--no-wait", "add-br", "br-x"],
+                check=True,
+            )
+            names = [e["name"] for e in (await plugin.query())["interfaces"]]
+            assert names == ["br-x"]
+        finally:
+            await plugin.close()
+            stop(server)
+
+
+def _wait_for_socket(directory: Path) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(f"{directory}/db.sock")
+                return
+            except OSError:
+                time.sleep(0.01)
+    raise RuntimeError("ovsdb-server did not come up")

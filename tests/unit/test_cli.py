@@ -113,13 +113,14 @@ def test_schema_is_json_schema_of_the_plugins_shape() -> None:
     assert "plugins" in schema["properties"]
 
 
-def test_diff_reports_unimplemented_sections_and_exits_6() -> None:
+def test_diff_reports_sections_it_cannot_handle_and_exits_6() -> None:
     result = op_dbus("diff", str(EXAMPLES / "full-mode.json"), "--json")
     assert result.returncode == 6
     plan = json.loads(result.stdout)
     assert [p["name"] for p in plan["plugins"]] == ["systemd", "net", "lxc"]
-    status = {p["name"]: p["status"] for p in plan["plugins"]}
-    assert status == {"systemd": "unavailable", "net": "unavailable", "lxc": "not_implemented"}
+    # every backend points at a socket that does not exist: nothing can be read
+    assert {p["status"] for p in plan["plugins"]} <= {"unavailable", "not_implemented"}
+    assert all(p["reason"] for p in plan["plugins"])
     assert plan["pending"] is False
 
 

@@ -164,18 +164,16 @@ def test_gateway_inside_a_second_subnet_is_fine() -> None:
     assert parse_state(json.dumps(doc)).state.plugins.net.interfaces[0].ipv4.gateway
 
 
-def test_gateway_without_addresses_needs_dhcp() -> None:
+def test_gateway_without_addresses() -> None:
     doc = full()
     del doc["net"]["interfaces"][0]["ipv4"]["address"]
     only(doc, "net.interfaces[0].ipv4.gateway", "none is declared")
-    doc["net"]["interfaces"][0]["ipv4"]["dhcp"] = True
-    assert parse_state(json.dumps(doc)).state.plugins.net.interfaces[0].ipv4.dhcp is True
 
 
-def test_dhcp_together_with_static_addresses_is_allowed() -> None:
+def test_dhcp_true_is_refused_at_validation() -> None:
     doc = full()
     doc["net"]["interfaces"][0]["ipv4"]["dhcp"] = True
-    assert parse_state(json.dumps(doc)).state.plugins.net.interfaces[0].ipv4.address
+    only(doc, "net.interfaces[0].ipv4.dhcp", "runs no DHCP client")
 
 
 def test_container_gateway_outside_its_subnet() -> None:
@@ -200,7 +198,6 @@ def test_container_gateway_without_address() -> None:
     [
         ({}, "address and gateway"),
         ({"address": [], "gateway": None}, None),
-        ({"address": [], "gateway": None, "dhcp": True}, "dhcp: true"),
     ],
 )
 def test_disabled_ipv4_with_configuration(change: dict[str, Any], words: str | None) -> None:

@@ -54,7 +54,7 @@ def _network(address: Any) -> ipaddress.IPv4Network | None:
         return None
 
 
-def _gateway_problem(ipv4: dict[str, Any], unknown_ok: bool) -> str | None:
+def _gateway_problem(ipv4: dict[str, Any]) -> str | None:
     """Why the gateway is unreachable from the declared subnets, or None if fine or unknowable."""
     gateway = ipv4.get("gateway")
     addresses = ipv4.get("address")
@@ -66,11 +66,18 @@ def _gateway_problem(ipv4: dict[str, Any], unknown_ok: bool) -> str | None:
     except ValueError:
         return None
     networks = [_network(a) for a in addresses]
-    if None in networks or any(gw in n for n in networks) or (not networks and unknown_ok):
+    if None in networks or any(gw in n for n in networks):
         return None
     where = ", ".join(str(n) for n in networks if n) or "none is declared"
     return f"gateway {gateway} is not inside any subnet declared here ({where})"
 
+
+
+DHCP_REFUSED = (
+    "is true, but op-dbus runs no DHCP client and starts none: declare static addresses"
+    " (ipv4.address, ipv4.gateway), or leave this interface's ipv4 out for another tool"
+)
+"""Why `dhcp: true` is refused before anything runs (docs/net.md has the reasoning)."""
 
 class _Rules:
     def __init__(self, base: Loc) -> None:
@@ -172,12 +179,13 @@ class _Rules:
             claims[name] = (bridge, (*loc, "bridge"))
 
     def _interface_ipv4(self, ipv4: dict[str, Any], loc: Loc) -> None:
+        if ipv4.get("dhcp") is True:
+            self.error((*loc, "dhcp"), DHCP_REFUSED)
         if ipv4.get("enabled") is False:
             given = [f for f in ("address", "gateway") if ipv4.get(f)]
-            given += ["dhcp: true"] if ipv4.get("dhcp") is True else []
             if given:
                 self.error((*loc, "enabled"), f"is false, but it also sets {' and '.join(given)}")
-        problem = _gateway_problem(ipv4, unknown_ok=ipv4.get("dhcp") is True)
+        problem = _gateway_problem(ipv4)
         if problem:
             self.error((*loc, "gateway"), problem)
 
@@ -216,7 +224,7 @@ class _Rules:
         if ct.get("state") == "absent" and ct.get("running") is True:
             self.error((*loc, "running"), 'is true, but state is "absent"')
         ipv4 = ct.get("ipv4")
-        problem = _gateway_problem(ipv4, unknown_ok=False) if isinstance(ipv4, dict) else None
+        problem = _gateway_problem(ipv4) if isinstance(ipv4, dict) else None
         if problem:
             self.error((*loc, "ipv4", "gateway"), problem)
 

@@ -220,6 +220,11 @@ class OvsdbClient:
         self._lost = None
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {target}")
 
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up (False before connect, after close or a loss)."""
+        return self._writer is not None and self._lost is None
+
     async def reconnect(self, *, retries: int = 5, backoff: float = 0.05) -> None:
         """Drop the connection (if any) and connect again to the same target, with backoff.
 

@@ -17,6 +17,7 @@ PLUGIN_ORDER: tuple[str, ...] = ("systemd", "net", "lxc")
 IMPLEMENTED: dict[str, str] = {
     "systemd": "op_dbus.plugins.systemd:SystemdPlugin",
     "net": "op_dbus.plugins.net:NetPlugin",
+    "lxc": "op_dbus.plugins.lxc:LxcPlugin",
 }
 """Section name -> "module:Class" of its plugin; a section missing here is not built yet."""
 

@@ -13,7 +13,13 @@ from typing import Any, ClassVar
 
 from op_dbus.model.modes import Mode
 from op_dbus.native import netlink
-from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, OvsdbOpError, is_wait_conflict
+from op_dbus.native.ovsdb import (
+    OvsdbClient,
+    OvsdbConnectionError,
+    OvsdbError,
+    OvsdbOpError,
+    is_wait_conflict,
+)
 from op_dbus.plugins.base import (
     Action,
     ActionKind,
@@ -47,10 +53,14 @@ class NetPlugin(Plugin):
     _client: OvsdbClient | None = field(default=None, init=False, repr=False)
 
     async def _ovsdb(self) -> OvsdbClient:
+        """The connection, made again (with backoff) if the server dropped it: a rollback
+        after ovsdb-server restarted must still be able to read and write."""
         if self._client is None:
             client = OvsdbClient()
             await client.connect(self.endpoints.ovsdb, retries=3)
             self._client = client
+        elif not self._client.connected:
+            await self._client.reconnect(retries=5)
         return self._client
 
     async def available(self) -> Availability:
@@ -67,8 +77,17 @@ class NetPlugin(Plugin):
 
     async def query(self) -> Section:
         """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 from netlink."""
-        snap = await read_snapshot(await self._ovsdb())
-        return entries_with_ipv4(snap, await netlink.read_state())
+        return entries_with_ipv4(await self._snapshot(), await netlink.read_state())
+
+    async def _snapshot(self, *, kernel_datapath: bool = True) -> Snapshot:
+        """One read; a read is safe to repeat, so a connection lost under it is made again once
+        (a loss the reader task has not noticed yet shows up only here)."""
+        client = await self._ovsdb()
+        try:
+            return await read_snapshot(client, kernel_datapath=kernel_datapath)
+        except OvsdbConnectionError:
+            await client.reconnect(retries=5)
+            return await read_snapshot(client, kernel_datapath=kernel_datapath)
 
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
         return diff_net(current, desired, exhaustive=exhaustive)
@@ -90,11 +109,13 @@ class NetPlugin(Plugin):
         client = await self._ovsdb()
         for attempt in range(1, ATTEMPTS + 1):
             kernel = await netlink.kernel_ovs_datapath()
-            builder = TransactionBuilder(await read_snapshot(client, kernel_datapath=kernel))
+            builder = TransactionBuilder(await self._snapshot(kernel_datapath=kernel))
             try:
                 ops = builder.build(actions)
             except ConflictError as exc:
                 raise ApplyError(exc.action, exc.reason) from exc
+            if not ops:  # a fresh read shows nothing left to change
+                return list(actions)
             try:
                 await client.transact(DB, *ops)
                 return list(actions)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from op_dbus.model.rules import DHCP_REFUSED
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 from op_dbus.plugins.base import Action, ActionKind, Section
 
@@ -18,10 +19,6 @@ PLUGIN = "net"
 BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
 PORT_FIELDS = ("vlan", "mtu")
 DEFAULTS: dict[str, Any] = {"stp": False, "external_ids": {}}
-DHCP_REFUSED = (
-    "dhcp: true is not supported: op-dbus runs no DHCP client; declare static addresses "
-    "(ipv4.address, ipv4.gateway) or leave the interface's ipv4 to another tool"
-)
 
 
 def _interfaces(section: Section | None) -> list[dict[str, Any]]:

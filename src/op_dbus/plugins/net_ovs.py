@@ -56,6 +56,7 @@ class Snapshot:
     ports: dict[str, dict[str, Any]] = field(default_factory=dict)  # by uuid
     interfaces: dict[str, dict[str, Any]] = field(default_factory=dict)  # by uuid
     kernel_datapath: bool = True  # vswitchd offers `system` even without the kernel module
+    _port_index: dict[str, tuple[dict, dict]] | None = field(default=None, repr=False)
 
     @property
     def datapath_types(self) -> list[str]:
@@ -77,11 +78,13 @@ class Snapshot:
 
     def find_port(self, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(bridge row, port row) of the port called `name`, on any bridge."""
-        for bridge in self.bridges.values():
-            for port in self.ports_of(bridge):
-                if port["name"] == name:
-                    return bridge, port
-        return None
+        if self._port_index is None:
+            self._port_index = {
+                port["name"]: (bridge, port)
+                for bridge in self.bridges.values()
+                for port in self.ports_of(bridge)
+            }
+        return self._port_index.get(name)
 
 
 async def read_snapshot(client: OvsdbClient, *, kernel_datapath: bool = True) -> Snapshot:

@@ -1,0 +1,6 @@
+"""`op-dbus run`: the daemon that keeps the host converged, answers on D-Bus and caches state.
+
+service.py runs it; reconcile.py decides what to do about drift; watchers/ turn backend events
+into "look at plugin X again"; dbus_api.py is org.opdbus; notify.py and lock.py talk to systemd
+and keep one daemon per data dir.
+"""

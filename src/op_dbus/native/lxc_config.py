@@ -1,0 +1,194 @@
+"""An LXC container's config file and hook scripts: what op-dbus writes and how it reads them back.
+
+op-dbus owns one block at the end of `PATH/NAME/config`, opened by `MARKER`. The block holds
+the container's only network (a veth whose host end has the declared name and a fixed MAC)
+and comment lines recording who made the container and what was declared. The host end is
+attached to its Open vSwitch bridge by hook scripts that liblxc itself runs at start and stop
+(`script.up`/`script.down`), so a container started by hand, or by `lxc-autostart`, is wired
+the same way. Everything outside the block is the template's and stays as it is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MARKER = "# --- op-dbus: managed below; edit the state file, not these lines ---"
+OWNER_LINE = "# op-dbus-owner = op-dbus"
+PORT_OWNER_KEY = "op-dbus-container"
+"""OVS external_ids key marking a port as a container's (value: the LXC container name).
+
+Not `op-dbus-owner`: the net plugin treats rows carrying that key as its own and would
+remove ports its state file does not list; container ports belong to the lxc plugin."""
+HOOK_UP, HOOK_DOWN, HOOK_START_HOST = "op-dbus-net-up", "op-dbus-net-down", "op-dbus-start-host"
+RCS = Path("rootfs/etc/init.d/rcS")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What a container should be: the state file's fields, defaults resolved."""
+
+    name: str
+    id: str
+    veth: str | None = None
+    bridge: str | None = None
+    hwaddr: str | None = None
+    addresses: tuple[tuple[str, int], ...] = ()
+    gateway: str | None = None
+    autostart: bool = False
+    template: str = "busybox"
+
+
+@dataclass
+class Parsed:
+    """What a config file says: ownership, the recorded declaration, the first network."""
+
+    owned: bool = False
+    id: str | None = None
+    bridge: str | None = None
+    template: str | None = None
+    veth: str | None = None
+    hwaddr: str | None = None
+    addresses: list[tuple[str, int]] = field(default_factory=list)
+    gateway: str | None = None
+    autostart: bool = False
+
+
+def default_hwaddr(ct_id: str) -> str:
+    """A locally administered unicast MAC from the id (02:00 + id as 32 bits): stable across
+    restarts, so peers' ARP caches stay right, and readable (id 100 -> 02:00:00:00:00:64)."""
+    value = int(ct_id)
+    return "02:00:" + ":".join(f"{(value >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
+
+
+def _tool(name: str) -> str:
+    """Absolute path of a tool for a hook script (liblxc runs hooks with op-dbus's PATH)."""
+    return shutil.which(name) or name
+
+
+def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
+    """The hook scripts' texts by file name. liblxc calls script.up/down with
+    `NAME net up|down veth HOSTVETH`; start-host gets the container's PID as LXC_PID."""
+    db = shlex.quote(f"--db={ovsdb}")
+    vsctl = f"{shlex.quote(_tool('ovs-vsctl'))} {db} --timeout=10"
+    owner = shlex.quote(f"external_ids:{PORT_OWNER_KEY}={spec.name}")
+    head = "#!/bin/sh\n# Written by op-dbus for container {}: {}\n"
+    if spec.bridge:
+        up = (
+            f'{vsctl} -- --if-exists del-port "$5" -- add-port {shlex.quote(spec.bridge)} "$5"'
+            f' -- set Port "$5" {owner}'
+        )
+    else:
+        up = ":"
+    nsenter, ethtool = shlex.quote(_tool("nsenter")), shlex.quote(_tool("ethtool"))
+    return {
+        HOOK_UP: head.format(spec.name, "attach the host veth to its OVS bridge") + f"exec {up}\n",
+        HOOK_DOWN: head.format(spec.name, "detach the host veth from its OVS bridge")
+        + f'exec {vsctl} -- --if-exists del-port "$5"\n',
+        # TCP through OVS's userspace (netdev) datapath needs TX checksum offload off on the
+        # container's end; harmless with the kernel datapath.
+        HOOK_START_HOST: head.format(spec.name, "TX checksum offload off in the container")
+        + f'exec {nsenter} -t "$LXC_PID" -n {ethtool} -K eth0 tx off\n',
+    }
+
+
+def managed_block(spec: Spec, container_dir: Path) -> list[str]:
+    """The lines op-dbus appends to the config (after `MARKER`)."""
+    lines = [
+        MARKER,
+        OWNER_LINE,
+        f"# op-dbus-id = {spec.id}",
+        f"# op-dbus-template = {spec.template}",
+    ]
+    if spec.bridge:
+        lines.append(f"# op-dbus-bridge = {spec.bridge}")
+    lines += ["lxc.net.0.type = veth", "lxc.net.0.name = eth0", "lxc.net.0.flags = up"]
+    if spec.veth:
+        lines.append(f"lxc.net.0.veth.pair = {spec.veth}")
+    if spec.hwaddr:
+        lines.append(f"lxc.net.0.hwaddr = {spec.hwaddr}")
+    for ip, prefix in spec.addresses:
+        broadcast = ipaddress.IPv4Interface(f"{ip}/{prefix}").network.broadcast_address
+        lines.append(f"lxc.net.0.ipv4.address = {ip}/{prefix} {broadcast}")
+    if spec.gateway:
+        lines.append(f"lxc.net.0.ipv4.gateway = {spec.gateway}")
+    lines += [
+        f"lxc.net.0.script.up = {container_dir / HOOK_UP}",
+        f"lxc.net.0.script.down = {container_dir / HOOK_DOWN}",
+        f"lxc.hook.start-host = {container_dir / HOOK_START_HOST}",
+        f"lxc.start.auto = {1 if spec.autostart else 0}",
+    ]
+    return lines
+
+
+def _replaced(key: str) -> bool:
+    """Template lines the managed block supersedes (its network, hooks and autostart)."""
+    return key.startswith("lxc.net.") or key in ("lxc.hook.start-host", "lxc.start.auto")
+
+
+def render(existing: str, spec: Spec, container_dir: Path) -> str:
+    """`existing` config with the template's network replaced by op-dbus's block."""
+    kept: list[str] = []
+    for line in existing.splitlines():
+        if line.strip() == MARKER:
+            break
+        key = line.split("=", 1)[0].strip()
+        if not _replaced(key):
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join([*kept, "", *managed_block(spec, container_dir)]) + "\n"
+
+
+def parse(text: str) -> Parsed:
+    """Read back ownership and the first network from any container's config."""
+    parsed = Parsed()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line == OWNER_LINE:
+            parsed.owned = True
+            continue
+        if "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if key in ("# op-dbus-id", "# op-dbus-bridge", "# op-dbus-template"):
+            setattr(parsed, key.removeprefix("# op-dbus-"), value)
+        elif key == "lxc.net.0.veth.pair":
+            parsed.veth = value
+        elif key == "lxc.net.0.hwaddr":
+            parsed.hwaddr = value.lower()
+        elif key == "lxc.net.0.ipv4.address":
+            address = ipaddress.IPv4Interface(value.split()[0])
+            parsed.addresses.append((str(address.ip), address.network.prefixlen))
+        elif key == "lxc.net.0.ipv4.gateway":
+            parsed.gateway = value
+        elif key == "lxc.start.auto":
+            parsed.autostart = value == "1"
+    return parsed
+
+
+def write_container_files(spec: Spec, container_dir: Path, ovsdb: str) -> None:
+    """Rewrite the config's managed block and the hook scripts, and adjust the busybox
+    template's DHCP client (`dhcp_line`)."""
+    for name, text in hook_scripts(spec, ovsdb).items():
+        script = container_dir / name
+        script.write_text(text)
+        script.chmod(0o755)
+    config = container_dir / "config"
+    config.write_text(render(config.read_text(), spec, container_dir))
+    rcs = container_dir / RCS
+    if rcs.is_file():
+        rcs.write_text(dhcp_line(rcs.read_text(), bool(spec.addresses)))
+
+
+def dhcp_line(rcs: str, static: bool) -> str:
+    """The busybox template's rcS with its `udhcpc` turned off (static addresses: it would
+    wipe them) or sent to the background (else it blocks init, and a clean stop then waits
+    for lxc-stop's timeout)."""
+    line = "# /bin/udhcpc  # off: op-dbus sets static addresses" if static else "/bin/udhcpc &"
+    return "".join(
+        line + "\n" if "/bin/udhcpc" in text else text for text in rcs.splitlines(keepends=True)
+    )

@@ -1,0 +1,204 @@
+"""The lxc plugin: containers, each with one veth whose host end sits on an Open vSwitch bridge.
+
+The container manager is behind a driver (native/lxc.py): liblxc's tools here, Proxmox's
+`pct` where it exists. Ports are attached by liblxc's own hooks at every start (see
+native/lxc_config.py); this plugin moves them live when a running container changes bridge
+or lost its port, and removes ports a dead container left behind. docs/lxc.md has the rules.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from op_dbus.endpoints import Endpoints
+from op_dbus.model.modes import Mode
+from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver
+from op_dbus.native.lxc_config import Spec
+from op_dbus.native.ovsdb import OvsdbClient, OvsdbError
+from op_dbus.plugins.base import (
+    Action,
+    ActionKind,
+    ApplyError,
+    Availability,
+    Mismatch,
+    Plugin,
+    Section,
+)
+from op_dbus.plugins.lxc_diff import DEFAULT_TEMPLATE, RESTART_FIELDS, diff_lxc
+from op_dbus.plugins.lxc_ovs import PortRow, attach, detach, read_ports
+
+CONFIG_FIELDS = ("id", "veth", "bridge", "hwaddr", "ipv4", "autostart")
+
+
+@dataclass
+class LxcPlugin(Plugin):
+    name: ClassVar[str] = "lxc"
+    mode: ClassVar[Mode] = Mode.FULL
+    driver: Driver | None = None
+    _client: OvsdbClient | None = field(default=None, init=False, repr=False)
+
+    def _driver(self) -> Driver:
+        if self.driver is None:
+            self.driver = choose_driver(self.endpoints)
+        return self.driver
+
+    async def _ovsdb(self) -> OvsdbClient:
+        if self._client is None:
+            client = OvsdbClient()
+            await client.connect(self.endpoints.ovsdb, retries=3)
+            self._client = client
+        return self._client
+
+    async def available(self) -> Availability:
+        if self.driver is None and not (shutil.which("pct") or shutil.which("lxc-ls")):
+            return Availability(False, "neither pct nor lxc-ls found (install the lxc package)")
+        try:
+            await (await self._ovsdb()).echo()
+        except (OvsdbError, ValueError) as exc:
+            return Availability(False, f"OVSDB at {self.endpoints.ovsdb}: {exc}")
+        return Availability(True)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def query(self) -> Section:
+        """Every container (others' marked `owned: false`), and stale container ports."""
+        observed = await self._driver().list()
+        ports = await read_ports(await self._ovsdb())
+        containers = [container_entry(o, ports) for o in observed]
+        live = {(o.name, o.config.veth) for o in observed if o.running}
+        stale = [
+            {"name": p.name, "bridge": p.bridge, "container": p.container}
+            for p in sorted(ports.values(), key=lambda p: p.name)
+            if p.container is not None and (p.container, p.name) not in live
+        ]
+        return {"containers": containers, "stale_ports": stale}
+
+    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+        return diff_lxc(current, desired, exhaustive=exhaustive)
+
+    async def apply(self, actions: list[Action]) -> list[Action]:
+        done: list[Action] = []
+        for action in actions:
+            try:
+                await self._apply_one(action)
+            except (LxcError, OvsdbError, OSError) as exc:
+                raise ApplyError(action, str(exc), done) from exc
+            done.append(action)
+        return done
+
+    async def _apply_one(self, action: Action) -> None:
+        driver = self._driver()
+        kind, name = action.kind, action.resource.split("/", 1)[1]
+        if action.resource.startswith("port/"):
+            await detach(await self._ovsdb(), name)
+        elif kind == ActionKind.DELETE:
+            await driver.destroy(name)
+        elif kind == ActionKind.CREATE:
+            spec = spec_of(action.after)
+            await driver.create(spec)
+            if action.after.get("running"):
+                await driver.start(name, spec.veth)
+        else:
+            await self._modify(name, action.after)
+
+    async def _modify(self, name: str, after: dict[str, Any]) -> None:
+        driver = self._driver()
+        found = {o.name: o for o in await driver.list()}
+        if name not in found:
+            raise LxcError(f"container {name} no longer exists")
+        now = found[name]
+        spec = spec_of({**entry_of(now), **after})
+        if any(key in after for key in CONFIG_FIELDS):
+            await driver.configure(spec)
+        running = now.running
+        want = after.get("running", running)
+        if running and any(key in after for key in RESTART_FIELDS):
+            await driver.stop(name)
+            running = False
+        elif running and want and "bridge" in after:
+            client = await self._ovsdb()
+            if spec.bridge and spec.veth:
+                await attach(client, spec.bridge, spec.veth, name)
+            elif spec.veth:
+                await detach(client, spec.veth)
+        if want and not running:
+            await driver.start(name, spec.veth)
+        elif running and not want:
+            await driver.stop(name)
+
+    async def verify(self, desired: Section) -> list[Mismatch]:
+        current = await self.query()
+        return [m for action in diff_lxc(current, desired) for m in _mismatches(action)]
+
+
+def choose_driver(endpoints: Endpoints) -> Driver:
+    """Proxmox's pct where it exists (it owns the containers there), else liblxc's tools."""
+    if shutil.which("pct"):
+        return PctDriver()
+    return LxcCliDriver(endpoints.lxc_path, endpoints.ovsdb)
+
+
+def entry_of(observed: Observed) -> dict[str, Any]:
+    """A container's declared fields as its config records them."""
+    cfg = observed.config
+    return {
+        "id": cfg.id,
+        "name": observed.name,
+        "veth": cfg.veth,
+        "bridge": cfg.bridge,
+        "template": cfg.template,
+        "ipv4": {"address": [{"ip": ip, "prefix": p} for ip, p in cfg.addresses]}
+        | ({"gateway": cfg.gateway} if cfg.gateway else {}),
+        "hwaddr": cfg.hwaddr,
+        "autostart": cfg.autostart,
+    }
+
+
+def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, Any]:
+    """A container in the state file's shape plus facts (owned, pid). `bridge` of a running
+    container is where its veth really is in OVSDB (None: not attached); of a stopped one,
+    the bridge it will join at start."""
+    entry = entry_of(observed)
+    if observed.running:
+        port = ports.get(observed.config.veth or "")
+        entry["bridge"] = port.bridge if port is not None else None
+    return {
+        **entry,
+        "running": observed.running,
+        "state": "present",
+        "owned": observed.config.owned,
+        "pid": observed.pid,
+    }
+
+
+def spec_of(entry: dict[str, Any]) -> Spec:
+    ipv4 = entry.get("ipv4") or {}
+    return Spec(
+        name=entry["name"],
+        id=str(entry.get("id") or entry["name"]),
+        veth=entry.get("veth"),
+        bridge=entry.get("bridge"),
+        hwaddr=entry.get("hwaddr"),
+        addresses=tuple((a["ip"], a["prefix"]) for a in ipv4.get("address") or []),
+        gateway=ipv4.get("gateway"),
+        autostart=bool(entry.get("autostart")),
+        template=entry.get("template") or DEFAULT_TEMPLATE,
+    )
+
+
+def _mismatches(action: Action) -> list[Mismatch]:
+    if action.kind == ActionKind.CREATE:
+        return [Mismatch(action.resource, "present", True, False)]
+    if action.kind == ActionKind.DELETE:
+        return [Mismatch(action.resource, "present", False, True)]
+    before = action.before or {}
+    return [
+        Mismatch(action.resource, key, value, before.get(key))
+        for key, value in action.after.items()
+        if key != "name"
+    ]

@@ -1,0 +1,134 @@
+"""The lxc plugin's diff: pure logic from (current, desired) sections to actions.
+
+Resources are `container/NAME` (NAME: the LXC container name, which is the entry's `name`,
+or its `id` when it has none) and `port/NAME` (a stale OVS port a dead container left).
+Desired is partial: a field left out is left alone, and a container the file does not list
+is never touched. Only `state: "absent"` destroys a container, and only one op-dbus created.
+With `exhaustive` (rollback), desired is a checkpoint: owned containers it lacks are destroyed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from op_dbus.native.lxc_config import default_hwaddr
+from op_dbus.plugins.base import Action, ActionKind, Section
+
+PLUGIN = "lxc"
+DEFAULT_TEMPLATE = "busybox"
+RESTART_FIELDS = ("veth", "hwaddr", "ipv4")
+"""Fields that only take effect when the container starts: a running one is restarted."""
+UNSUPPORTED = ("memory", "cpus")
+
+
+def container_name(entry: dict[str, Any]) -> str:
+    """The LXC container name an entry stands for: its `name`, else its `id`."""
+    return str(entry.get("name") or entry["id"])
+
+
+def _ipv4_key(ipv4: dict[str, Any] | None) -> tuple[Any, ...]:
+    ipv4 = ipv4 or {}
+    addresses = sorted((a["ip"], a["prefix"]) for a in ipv4.get("address") or [])
+    return (addresses, ipv4.get("gateway"))
+
+
+def _ipv4_change(have: dict[str, Any] | None, want: dict[str, Any] | None) -> dict | None:
+    """The ipv4 the container should get, or None when `want`'s fields already hold."""
+    have = have or {}
+    merged = {
+        "address": (want or {}).get("address", have.get("address") or []),
+        "gateway": (want or {}).get("gateway", have.get("gateway")),
+    }
+    return merged if _ipv4_key(merged) != _ipv4_key(have) else None
+
+
+def _changes(have: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+    changed: dict[str, Any] = {}
+    for key in ("veth", "hwaddr", "autostart", "running"):
+        if want.get(key) is not None and want[key] != have.get(key):
+            changed[key] = want[key]
+    if "bridge" in want and want["bridge"] != have.get("bridge"):
+        changed["bridge"] = want["bridge"]
+    if have.get("owned") and want.get("id") and want["id"] != have.get("id"):
+        changed["id"] = want["id"]
+    if "ipv4" in want and (ipv4 := _ipv4_change(have.get("ipv4"), want["ipv4"])) is not None:
+        changed["ipv4"] = ipv4
+    return changed
+
+
+def creation(want: dict[str, Any]) -> dict[str, Any]:
+    """A create action's `after`: every field, defaults filled in. Not started unless asked
+    (like `lxc-create` and `pct create`)."""
+    ipv4 = want.get("ipv4") or {}
+    return {
+        "name": container_name(want),
+        "id": want["id"],
+        "veth": want.get("veth"),
+        "bridge": want.get("bridge"),
+        "running": bool(want.get("running")),
+        "template": want.get("template") or DEFAULT_TEMPLATE,
+        "ipv4": {"address": list(ipv4.get("address") or []), "gateway": ipv4.get("gateway")},
+        "hwaddr": want.get("hwaddr") or default_hwaddr(want["id"]),
+        "autostart": bool(want.get("autostart")),
+    }
+
+
+def _check(name: str, want: dict[str, Any]) -> None:
+    given = [key for key in UNSUPPORTED if want.get(key) is not None]
+    if given:
+        raise ValueError(
+            f"container {name}: {', '.join(given)} cannot be applied yet (the LXC driver"
+            " sets no resource limits); remove the field(s)"
+        )
+
+
+def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+    """Destroys, stale port removals, creates, then modifies (config, bridge, running)."""
+    have = {c["name"]: c for c in current.get("containers") or []}
+    deletes: list[Action] = []
+    creates: list[Action] = []
+    modifies: list[Action] = []
+    listed: set[str] = set()
+    for want in desired.get("containers") or []:
+        name = container_name(want)
+        listed.add(name)
+        cur = have.get(name)
+        if want.get("state") == "absent":
+            if cur is None:
+                continue
+            if not cur.get("owned"):
+                raise ValueError(
+                    f'container {name}: state is "absent", but op-dbus did not create it'
+                    " (no owner mark in its config); it never destroys such a container"
+                )
+            deletes.append(Action(PLUGIN, ActionKind.DELETE, f"container/{name}", before=cur))
+            continue
+        if not exhaustive:
+            _check(name, want)
+        if cur is None:
+            if want.get("owned") is not False:  # someone else's cannot be recreated
+                creates.append(
+                    Action(PLUGIN, ActionKind.CREATE, f"container/{name}", None, creation(want))
+                )
+            continue
+        changed = _changes(cur, want)
+        if not cur.get("owned") and (config := sorted(set(changed) - {"running"})):
+            if not exhaustive:
+                raise ValueError(
+                    f"container {name} was not created by op-dbus (no owner mark in its"
+                    f" config): it only starts and stops it, and will not change {config}"
+                )
+            changed = {k: v for k, v in changed.items() if k == "running"}
+        if changed:
+            before = {"name": name, **{key: cur.get(key) for key in changed}}
+            after = {"name": name, **changed}
+            modifies.append(Action(PLUGIN, ActionKind.MODIFY, f"container/{name}", before, after))
+    if exhaustive:
+        for name, cur in sorted(have.items()):
+            if name not in listed and cur.get("owned"):
+                deletes.append(Action(PLUGIN, ActionKind.DELETE, f"container/{name}", before=cur))
+    stale = [
+        Action(PLUGIN, ActionKind.DELETE, f"port/{port['name']}", before=port)
+        for port in current.get("stale_ports") or []
+    ]
+    return [*deletes, *stale, *creates, *modifies]

@@ -1,0 +1,102 @@
+"""Container ports in OVSDB: which bridge each veth is on, and moving or removing them live.
+
+liblxc's hooks attach a container's port at start and remove it at stop; these operations
+cover what happens while it runs (moved to another bridge, port deleted by hand) and ports
+left behind by a container that died without running its stop hook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from op_dbus.native.lxc_config import PORT_OWNER_KEY
+from op_dbus.native.ovsdb import OvsdbClient, ovsdb_set, wait_op
+
+DB = "Open_vSwitch"
+
+
+@dataclass(frozen=True)
+class PortRow:
+    name: str
+    uuid: str
+    bridge: str
+    bridge_uuid: str
+    container: str | None
+    """The container whose port this is (external_ids), None for ports op-dbus did not add."""
+
+
+def _map(value: Any) -> dict[str, str]:
+    return dict(value[1]) if isinstance(value, list) and value and value[0] == "map" else {}
+
+
+async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
+    """Every port on a bridge, by name, read in one transaction."""
+
+    def select(table: str, *columns: str) -> dict[str, Any]:
+        return {"op": "select", "table": table, "where": [], "columns": ["_uuid", *columns]}
+
+    bridges, ports = await client.transact(
+        DB, select("Bridge", "name", "ports"), select("Port", "name", "external_ids")
+    )
+    port_rows = {row["_uuid"][1]: row for row in ports["rows"]}
+    found: dict[str, PortRow] = {}
+    for bridge in bridges["rows"]:
+        for member in ovsdb_set(bridge["ports"]):
+            row = port_rows.get(member[1])
+            if row is None or row["name"] == bridge["name"]:
+                continue
+            found[row["name"]] = PortRow(
+                row["name"],
+                member[1],
+                bridge["name"],
+                bridge["_uuid"][1],
+                _map(row["external_ids"]).get(PORT_OWNER_KEY),
+            )
+    return found
+
+
+def _remove_op(port: PortRow) -> dict[str, Any]:
+    return {
+        "op": "mutate",
+        "table": "Bridge",
+        "where": [["_uuid", "==", ["uuid", port.bridge_uuid]]],
+        "mutations": [["ports", "delete", ["set", [["uuid", port.uuid]]]]],
+    }
+
+
+async def attach(client: OvsdbClient, bridge: str, port: str, container: str) -> None:
+    """Put `port` on `bridge` (off any other first), marked as `container`'s, in one transaction.
+
+    Fails, changing nothing, when `bridge` does not exist."""
+    ops: list[dict[str, Any]] = [
+        wait_op("Bridge", [["name", "==", bridge]], [{"name": bridge}], ["name"])
+    ]
+    if (old := (await read_ports(client)).get(port)) is not None:
+        ops.append(_remove_op(old))
+    ops += [
+        {"op": "insert", "table": "Interface", "row": {"name": port}, "uuid-name": "iface"},
+        {
+            "op": "insert",
+            "table": "Port",
+            "row": {
+                "name": port,
+                "interfaces": ["named-uuid", "iface"],
+                "external_ids": ["map", [[PORT_OWNER_KEY, container]]],
+            },
+            "uuid-name": "port",
+        },
+        {
+            "op": "mutate",
+            "table": "Bridge",
+            "where": [["name", "==", bridge]],
+            "mutations": [["ports", "insert", ["set", [["named-uuid", "port"]]]]],
+        },
+    ]
+    await client.transact(DB, *ops)
+
+
+async def detach(client: OvsdbClient, port: str) -> None:
+    """Take `port` off its bridge (nothing to do when it is on none)."""
+    if (old := (await read_ports(client)).get(port)) is not None:
+        await client.transact(DB, _remove_op(old))
