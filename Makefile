@@ -27,18 +27,21 @@ rootfs: venv
 
 IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
 
-# The seed's Full-mode file against the lab: doctor, the plan, then the sections that have a
-# plugin applied for real (lxc has none yet), cross-checked with ovs-vsctl, then the ledger.
+# The seed's Full-mode file against the lab: doctor, the plan, the apply (bridges, containers
+# and openvswitch.service in one checkpointed change), cross-checks with the peer tools, a
+# no-op re-apply, then the ledger with a verified, signed checkpoint.
 demo: setup
 	$(OPDBUS) lab up --name $(LAB)
 	$(IN_LAB) $(OPDBUS) doctor --mode full
 	$(IN_LAB) $(OPDBUS) diff examples/full-mode.json; \
 	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || [ $$rc -eq 6 ]
-	$(IN_LAB) $(OPDBUS) apply examples/full-mode.json --plugin systemd --plugin net
-	$(IN_LAB) $(OPDBUS) verify examples/full-mode.json --plugin systemd --plugin net
+	$(IN_LAB) $(OPDBUS) apply examples/full-mode.json
+	$(IN_LAB) $(OPDBUS) verify examples/full-mode.json
 	$(IN_LAB) ovs-vsctl show
 	$(IN_LAB) $(OPDBUS) query --plugin net
+	$(IN_LAB) sh -c 'lxc-ls -P "$$OPDBUS_LXC_PATH" --fancy'
 	$(IN_LAB) ping -c 1 -W 2 192.168.1.1
+	$(IN_LAB) $(OPDBUS) apply examples/full-mode.json
 	$(IN_LAB) $(OPDBUS) ledger log
 	$(IN_LAB) $(OPDBUS) ledger verify
 	$(IN_LAB) $(OPDBUS) ledger checkpoint

@@ -22,6 +22,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "cli_startup": ("CLI start-up", "the peer tools' own `--help`"),
     "systemd_bench": ("systemd plugin", "one `busctl` call per unit"),
     "net_bench": ("net plugin", "`ovs-vsctl`, one command per port and one batched call"),
+    "lxc_bench": ("lxc plugin", "a shell script doing the same lxc-*/ovs-vsctl steps"),
     "ledger_bench": ("Ledger", "plain SQLite work of the same size"),
 }
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,6 +47,14 @@ def containers(lab: Lab) -> dict[str, str]:
     """name -> state, from `lxc-ls`."""
     out = sh(lab, "lxc-ls", "-P", str(lab.lxc_path), "-f", "-F", "NAME,STATE")
     return dict(line.split()[:2] for line in out.splitlines()[1:] if line.strip())
+
+
+def wait_link_gone(lab: Lab, name: str, timeout: float = 5.0) -> None:
+    """The host veth of a stopped container vanishes a moment after lxc-stop returns."""
+    deadline = time.monotonic() + timeout
+    while run_in_lab(lab, "ip", "link", "show", name, check=False).returncode == 0:
+        assert time.monotonic() < deadline, f"{name} outlived {timeout} s"
+        time.sleep(0.05)
 
 
 def write(tmp_path: Path, sections: dict[str, Any], name: str = "state.json") -> str:
@@ -146,31 +156,79 @@ def test_drift_shows_in_diff_and_apply_repairs_it(clean: Lab, tmp_path: Path) ->
     assert opdbus(clean, "diff", path).returncode == 0
 
 
-def test_stale_port_does_not_block_the_next_start(clean: Lab, tmp_path: Path) -> None:
+def test_moving_a_running_container_to_another_bridge_moves_its_port(
+    clean: Lab, tmp_path: Path
+) -> None:
+    state = copy.deepcopy(SEED)
+    assert opdbus(clean, "apply", write(tmp_path, state)).returncode == 0
+    state["net"]["interfaces"].append({"name": "mesh2", "type": "ovs-bridge", "ports": []})
+    state["lxc"]["containers"][0]["bridge"] = "mesh2"
+    path = write(tmp_path, state, "moved.json")
+    result = opdbus(clean, "apply", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (list_ports(clean, "mesh"), list_ports(clean, "mesh2")) == (
+        {"vi101", "vi102"},
+        {"vi100"},
+    )
+    ids = sh(clean, "ovs-vsctl", "--timeout=10", "get", "Port", "vi100", "external_ids")
+    assert "op-dbus-container=gateway" in ids
+    assert query_lxc(clean)["gateway"]["bridge"] == "mesh2"
+    # the start hook follows: after a restart the port is on mesh2 again
+    lxc(clean, "lxc-stop", "gateway")
+    wait_link_gone(clean, "vi100")
+    lxc(clean, "lxc-start", "gateway", "-d")
+    assert list_ports(clean, "mesh2") == {"vi100"}
+    assert opdbus(clean, "diff", path).returncode == 0
+
+
+def monitor_pid(lab: Lab, name: str) -> int:
+    """The PID of liblxc's monitor process of container `name` (it started it: `lxc-start`)."""
+    wanted = f"[lxc monitor] {lab.lxc_path} {name}"
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            except OSError:
+                continue
+            if cmdline == wanted:
+                return int(proc.name)
+    raise AssertionError(f"no monitor for {name}")
+
+
+def test_port_left_by_a_killed_container_does_not_block_the_next_apply(
+    clean: Lab, tmp_path: Path
+) -> None:
+    state = copy.deepcopy(SEED)
+    state["lxc"]["containers"] = state["lxc"]["containers"][:2]
+    path = write(tmp_path, state)
+    assert opdbus(clean, "apply", path).returncode == 0
+    # Killed outright, the container's stop hook never runs: its port stays behind.
+    init = int(lxc(clean, "lxc-info", "warp", "-pH"))
+    for pid in (monitor_pid(clean, "warp"), init):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while containers(clean)["warp"] != "STOPPED":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert list_ports(clean, "mesh") == {"vi100", "vi101"}
+
+    diff = opdbus(clean, "diff", path)
+    assert diff.returncode == 3 and "port/vi101" in diff.stdout, diff.stdout + diff.stderr
+    repaired = opdbus(clean, "apply", path)
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert containers(clean)["warp"] == "RUNNING"
+    assert list_ports(clean, "mesh") == {"vi100", "vi101"}
+    assert opdbus(clean, "diff", path).returncode == 0
+
+
+def test_restart_right_after_a_stop_waits_for_the_old_veth(clean: Lab, tmp_path: Path) -> None:
     state = copy.deepcopy(SEED)
     state["lxc"]["containers"] = state["lxc"]["containers"][:1]
-    state["lxc"]["containers"][0]["running"] = False
-    assert opdbus(clean, "apply", write(tmp_path, state)).returncode == 0
-    # What a container killed without its stop hook leaves: its port, marked, without a veth.
-    sh(
-        clean, "ovs-vsctl", "--timeout=10", "add-port", "mesh", "vi100", "--",
-        "set", "Port", "vi100", "external_ids:op-dbus-container=gateway",
-    )  # fmt: skip
-    stopped = query_lxc(clean)
-    assert stopped["gateway"]["running"] is False
-    assert opdbus(clean, "diff", write(tmp_path, state)).returncode == 3  # the stale port
-
-    state["lxc"]["containers"][0]["running"] = True
-    started = opdbus(clean, "apply", write(tmp_path, state))
-    assert started.returncode == 0, started.stdout + started.stderr
-    assert list_ports(clean, "mesh") == {"vi100"}
+    for running in (True, False, True, False, True):
+        state["lxc"]["containers"][0]["running"] = running
+        result = opdbus(clean, "apply", write(tmp_path, state))
+        assert result.returncode == 0, result.stdout + result.stderr
     assert containers(clean)["gateway"] == "RUNNING"
-    # and a restart right after a stop (the host veth lingers a moment) works too
-    state["lxc"]["containers"][0]["running"] = False
-    assert opdbus(clean, "apply", write(tmp_path, state)).returncode == 0
-    state["lxc"]["containers"][0]["running"] = True
-    again = opdbus(clean, "apply", write(tmp_path, state))
-    assert again.returncode == 0, again.stdout + again.stderr
     assert list_ports(clean, "mesh") == {"vi100"}
 
 
@@ -212,3 +270,26 @@ def test_foreign_container_survives_and_absent_destroys_only_owned(
     while "vi102" in list_ports(clean, "mesh") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list_ports(clean, "mesh") == {"vi100", "vi101"}
+
+
+def test_memory_and_cpu_limits_reach_the_container_cgroup(clean: Lab, tmp_path: Path) -> None:
+    state = copy.deepcopy(SEED)
+    state["lxc"]["containers"] = state["lxc"]["containers"][:1]
+    state["lxc"]["containers"][0] |= {"memory": "64M", "cpus": 1}
+    path = write(tmp_path, state)
+    result = opdbus(clean, "apply", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def cgroup(key: str) -> str:
+        v1 = {"memory": "memory.limit_in_bytes", "cpu": "cpu.cfs_quota_us"}
+        v2 = {"memory": "memory.max", "cpu": "cpu.max"}
+        legacy = Path("/sys/fs/cgroup/memory").is_dir()
+        return lxc(clean, "lxc-cgroup", "gateway", (v1 if legacy else v2)[key]).strip()
+
+    assert cgroup("memory") == str(64 * 1024 * 1024)
+    assert cgroup("cpu").split()[0] == "100000"
+    state["lxc"]["containers"][0]["memory"] = 128  # MiB: applied by a restart
+    result = opdbus(clean, "apply", write(tmp_path, state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert cgroup("memory") == str(128 * 1024 * 1024)
+    assert query_lxc(clean)["gateway"]["memory"] == 128

@@ -82,6 +82,19 @@ def test_parse_reads_back_what_render_wrote() -> None:
     assert parsed.autostart is False
 
 
+def test_limits_in_cgroup_v1_and_v2_keys_read_back_alike() -> None:
+    spec = Spec(name="gateway", id="100", memory=64, cpus=2)
+    v1, v2 = render(TEMPLATE_CONFIG, spec, DIR, True), render(TEMPLATE_CONFIG, spec, DIR, False)
+    assert "lxc.cgroup.memory.limit_in_bytes = 64M" in v1
+    assert "lxc.cgroup.cpu.cfs_quota_us = 200000" in v1
+    assert "lxc.cgroup2.memory.max = 64M" in v2 and "lxc.cgroup2.cpu.max = 200000 100000" in v2
+    for text in (v1, v2):
+        assert (parse(text).memory, parse(text).cpus) == (64, 2)
+    unlimited = render(v1, Spec(name="gateway", id="100"), DIR, True)
+    assert "lxc.cgroup" not in unlimited
+    assert parse(TEMPLATE_CONFIG + "lxc.cgroup2.memory.max = 1073741824\n").memory == 1024
+
+
 def test_a_foreign_config_is_not_owned() -> None:
     parsed = parse(TEMPLATE_CONFIG + "lxc.net.0.veth.pair = byhand0\n")
     assert not parsed.owned

@@ -152,10 +152,25 @@ def test_foreign_container_may_be_started_but_not_reconfigured() -> None:
         diff_lxc(current, wire)
 
 
-def test_resource_limits_are_refused_not_ignored() -> None:
-    desired = {"containers": [{"id": "100", "name": "gateway", "memory": "512M"}]}
-    with pytest.raises(ValueError, match="memory"):
-        diff_lxc(seed_host(), desired)
+def test_resource_limits_compare_in_mib() -> None:
+    current = seed_host()
+    current["containers"][0] |= {"memory": 512, "cpus": None}
+    same = {"containers": [{"id": "100", "name": "gateway", "memory": "512M"}]}
+    assert diff_lxc(current, same) == []
+    more = {"containers": [{"id": "100", "name": "gateway", "memory": "2G", "cpus": 2}]}
+    (action,) = diff_lxc(current, more)
+    assert action.after == {"name": "gateway", "memory": 2048, "cpus": 2}
+    (created,) = diff_lxc({"containers": []}, {"containers": [{"id": "300", "memory": 64}]})
+    assert (created.after["memory"], created.after["cpus"]) == (64, None)
+
+
+def test_rollback_removes_limits_the_checkpoint_did_not_have() -> None:
+    checkpoint = seed_host()
+    checkpoint["containers"][0] |= {"memory": None, "cpus": None}
+    now = copy.deepcopy(checkpoint)
+    now["containers"][0]["memory"] = 64
+    (action,) = diff_lxc(now, checkpoint, exhaustive=True)
+    assert action.after == {"name": "gateway", "memory": None}
 
 
 def test_rollback_destroys_created_restarts_stopped_and_stops_started() -> None:

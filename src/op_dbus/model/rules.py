@@ -72,12 +72,12 @@ def _gateway_problem(ipv4: dict[str, Any]) -> str | None:
     return f"gateway {gateway} is not inside any subnet declared here ({where})"
 
 
-
 DHCP_REFUSED = (
     "is true, but op-dbus runs no DHCP client and starts none: declare static addresses"
     " (ipv4.address, ipv4.gateway), or leave this interface's ipv4 out for another tool"
 )
 """Why `dhcp: true` is refused before anything runs (docs/net.md has the reasoning)."""
+
 
 class _Rules:
     def __init__(self, base: Loc) -> None:

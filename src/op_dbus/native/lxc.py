@@ -96,7 +96,8 @@ class Driver(ABC):
 def _failure(argv: Sequence[str], result: Result) -> LxcError:
     output = (result.stderr.strip() or result.stdout.strip()).splitlines()
     detail = "; ".join(output[-3:]) or f"exit code {result.returncode}"
-    return LxcError(f"{' '.join(argv[:1])} {argv[-1] if argv else ''}: {detail}")
+    command = " ".join(argv)
+    return LxcError(f"`{command[:117] + '...' if len(command) > 120 else command}`: {detail}")
 
 
 class LxcCliDriver(Driver):
@@ -260,7 +261,7 @@ def pct_veth(vmid: str) -> str:
 
 
 def pct_options(spec: Spec) -> list[str]:
-    """`pct create`/`pct set` options for `spec` (hostname, net0, onboot, the owner tag)."""
+    """`pct create`/`pct set` options for `spec` (hostname, net0, onboot, limits, owner tag)."""
     if spec.veth not in (None, pct_veth(spec.id)):
         raise LxcError(
             f"pct names the host veth {pct_veth(spec.id)}; it cannot be called {spec.veth}"
@@ -275,10 +276,15 @@ def pct_options(spec: Spec) -> list[str]:
         net.append(f"ip={ip}/{prefix}")
     if spec.gateway:
         net.append(f"gw={spec.gateway}")
+    limits = [
+        *(["--memory", str(spec.memory)] if spec.memory is not None else []),
+        *(["--cores", str(spec.cpus)] if spec.cpus is not None else []),
+    ]
     return [
         "--hostname", spec.name,
         "--net0", ",".join(net),
         "--onboot", "1" if spec.autostart else "0",
+        *limits,
         "--tags", PCT_TAG,
     ]  # fmt: skip
 
@@ -309,6 +315,8 @@ def parse_pct_config(vmid: str, output: str) -> Parsed:
         ip, prefix = net["ip"].split("/")
         parsed.addresses.append((ip, int(prefix)))
     parsed.gateway = net.get("gw")
+    parsed.memory = int(values["memory"]) if values.get("memory", "").isdigit() else None
+    parsed.cpus = int(values["cores"]) if values.get("cores", "").isdigit() else None
     return parsed
 
 

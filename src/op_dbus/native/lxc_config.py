@@ -25,6 +25,9 @@ Not `op-dbus-owner`: the net plugin treats rows carrying that key as its own and
 remove ports its state file does not list; container ports belong to the lxc plugin."""
 HOOK_UP, HOOK_DOWN, HOOK_START_HOST = "op-dbus-net-up", "op-dbus-net-down", "op-dbus-start-host"
 RCS = Path("rootfs/etc/init.d/rcS")
+CPU_PERIOD_US = 100_000
+MEMORY_KEYS = ("lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max")
+CPU_KEYS = ("lxc.cgroup.cpu.cfs_quota_us", "lxc.cgroup.cpu.cfs_period_us", "lxc.cgroup2.cpu.max")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,9 @@ class Spec:
     gateway: str | None = None
     autostart: bool = False
     template: str = "busybox"
+    memory: int | None = None
+    """MiB"""
+    cpus: int | None = None
 
 
 @dataclass
@@ -55,6 +61,43 @@ class Parsed:
     addresses: list[tuple[str, int]] = field(default_factory=list)
     gateway: str | None = None
     autostart: bool = False
+    memory: int | None = None
+    cpus: int | None = None
+
+
+def memory_mib(value: int | str) -> int:
+    """MiB from the state file's spelling: 512, "512M" or "2G"."""
+    if isinstance(value, int):
+        return value
+    number = int(value[:-1])
+    return number * 1024 if value.endswith("G") else number
+
+
+def legacy_cgroups() -> bool:
+    """True on a cgroup v1 (or hybrid) host, where liblxc takes `lxc.cgroup.*` limits."""
+    return Path("/sys/fs/cgroup/memory").is_dir()
+
+
+def limit_lines(spec: Spec, cgroup_v1: bool) -> list[str]:
+    """Memory and CPU limits in the keys of the host's cgroup version."""
+    lines: list[str] = []
+    if spec.memory is not None:
+        key = MEMORY_KEYS[0] if cgroup_v1 else MEMORY_KEYS[1]
+        lines.append(f"{key} = {spec.memory}M")
+    if spec.cpus is not None:
+        quota = spec.cpus * CPU_PERIOD_US
+        if cgroup_v1:
+            lines += [f"{CPU_KEYS[0]} = {quota}", f"{CPU_KEYS[1]} = {CPU_PERIOD_US}"]
+        else:
+            lines.append(f"{CPU_KEYS[2]} = {quota} {CPU_PERIOD_US}")
+    return lines
+
+
+def _mib(value: str) -> int:
+    units = {"K": 1 / 1024, "M": 1, "G": 1024}
+    if value[-1:].upper() in units:
+        return int(int(value[:-1]) * units[value[-1].upper()])
+    return int(value) // (1024 * 1024)
 
 
 def default_hwaddr(ct_id: str) -> str:
@@ -95,7 +138,7 @@ def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
     }
 
 
-def managed_block(spec: Spec, container_dir: Path) -> list[str]:
+def managed_block(spec: Spec, container_dir: Path, cgroup_v1: bool) -> list[str]:
     """The lines op-dbus appends to the config (after `MARKER`)."""
     lines = [
         MARKER,
@@ -120,16 +163,21 @@ def managed_block(spec: Spec, container_dir: Path) -> list[str]:
         f"lxc.net.0.script.down = {container_dir / HOOK_DOWN}",
         f"lxc.hook.start-host = {container_dir / HOOK_START_HOST}",
         f"lxc.start.auto = {1 if spec.autostart else 0}",
+        *limit_lines(spec, cgroup_v1),
     ]
     return lines
 
 
 def _replaced(key: str) -> bool:
     """Template lines the managed block supersedes (its network, hooks and autostart)."""
-    return key.startswith("lxc.net.") or key in ("lxc.hook.start-host", "lxc.start.auto")
+    return (
+        key.startswith("lxc.net.")
+        or key in ("lxc.hook.start-host", "lxc.start.auto")
+        or key in (*MEMORY_KEYS, *CPU_KEYS)
+    )
 
 
-def render(existing: str, spec: Spec, container_dir: Path) -> str:
+def render(existing: str, spec: Spec, container_dir: Path, cgroup_v1: bool = True) -> str:
     """`existing` config with the template's network replaced by op-dbus's block."""
     kept: list[str] = []
     for line in existing.splitlines():
@@ -140,7 +188,7 @@ def render(existing: str, spec: Spec, container_dir: Path) -> str:
             kept.append(line)
     while kept and not kept[-1].strip():
         kept.pop()
-    return "\n".join([*kept, "", *managed_block(spec, container_dir)]) + "\n"
+    return "\n".join([*kept, "", *managed_block(spec, container_dir, cgroup_v1)]) + "\n"
 
 
 def parse(text: str) -> Parsed:
@@ -167,6 +215,13 @@ def parse(text: str) -> Parsed:
             parsed.gateway = value
         elif key == "lxc.start.auto":
             parsed.autostart = value == "1"
+        elif key in MEMORY_KEYS:
+            parsed.memory = _mib(value)
+        elif key == CPU_KEYS[0]:
+            parsed.cpus = int(value) // CPU_PERIOD_US
+        elif key == CPU_KEYS[2]:
+            quota, period = value.split()
+            parsed.cpus = int(quota) // int(period)
     return parsed
 
 
@@ -178,7 +233,7 @@ def write_container_files(spec: Spec, container_dir: Path, ovsdb: str) -> None:
         script.write_text(text)
         script.chmod(0o755)
     config = container_dir / "config"
-    config.write_text(render(config.read_text(), spec, container_dir))
+    config.write_text(render(config.read_text(), spec, container_dir, legacy_cgroups()))
     rcs = container_dir / RCS
     if rcs.is_file():
         rcs.write_text(dhcp_line(rcs.read_text(), bool(spec.addresses)))

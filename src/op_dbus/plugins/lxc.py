@@ -29,7 +29,7 @@ from op_dbus.plugins.base import (
 from op_dbus.plugins.lxc_diff import DEFAULT_TEMPLATE, RESTART_FIELDS, diff_lxc
 from op_dbus.plugins.lxc_ovs import PortRow, attach, detach, read_ports
 
-CONFIG_FIELDS = ("id", "veth", "bridge", "hwaddr", "ipv4", "autostart")
+CONFIG_FIELDS = ("id", "veth", "bridge", "hwaddr", "ipv4", "autostart", "memory", "cpus")
 
 
 @dataclass
@@ -49,6 +49,8 @@ class LxcPlugin(Plugin):
             client = OvsdbClient()
             await client.connect(self.endpoints.ovsdb, retries=3)
             self._client = client
+        elif not self._client.connected:  # a rollback after ovsdb-server restarted
+            await self._client.reconnect(retries=5)
         return self._client
 
     async def available(self) -> Availability:
@@ -156,6 +158,8 @@ def entry_of(observed: Observed) -> dict[str, Any]:
         | ({"gateway": cfg.gateway} if cfg.gateway else {}),
         "hwaddr": cfg.hwaddr,
         "autostart": cfg.autostart,
+        "memory": cfg.memory,
+        "cpus": cfg.cpus,
     }
 
 
@@ -188,6 +192,8 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         gateway=ipv4.get("gateway"),
         autostart=bool(entry.get("autostart")),
         template=entry.get("template") or DEFAULT_TEMPLATE,
+        memory=entry.get("memory"),
+        cpus=entry.get("cpus"),
     )
 
 

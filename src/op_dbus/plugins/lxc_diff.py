@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from op_dbus.native.lxc_config import default_hwaddr
+from op_dbus.native.lxc_config import default_hwaddr, memory_mib
 from op_dbus.plugins.base import Action, ActionKind, Section
 
 PLUGIN = "lxc"
 DEFAULT_TEMPLATE = "busybox"
-RESTART_FIELDS = ("veth", "hwaddr", "ipv4")
+RESTART_FIELDS = ("veth", "hwaddr", "ipv4", "memory", "cpus")
 """Fields that only take effect when the container starts: a running one is restarted."""
-UNSUPPORTED = ("memory", "cpus")
+LIMITS = ("memory", "cpus")
 
 
 def container_name(entry: dict[str, Any]) -> str:
@@ -42,8 +42,19 @@ def _ipv4_change(have: dict[str, Any] | None, want: dict[str, Any] | None) -> di
     return merged if _ipv4_key(merged) != _ipv4_key(have) else None
 
 
-def _changes(have: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+def _limits(want: dict[str, Any]) -> dict[str, int | None]:
+    """memory (as MiB) and cpus, for those `want` has."""
+    limits = {key: want[key] for key in LIMITS if key in want}
+    if limits.get("memory") is not None:
+        limits["memory"] = memory_mib(limits["memory"])
+    return limits
+
+
+def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> dict[str, Any]:
     changed: dict[str, Any] = {}
+    for key, value in _limits(want).items():
+        if (value is not None or exhaustive) and value != have.get(key):
+            changed[key] = value
     for key in ("veth", "hwaddr", "autostart", "running"):
         if want.get(key) is not None and want[key] != have.get(key):
             changed[key] = want[key]
@@ -70,16 +81,10 @@ def creation(want: dict[str, Any]) -> dict[str, Any]:
         "ipv4": {"address": list(ipv4.get("address") or []), "gateway": ipv4.get("gateway")},
         "hwaddr": want.get("hwaddr") or default_hwaddr(want["id"]),
         "autostart": bool(want.get("autostart")),
+        "memory": None,
+        "cpus": None,
+        **_limits(want),
     }
-
-
-def _check(name: str, want: dict[str, Any]) -> None:
-    given = [key for key in UNSUPPORTED if want.get(key) is not None]
-    if given:
-        raise ValueError(
-            f"container {name}: {', '.join(given)} cannot be applied yet (the LXC driver"
-            " sets no resource limits); remove the field(s)"
-        )
 
 
 def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
@@ -103,15 +108,13 @@ def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) ->
                 )
             deletes.append(Action(PLUGIN, ActionKind.DELETE, f"container/{name}", before=cur))
             continue
-        if not exhaustive:
-            _check(name, want)
         if cur is None:
             if want.get("owned") is not False:  # someone else's cannot be recreated
                 creates.append(
                     Action(PLUGIN, ActionKind.CREATE, f"container/{name}", None, creation(want))
                 )
             continue
-        changed = _changes(cur, want)
+        changed = _changes(cur, want, exhaustive)
         if not cur.get("owned") and (config := sorted(set(changed) - {"running"})):
             if not exhaustive:
                 raise ValueError(
