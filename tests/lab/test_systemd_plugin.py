@@ -59,7 +59,7 @@ async def test_query_matches_busctl(lab: Lab, plugin: SystemdPlugin) -> None:
 
 async def test_scoped_query_agrees_with_the_full_one(plugin: SystemdPlugin) -> None:
     names = [su.LONG, su.STATIC, su.GENERATED, su.SOCKET, "dbus.service", "opdbus-t-nope.service"]
-    scoped = (await plugin.query(names))["units"]
+    scoped = (await plugin.query({"units": {name: {} for name in names}}))["units"]
     full = (await plugin.query())["units"]
     assert set(scoped) == set(names) - {"opdbus-t-nope.service"}
     for name in scoped:

@@ -103,7 +103,7 @@ class MemPlugin(Plugin):
             return Availability(False, f"{self.name} backend socket missing")
         return Availability(True)
 
-    async def query(self) -> Section:
+    async def query(self, scope: Section | None = None) -> Section:
         self.world.calls.append((self.name, "query"))
         faults = self.world.faults
         if self.name in faults.query_error or (faults.failed and self.name in faults.query_down):

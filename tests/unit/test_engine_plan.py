@@ -106,9 +106,9 @@ async def test_plugins_are_queried_concurrently() -> None:
     for plugin in plugins.values():
         original = plugin.query
 
-        async def query(original=original):
+        async def query(scope=None, original=original):
             await barrier.wait()
-            return await original()
+            return await original(scope)
 
         plugin.query = query  # type: ignore[method-assign]
     plan = await asyncio.wait_for(make_plan(DESIRED, plugins), timeout=2)

@@ -169,7 +169,7 @@ def _actions(actions: list[Action]) -> str:
 async def _restore_diff(plugin: Plugin, checkpoint: Section) -> list[Action] | str:
     """The actions that take `plugin` from the host's state now back to `checkpoint`."""
     try:
-        return list(plugin.diff(await plugin.query(), checkpoint, exhaustive=True))
+        return list(plugin.diff(await plugin.query(checkpoint), checkpoint, exhaustive=True))
     except Exception as exc:
         return f"query failed: {describe_error(exc)}"
 

@@ -69,7 +69,7 @@ async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> Plugi
     if not availability.ok:
         return PluginPlan(name, "unavailable", availability.reason, None, desired)
     try:
-        current = await plugin.query()
+        current = await plugin.query(desired)
         actions = plugin.diff(current, desired)
     except Exception as exc:
         return PluginPlan(name, "error", f"query failed: {describe_error(exc)}", None, desired)

@@ -83,8 +83,14 @@ class Plugin(ABC):
         """Can the backend be reached? Never raises; the reason is for humans."""
 
     @abstractmethod
-    async def query(self) -> Section:
-        """The host's current state of this section, in the state file's shape."""
+    async def query(self, scope: Section | None = None) -> Section:
+        """The host's current state of this section, in the state file's shape.
+
+        `scope` is the section about to be planned (or a checkpoint being restored). A plugin
+        may read only what it names, provided the result still covers everything an apply or
+        rollback of `scope` can touch; None reads everything. The engine passes it because
+        reading everything can be slow (systemd's ListUnitFiles) when the file names five units.
+        """
 
     @abstractmethod
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:

@@ -67,8 +67,10 @@ class LxcPlugin(Plugin):
             await self._client.close()
             self._client = None
 
-    async def query(self) -> Section:
-        """Every container (others' marked `owned: false`), and stale container ports."""
+    async def query(self, scope: Section | None = None) -> Section:
+        """Every container (others' marked `owned: false`), and stale container ports.
+
+        Whatever the scope: stale ports belong to containers the file may not name."""
         observed = await self._driver().list()
         ports = await read_ports(await self._ovsdb())
         containers = [container_entry(o, ports) for o in observed]

@@ -75,8 +75,10 @@ class NetPlugin(Plugin):
             await self._client.close()
             self._client = None
 
-    async def query(self) -> Section:
-        """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 from netlink."""
+    async def query(self, scope: Section | None = None) -> Section:
+        """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 from netlink.
+
+        Whatever the scope: an owned bridge the file no longer lists must be seen to go."""
         return entries_with_ipv4(await self._snapshot(), await netlink.read_state())
 
     async def _snapshot(self, *, kernel_datapath: bool = True) -> Snapshot:

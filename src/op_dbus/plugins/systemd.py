@@ -173,9 +173,10 @@ class SystemdPlugin(Plugin):
             return Availability(False, f"system bus {self.endpoints.system_bus}: {exc}")
         return Availability(True)
 
-    async def query(self, units: list[str] | None = None) -> Section:
-        """Every unit systemd knows; or, given `units`, only those (systemd's ListUnitFiles
-        costs ~0.7 ms per unit file on its side, the scoped calls about 1 ms in all)."""
+    async def query(self, scope: Section | None = None) -> Section:
+        """Every unit systemd knows; or, given a scope, only the units it names (systemd's
+        ListUnitFiles costs ~0.7 ms per unit file on its side, the scoped calls about 1 ms)."""
+        units = None if scope is None else list(scope.get("units", {}))
         bus = await self._connect()
         if units is None:
             files, loaded = await asyncio.gather(sd.list_unit_files(bus), sd.list_units(bus))
@@ -189,7 +190,7 @@ class SystemdPlugin(Plugin):
         return diff_units(current, desired, exhaustive=exhaustive)
 
     async def verify(self, desired: Section) -> list[Mismatch]:
-        return mismatches(await self.query(list(desired.get("units", {}))), desired)
+        return mismatches(await self.query(desired), desired)
 
     async def apply(self, actions: list[Action]) -> list[Action]:
         """Unit files first (unmask, enable/disable, mask), one Reload, then start/stop jobs."""
