@@ -24,6 +24,10 @@ SUITES: dict[str, tuple[str, str]] = {
     "net_bench": ("net plugin", "`ovs-vsctl`, one command per port and one batched call"),
     "lxc_bench": ("lxc plugin", "a shell script doing the same lxc-*/ovs-vsctl steps"),
     "ledger_bench": ("Ledger", "plain SQLite work of the same size"),
+    "daemon_bench": (
+        "Daemon",
+        "an admin's repair by hand (`ovs-vsctl add-port`); reading the host directly",
+    ),
 }
 
 

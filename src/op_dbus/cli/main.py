@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from op_dbus.cli import doctor, lab, ledger, plan_cmds, state_cmds
+from op_dbus.cli import daemon, doctor, lab, ledger, plan_cmds, state_cmds
 from op_dbus.cli.context import CliContext
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
@@ -73,6 +73,10 @@ def main(
 state_cmds.register(app)
 plan_cmds.register(app)
 app.command("doctor", help="Check what the chosen mode needs, with fixes.")(doctor.doctor_command)
+app.command("run", help="Apply the state at start, then keep the host converged (the daemon).")(
+    daemon.run
+)
+app.command("confirm", help="Keep the state of a pending `apply --confirm-within`.")(daemon.confirm)
 app.add_typer(lab.lab_app, name="lab", help="A disposable sandbox of real OVS, systemd and LXC.")
 app.add_typer(ledger.ledger_app, name="ledger", help="The tamper-evident record of every change.")
 app.add_typer(ledger.ledger_app, name="blockchain", help="Alias of `ledger`.", hidden=True)

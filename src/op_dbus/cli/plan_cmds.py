@@ -92,7 +92,14 @@ def plan_for(cli: CliContext, loaded: LoadedState, sections: dict[str, Section])
     return plan
 
 
-def query(ctx: typer.Context, plugin: list[str] = PLUGIN_OPT, json_out: bool = JSON_OPT) -> None:
+def query(
+    ctx: typer.Context,
+    plugin: list[str] = PLUGIN_OPT,
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Read the host even when a daemon runs and caches it."
+    ),
+    json_out: bool = JSON_OPT,
+) -> None:
     """Show the host's current state in the state file's shape."""
     from op_dbus.engine.inventory import introspect_host
     from op_dbus.model import Mode
@@ -101,7 +108,12 @@ def query(ctx: typer.Context, plugin: list[str] = PLUGIN_OPT, json_out: bool = J
     check_plugin_names(plugin)
     cli = cli_context(ctx)
     names = plugin or list(SECTIONS_BY_MODE[cli.fixed_mode() or Mode.FULL])
-    sections, skipped = run_async(introspect_host(names, cli.endpoints))
+    cached = None
+    if not no_cache:
+        from op_dbus.cli.daemon import cached_query
+
+        cached = cached_query(cli, names)
+    sections, skipped = cached or run_async(introspect_host(names, cli.endpoints))
     if json_out:
         print_json({"state": {"version": 1, "plugins": sections}, "skipped": skipped})
     else:
@@ -150,6 +162,12 @@ def apply(
     file: str = FILE_ARG,
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan, change nothing."),
     plugin: list[str] = PLUGIN_OPT,
+    confirm_within: int = typer.Option(
+        None,
+        "--confirm-within",
+        min=1,
+        help="Roll back by itself unless `op-dbus confirm` (or `yes` here) comes in N seconds.",
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Make the host match FILE as one checkpointed change; roll back on any failure."""
@@ -172,23 +190,75 @@ def apply(
         code = ExitCode.COMPONENT_MISSING if plan.blocked else ExitCode.OK
         raise typer.Exit(int(code))
 
-    async def work(plugins: dict[str, Plugin | None]) -> tuple[Plan, ApplyResult]:
+    if confirm_within is not None:
+        try_through_daemon(cli, sections, confirm_within, json_out)
+
+    async def work(
+        plugins: dict[str, Plugin | None],
+    ) -> tuple[Plan, ApplyResult, tuple[Plan, ApplyResult] | None]:
         plan = await make_plan(sections, plugins)
         if not json_out:
             render_plan(console, plan)
         with ApplyProgress(stderr(), enabled=not json_out) as progress:
             result = await apply_plan(plan, plugins, on_progress=progress.update)
-        return plan, result
+        restored = None
+        if confirm_within is not None and plan.pending and result.exit_code == ExitCode.OK:
+            from op_dbus.cli.daemon import hold_for_confirmation
 
-    plan, result = run_async(with_plugins(cli, list(sections), work))
+            restored = await hold_for_confirmation(plugins, plan, confirm_within)
+        return plan, result, restored
+
+    plan, result, restored = run_async(with_plugins(cli, list(sections), work))
     if cli.ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
         record_in_ledger(cli, loaded, sections, plan, result)
+    if restored is not None:
+        restore_plan, restore_result = restored
+        if cli.ledger and restore_plan.pending:
+            record_in_ledger(cli, loaded, sections, restore_plan, restore_result)
+        result = unconfirmed_result(restore_result, confirm_within or 0)
     if json_out:
         print_json({"file": file, "plan": plan_to_json(plan), "result": result_to_json(result)})
     else:
         colour = "green" if result.exit_code == ExitCode.OK else "red"
         console.print(f"\n[{colour}]{result.message}[/]")
     raise typer.Exit(int(result.exit_code))
+
+
+def unconfirmed_result(restore_result: ApplyResult, seconds: int) -> ApplyResult:
+    """The outcome of a try nobody confirmed: rolled back (4), or the restore failed (5)."""
+    if restore_result.exit_code == ExitCode.OK:
+        restore_result.exit_code = ExitCode.ROLLED_BACK
+        restore_result.message = f"not confirmed within {seconds} s: rolled back"
+    else:
+        restore_result.exit_code = ExitCode.ROLLBACK_FAILED
+        restore_result.message = f"not confirmed within {seconds} s; {restore_result.message}"
+    return restore_result
+
+
+def try_through_daemon(
+    cli: CliContext, sections: dict[str, Section], seconds: int, json_out: bool
+) -> None:
+    """With a daemon running, it holds the confirmation timer: hand it the try and exit.
+
+    Without one, return: the apply runs here and waits in the foreground for a `yes`.
+    """
+    import json
+
+    from op_dbus.daemon.client import try_via_daemon
+
+    document = json.dumps({"version": 1, "plugins": sections})
+    reply = run_async(try_via_daemon(cli.endpoints.system_bus, document, seconds))
+    if reply is None:
+        return
+    if json_out:
+        print_json(reply)
+    else:
+        code = reply["exit_code"]
+        colour = "green" if code == ExitCode.OK else "red"
+        stdout().print(f"[{colour}]{reply['message']}[/]")
+        if code == ExitCode.OK:
+            stdout().print(f"run `op-dbus confirm` within {seconds} s to keep it")
+    raise typer.Exit(int(reply["exit_code"]))
 
 
 def record_in_ledger(

@@ -31,12 +31,13 @@ class Notifier:
         return None if self.watchdog_usec is None else self.watchdog_usec / 2_000_000
 
     def send(self, *lines: str) -> bool:
-        """Send `lines` as one datagram; False when there is no manager or it is gone."""
+        """Send `lines` as one datagram; False when there is no manager, it is gone, or its
+        queue is full (never block: a stuck reader must not stop the daemon)."""
         if not self.address:
             return False
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             try:
-                sock.sendto("\n".join(lines).encode(), self.address)
+                sock.sendto("\n".join(lines).encode(), socket.MSG_DONTWAIT, self.address)
             except OSError:
                 return False
         return True

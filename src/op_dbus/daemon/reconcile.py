@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from op_dbus.daemon.backoff import DriftBackoff
+from op_dbus.daemon.restore import restore_checkpoints
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import ApplyResult, apply_plan
 from op_dbus.engine.plan import Plan, describe_error, make_plan
@@ -182,8 +183,12 @@ class Reconciler:
         return {
             "mismatches": {
                 name: [
-                    {"resource": m.resource, "field": m.field, "expected": m.expected,
-                     "actual": m.actual}  # fmt: skip
+                    {
+                        "resource": m.resource,
+                        "field": m.field,
+                        "expected": m.expected,
+                        "actual": m.actual,
+                    }
                     for m in items
                 ]
                 for name, items in found.items()
@@ -208,9 +213,12 @@ class Reconciler:
     async def _apply(self, plan: Plan, *, mode: str, actor: str) -> ApplyResult:
         started = time.monotonic()
         result = await apply_plan(plan, self.plugins)
-        if self.use_ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
-            self._record(plan, result, mode, actor)
-        await self._refresh(set(self.names))
+        return await self._finish(plan, result, mode=mode, actor=actor, started=started)
+
+    async def _finish(
+        self, plan: Plan, result: ApplyResult, *, mode: str, actor: str, started: float
+    ) -> ApplyResult:
+        """Record the apply, re-read the sections it touched, and tell the listeners."""
         self.last_apply = {
             "time": now_text(),
             "actor": actor,
@@ -221,6 +229,9 @@ class Reconciler:
         }
         level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
         log.log(level, "%s: %s", actor, result.message)
+        if self.use_ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
+            self._record(plan, result, mode, actor)
+        await self._refresh({entry.name for entry in plan.plugins} or set(self.names))
         self._emit("applied", dict(self.last_apply))
         return result
 
@@ -237,25 +248,51 @@ class Reconciler:
             log.error("ledger in %s could not record: %s", self.endpoints.data_dir, exc)
 
     def _record_drift(self, report: dict[str, Any]) -> None:
+        """One ledger entry per drifted action (observe): what differed, as digests."""
+        import uuid
+
         from op_dbus.ledger.entries import digest
         from op_dbus.ledger.store import Ledger
 
-        entry = {
+        base = {
             "type": "drift",
+            "drift_id": uuid.uuid4().hex,
             "time": report["time"],
             "actor": f"{ACTOR}:observe",
             "policy": str(self.policy),
-            "actions": [
-                {k: a[k] for k in ("plugin", "kind", "resource")}
-                | {"before_digest": digest(a["before"]), "after_digest": digest(a["after"])}
-                for a in report["actions"]
-            ],
+            "result": "reported, not repaired (observe)",
         }
+        entries = [
+            base
+            | {k: a[k] for k in ("plugin", "kind", "resource")}
+            | {"before_digest": digest(a["before"]), "after_digest": digest(a["after"])}
+            for a in report["actions"]
+        ]
         try:
             with Ledger.open(self.endpoints.data_dir) as ledger:
-                ledger.append([entry])
+                ledger.append(entries)
         except Exception as exc:
             log.error("ledger in %s could not record drift: %s", self.endpoints.data_dir, exc)
+
+    async def snapshot(self, names: list[str]) -> dict[str, Section]:
+        """Each named section as the host has it now (a try's checkpoint)."""
+        async with self.lock:
+            found = {}
+            for name in names:
+                plugin = self.plugins.get(name)
+                if plugin is not None:
+                    found[name] = await plugin.query()
+            return found
+
+    async def restore(
+        self, checkpoints: dict[str, Section], desired: dict[str, Section], *, mode: str, actor: str
+    ) -> ApplyResult:
+        """Put the host back to `checkpoints` exactly and enforce `desired` again."""
+        async with self.lock:
+            self.desired = dict(desired)
+            started = time.monotonic()
+            plan, result = await restore_checkpoints(self.plugins, checkpoints)
+            return await self._finish(plan, result, mode=mode, actor=actor, started=started)
 
     async def check(self, names: Iterable[str], *, mode: str) -> dict[str, Any] | None:
         """After events touching `names`: refresh the cache, and handle drift of declared

@@ -1,0 +1,232 @@
+"""The daemon (`op-dbus run`) in a lab of its own: drift repair latency, cached query, idle cost.
+
+- repair: `ovs-vsctl del-port` of a managed port, then the time from the deletion (seen by an
+  OVSDB monitor of this benchmark) to the port's row being back, 50 times; median and p95.
+  Baseline: an admin's repair by hand, one `ovs-vsctl add-port` (the whole command).
+- query: `QueryState` over D-Bus from a connected client vs the direct query (every plugin's
+  `query()`), both measured inside one process, so interpreter start-up is in neither.
+- idle: the daemon's RSS, and the CPU seconds it uses in 60 s with nothing happening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from op_dbus.lab import Lab, run_in_lab
+
+LAB = "opdbus-bench-d"
+BRIDGE, PORT = "benchbr0", "benchp0"
+REPAIRS = 50
+QUERIES = 50
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE", "60"))
+STATE = {
+    "version": 1,
+    "plugins": {
+        "net": {
+            "interfaces": [
+                {"name": BRIDGE, "type": "ovs-bridge", "ports": [PORT]},
+                {"name": PORT, "type": "ovs-internal", "bridge": BRIDGE},
+            ]
+        }
+    },
+}
+CLI = (
+    "from op_dbus.cli import daemon, main\n"
+    "if 'run' not in {c.name for c in main.app.registered_commands}:\n"
+    "    main.app.command('run')(daemon.run)\n"
+    "main.run()\n"
+)
+DIRECT_QUERY = """
+import asyncio, json, statistics, sys, time
+from op_dbus.endpoints import Endpoints
+from op_dbus.engine.inventory import introspect_host
+async def main(n):
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await introspect_host(("systemd", "net", "lxc"), Endpoints.from_env())
+        times.append(time.perf_counter() - t)
+    print(json.dumps(times))
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.95) - 1)]
+
+
+def vsctl(lab: Lab, *args: str) -> float:
+    started = time.perf_counter()
+    run_in_lab(lab, "ovs-vsctl", "--timeout=10", *args)
+    return time.perf_counter() - started
+
+
+async def repair_latencies(lab: Lab) -> list[float]:
+    from op_dbus.native.ovsdb import OvsdbClient
+
+    latencies = []
+    async with OvsdbClient() as client:
+        await client.connect(lab.ovs.db)
+        monitor = await client.monitor("Open_vSwitch", {"Port": ["name"]})
+        names = {uuid: row["initial"]["name"] for uuid, row in monitor.initial["Port"].items()}
+        for _ in range(REPAIRS):
+            # ovs-vsctl runs beside the monitor loop, so each update is stamped on arrival
+            deleting = asyncio.create_task(asyncio.to_thread(vsctl, lab, "del-port", BRIDGE, PORT))
+            deleted = back = None
+            while back is None:
+                update = await monitor.next(10.0)
+                for uuid, change in update.get("Port", {}).items():
+                    if "delete" in change and names.pop(uuid, None) == PORT:
+                        deleted = time.perf_counter()
+                    elif "insert" in change:
+                        names[uuid] = change["insert"]["name"]
+                        if change["insert"]["name"] == PORT and deleted is not None:
+                            back = time.perf_counter()
+            await deleting
+            latencies.append(back - deleted)
+            await asyncio.sleep(0.2)  # let the daemon finish verifying and recording
+    return latencies
+
+
+async def dbus_queries(lab: Lab) -> list[float]:
+    from op_dbus.daemon.dbus_api import INTERFACE, NAME, PATH
+    from op_dbus.native.dbus import call, connect_system_bus
+
+    bus = await connect_system_bus(lab.system_bus)
+    try:
+        times = []
+        for _ in range(QUERIES):
+            started = time.perf_counter()
+            (text,) = await call(bus, NAME, PATH, INTERFACE, "QueryState")
+            json.loads(text)
+            times.append(time.perf_counter() - started)
+        return times
+    finally:
+        bus.disconnect()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def row(case: str, seconds: Any, baseline: Any, goal: str = "-", met: Any = None) -> dict:
+    ratio = seconds / baseline if isinstance(seconds, float) and baseline else None
+    return {
+        "case": case,
+        "seconds": seconds,
+        "baseline": baseline,
+        "ratio": ratio,
+        "goal": goal,
+        "met": met,
+    }
+
+
+def run() -> list[dict[str, object]]:
+    lab = Lab(LAB)
+    lab.up()
+    workdir = Path(tempfile.mkdtemp(prefix="opd-bench-", dir="/tmp"))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(workdir / "notify"))
+    notify.settimeout(60)
+    state_file = workdir / "state.json"
+    state_file.write_text(json.dumps(STATE))
+    env = {**os.environ, "NOTIFY_SOCKET": str(workdir / "notify")}
+    argv = [sys.executable, "-c", CLI, "run", "--state-file", str(state_file)]
+    argv += ["--fight-threshold", str(REPAIRS * 2)]  # 50 deletions in a row are no fight here
+    log = open(os.environ.get("BENCH_DAEMON_LOG", os.devnull), "w")  # noqa: SIM115
+    daemon = subprocess.Popen(lab.exec_argv(argv), env=env, stdout=log, stderr=log)
+    try:
+        while b"READY=1" not in notify.recv(4096):
+            pass
+        repairs = asyncio.run(repair_latencies(lab))
+        by_hand = [
+            vsctl(
+                lab,
+                "--may-exist",
+                "add-port",
+                BRIDGE,
+                f"hand{i}",
+                "--",
+                "set",
+                "Interface",
+                f"hand{i}",
+                "type=internal",
+            )
+            for i in range(5)
+        ]
+        for i in range(5):
+            vsctl(lab, "--if-exists", "del-port", BRIDGE, f"hand{i}")
+        via_dbus = asyncio.run(dbus_queries(lab))
+        direct = json.loads(
+            run_in_lab(lab, sys.executable, "-c", DIRECT_QUERY, str(QUERIES)).stdout
+        )
+        time.sleep(2)
+        cpu_before, rss = cpu_seconds(daemon.pid), rss_mb(daemon.pid)
+        time.sleep(IDLE_SECONDS)
+        idle_cpu = cpu_seconds(daemon.pid) - cpu_before
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
+        notify.close()
+        for path in workdir.iterdir():
+            path.unlink()
+        workdir.rmdir()
+        run_in_lab(lab, "ovs-vsctl", "--if-exists", "del-br", BRIDGE, check=False)
+        lab.down()
+    hand = statistics.median(by_hand)
+    median, worst = statistics.median(repairs), p95(repairs)
+    query, baseline = statistics.median(via_dbus), statistics.median(direct)
+    return [
+        row(
+            f"drift repair, median of {REPAIRS} (del-port to port back)",
+            median,
+            hand,
+            "< 100 ms",
+            median < 0.1,
+        ),
+        row(f"drift repair, p95 of {REPAIRS}", worst, hand),
+        row(
+            "query from the daemon (D-Bus QueryState) vs direct",
+            query,
+            baseline,
+            "< 20 ms",
+            query < 0.02,
+        ),
+        row(f"idle RSS: {rss:.1f} MB", None, None, "< 80 MB", rss < 80),
+        row(
+            f"idle CPU over {IDLE_SECONDS:.0f} s",
+            idle_cpu,
+            None,
+            "< 1 s per minute",
+            idle_cpu < IDLE_SECONDS / 60,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    for line in run():
+        print(line)

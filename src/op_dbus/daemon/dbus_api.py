@@ -1,0 +1,244 @@
+"""org.opdbus on the system bus: `/org/opdbus/state`, interface `org.opdbus.StateManager`.
+
+Method calls are answered by `_on_message`, a bus-level handler that sees the whole message:
+dbus-fast's method dispatch hides the sender, and methods that change the host must check the
+caller's uid (`GetConnectionUnixUser`, root only). The `ServiceInterface` below still declares
+every method, so introspection (`busctl introspect`) describes them; it also serves the
+properties and emits the signals. The bus policy (data/dbus/org.opdbus.conf) is the first
+gate, this uid check the second.
+"""
+
+# No `from __future__ import annotations`: dbus-fast reads the D-Bus signatures ("s", "b")
+# from the annotations at class creation.
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from dbus_fast import Message, MessageType, NameFlag, RequestNameReply
+from dbus_fast.aio import MessageBus
+from dbus_fast.errors import DBusError
+from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method, signal
+
+from op_dbus.native.dbus import BUS_NAME, BUS_PATH, call, connect_system_bus
+
+log = logging.getLogger("op_dbus.daemon")
+
+NAME = "org.opdbus"
+PATH = "/org/opdbus/state"
+INTERFACE = "org.opdbus.StateManager"
+ERR_ACCESS = "org.opdbus.Error.AccessDenied"
+ERR_INPUT = "org.opdbus.Error.InvalidInput"
+ERR_FAILED = "org.opdbus.Error.Failed"
+CHANGING = frozenset({"ApplyState", "TryState", "Confirm"})
+"""Methods that change the host or its pending try: root callers only."""
+
+
+class InvalidInput(Exception):
+    """The caller's state document is not valid (the message names every JSON path)."""
+
+
+class Backend(Protocol):
+    """What the daemon offers over D-Bus (service.Daemon implements it)."""
+
+    mode: str
+    policy: str
+
+    def last_apply_json(self) -> str: ...
+    def drift_events(self) -> int: ...
+    async def apply_state(self, text: str, uid: int) -> dict[str, Any]: ...
+    async def try_state(self, text: str, seconds: int, uid: int) -> dict[str, Any]: ...
+    async def query_state(self) -> dict[str, Any]: ...
+    async def diff(self, text: str) -> dict[str, Any]: ...
+    async def verify(self) -> dict[str, Any]: ...
+    async def confirm(self) -> bool: ...
+
+
+def _unreachable() -> Any:
+    raise DBusError(ERR_FAILED, "dispatched by the access-checking handler")
+
+
+class StateManager(ServiceInterface):
+    """Introspection, properties and signals of org.opdbus.StateManager."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(INTERFACE)
+        self.backend = backend
+
+    @method()
+    def ApplyState(self, state: "s") -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def TryState(self, state: "s", seconds: "u") -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def QueryState(self) -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Diff(self, state: "s") -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Verify(self) -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Confirm(self) -> "b":  # noqa: F821
+        return _unreachable()
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Mode(self) -> "s":  # noqa: F821
+        return self.backend.mode
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Policy(self) -> "s":  # noqa: F821
+        return self.backend.policy
+
+    @dbus_property(access=PropertyAccess.READ)
+    def LastApply(self) -> "s":  # noqa: F821
+        return self.backend.last_apply_json()
+
+    @dbus_property(access=PropertyAccess.READ)
+    def DriftEvents(self) -> "u":  # noqa: F821
+        return self.backend.drift_events()
+
+    @signal()
+    def DriftDetected(self, report: str) -> "s":  # noqa: F821
+        return report
+
+    @signal()
+    def StateApplied(self, report: str) -> "s":  # noqa: F821
+        return report
+
+
+class DbusApi:
+    """The service on one bus connection; `serve()` keeps it up across bus restarts."""
+
+    def __init__(self, address: str, backend: Backend) -> None:
+        self.address = address
+        self.backend = backend
+        self.interface = StateManager(backend)
+        self._bus: MessageBus | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.online = asyncio.Event()
+        """Set while the name is ours (READY=1 waits for it, briefly)."""
+
+    def publish(self, kind: str, report: dict[str, Any]) -> None:
+        """A reconciler listener: signals and PropertiesChanged (no-op while disconnected)."""
+        if self._bus is None or not self._bus.connected:
+            return
+        text = json.dumps(report, sort_keys=True, default=str)
+        if kind == "drift":
+            self.interface.DriftDetected(text)
+            self.interface.emit_properties_changed({"DriftEvents": self.backend.drift_events()})
+        elif kind == "applied":
+            self.interface.StateApplied(text)
+            self.interface.emit_properties_changed({"LastApply": self.backend.last_apply_json()})
+
+    async def session(self, connected: Callable[[], None]) -> None:
+        """One connection: export, own the name, answer until the bus goes away."""
+        bus = await connect_system_bus(self.address, auth_timeout=5.0)
+        try:
+            bus.export(PATH, self.interface)
+            bus.add_message_handler(self._on_message)
+            reply = await bus.request_name(NAME, NameFlag.DO_NOT_QUEUE)
+            if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+                raise RuntimeError(f"{NAME} is owned by another process on {self.address}")
+            self._bus = bus
+            self.online.set()
+            connected()
+            await bus.wait_for_disconnect()
+        finally:
+            self.online.clear()
+            self._bus = None
+            bus.disconnect()
+
+    def _on_message(self, message: Message) -> bool:
+        if (
+            message.message_type != MessageType.METHOD_CALL
+            or message.path != PATH
+            or message.interface not in (INTERFACE, None)
+            or message.member not in _HANDLERS
+        ):
+            return False
+        task = asyncio.get_running_loop().create_task(self._answer(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _answer(self, message: Message) -> None:
+        bus = self._bus
+        if bus is None:
+            return
+        handler, signature = _HANDLERS[message.member]
+        try:
+            if message.signature != signature:
+                raise DBusError(
+                    "org.freedesktop.DBus.Error.InvalidArgs",
+                    f"{message.member} takes ({signature}), got ({message.signature})",
+                )
+            uid = -1  # only asked for where it matters: one round trip less for reads
+            if message.member in CHANGING and (uid := await self._caller_uid(bus, message.sender)):
+                raise DBusError(ERR_ACCESS, f"{message.member} needs root (caller uid {uid})")
+            out_signature, body = await handler(self.backend, uid, list(message.body))
+            bus.send(Message.new_method_return(message, out_signature, body))
+        except DBusError as exc:
+            bus.send(Message.new_error(message, exc.type, exc.text))
+        except InvalidInput as exc:
+            bus.send(Message.new_error(message, ERR_INPUT, str(exc)))
+        except Exception as exc:
+            log.exception("D-Bus %s failed", message.member)
+            bus.send(Message.new_error(message, ERR_FAILED, f"{type(exc).__name__}: {exc}"))
+
+    @staticmethod
+    async def _caller_uid(bus: MessageBus, sender: str) -> int:
+        (uid,) = await call(
+            bus, BUS_NAME, BUS_PATH, BUS_NAME, "GetConnectionUnixUser", "s", [sender]
+        )
+        return int(uid)
+
+
+Handler = Callable[[Backend, int, list[Any]], Awaitable[tuple[str, list[Any]]]]
+
+
+def _text(data: dict[str, Any]) -> tuple[str, list[Any]]:
+    return "s", [json.dumps(data, sort_keys=True, default=str)]
+
+
+async def _apply(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.apply_state(body[0], uid))
+
+
+async def _try(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.try_state(body[0], int(body[1]), uid))
+
+
+async def _query(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.query_state())
+
+
+async def _diff(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.diff(body[0]))
+
+
+async def _verify(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.verify())
+
+
+async def _confirm(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return "b", [await backend.confirm()]
+
+
+_HANDLERS: dict[str, tuple[Handler, str]] = {
+    "ApplyState": (_apply, "s"),
+    "TryState": (_try, "su"),
+    "QueryState": (_query, ""),
+    "Diff": (_diff, "s"),
+    "Verify": (_verify, ""),
+    "Confirm": (_confirm, ""),
+}

@@ -1,0 +1,311 @@
+"""The daemon's life: boot-time apply, then watch, reconcile, answer on D-Bus until SIGTERM.
+
+One worker handles everything that comes in from the watchers: triggers pile up in a set of
+section names while it is busy, a short debounce gathers a burst of events into one check, and
+the reconciler's lock makes an intentional change (SIGHUP, D-Bus ApplyState) and a repair
+take turns. SIGTERM waits for the lock, so an apply in flight finishes before the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import signal
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from op_dbus.daemon.backoff import DriftBackoff
+from op_dbus.daemon.dbus_api import DbusApi, InvalidInput
+from op_dbus.daemon.notify import Notifier
+from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler, plan_json, result_json
+from op_dbus.daemon.tryconfirm import TryAndConfirm
+from op_dbus.daemon.watchers import Session, supervise
+from op_dbus.daemon.watchers.lxc import lxc_session
+from op_dbus.daemon.watchers.netlink import netlink_session
+from op_dbus.daemon.watchers.ovsdb import ovsdb_session
+from op_dbus.daemon.watchers.statefile import statefile_session
+from op_dbus.daemon.watchers.systemd import systemd_session
+from op_dbus.endpoints import Endpoints
+from op_dbus.exitcodes import ExitCode
+from op_dbus.model import LoadedState, Mode, StateInputError, load_state, parse_state
+
+log = logging.getLogger("op_dbus.daemon")
+
+READY_WAIT = 5.0
+"""How long READY=1 waits for the D-Bus name before it is sent anyway."""
+RETRY_DELAY = 2.0
+"""After a check failed unexpectedly: its sections are looked at again this much later."""
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    endpoints: Endpoints
+    state_file: Path | None = None
+    mode: Mode | None = None
+    """The mode the user fixed; None: from the state file, and the cache covers every section."""
+    policy: Policy = Policy.ENFORCE
+    oneshot: bool = False
+    use_ledger: bool = True
+    debounce: float = 0.01
+    poll_interval: float = 300.0
+    """Safety net: every section is re-read this often even without events (LXC has none)."""
+    fight_threshold: int = 3
+    """Repairs of one resource within a minute after which it is held back (backoff)."""
+
+
+class Daemon:
+    """`await Daemon(options).run()` -> exit code. Implements dbus_api.Backend."""
+
+    def __init__(self, options: DaemonOptions, notifier: Notifier | None = None) -> None:
+        self.options = options
+        self.notifier = notifier or Notifier()
+        self.reconciler = Reconciler(
+            options.endpoints,
+            options.mode or Mode.FULL,
+            options.policy,
+            options.use_ledger,
+            backoff=DriftBackoff(threshold=options.fight_threshold),
+        )
+        self.mode = str(self.reconciler.mode)
+        self.policy = str(options.policy)
+        self.loaded: LoadedState | None = None
+        self.tries = TryAndConfirm(self.reconciler)
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._reload = False
+        self._stamp: tuple[int, int, int] | None = None
+
+    # -- life ------------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+        try:
+            code = await self._boot()
+            if self.options.oneshot or self._stop.is_set():
+                return code
+            await self._serve()
+            return int(ExitCode.OK)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.reconciler.close()
+
+    def load(self) -> LoadedState | None:
+        """The state file, validated (StateInputError when it is not valid)."""
+        if self.options.state_file is None:
+            return None
+        self._stamp = _stamp(self.options.state_file)
+        return load_state(self.options.state_file, mode=self.options.mode)
+
+    async def _boot(self) -> int:
+        """The boot-time apply (on Proxmox the OVS database is wiped at every boot)."""
+        self.loaded = self.load()
+        if self.loaded is None:
+            self.notifier.status("no state file: reading the host only")
+            await self.reconciler.refresh()
+            return int(ExitCode.OK)
+        self.notifier.status(f"applying {self.options.state_file}")
+        result = await self.reconciler.apply_desired(
+            self.loaded.state.sections(), mode=str(self.loaded.mode), actor=f"{ACTOR}:boot"
+        )
+        return int(result.exit_code)
+
+    async def _serve(self) -> None:
+        r, opts = self.reconciler, self.options
+        api = DbusApi(opts.endpoints.system_bus, self)
+        r.listeners.append(api.publish)
+        r.listeners.append(self._on_report)
+
+        def watch(what: str, session: Session, sections: frozenset[str]) -> Coroutine:
+            return supervise(what, session, lambda: self.trigger(sections, f"{what} connected"))
+
+        everything = frozenset(r.names)
+        jobs = [
+            supervise(f"D-Bus service {api.address}", api.session, lambda: None),
+            self._worker(),
+            self._poll(),
+            self._watchdog(),
+        ]
+        if "net" in r.names or "lxc" in r.names:
+            target = opts.endpoints.ovsdb
+            jobs.append(watch(f"OVSDB {target}", ovsdb_session(target, self.trigger), everything))
+        if "net" in r.names:
+            jobs.append(watch("netlink", netlink_session(self.trigger), frozenset({"net"})))
+        if "lxc" in r.names and shutil.which("lxc-monitor"):
+            lxc_path = opts.endpoints.lxc_path
+            session = lxc_session(lxc_path, self.trigger)
+            jobs.append(watch(f"lxc-monitor {lxc_path}", session, frozenset({"lxc"})))
+        if "systemd" in r.names:
+            session = systemd_session(opts.endpoints.system_bus, self.trigger, self._declared_units)
+            jobs.append(watch(f"systemd {opts.endpoints.system_bus}", session, everything))
+        if opts.state_file is not None:
+            session = statefile_session(opts.state_file.absolute(), self._file_changed)
+            what = f"state file {opts.state_file}"
+            jobs.append(supervise(what, session, self._file_changed_unseen))
+        tasks = [asyncio.create_task(job) for job in jobs]
+        try:  # ready once callers can reach us; a bus that is not there does not hold us up
+            async with asyncio.timeout(READY_WAIT):
+                await api.online.wait()
+        except TimeoutError:
+            log.warning("not on the bus %s yet; ready without it", api.address)
+        self.notifier.ready(self._status())
+        log.info("running (policy %s, mode %s)", self.policy, self.mode)
+        await self._stop.wait()
+        self.notifier.stopping("stopping: finishing the work in flight")
+        async with r.lock:  # an apply in flight finishes first
+            for task in tasks:
+                task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tries.shutdown()
+        log.info("stopped")
+
+    def trigger(self, sections: frozenset[str], why: str) -> None:
+        """Called by the watchers: these sections may have changed."""
+        wanted = sections & set(self.reconciler.names)
+        if wanted:
+            log.debug("event: %s", why)
+            self._dirty |= wanted
+            self._wake.set()
+
+    def _request_reload(self) -> None:
+        self._reload = True
+        self._wake.set()
+
+    def _file_changed(self) -> None:
+        log.info("%s changed: reloading", self.options.state_file)
+        self._request_reload()
+
+    def _file_changed_unseen(self) -> None:
+        """The watch is (re)established: a change while nobody watched is a change too."""
+        if self._stamp is not None and _stamp(self.options.state_file) != self._stamp:
+            self._file_changed()
+
+    def _declared_units(self) -> set[str]:
+        return set(self.reconciler.desired.get("systemd", {}).get("units", {}))
+
+    async def _worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.options.debounce)  # a burst of events: one check
+            self._wake.clear()
+            names, self._dirty = self._dirty, set()
+            try:
+                if self._reload:
+                    self._reload = False
+                    await self._reload_file()
+                if names:
+                    await self.reconciler.check(names, mode=self._ledger_mode())
+            except Exception:  # a bug or a backend surprise must not end reconciling
+                log.exception("reconciling failed; trying again in %g s", RETRY_DELAY)
+                loop.call_later(RETRY_DELAY, self.trigger, frozenset(names), "retry")
+            if (delay := self.reconciler.retry_after) is not None:
+                self.reconciler.retry_after = None
+                held = frozenset(self.reconciler.desired)
+                loop.call_later(delay, self.trigger, held, "backoff over")
+            self.notifier.status(self._status())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.poll_interval)
+            self.trigger(frozenset(self.reconciler.names), "safety poll")
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _reload_file(self) -> None:
+        """SIGHUP: re-read and apply the state file; an invalid one is refused, the old kept."""
+        if self.options.state_file is None:
+            self._dirty |= set(self.reconciler.names)
+            return
+        self.notifier.reloading(f"reloading {self.options.state_file}")
+        try:
+            loaded = self.load()
+        except StateInputError as err:
+            log.error(
+                "reload refused, %s is not valid (the previous state stays enforced): %s",
+                self.options.state_file,
+                "; ".join(str(e) for e in err.errors),
+            )
+            self.notifier.ready(f"reload refused: {self.options.state_file} is not valid")
+            return
+        assert loaded is not None
+        self.loaded = loaded
+        await self.reconciler.apply_desired(
+            loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:reload"
+        )
+        self.notifier.ready(self._status())
+
+    def _ledger_mode(self) -> str:
+        return str(self.loaded.mode) if self.loaded is not None else self.mode
+
+    def _status(self) -> str:
+        r = self.reconciler
+        last = r.last_apply.get("message", "no apply yet")
+        return f"{self.policy}; {r.drift_events} drift event(s); last apply: {last}"
+
+    def _on_report(self, kind: str, report: dict[str, Any]) -> None:
+        if kind == "drift" and report.get("held"):
+            self.notifier.status(f"BACKOFF: {', '.join(sorted(report['held']))} keep drifting")
+
+    # -- dbus_api.Backend ------------------------------------------------------------------
+    def last_apply_json(self) -> str:
+        return json.dumps(self.reconciler.last_apply, sort_keys=True)
+
+    def drift_events(self) -> int:
+        return self.reconciler.drift_events
+
+    def _parse(self, text: str) -> LoadedState:
+        try:
+            return parse_state(text, mode=self.options.mode, origin="<D-Bus>")
+        except StateInputError as err:
+            raise InvalidInput("; ".join(str(e) for e in err.errors)) from None
+
+    async def apply_state(self, text: str, uid: int) -> dict[str, Any]:
+        """An intentional change over D-Bus: it replaces the enforced state until a reload."""
+        loaded = self._parse(text)
+        self.loaded = loaded
+        result = await self.reconciler.apply_desired(
+            loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:dbus uid={uid}"
+        )
+        return result_json(result)
+
+    async def try_state(self, text: str, seconds: int, uid: int) -> dict[str, Any]:
+        loaded = self._parse(text)
+        result = await self.tries.start(
+            loaded.state.sections(), seconds, mode=str(loaded.mode), actor=f"{ACTOR}:try uid={uid}"
+        )
+        return result_json(result) | {"confirm_within": seconds if self.tries.pending else 0}
+
+    async def query_state(self) -> dict[str, Any]:
+        return self.reconciler.cached_state()
+
+    async def diff(self, text: str) -> dict[str, Any]:
+        return plan_json(await self.reconciler.diff(self._parse(text).state.sections()))
+
+    async def verify(self) -> dict[str, Any]:
+        return await self.reconciler.verify()
+
+    async def confirm(self) -> bool:
+        return self.tries.confirm()
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    """What tells one version of a file from the next: inode, size, mtime."""
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_ino, st.st_size, st.st_mtime_ns)

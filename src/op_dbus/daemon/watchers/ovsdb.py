@@ -1,0 +1,34 @@
+"""OVSDB drift events: a `monitor_cond` on the rows the net and lxc sections are made of.
+
+Only configuration columns are monitored: vswitchd rewrites `statistics` and `status` all the
+time, and waking up for those would be a busy loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from op_dbus.daemon.watchers import Session, Trigger
+from op_dbus.native.ovsdb import OvsdbClient, OvsdbConnectionError
+
+DB = "Open_vSwitch"
+TABLES: dict[str, list[str] | None] = {
+    "Open_vSwitch": ["bridges"],
+    "Bridge": ["name", "ports", "datapath_type", "external_ids", "stp_enable", "fail_mode"],
+    "Port": ["name", "interfaces", "tag", "external_ids"],
+    "Interface": ["name", "type", "options", "external_ids", "mtu_request", "ofport", "error"],
+}
+SECTIONS = frozenset({"net", "lxc"})
+
+
+def ovsdb_session(target: str, trigger: Trigger) -> Session:
+    async def session(connected: Callable[[], None]) -> None:
+        async with OvsdbClient() as client:
+            await client.connect(target)
+            monitor = await client.monitor(DB, TABLES)
+            connected()
+            async for update in monitor:
+                trigger(SECTIONS, f"ovsdb {'/'.join(sorted(update))}")
+        raise OvsdbConnectionError("monitor ended")
+
+    return session

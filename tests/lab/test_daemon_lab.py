@@ -1,0 +1,601 @@
+"""`op-dbus run` against the lab: boot apply, drift repair by events, observe, reload, D-Bus.
+
+The daemon runs as a subprocess inside the lab netns (as systemd would run it), is told to
+stop by PID, and reports readiness over a real NOTIFY_SOCKET this test binds. Results are
+checked with the stock tools (`ovs-vsctl`, `busctl`) and by reading the ledger file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from op_dbus.lab import Lab, run_in_lab
+from op_dbus.ledger.store import Ledger
+
+BRIDGE = "dmnbr0"
+PORT = "dmnp1"
+PORT2 = "dmnp2"
+OBJ = ("org.opdbus", "/org/opdbus/state", "org.opdbus.StateManager")
+
+CLI = (
+    "from op_dbus.cli import daemon, main\n"
+    "if 'run' not in {c.name for c in main.app.registered_commands}:\n"
+    "    main.app.command('run')(daemon.run)\n"
+    "    main.app.command('confirm')(daemon.confirm)\n"
+    "main.run()\n"
+)
+"""`op-dbus` with `run` and `confirm`, whether or not cli/main.py registers them yet."""
+
+
+def net_state(*ports: str) -> dict[str, Any]:
+    interfaces: list[dict[str, Any]] = [
+        {"name": BRIDGE, "type": "ovs-bridge", "ports": list(ports)}
+    ]
+    interfaces += [{"name": p, "type": "ovs-internal", "bridge": BRIDGE} for p in ports]
+    return {"version": 1, "plugins": {"net": {"interfaces": interfaces}}}
+
+
+def vsctl(lab: Lab, *args: str) -> str:
+    return run_in_lab(lab, "ovs-vsctl", "--timeout=10", *args).stdout.strip()
+
+
+def ports(lab: Lab) -> list[str]:
+    """The bridge's ports as ovs-vsctl sees them ([] when there is no bridge)."""
+    done = run_in_lab(lab, "ovs-vsctl", "--timeout=10", "list-ports", BRIDGE, check=False)
+    return done.stdout.split()
+
+
+def busctl(lab: Lab, *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
+    argv = ["busctl", f"--address={lab.system_bus}", "--json=short", *args]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def call(lab: Lab, member: str, *args: str, user: int | None = None) -> Any:
+    done = busctl(lab, "call", *OBJ, member, *args, user=user)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["data"][0]
+
+
+def prop(lab: Lab, name: str) -> Any:
+    done = busctl(lab, "get-property", *OBJ, name)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["data"]
+
+
+class Signals:
+    """`busctl monitor` of what org.opdbus emits, started before the action under test."""
+
+    def __init__(self, lab: Lab) -> None:
+        argv = ["busctl", f"--address={lab.system_bus}", "--json=short", "monitor",
+                "--match", "type='signal',sender='org.opdbus'"]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)  # busctl has subscribed
+
+    def stop(self) -> dict[str, list[Any]]:
+        """member -> the payloads received."""
+        self.proc.terminate()
+        out, _ = self.proc.communicate(timeout=10)
+        found: dict[str, list[Any]] = {}
+        for line in out.splitlines():
+            message = json.loads(line)
+            found.setdefault(message["member"], []).append(message["payload"]["data"])
+        return found
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        time.sleep(0.05)
+
+
+def ledger_values(lab: Lab) -> list[dict[str, Any]]:
+    with Ledger.open(lab.data_dir) as ledger:
+        return [entry.value for entry in ledger.entries()]
+
+
+class Daemon:
+    """One `op-dbus run` in the lab netns, with a NOTIFY_SOCKET of our own."""
+
+    def __init__(
+        self, lab: Lab, state_file: Path, *args: str, global_args: tuple[str, ...] = ()
+    ) -> None:
+        self.lab = lab
+        self.dir = Path(tempfile.mkdtemp(prefix="opd-", dir="/tmp"))  # short: sun_path <= 107
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(self.dir / "notify"))
+        self.log = self.dir / "daemon.log"
+        argv = [sys.executable, "-c", CLI, *global_args, "run", "--state-file", str(state_file)]
+        argv += args
+        env = {**os.environ, "NOTIFY_SOCKET": str(self.dir / "notify")}
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                lab.exec_argv(argv), env=env, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.messages: list[str] = []
+
+    def wait_message(self, prefix: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [m for m in self.messages if m.startswith(prefix)]
+            if found:
+                return found[-1]
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {prefix} from the daemon; log:\n{self.output()}")
+            self.notify.settimeout(min(left, 0.2))
+            try:
+                self.messages += self.notify.recv(4096).decode().splitlines()
+            except TimeoutError:
+                if self.proc.poll() is not None:  # exited, and nothing left to read
+                    raise AssertionError(f"daemon exited; log:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self) -> int:
+        """SIGTERM by PID and wait; SIGKILL (and fail) if it does not stop in time."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+    def close(self) -> None:
+        self.stop()
+        self.notify.close()
+        for path in self.dir.iterdir():
+            path.unlink()
+        self.dir.rmdir()
+
+
+@pytest.fixture
+def clean_bridge(lab: Lab) -> Iterator[None]:
+    vsctl(lab, "--if-exists", "del-br", BRIDGE)
+    yield
+    vsctl(lab, "--if-exists", "del-br", BRIDGE)
+
+
+@pytest.fixture
+def start(lab: Lab, tmp_path: Path, clean_bridge: None) -> Iterator[Callable[..., Daemon]]:
+    """start(state, *args) -> a ready daemon; every one started is stopped by PID afterwards."""
+    started: list[Daemon] = []
+
+    def _start(
+        state: dict[str, Any], *args: str, ready: bool = True, global_args: tuple[str, ...] = ()
+    ) -> Daemon:
+        path = tmp_path / "state.json"
+        path.write_text(json.dumps(state))
+        daemon = Daemon(lab, path, *args, global_args=global_args)
+        started.append(daemon)
+        if ready:
+            daemon.wait_message("READY=1")
+        return daemon
+
+    yield _start
+    for daemon in started:
+        daemon.close()
+
+
+def test_boot_apply_then_ovs_drift_is_repaired_and_recorded(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    daemon = start(net_state(PORT))
+    assert ports(lab) == [PORT], "the boot-time apply creates the bridge and its port"
+    before = len(ledger_values(lab))
+
+    signals = Signals(lab)
+    vsctl(lab, "del-port", BRIDGE, PORT)
+    wait_for(lambda: ports(lab) == [PORT], 10, "the port to come back")
+
+    def corrective() -> list[dict[str, Any]]:
+        new = ledger_values(lab)[before:]
+        return [v for v in new if v.get("actor") == "op-dbus-daemon:corrective"]
+
+    wait_for(lambda: bool(corrective()), 10, "the corrective apply in the ledger")
+    assert corrective()[0]["result"]["exit_code"] == 0
+    time.sleep(0.3)
+    emitted = signals.stop()
+    drift = json.loads(emitted["DriftDetected"][0][0])
+    assert drift["policy"] == "enforce" and drift["actions"][0]["resource"] == f"port/{PORT}"
+    assert json.loads(emitted["StateApplied"][0][0])["actor"] == "op-dbus-daemon:corrective"
+    assert prop(lab, "DriftEvents") >= 1
+    last = json.loads(prop(lab, "LastApply"))
+    assert last["actor"] == "op-dbus-daemon:corrective" and last["exit_code"] == 0
+
+    assert daemon.stop() == 0
+    assert daemon.wait_message("STOPPING=1", timeout=2)
+    assert "stopped" in daemon.output()
+
+
+def test_observe_reports_and_records_but_does_not_repair(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    start(net_state(PORT), "--policy", "observe")
+    assert ports(lab) == [PORT], "observe still applies the state at boot"
+    assert prop(lab, "Policy") == "observe"
+    vsctl(lab, "del-port", BRIDGE, PORT)
+    wait_for(lambda: prop(lab, "DriftEvents") >= 1, 10, "the drift to be reported")
+    time.sleep(0.5)
+    assert ports(lab) == [], "observe never repairs"
+    drift = [v for v in ledger_values(lab) if v.get("type") == "drift"]
+    assert drift and drift[-1]["resource"] == f"port/{PORT}"
+    assert drift[-1]["actor"] == "op-dbus-daemon:observe" and drift[-1]["kind"] == "create"
+
+
+def test_sighup_applies_a_changed_file_and_refuses_an_invalid_one(
+    lab: Lab, tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    daemon = start(net_state(PORT))
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(net_state(PORT, PORT2)))
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the reloaded state")
+
+    state_file.write_text('{"version": 1, "plugins": {"net": {"interfaces": [{"name": 7}]}}}')
+    daemon.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in daemon.output(), 10, "the refusal")
+    assert "plugins.net.interfaces[0].name" in daemon.output()
+    vsctl(lab, "del-port", BRIDGE, PORT2)
+    wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the old state to stay enforced")
+
+
+def test_dbus_methods_with_busctl(lab: Lab, start: Callable[..., Daemon]) -> None:
+    start(net_state(PORT))
+    direct = run_in_lab(lab, sys.executable, "-m", "op_dbus", "query", "--json", check=False)
+    cached = json.loads(call(lab, "QueryState"))
+    assert cached["state"]["plugins"]["net"] == json.loads(direct.stdout)["state"]["plugins"]["net"]
+
+    assert json.loads(call(lab, "Verify")) == {"mismatches": {}}
+    plan = json.loads(call(lab, "Diff", "s", json.dumps(net_state(PORT, PORT2))))
+    assert plan["pending"] is True
+    assert [a["resource"] for a in plan["plugins"][0]["actions"]] == [f"port/{PORT2}"]
+    assert ports(lab) == [PORT], "Diff changes nothing"
+
+    result = json.loads(call(lab, "ApplyState", "s", json.dumps(net_state(PORT, PORT2))))
+    assert result["exit_code"] == 0 and ports(lab) == [PORT, PORT2]
+    assert call(lab, "Confirm") is False, "no try is pending"
+    assert prop(lab, "Mode") == "full"
+
+    refused = busctl(lab, "call", *OBJ, "ApplyState", "s", "{}", user=65534)
+    assert refused.returncode != 0 and "denied" in refused.stderr.lower()
+    assert ports(lab) == [PORT, PORT2]
+    assert "mismatches" in json.loads(call(lab, "Verify", user=65534)), "reading is for all"
+
+    bad = busctl(lab, "call", *OBJ, "ApplyState", "s", '{"plugins": {"net": {"interfaces": 1}}}')
+    assert bad.returncode != 0 and "plugins.net.interfaces" in bad.stderr
+
+
+def test_try_rolls_back_unless_confirmed(lab: Lab, start: Callable[..., Daemon]) -> None:
+    start(net_state(PORT))
+    tried = json.loads(call(lab, "TryState", "su", json.dumps(net_state(PORT, PORT2)), "2"))
+    assert tried["exit_code"] == 0 and tried["confirm_within"] == 2
+    assert ports(lab) == [PORT, PORT2]
+    assert call(lab, "Confirm") is True
+    time.sleep(2.5)
+    assert ports(lab) == [PORT, PORT2], "a confirmed try stays"
+
+    third = "dmnp3"
+    state = net_state(PORT, PORT2)
+    state["plugins"]["net"]["interfaces"][0]["ports"].append(third)
+    state["plugins"]["net"]["interfaces"].append(
+        {"name": third, "type": "ovs-internal", "bridge": BRIDGE}
+    )
+    tried = json.loads(call(lab, "TryState", "su", json.dumps(state), "1"))
+    assert tried["exit_code"] == 0 and sorted(ports(lab)) == [PORT, PORT2, third]
+    wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the rollback of the unconfirmed try")
+    wait_for(
+        lambda: json.loads(prop(lab, "LastApply"))["actor"] == "op-dbus-daemon:try-rollback",
+        5,
+        "the rollback to be reported",
+    )
+    vsctl(lab, "del-port", BRIDGE, PORT2)
+    wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the confirmed state to be enforced again")
+
+
+def test_survives_ovsdb_server_restart(lab: Lab, start: Callable[..., Daemon]) -> None:
+    daemon = start(net_state(PORT))
+    lab.stop_ovs()
+    try:
+        time.sleep(0.5)
+    finally:
+        lab.start_ovs()
+    assert daemon.proc.poll() is None, daemon.output()
+    wait_for(lambda: "OVSDB" in daemon.output() and "reconnecting" in daemon.output(), 10)
+    time.sleep(0.5)
+    vsctl(lab, "del-port", BRIDGE, PORT)
+    wait_for(lambda: ports(lab) == [PORT], 15, "a repair over the new connection")
+
+
+def test_one_daemon_per_data_dir_and_oneshot(lab: Lab, start: Callable[..., Daemon]) -> None:
+    start(net_state(PORT))
+    second = start(net_state(PORT), ready=False)
+    assert second.proc.wait(timeout=30) == 1
+    assert "another op-dbus daemon" in second.output()
+
+
+def test_oneshot_applies_and_exits_with_the_apply_code(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    daemon = start(net_state(PORT), "--oneshot", ready=False)
+    assert daemon.proc.wait(timeout=60) == 0, daemon.output()
+    assert ports(lab) == [PORT]
+
+
+UNIT = "opdbus-dmn.service"
+MANAGER = (
+    "org.freedesktop.systemd1",
+    "/org/freedesktop/systemd1",
+    "org.freedesktop.systemd1.Manager",
+)
+
+
+@pytest.fixture
+def test_unit(lab: Lab) -> Iterator[str]:
+    """A long-running unit in the lab's systemd; stopped, disabled and removed afterwards."""
+    path = lab.units_dir / UNIT
+    path.write_text(
+        "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n"
+    )
+    busctl(lab, "call", *MANAGER, "Reload")
+    yield UNIT
+    busctl(lab, "call", *MANAGER, "StopUnit", "ss", UNIT, "replace")
+    busctl(lab, "call", *MANAGER, "DisableUnitFiles", "asb", "1", UNIT, "false")
+    path.unlink()
+    busctl(lab, "call", *MANAGER, "Reload")
+
+
+def active_state(lab: Lab, unit: str) -> str:
+    done = busctl(lab, "call", *MANAGER, "ListUnitsByNames", "as", "1", unit)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["data"][0][0][3]
+
+
+def test_systemd_drift_is_repaired_from_its_signals(
+    lab: Lab, start: Callable[..., Daemon], test_unit: str
+) -> None:
+    units = {test_unit: {"enabled": True, "active_state": "active"}}
+    start({"version": 1, "plugins": {"systemd": {"units": units}}})
+    assert active_state(lab, test_unit) == "active"
+    stopped = busctl(lab, "call", *MANAGER, "StopUnit", "ss", test_unit, "replace")
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: active_state(lab, test_unit) == "active", 15, "the unit to be restarted")
+    assert prop(lab, "DriftEvents") >= 1
+
+
+BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={socket}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow eavesdrop="true"/>
+  </policy>
+</busconfig>
+"""
+
+
+class PrivateBus:
+    """A system-type dbus-daemon of our own whose policy lets anyone call anything (so only
+    the daemon's own uid check stands between a non-root caller and ApplyState)."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="opd-bus-", dir="/tmp"))
+        self.dir.chmod(0o755)
+        self.config = self.dir / "bus.conf"
+        self.config.write_text(BUS_CONFIG.format(socket=self.dir / "bus"))
+        self.address = f"unix:path={self.dir / 'bus'}"
+        self.pid: int | None = None
+
+    def start(self) -> None:
+        argv = ["dbus-daemon", f"--config-file={self.config}", "--fork", "--print-pid=1",
+                "--nopidfile"]  # fmt: skip
+        started = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30)
+        self.pid = int(started.stdout.split()[0])
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGTERM)
+            wait_for(lambda: not Path(f"/proc/{self.pid}").exists(), 10, "dbus-daemon to stop")
+            self.pid = None
+        (self.dir / "bus").unlink(missing_ok=True)
+
+    def call(self, *args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
+        argv = ["busctl", f"--address={self.address}", "--json=short", "call", *OBJ, *args]
+        if user is not None:
+            argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def open_bus() -> Iterator[PrivateBus]:
+    bus = PrivateBus()
+    bus.start()
+    try:
+        yield bus
+    finally:
+        bus.stop()
+        for path in bus.dir.iterdir():
+            path.unlink()
+        bus.dir.rmdir()
+
+
+def test_the_daemon_itself_refuses_non_root_callers(
+    lab: Lab, start: Callable[..., Daemon], open_bus: PrivateBus
+) -> None:
+    start(net_state(PORT), global_args=("--system-bus", open_bus.address))
+    wait_for(lambda: open_bus.call("Verify").returncode == 0, 10, "the service")
+    refused = open_bus.call("ApplyState", "s", json.dumps(net_state()), user=65534)
+    assert refused.returncode != 0 and "needs root (caller uid 65534)" in refused.stderr
+    assert "needs root" in open_bus.call("Confirm", user=65534).stderr
+    assert ports(lab) == [PORT], "nothing changed"
+    assert open_bus.call("QueryState", user=65534).returncode == 0, "reading is for everyone"
+    assert open_bus.call("Confirm").stdout.strip() == '{"type":"b","data":[false]}', "root may"
+
+
+def test_the_service_comes_back_when_the_bus_restarts(
+    lab: Lab, start: Callable[..., Daemon], open_bus: PrivateBus
+) -> None:
+    daemon = start(net_state(PORT), global_args=("--system-bus", open_bus.address))
+    wait_for(lambda: open_bus.call("Verify").returncode == 0, 10, "the service")
+    open_bus.stop()
+    time.sleep(0.5)
+    open_bus.start()
+    wait_for(lambda: open_bus.call("Verify").returncode == 0, 15, "the service on the new bus")
+    assert daemon.proc.poll() is None
+    assert "reconnecting" in daemon.output()
+
+
+def test_query_is_served_from_the_daemon_and_falls_back_without_it(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    from op_dbus.cli.context import CliContext
+    from op_dbus.cli.daemon import cached_query
+    from op_dbus.endpoints import Endpoints
+
+    cli = CliContext(endpoints=Endpoints(system_bus=lab.system_bus), mode="auto")
+    daemon = start(net_state(PORT))
+    direct = json.loads(
+        run_in_lab(lab, sys.executable, "-m", "op_dbus", "query", "--json", check=False).stdout
+    )
+    cached = cached_query(cli, ["net", "systemd", "lxc"])
+    assert cached is not None
+    sections, _skipped = cached
+    assert sections["net"] == direct["state"]["plugins"]["net"]
+    assert set(sections["systemd"]["units"]) == set(direct["state"]["plugins"]["systemd"]["units"])
+    assert daemon.stop() == 0
+    assert cached_query(cli, ["net"]) is None, "no daemon: the caller reads the host itself"
+
+
+CONTAINER = "dmnct"
+
+
+@pytest.fixture
+def no_container(lab: Lab) -> Iterator[None]:
+    def destroy() -> None:
+        run_in_lab(lab, "lxc-destroy", "-P", str(lab.lxc_path), "-n", CONTAINER, "-f", check=False)
+
+    destroy()
+    yield
+    destroy()
+
+
+def lxc_state(lab: Lab) -> str:
+    done = run_in_lab(lab, "lxc-info", "-P", str(lab.lxc_path), "-n", CONTAINER, "-sH", check=False)
+    return done.stdout.strip()
+
+
+def test_lxc_drift_is_repaired(lab: Lab, start: Callable[..., Daemon], no_container: None) -> None:
+    container = {"id": "110", "name": CONTAINER, "veth": "vi110", "bridge": BRIDGE, "running": True}
+    state = net_state()
+    state["plugins"]["lxc"] = {"containers": [container]}
+    daemon = start(state)
+    assert lxc_state(lab) == "RUNNING", daemon.output()
+    run_in_lab(lab, "lxc-stop", "-P", str(lab.lxc_path), "-n", CONTAINER, "-k")
+    wait_for(lambda: lxc_state(lab) == "RUNNING", 20, "the container to be started again")
+    wait_for(lambda: "vi110" in ports(lab), 10, "its port back on the bridge")
+
+
+def test_a_replaced_state_file_is_reloaded_without_a_signal(
+    lab: Lab, tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    daemon = start(net_state(PORT))
+    new = tmp_path / "state.json.new"
+    new.write_text(json.dumps(net_state(PORT, PORT2)))
+    new.rename(tmp_path / "state.json")  # how editors and config managers replace a file
+    wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the changed file to be applied")
+    assert "changed: reloading" in daemon.output()
+    ledger = [v for v in ledger_values(lab) if v.get("actor") == "op-dbus-daemon:reload"]
+    assert ledger and ledger[-1]["result"]["exit_code"] == 0
+
+
+def test_address_drift_is_repaired_from_netlink_events(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    state = net_state(PORT)
+    address = {"enabled": True, "dhcp": False, "address": [{"ip": "10.77.0.1", "prefix": 24}]}
+    state["plugins"]["net"]["interfaces"][1]["ipv4"] = address
+
+    def addresses() -> list[str]:
+        done = run_in_lab(lab, "ip", "-j", "-4", "addr", "show", "dev", PORT, check=False)
+        return [a["local"] for i in json.loads(done.stdout or "[]") for a in i["addr_info"]]
+
+    daemon = start(state)
+    assert addresses() == ["10.77.0.1"], daemon.output()
+    run_in_lab(lab, "ip", "addr", "del", "10.77.0.1/24", "dev", PORT)
+    # no OVSDB row changes here, and the safety poll is minutes away: only netlink tells
+    wait_for(lambda: addresses() == ["10.77.0.1"], 10, "the address to come back")
+
+
+def test_bridges_come_back_after_the_ovs_database_is_wiped(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    """What happens at every Proxmox boot: OVS starts on an empty database."""
+    daemon = start(net_state(PORT))
+    lab.stop_ovs()
+    try:
+        (lab.ovs_dir / "conf.db").unlink()
+    finally:
+        lab.start_ovs()  # creates a fresh database
+    wait_for(lambda: ports(lab) == [PORT], 20, "the bridge and its port to be re-created")
+    assert daemon.proc.poll() is None
+
+
+SLOW = "opdbus-dmn-slow.service"
+
+
+@pytest.fixture
+def slow_unit(lab: Lab) -> Iterator[str]:
+    """A unit whose start takes 2 s: an apply that is surely in flight when SIGTERM comes."""
+    path = lab.units_dir / SLOW
+    path.write_text("[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sleep 2\n")
+    busctl(lab, "call", *MANAGER, "Reload")
+    yield SLOW
+    busctl(lab, "call", *MANAGER, "StopUnit", "ss", SLOW, "replace")
+    path.unlink()
+    busctl(lab, "call", *MANAGER, "Reload")
+
+
+def test_sigterm_lets_the_apply_in_flight_finish(
+    lab: Lab, start: Callable[..., Daemon], slow_unit: str
+) -> None:
+    daemon = start({"version": 1, "plugins": {"systemd": {"units": {}}}})
+    units = {slow_unit: {"active_state": "active"}}
+    wanted = {"version": 1, "plugins": {"systemd": {"units": units}}}
+    before = len(ledger_values(lab))
+    argv = ["busctl", f"--address={lab.system_bus}", "--timeout=30", "call", *OBJ,
+            "ApplyState", "s", json.dumps(wanted)]  # fmt: skip
+    caller = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: active_state(lab, slow_unit) == "activating", 10, "the start job")
+        started = time.monotonic()
+        assert daemon.stop() == 0, daemon.output()
+        assert time.monotonic() - started > 1.0, "it waited for the job instead of dying"
+    finally:
+        caller.wait(timeout=30)
+    assert active_state(lab, slow_unit) == "active"
+    new = ledger_values(lab)[before:]
+    applies = [v for v in new if v.get("actor") == "op-dbus-daemon:dbus uid=0"]
+    assert len(applies) == 1 and applies[0]["result"]["exit_code"] == 0, "and recorded it"

@@ -1,0 +1,121 @@
+"""The reconciler's policy on drift, and try-and-confirm, over the in-memory plugins."""
+
+from __future__ import annotations
+
+import asyncio
+
+from memstore import World
+
+from op_dbus.daemon.reconcile import Policy, Reconciler
+from op_dbus.daemon.tryconfirm import TryAndConfirm
+from op_dbus.endpoints import Endpoints
+from op_dbus.exitcodes import ExitCode
+from op_dbus.model import Mode
+
+DESIRED = {"net": {"items": {"a": "net-a2"}}}
+
+
+async def reconciler(world: World, policy: Policy) -> Reconciler:
+    r = Reconciler(Endpoints(), Mode.FULL, policy, use_ledger=False)
+    await r.close()
+    r.plugins = dict(world.plugins())
+    result = await r.apply_desired(DESIRED, mode="standalone", actor="test")
+    assert result.exit_code == ExitCode.OK
+    return r
+
+
+def drift(world: World) -> None:
+    world.stores["net"].data["a"] = "someone-else"
+
+
+async def test_enforce_repairs_drift_and_reports_it() -> None:
+    world = World()
+    r = await reconciler(world, Policy.ENFORCE)
+    reports: list[tuple[str, dict]] = []
+    r.listeners.append(lambda kind, report: reports.append((kind, report)))
+    assert await r.check({"net"}, mode="standalone") is None, "no drift, no report"
+    drift(world)
+    report = await r.check({"net"}, mode="standalone")
+    assert report is not None and report["result"]["exit_code"] == 0
+    assert world.stores["net"].data["a"] == "net-a2"
+    assert r.drift_events == 1 and r.last_apply["actor"] == "op-dbus-daemon:corrective"
+    assert [kind for kind, _ in reports] == ["drift", "applied"]
+    assert r.cache["net"]["items"]["a"] == "net-a2", "the cache follows the repair"
+
+
+async def test_observe_only_reports() -> None:
+    world = World()
+    r = await reconciler(world, Policy.OBSERVE)
+    drift(world)
+    report = await r.check({"net", "systemd"}, mode="standalone")
+    assert report is not None and "result" not in report
+    assert report["actions"][0]["resource"] == "a"
+    assert world.stores["net"].data["a"] == "someone-else"
+    assert r.cache["net"]["items"]["a"] == "someone-else"
+    assert "systemd" in r.cache, "an undeclared section is still read for the cache"
+
+
+async def test_a_fight_ends_in_backoff_not_a_hot_loop() -> None:
+    world = World()
+    r = await reconciler(world, Policy.ENFORCE)
+    applies = world.count("apply")["net"]
+    for _ in range(3):
+        drift(world)
+        await r.check({"net"}, mode="standalone")
+    assert r.retry_after == 1.0, "the third repair within a minute imposes a hold"
+    drift(world)
+    report = await r.check({"net"}, mode="standalone")
+    assert report is not None and "net:a" in report["held"] and "result" not in report
+    assert world.stores["net"].data["a"] == "someone-else", "held: left alone"
+    assert world.count("apply")["net"] == applies + 3
+
+
+async def test_try_rolls_back_unless_confirmed() -> None:
+    world = World()
+    r = await reconciler(world, Policy.ENFORCE)
+    tries = TryAndConfirm(r)
+    before = world.snapshot()["net"]
+    tried = {"net": {"items": {"a": "tried", "n": "new"}}}
+    result = await tries.start(tried, 60, mode="standalone", actor="try")
+    assert result.exit_code == ExitCode.OK and tries.pending
+    assert world.stores["net"].data["n"] == "new"
+    assert tries.confirm() and not tries.pending and not tries.confirm()
+    assert world.stores["net"].data["a"] == "tried"
+
+    await tries.start({"net": {"items": {"a": "second"}}}, 0.05, mode="standalone", actor="try")
+    assert world.stores["net"].data["a"] == "second"
+    for _ in range(100):
+        if not tries.pending and r.last_apply.get("actor") == "op-dbus-daemon:try-rollback":
+            break
+        await asyncio.sleep(0.02)
+    assert world.stores["net"].data["a"] == "tried", "back to the state before the second try"
+    assert r.desired == tried, "and the confirmed state is what is enforced again"
+    assert before != world.snapshot()["net"]
+
+
+async def test_foreground_try_restores_the_checkpoint_unless_confirmed() -> None:
+    from op_dbus.cli.daemon import hold_for_confirmation
+    from op_dbus.engine.apply import apply_plan
+    from op_dbus.engine.plan import make_plan
+
+    world = World()
+    world.stores["net"].data = {"a": "old"}
+    world.stores["net"].owned = {"a"}
+    plugins = world.plugins()
+    wanted = {"net": {"items": {"a": "new", "b": "added"}}}
+
+    async def answer(yes: bool) -> bool:
+        return yes
+
+    plan = await make_plan(wanted, plugins)
+    assert (await apply_plan(plan, plugins, verify_delay=0)).exit_code == ExitCode.OK
+    assert await hold_for_confirmation(plugins, plan, 5, lambda s: answer(True)) is None
+    assert world.stores["net"].data == {"a": "new", "b": "added"}, "confirmed: kept"
+
+    world.stores["net"].data = {"a": "old"}
+    plan = await make_plan(wanted, plugins)
+    await apply_plan(plan, plugins, verify_delay=0)
+    restored = await hold_for_confirmation(plugins, plan, 5, lambda s: answer(False))
+    assert restored is not None and restored[1].exit_code == ExitCode.OK
+    assert world.stores["net"].data == {"a": "old"}, "not confirmed: back to the checkpoint"
+    assert {a.resource for a in restored[1].applied} == {"a", "b"}
