@@ -172,7 +172,7 @@ def apply(
 ) -> None:
     """Make the host match FILE as one checkpointed change; roll back on any failure."""
     from op_dbus.cli.progress import ApplyProgress
-    from op_dbus.cli.render import plan_to_json, render_plan, result_to_json
+    from op_dbus.cli.render import plan_to_json, render_plan
     from op_dbus.engine.apply import apply_plan
     from op_dbus.engine.plan import make_plan
 
@@ -217,7 +217,7 @@ def apply(
             record_in_ledger(cli, loaded, sections, restore_plan, restore_result)
         result = unconfirmed_result(restore_result, confirm_within or 0)
     if json_out:
-        print_json({"file": file, "plan": plan_to_json(plan), "result": result_to_json(result)})
+        print_json({"file": file, "plan": plan_to_json(plan), "result": result.to_json()})
     else:
         colour = "green" if result.exit_code == ExitCode.OK else "red"
         console.print(f"\n[{colour}]{result.message}[/]")
@@ -304,7 +304,7 @@ def verify(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Check the host against FILE; list every mismatch (exit 3 when any)."""
-    from op_dbus.cli.render import mismatch_to_json, render_mismatches
+    from op_dbus.cli.render import render_mismatches
     from op_dbus.engine.verify import verify_state
 
     cli = cli_context(ctx)
@@ -331,7 +331,7 @@ def verify(
             {
                 "file": file,
                 "blocked": blocked,
-                "mismatches": {n: [mismatch_to_json(m) for m in i] for n, i in mismatches.items()},
+                "mismatches": {n: [m.to_json() for m in i] for n, i in mismatches.items()},
             }
         )
     else:

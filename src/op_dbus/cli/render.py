@@ -10,9 +10,8 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from op_dbus.engine.apply import ApplyResult
     from op_dbus.engine.plan import Plan, PluginPlan
-    from op_dbus.plugins.base import Action, Mismatch
+    from op_dbus.plugins.base import Mismatch
 
 SIGNS = {"create": ("+", "green"), "modify": ("~", "yellow"), "delete": ("-", "red")}
 STATUS_TEXT = {
@@ -20,25 +19,6 @@ STATUS_TEXT = {
     "unavailable": "backend unavailable",
     "error": "could not be read",
 }
-
-
-def action_to_json(action: Action) -> dict[str, Any]:
-    return {
-        "plugin": action.plugin,
-        "kind": str(action.kind),
-        "resource": action.resource,
-        "before": action.before,
-        "after": action.after,
-    }
-
-
-def mismatch_to_json(mismatch: Mismatch) -> dict[str, Any]:
-    return {
-        "resource": mismatch.resource,
-        "field": mismatch.field,
-        "expected": mismatch.expected,
-        "actual": mismatch.actual,
-    }
 
 
 def plan_summary(plan: Plan) -> dict[str, Any]:
@@ -52,15 +32,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     return {
         "pending": plan.pending,
         "summary": plan_summary(plan),
-        "plugins": [
-            {
-                "name": p.name,
-                "status": p.status,
-                "reason": p.reason,
-                "actions": [action_to_json(a) for a in p.actions],
-            }
-            for p in plan.plugins
-        ],
+        "plugins": [p.to_json() for p in plan.plugins],
     }
 
 
@@ -124,23 +96,6 @@ def render_plan(console: Console, plan: Plan) -> None:
     if summary["blocked"]:
         total += f" [magenta]Not handled: {', '.join(summary['blocked'])}.[/]"
     console.print("\n".join([*lines, "", total]))
-
-
-def result_to_json(result: ApplyResult) -> dict[str, Any]:
-    return {
-        "exit_code": int(result.exit_code),
-        "message": result.message,
-        "applied": [action_to_json(a) for a in result.applied],
-        "failed": action_to_json(result.failed) if result.failed else None,
-        "error": result.error,
-        "mismatches": {
-            name: [mismatch_to_json(m) for m in items] for name, items in result.mismatches.items()
-        },
-        "rollback_left": {
-            name: left if isinstance(left, str) else [action_to_json(a) for a in left]
-            for name, left in result.rollback_left.items()
-        },
-    }
 
 
 def render_mismatches(console: Console, mismatches: dict[str, list[Mismatch]]) -> None:

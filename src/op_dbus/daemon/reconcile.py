@@ -46,38 +46,10 @@ def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def action_json(action: Action) -> dict[str, Any]:
-    return {
-        "plugin": action.plugin,
-        "kind": str(action.kind),
-        "resource": action.resource,
-        "before": action.before,
-        "after": action.after,
-    }
-
-
 def plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "pending": plan.pending,
-        "plugins": [
-            {
-                "name": p.name,
-                "status": p.status,
-                "reason": p.reason,
-                "actions": [action_json(a) for a in p.actions],
-            }
-            for p in plan.plugins
-        ],
-    }
-
-
-def result_json(result: ApplyResult) -> dict[str, Any]:
-    return {
-        "exit_code": int(result.exit_code),
-        "message": result.message,
-        "error": result.error,
-        "applied": [action_json(a) for a in result.applied],
-        "rolled_back": [action_json(a) for a in result.rolled_back],
+        "plugins": [p.to_json() for p in plan.plugins],
     }
 
 
@@ -317,7 +289,7 @@ class Reconciler:
         report: dict[str, Any] = {
             "time": now_text(),
             "policy": str(self.policy),
-            "actions": [action_json(a) for a in plan.actions],
+            "actions": [a.to_json() for a in plan.actions],
             "held": {},
         }
         if self.policy == Policy.OBSERVE:
@@ -350,7 +322,7 @@ class Reconciler:
                 report["held"][_key(action)] = hold
                 self.retry_after = max(self.retry_after or 0.0, hold)
         result = await self._apply(plan, mode=mode, actor=f"{ACTOR}:corrective")
-        report["result"] = result_json(result)
+        report["result"] = result.to_json()
         return report
 
 

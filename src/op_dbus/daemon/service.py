@@ -21,7 +21,7 @@ from typing import Any
 from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.dbus_api import DbusApi, InvalidInput
 from op_dbus.daemon.notify import Notifier
-from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler, plan_json, result_json
+from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler, plan_json
 from op_dbus.daemon.tryconfirm import TryAndConfirm
 from op_dbus.daemon.watchers import Session, supervise
 from op_dbus.daemon.watchers.lxc import lxc_session
@@ -280,14 +280,14 @@ class Daemon:
         result = await self.reconciler.apply_desired(
             loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:dbus uid={uid}"
         )
-        return result_json(result)
+        return result.to_json()
 
     async def try_state(self, text: str, seconds: int, uid: int) -> dict[str, Any]:
         loaded = self._parse(text)
         result = await self.tries.start(
             loaded.state.sections(), seconds, mode=str(loaded.mode), actor=f"{ACTOR}:try uid={uid}"
         )
-        return result_json(result) | {"confirm_within": seconds if self.tries.pending else 0}
+        return result.to_json() | {"confirm_within": seconds if self.tries.pending else 0}
 
     async def query_state(self) -> dict[str, Any]:
         return self.reconciler.cached_state()

@@ -14,6 +14,7 @@ import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from op_dbus.engine.order import schedule
 from op_dbus.engine.plan import Plan, PluginPlan, describe_error
@@ -57,6 +58,21 @@ class ApplyResult:
     rollback_left: dict[str, list[Action] | str] = field(default_factory=dict)
     message: str = ""
     rolled_back: list[Action] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "exit_code": int(self.exit_code),
+            "message": self.message,
+            "applied": [a.to_json() for a in self.applied],
+            "failed": self.failed.to_json() if self.failed else None,
+            "error": self.error,
+            "mismatches": {n: [m.to_json() for m in ms] for n, ms in self.mismatches.items()},
+            "rollback_left": {
+                name: left if isinstance(left, str) else [a.to_json() for a in left]
+                for name, left in self.rollback_left.items()
+            },
+            "rolled_back": [a.to_json() for a in self.rolled_back],
+        }
 
 
 def _ignore(event: ProgressEvent) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, Plugin, Section
@@ -28,6 +28,14 @@ class PluginPlan:
     current: Section | None
     desired: Section
     actions: list[Action] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "actions": [a.to_json() for a in self.actions],
+        }
 
 
 @dataclass

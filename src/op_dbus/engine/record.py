@@ -28,26 +28,8 @@ def command_actor(argv: Sequence[str]) -> str:
     return f"uid={os.getuid()} command={shlex.join(argv)}"
 
 
-def _action_value(action: Action) -> dict[str, Any]:
-    return {
-        "plugin": action.plugin,
-        "kind": str(action.kind),
-        "resource": action.resource,
-        "before": action.before,
-        "after": action.after,
-    }
-
-
 def _plan_value(plan: Plan) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": p.name,
-            "status": p.status,
-            "reason": p.reason,
-            "actions": [_action_value(a) for a in p.actions],
-        }
-        for p in plan.plugins
-    ]
+    return [p.to_json() for p in plan.plugins]
 
 
 def _action_entry(

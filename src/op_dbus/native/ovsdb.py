@@ -496,3 +496,34 @@ async def ovs_summary(client: OvsdbClient) -> dict[str, Any]:
         "datapath_types": sorted(ovsdb_set(row["datapath_types"])),
         "iface_types": sorted(ovsdb_set(row["iface_types"])),
     }
+
+
+class OvsdbLink:
+    """A plugin's one OVSDB connection: opened on first use, made again (with backoff) when
+    the server dropped it, so a rollback after ovsdb-server restarted can still read and write."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._client: OvsdbClient | None = None
+
+    async def client(self) -> OvsdbClient:
+        if self._client is None:
+            client = OvsdbClient()
+            await client.connect(self.target, retries=3)
+            self._client = client
+        elif not self._client.connected:
+            await self._client.reconnect(retries=5)
+        return self._client
+
+    async def problem(self) -> str | None:
+        """Why the server cannot be reached (for `available()`), or None when it answers."""
+        try:
+            await (await self.client()).echo()
+        except (OvsdbError, ValueError) as exc:
+            return f"OVSDB at {self.target}: {exc}"
+        return None
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

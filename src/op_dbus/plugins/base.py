@@ -38,6 +38,15 @@ class Action:
     def describe(self) -> str:
         return f"{self.kind} {self.plugin}:{self.resource}"
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "plugin": self.plugin,
+            "kind": str(self.kind),
+            "resource": self.resource,
+            "before": self.before,
+            "after": self.after,
+        }
+
 
 @dataclass(frozen=True)
 class Availability:
@@ -58,6 +67,14 @@ class Mismatch:
 
     def describe(self) -> str:
         return f"{self.resource}: {self.field} is {self.actual!r}, expected {self.expected!r}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resource": self.resource,
+            "field": self.field,
+            "expected": self.expected,
+            "actual": self.actual,
+        }
 
 
 class ApplyError(Exception):

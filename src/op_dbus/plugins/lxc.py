@@ -16,7 +16,7 @@ from op_dbus.endpoints import Endpoints
 from op_dbus.model.modes import Mode
 from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver
 from op_dbus.native.lxc_config import Spec
-from op_dbus.native.ovsdb import OvsdbClient, OvsdbError
+from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, OvsdbLink
 from op_dbus.plugins.base import (
     Action,
     ActionKind,
@@ -37,7 +37,10 @@ class LxcPlugin(Plugin):
     name: ClassVar[str] = "lxc"
     mode: ClassVar[Mode] = Mode.FULL
     driver: Driver | None = None
-    _client: OvsdbClient | None = field(default=None, init=False, repr=False)
+    _link: OvsdbLink = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._link = OvsdbLink(self.endpoints.ovsdb)
 
     def _driver(self) -> Driver:
         if self.driver is None:
@@ -45,27 +48,16 @@ class LxcPlugin(Plugin):
         return self.driver
 
     async def _ovsdb(self) -> OvsdbClient:
-        if self._client is None:
-            client = OvsdbClient()
-            await client.connect(self.endpoints.ovsdb, retries=3)
-            self._client = client
-        elif not self._client.connected:  # a rollback after ovsdb-server restarted
-            await self._client.reconnect(retries=5)
-        return self._client
+        return await self._link.client()
 
     async def available(self) -> Availability:
         if self.driver is None and not (shutil.which("pct") or shutil.which("lxc-ls")):
             return Availability(False, "neither pct nor lxc-ls found (install the lxc package)")
-        try:
-            await (await self._ovsdb()).echo()
-        except (OvsdbError, ValueError) as exc:
-            return Availability(False, f"OVSDB at {self.endpoints.ovsdb}: {exc}")
-        return Availability(True)
+        problem = await self._link.problem()
+        return Availability(problem is None, problem or "")
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._link.close()
 
     async def query(self, scope: Section | None = None) -> Section:
         """Every container (others' marked `owned: false`), and stale container ports.

@@ -17,6 +17,7 @@ from op_dbus.native.ovsdb import (
     OvsdbClient,
     OvsdbConnectionError,
     OvsdbError,
+    OvsdbLink,
     OvsdbOpError,
     is_wait_conflict,
 )
@@ -50,30 +51,20 @@ LINK_TIMEOUT = 5.0
 class NetPlugin(Plugin):
     name: ClassVar[str] = "net"
     mode: ClassVar[Mode] = Mode.STANDALONE
-    _client: OvsdbClient | None = field(default=None, init=False, repr=False)
+    _link: OvsdbLink = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._link = OvsdbLink(self.endpoints.ovsdb)
 
     async def _ovsdb(self) -> OvsdbClient:
-        """The connection, made again (with backoff) if the server dropped it: a rollback
-        after ovsdb-server restarted must still be able to read and write."""
-        if self._client is None:
-            client = OvsdbClient()
-            await client.connect(self.endpoints.ovsdb, retries=3)
-            self._client = client
-        elif not self._client.connected:
-            await self._client.reconnect(retries=5)
-        return self._client
+        return await self._link.client()
 
     async def available(self) -> Availability:
-        try:
-            await (await self._ovsdb()).echo()
-        except (OvsdbError, ValueError) as exc:
-            return Availability(False, f"OVSDB at {self.endpoints.ovsdb}: {exc}")
-        return Availability(True)
+        problem = await self._link.problem()
+        return Availability(problem is None, problem or "")
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        await self._link.close()
 
     async def query(self, scope: Section | None = None) -> Section:
         """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 from netlink.
