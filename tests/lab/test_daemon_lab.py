@@ -477,14 +477,18 @@ def test_query_is_served_from_the_daemon_and_falls_back_without_it(
 
     cli = CliContext(endpoints=Endpoints(system_bus=lab.system_bus), mode="auto")
     daemon = start(net_state(PORT))
-    direct = json.loads(
-        run_in_lab(lab, sys.executable, "-m", "op_dbus", "query", "--json", check=False).stdout
-    )
+
+    def query(*flags: str) -> dict:
+        argv = [sys.executable, "-m", "op_dbus", "query", "--json", *flags]
+        return json.loads(run_in_lab(lab, *argv, check=False).stdout)["state"]["plugins"]
+
+    direct = query("--no-cache")
     cached = cached_query(cli, ["net", "systemd", "lxc"])
     assert cached is not None
     sections, _skipped = cached
-    assert sections["net"] == direct["state"]["plugins"]["net"]
-    assert set(sections["systemd"]["units"]) == set(direct["state"]["plugins"]["systemd"]["units"])
+    assert sections["net"] == direct["net"]
+    assert set(sections["systemd"]["units"]) == set(direct["systemd"]["units"])
+    assert query()["net"] == direct["net"], "`op-dbus query` answers from the daemon alike"
     assert daemon.stop() == 0
     assert cached_query(cli, ["net"]) is None, "no daemon: the caller reads the host itself"
 
