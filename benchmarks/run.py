@@ -52,21 +52,35 @@ def table(rows: list[dict[str, object]]) -> list[str]:
     return lines
 
 
+def existing_sections() -> dict[str, str]:
+    """The sections of the current document by heading, so one suite can be re-run alone."""
+    if not DOC.exists():
+        return {}
+    parts = DOC.read_text().split("\n## ")[1:]
+    return {part.split("\n", 1)[0]: "## " + part.rstrip("\n") for part in parts}
+
+
 def main(names: list[str]) -> None:
-    lines = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (benchmarks/run.py): medians of repeated runs on the project's "
-        f"machine kind (2 cores, {platform.machine()}, Python {platform.python_version()}), "
-        f"{time.strftime('%Y-%m-%d')}. Ratio = op-dbus time / baseline time, both measured in "
-        "the same run (below 1: op-dbus is faster).",
-    ]
-    for name in names or list(SUITES):
-        title, baseline = SUITES[name]
+    """Run `names` (all when empty); sections of suites not run are kept from the last run."""
+    kept = existing_sections()
+    sections: list[str] = []
+    for name, (title, baseline) in SUITES.items():
+        heading = f"{title} (baseline: {baseline})"
+        if names and name not in names:
+            if heading in kept:
+                sections.append(kept[heading])
+            continue
         print(f"running {name} ...", file=sys.stderr)
         rows = importlib.import_module(name).run()
-        lines += ["", f"## {title} (baseline: {baseline})", "", *table(rows)]
-    DOC.write_text("\n".join(lines) + "\n")
+        stamp = f"Run {time.strftime('%Y-%m-%d %H:%M')}."
+        sections.append("\n".join([f"## {heading}", "", stamp, "", *table(rows)]))
+    header = (
+        "# Benchmarks\n\nWritten by `make bench` (benchmarks/run.py; `python benchmarks/run.py "
+        "NAME` re-runs one suite): medians of repeated runs on the project's machine kind "
+        f"(2 cores, {platform.machine()}, Python {platform.python_version()}). Ratio = op-dbus "
+        "time / baseline time, both measured in the same run (below 1: op-dbus is faster)."
+    )
+    DOC.write_text("\n\n".join([header, *sections]) + "\n")
     print(DOC.read_text())
 
 
