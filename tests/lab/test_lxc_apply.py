@@ -124,6 +124,25 @@ def test_seed_full_mode_applies_verifies_and_reapplies_with_nothing_to_do(
         assert inside.strip() == entry["hwaddr"]
 
 
+def test_init_introspect_describes_the_host_as_a_valid_file_with_nothing_to_do(
+    clean: Lab, tmp_path: Path
+) -> None:
+    assert opdbus(clean, "apply", write(tmp_path, SEED)).returncode == 0
+    described = tmp_path / "host.json"
+    result = opdbus(clean, "init", "--introspect", "-o", str(described))
+    assert result.returncode == 0, result.stderr
+
+    assert opdbus(clean, "validate", str(described)).returncode == 0
+    diff = opdbus(clean, "diff", str(described), "--json")
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert json.loads(diff.stdout)["pending"] is False
+    plugins = json.loads(described.read_text())["plugins"]
+    assert {c["name"] for c in plugins["lxc"]["containers"]} >= {"gateway", "warp", "xray-client"}
+    mesh = next(i for i in plugins["net"]["interfaces"] if i["name"] == "mesh")
+    assert mesh["ports"] == [], "container veths are the lxc section's, not ports of mesh"
+    assert "op-dbus-" not in described.read_text(), "ownership marks stay op-dbus's own"
+
+
 def test_containers_talk_across_mesh(clean: Lab, tmp_path: Path) -> None:
     result = opdbus(clean, "apply", write(tmp_path, with_addresses(SEED)))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -74,12 +74,15 @@ def init(
     if output is not None and output.exists() and not force:
         fail(ExitCode.INVALID_INPUT, f"{output} exists; pass --force to overwrite it")
     if introspect:
-        sections, skipped = run_async(introspect_host(SECTIONS_BY_MODE[mode], cli.endpoints))
+        from op_dbus.model.export import state_file_from
+
+        read, skipped = run_async(introspect_host(SECTIONS_BY_MODE[mode], cli.endpoints))
         for name, reason in skipped.items():
             stderr().print(f"[yellow]skipped[/] {name}: {reason}")
+        document = state_file_from(read)
     else:
         sections = {name: EMPTY_SECTIONS[name] for name in SECTIONS_BY_MODE[mode]}
-    document = {"version": 1, "plugins": sections}
+        document = {"version": 1, "plugins": sections}
     import json
 
     text = json.dumps(document, indent=2) + "\n"

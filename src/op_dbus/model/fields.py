@@ -169,6 +169,11 @@ def check_unit_name(value: Any) -> str:
             "unit name may only use A-Z a-z 0-9 and : _ . \\ - (plus one '@' for an instance) "
             f"before its suffix, got {describe(name)}"
         )
+    if stem.endswith("@"):
+        raise ValueError(
+            f"{describe(name)} is a template: it cannot be started or enabled by itself; "
+            "name an instance, e.g. getty@tty1.service"
+        )
     return name
 
 

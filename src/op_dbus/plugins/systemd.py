@@ -61,8 +61,10 @@ def unit_entry(file_state: str, status: sd.UnitStatus | None) -> dict[str, Any]:
 
 
 def build_section(files: dict[str, str], loaded: dict[str, sd.UnitStatus]) -> Section:
-    """The section from ListUnitFiles and ListUnits; units that do not exist are left out."""
+    """The section from ListUnitFiles and ListUnits; units that do not exist are left out, and
+    so are templates (`getty@.service`), which are no units until instantiated."""
     names = set(files) | {n for n, s in loaded.items() if s.load_state != "not-found"}
+    names = {n for n in names if "@." not in n}
     return {"units": {n: unit_entry(files.get(n, ""), loaded.get(n)) for n in sorted(names)}}
 
 
