@@ -50,6 +50,7 @@ def lab() -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip(NOT_ROOT)
     remove_orphaned_test_labs()
+    cgroups_before = lxc_cgroups()
     the_lab = Lab(TEST_LAB)
     try:
         the_lab.up()
@@ -57,6 +58,13 @@ def lab() -> Iterator[Lab]:
     finally:
         left = the_lab.down()
         assert not left, f"lab {TEST_LAB} left behind: {left}"
+        stray = sorted(lxc_cgroups() - cgroups_before)
+        assert not stray, f"containers of the test run left cgroups behind: {stray}"
+
+
+def lxc_cgroups() -> set[Path]:
+    """liblxc's per-container cgroups on the machine (the cgroup trees are host-wide)."""
+    return set(Path("/sys/fs/cgroup").glob("*/lxc.*"))
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from op_dbus.lab import Lab, run_in_lab
+from op_dbus.lab.lxc import drop_empty_cgroups
 
 SEED = json.loads((Path(__file__).parents[2] / "examples" / "full-mode.json").read_text())
 ADDRESSES = {"gateway": "10.0.0.2", "warp": "10.0.0.3", "xray-client": "10.0.0.4"}
@@ -81,6 +82,7 @@ def query_lxc(lab: Lab) -> dict[str, dict[str, Any]]:
 def reset(lab: Lab, tmp_path: Path) -> None:
     for name in containers(lab) if lab.lxc_path.is_dir() else {}:
         lxc(lab, "lxc-destroy", name, "-f", check=False)
+        drop_empty_cgroups(name)  # a container killed outright leaves them
     for bridge in sh(lab, "ovs-vsctl", "--timeout=10", "list-br").split():
         sh(lab, "ovs-vsctl", "--timeout=10", "del-br", bridge)
     run_in_lab(lab, "ip", "route", "flush", "exact", "0.0.0.0/0", check=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
@@ -47,6 +48,19 @@ def _container_cgroups(name: str) -> list[Path]:
     return sorted(
         d for d in CGROUP_ROOT.glob("*/lxc.*") if d.is_dir() and pattern.fullmatch(d.name)
     )
+
+
+def drop_empty_cgroups(name: str) -> None:
+    """Remove the empty cgroups a killed container `name` left behind (its stop never ran).
+
+    Only empty directories go (rmdir refuses the others), so a live container of that name
+    elsewhere on the host keeps its cgroups and its processes.
+    """
+    for directory in _container_cgroups(name):
+        inner = sorted((p for p in directory.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+        for cgroup in [*inner, directory]:
+            with contextlib.suppress(OSError):  # not empty: processes still live in it
+                cgroup.rmdir()
 
 
 def teardown(path: Path, exec_argv: ExecArgv | None) -> None:
