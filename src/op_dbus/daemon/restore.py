@@ -1,19 +1,17 @@
-"""Put sections back to a checkpoint exactly: what a try that was not confirmed needs.
+"""Put sections back to a checkpoint for a try that was not confirmed.
 
-The same rollback the engine does after a failure (`diff(now, checkpoint, exhaustive=True)`,
-scheduled like any plan, carried on past a failed batch), for a change that succeeded.
-The final word is a fresh query compared with the checkpoint.
+The engine's own restore (the rollback after a failure) does the work; this turns what it
+did into a plan and a result, so the restore is recorded in the ledger like any apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from op_dbus.engine.apply import ApplyResult
-from op_dbus.engine.order import schedule
-from op_dbus.engine.plan import Plan, PluginPlan, describe_error
+from op_dbus.engine.apply import ApplyResult, restore
+from op_dbus.engine.plan import Plan
 from op_dbus.exitcodes import ExitCode
-from op_dbus.plugins.base import Action, ApplyError, Plugin, Section
+from op_dbus.plugins.base import Plugin, Section
 
 
 async def restore_checkpoints(
@@ -21,37 +19,22 @@ async def restore_checkpoints(
 ) -> tuple[Plan, ApplyResult]:
     """Restore every checkpointed section; the plan of restoring actions and the outcome
     (exit 0: the host equals the checkpoints again, 5: something is left, named)."""
-    plan = Plan([])
-    for name, checkpoint in checkpoints.items():
-        plugin = plugins.get(name)
-        if plugin is None:
-            continue
-        now = await plugin.query(checkpoint)
-        actions = plugin.diff(now, checkpoint, exhaustive=True)
-        plan.plugins.append(PluginPlan(name, "ready", "", now, checkpoint, list(actions)))
-    result = ApplyResult(ExitCode.OK)
-    errors = []
-    for batch in schedule(plan):
-        plugin = plugins[batch.plugin]
-        assert plugin is not None
-        try:
-            done = await plugin.apply(batch.actions)
-        except ApplyError as exc:
-            done, result.failed = exc.done, exc.failed
-            errors.append(f"{exc.failed.describe()}: {exc.reason}")
-        except Exception as exc:
-            done = []
-            errors.append(f"{batch.plugin}: {describe_error(exc)}")
-        result.applied += done
-    left: list[Action] = []
-    for entry in plan.plugins:
-        plugin = plugins[entry.name]
-        assert plugin is not None
-        left += plugin.diff(await plugin.query(), checkpoints[entry.name], exhaustive=True)
-    result.error = "; ".join(errors) or None
-    if left:
+    usable = {name: plugin for name, plugin in plugins.items() if plugin is not None}
+    restoration = await restore(
+        {name: cp for name, cp in checkpoints.items() if name in usable}, usable
+    )
+    result = ApplyResult(ExitCode.OK, applied=restoration.done)
+    result.error = "; ".join(f"{n}: {e}" for n, e in restoration.errors.items()) or None
+    if restoration.left:
         result.exit_code = ExitCode.ROLLBACK_FAILED
-        result.message = "rollback incomplete, left: " + ", ".join(a.describe() for a in left)
+        result.rollback_left = restoration.left
+        left = "; ".join(
+            f"{name}: {rest}"
+            if isinstance(rest, str)
+            else f"{name}: {', '.join(a.describe() for a in rest)}"
+            for name, rest in restoration.left.items()
+        )
+        result.message = f"rollback incomplete, left: {left}"
     else:
         result.message = f"rolled back {len(result.applied)} action(s) to the checkpoint"
-    return plan, result
+    return restoration.plan, result

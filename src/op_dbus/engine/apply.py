@@ -112,7 +112,9 @@ async def apply_plan(
 
     what = result.error if result.failed is None else f"{result.failed.describe()}: {result.error}"
     emit(ProgressEvent(ProgressKind.ROLLBACK, "", detail=what, rollback=True))
-    rollback_errors = await _rollback(touched, checkpoints, plugins, result, emit)
+    restoration = await restore({n: checkpoints[n] for n in touched}, plugins, emit)
+    result.rolled_back = restoration.done
+    result.rollback_left = restoration.left
     if not result.rollback_left:
         result.exit_code = ExitCode.ROLLED_BACK
         result.message = f"apply failed ({what}); rolled back, the host is as before"
@@ -122,7 +124,9 @@ async def apply_plan(
         f"{name}: {rest}" if isinstance(rest, str) else f"{name}: {_actions(rest)}"
         for name, rest in result.rollback_left.items()
     )
-    errors = "".join(f" (rollback error: {name}: {err})" for name, err in rollback_errors.items())
+    errors = "".join(
+        f" (rollback error: {name}: {err})" for name, err in restoration.errors.items()
+    )
     result.message = (
         f"apply failed ({what}); rollback failed too, the host state is unknown."
         f" Left to restore the checkpoint: {left}{errors}"
@@ -190,30 +194,39 @@ async def _restore_diff(plugin: Plugin, checkpoint: Section) -> list[Action] | s
         return f"query failed: {describe_error(exc)}"
 
 
-async def _rollback(
-    touched: list[str],
-    checkpoints: dict[str, Section],
-    plugins: Mapping[str, Plugin],
-    result: ApplyResult,
-    emit: Progress,
-) -> dict[str, str]:
-    """Restore every touched plugin; fill `result.rollback_left`, return apply errors per plugin.
+@dataclass
+class Restoration:
+    """What putting sections back to their checkpoints did: the restoring plan, the actions
+    that took effect, what still differs afterwards per plugin (actions, or why it could not
+    be read), and the apply errors met on the way per plugin."""
+
+    plan: Plan
+    done: list[Action] = field(default_factory=list)
+    left: dict[str, list[Action] | str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+async def restore(
+    checkpoints: dict[str, Section], plugins: Mapping[str, Plugin], emit: Progress = _ignore
+) -> Restoration:
+    """Put every checkpointed section back: rollback after a failure, and an unconfirmed try.
 
     The restoring actions are scheduled like any plan, which is the reverse of how the
-    failed apply ran (undoing a create is a delete, and deletes run in reverse order). It
-    keeps going past a failed batch, to restore as much as it can, and then re-reads.
+    change ran (undoing a create is a delete, and deletes run in reverse order). It keeps
+    going past a failed batch, to restore as much as it can, and then re-reads: the final
+    word is a fresh query compared with the checkpoint.
     """
-    names = [name for name in PLUGIN_ORDER if name in touched]
+    names = [name for name in PLUGIN_ORDER if name in checkpoints]
     diffs = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in names))
-    restore = Plan([])
+    restoration = Restoration(Plan([]))
     for name, diff in zip(names, diffs, strict=True):
         if isinstance(diff, str):
-            result.rollback_left[name] = diff
+            restoration.left[name] = diff
         else:
-            restore.plugins.append(PluginPlan(name, "ready", "", None, checkpoints[name], diff))
+            entry = PluginPlan(name, "ready", "", None, checkpoints[name], diff)
+            restoration.plan.plugins.append(entry)
 
-    errors: dict[str, str] = {}
-    for batch in schedule(restore):
+    for batch in schedule(restoration.plan):
         emit(
             ProgressEvent(
                 ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}", rollback=True
@@ -222,23 +235,24 @@ async def _rollback(
         try:
             done = await plugins[batch.plugin].apply(batch.actions)
         except ApplyError as exc:
-            done, errors[batch.plugin] = exc.done, f"{exc.failed.describe()}: {exc.reason}"
+            done = exc.done
+            restoration.errors[batch.plugin] = f"{exc.failed.describe()}: {exc.reason}"
         except Exception as exc:
-            done, errors[batch.plugin] = [], describe_error(exc)
+            done, restoration.errors[batch.plugin] = [], describe_error(exc)
         for action in done:
-            result.rolled_back.append(action)
+            restoration.done.append(action)
             emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action, rollback=True))
 
-    checked = [entry.name for entry in restore.plugins]
+    checked = [entry.name for entry in restoration.plan.plugins]
     after = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in checked))
     for name, rest in zip(checked, after, strict=True):
         if rest:
-            result.rollback_left[name] = rest
+            restoration.left[name] = rest
         emit(
             ProgressEvent(
                 ProgressKind.ROLLBACK, name, detail="left" if rest else "restored", rollback=True
             )
         )
-    left = result.rollback_left
-    result.rollback_left = {name: left[name] for name in PLUGIN_ORDER if name in left}
-    return errors
+    left = restoration.left
+    restoration.left = {name: left[name] for name in PLUGIN_ORDER if name in left}
+    return restoration
