@@ -279,8 +279,6 @@ def test_create_of_a_bridge_that_appeared_meanwhile_is_a_conflict() -> None:
 
 
 def test_verify_reports_missing_unwanted_and_differing() -> None:
-    from op_dbus.plugins.net import _mismatches
-
     current = applied_seed()
     current["interfaces"] = [e for e in current["interfaces"] if e["name"] != "mesh"]
     current["interfaces"].append(bridge("old", []))
@@ -288,7 +286,7 @@ def test_verify_reports_missing_unwanted_and_differing() -> None:
     found = {
         (m.resource, m.field, str(m.expected), str(m.actual))
         for action in diff_net(current, SEED)
-        for m in _mismatches(action)
+        for m in action.mismatches(("name", "bridge"))
     }
     assert found == {
         ("bridge/old", "present", "False", "True"),

@@ -38,6 +38,20 @@ class Action:
     def describe(self) -> str:
         return f"{self.kind} {self.plugin}:{self.resource}"
 
+    def mismatches(self, identity: tuple[str, ...] = ("name",)) -> list[Mismatch]:
+        """What this action, still needed after an apply, says is wrong with the host: the
+        resource missing, unwanted, or each field of `after` that differs (bar its identity)."""
+        if self.kind == ActionKind.CREATE:
+            return [Mismatch(self.resource, "present", True, False)]
+        if self.kind == ActionKind.DELETE:
+            return [Mismatch(self.resource, "present", False, True)]
+        before = self.before or {}
+        return [
+            Mismatch(self.resource, key, value, before.get(key))
+            for key, value in (self.after or {}).items()
+            if key not in identity
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "plugin": self.plugin,

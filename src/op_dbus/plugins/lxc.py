@@ -129,7 +129,7 @@ class LxcPlugin(Plugin):
 
     async def verify(self, desired: Section) -> list[Mismatch]:
         current = await self.query()
-        return [m for action in diff_lxc(current, desired) for m in _mismatches(action)]
+        return [m for action in diff_lxc(current, desired) for m in action.mismatches()]
 
 
 def choose_driver(endpoints: Endpoints) -> Driver:
@@ -189,16 +189,3 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         memory=entry.get("memory"),
         cpus=entry.get("cpus"),
     )
-
-
-def _mismatches(action: Action) -> list[Mismatch]:
-    if action.kind == ActionKind.CREATE:
-        return [Mismatch(action.resource, "present", True, False)]
-    if action.kind == ActionKind.DELETE:
-        return [Mismatch(action.resource, "present", False, True)]
-    before = action.before or {}
-    return [
-        Mismatch(action.resource, key, value, before.get(key))
-        for key, value in action.after.items()
-        if key != "name"
-    ]

@@ -23,7 +23,6 @@ from op_dbus.native.ovsdb import (
 )
 from op_dbus.plugins.base import (
     Action,
-    ActionKind,
     ApplyError,
     Availability,
     Mismatch,
@@ -125,7 +124,9 @@ class NetPlugin(Plugin):
     async def verify(self, desired: Section) -> list[Mismatch]:
         current = await self.query()
         found = [
-            mismatch for action in diff_net(current, desired) for mismatch in _mismatches(action)
+            mismatch
+            for action in diff_net(current, desired)
+            for mismatch in action.mismatches(("name", "bridge"))
         ]
         bridges, ports = split(current)
         realised = bool(current.get("datapath_types") or [])
@@ -138,20 +139,6 @@ class NetPlugin(Plugin):
             if not isinstance(entry.get("ofport"), int) or entry["ofport"] < 0:
                 found.append(Mismatch(name, "ofport", "assigned", entry.get("ofport")))
         return found
-
-
-def _mismatches(action: Action) -> list[Mismatch]:
-    """What a still-needed action says about the host: missing, unwanted or differing fields."""
-    if action.kind == ActionKind.CREATE:
-        return [Mismatch(action.resource, "present", True, False)]
-    if action.kind == ActionKind.DELETE:
-        return [Mismatch(action.resource, "present", False, True)]
-    before = action.before or {}
-    return [
-        Mismatch(action.resource, key, value, before.get(key))
-        for key, value in action.after.items()
-        if key not in ("name", "bridge")
-    ]
 
 
 def entries_with_ipv4(snap: Snapshot, net: netlink.NetState) -> Section:
