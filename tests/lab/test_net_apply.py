@@ -18,27 +18,9 @@ import pytest
 
 from op_dbus.lab import Lab, run_in_lab
 
-SEED_NET: dict[str, Any] = {
-    "interfaces": [
-        {
-            "name": "ovsbr0",
-            "type": "ovs-bridge",
-            "ports": ["eth0"],
-            "ipv4": {
-                "enabled": True,
-                "dhcp": False,
-                "address": [{"ip": "192.168.1.10", "prefix": 24}],
-                "gateway": "192.168.1.1",
-            },
-        },
-        {
-            "name": "mesh",
-            "type": "ovs-bridge",
-            "ports": [],
-            "ipv4": {"enabled": True, "dhcp": False, "address": [{"ip": "10.0.0.1", "prefix": 24}]},
-        },
-    ]
-}
+SEED_NET: dict[str, Any] = json.loads(
+    (Path(__file__).parents[2] / "examples" / "full-mode.json").read_text()
+)["net"]
 
 
 def state_file(tmp_path: Path, net: dict[str, Any], name: str = "state.json") -> str:

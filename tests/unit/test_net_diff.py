@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 
@@ -10,27 +12,8 @@ from op_dbus.plugins.base import Action, ActionKind
 from op_dbus.plugins.net_diff import diff_net
 from op_dbus.plugins.net_ovs import OWNER_KEY, ConflictError, Snapshot, TransactionBuilder
 
-SEED = {
-    "interfaces": [
-        {
-            "name": "ovsbr0",
-            "type": "ovs-bridge",
-            "ports": ["eth0"],
-            "ipv4": {
-                "enabled": True,
-                "dhcp": False,
-                "address": [{"ip": "192.168.1.10", "prefix": 24}],
-                "gateway": "192.168.1.1",
-            },
-        },
-        {
-            "name": "mesh",
-            "type": "ovs-bridge",
-            "ports": [],
-            "ipv4": {"enabled": True, "dhcp": False, "address": [{"ip": "10.0.0.1", "prefix": 24}]},
-        },
-    ]
-}
+SEED = json.loads((Path(__file__).parents[2] / "examples" / "full-mode.json").read_text())["net"]
+"""The seed's net section, exactly as examples/full-mode.json has it."""
 
 OWNED = {OWNER_KEY: "op-dbus"}
 
