@@ -27,11 +27,14 @@ values = st.recursive(
 messages = st.lists(st.dictionaries(tricky_text, values, max_size=5), min_size=1, max_size=6)
 
 
-def encode(objects: list, separators: list[str], ensure_ascii: bool) -> bytes:
-    return "".join(
-        json.dumps(obj, ensure_ascii=ensure_ascii) + sep
-        for obj, sep in zip(objects, separators, strict=False)
-    ).encode()
+def encode(objects: list, separators: list[str], ensure_ascii: bool) -> tuple[bytes, list[int]]:
+    """The stream, and the offset just past each object's closing bracket."""
+    stream, ends = b"", []
+    for obj, sep in zip(objects, separators, strict=False):
+        stream += json.dumps(obj, ensure_ascii=ensure_ascii).encode()
+        ends.append(len(stream))
+        stream += sep.encode()
+    return stream, ends
 
 
 @given(
@@ -40,13 +43,17 @@ def encode(objects: list, separators: list[str], ensure_ascii: bool) -> bytes:
     ensure_ascii=st.booleans(),
     data=st.data(),
 )
-def test_any_split_yields_the_same_objects(objects, separators, ensure_ascii, data) -> None:
-    stream = encode(objects, separators, ensure_ascii)
+def test_any_split_yields_each_object_once_its_last_byte_arrives(
+    objects, separators, ensure_ascii, data
+) -> None:
+    stream, ends = encode(objects, separators, ensure_ascii)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=10)))
     decoder = JsonStreamDecoder()
     decoded = []
     for start, end in zip([0, *cuts], [*cuts, len(stream)], strict=True):
         decoded.extend(decoder.feed(stream[start:end]))
+        closed = [obj for obj, obj_end in zip(objects, ends, strict=True) if obj_end <= end]
+        assert decoded == closed
     assert decoded == objects
 
 
@@ -68,10 +75,33 @@ def test_value_is_returned_as_soon_as_it_closes() -> None:
     assert decoder.feed(b": 3}") == [{"b": 3}]
 
 
+def test_whitespace_arriving_alone_inside_a_string_is_kept() -> None:
+    decoder = JsonStreamDecoder()
+    assert decoder.feed(b'{"a": "x') == []
+    assert decoder.feed(b"   ") == []
+    assert decoder.feed(b'y"}  ') == [{"a": "x   y"}]
+
+
 @pytest.mark.parametrize("garbage", [b"42 ", b'"text" ', b'{"a": 1}x{}', b"{]"])
 def test_garbage_raises_value_error(garbage: bytes) -> None:
     with pytest.raises(ValueError):
         JsonStreamDecoder().feed(garbage)
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b'{"a": 1', b'x, "b": 2}'],
+        [b'{"a": "x', b'\x01"}'],
+        [b'{"a": tru', b"th}"],
+        [b'{"a', b'": 1}]'],
+    ],
+)
+def test_garbage_arriving_in_pieces_raises_value_error(chunks: list[bytes]) -> None:
+    decoder = JsonStreamDecoder()
+    with pytest.raises(ValueError):
+        for chunk in chunks:
+            decoder.feed(chunk)
 
 
 def test_invalid_utf8_raises_value_error() -> None:
