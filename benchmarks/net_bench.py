@@ -30,6 +30,18 @@ SIZES = (10, 100, 1000)
 RUNS = 3
 PER_PORT_RUNS = 1  # 1000 separate ovs-vsctl processes take seconds: once is enough
 BRIDGE = "bench0"
+# The CLI framework alone (architecture.md prescribes typer): one command, doing nothing.
+TYPER_FLOOR = """
+import typer
+app = typer.Typer()
+@app.command()
+def apply(file: str, dry_run: bool = False) -> None:
+    pass
+@app.command()
+def query() -> None:
+    pass
+app()
+"""
 
 
 class Ovs:
@@ -200,7 +212,7 @@ def _measure(ovs: Ovs, n: int, work: Path) -> list[dict[str, object]]:
     show = _median(lambda: _timed(["ovs-vsctl", f"--db={ovs.target}", "show"]), RUNS)
     empty()
     goals = n == 1000
-    return [
+    rows = [
         _row(
             f"apply N={n}, {where} vs batched ovs-vsctl",
             apply,
@@ -221,6 +233,20 @@ def _measure(ovs: Ovs, n: int, work: Path) -> list[dict[str, object]]:
         ),
         _row(f"query N={n}, {where} vs ovs-vsctl show", query, show),
     ]
+    return rows + (_noop_floor(n, where, state, env, may_exist) if goals else [])
+
+
+def _noop_floor(
+    n: int, where: str, state: str, env: dict[str, str], may_exist: float
+) -> list[dict[str, object]]:
+    """Where a whole-process no-op's time goes before OVSDB is read: interpreter, CLI, model."""
+    validate = _median(lambda: _timed([OPDBUS, "validate", state], env), RUNS)
+    typer_app = _median(lambda: _timed([sys.executable, "-c", TYPER_FLOOR, "apply", state]), RUNS)
+    return [
+        _row(f"validate N={n} alone (no OVSDB), {where} vs batched --may-exist", validate,
+             may_exist),
+        _row(f"a do-nothing typer app, {where} vs batched --may-exist", typer_app, may_exist),
+    ]  # fmt: skip
 
 
 def run(sizes: tuple[int, ...] = SIZES) -> list[dict[str, object]]:

@@ -204,3 +204,30 @@ def test_port_vswitchd_cannot_realise_fails_verify_and_rolls_back(
     assert result.returncode == 4, result.stdout + result.stderr
     assert "could not open network device nosuch0" in result.stdout + result.stderr
     assert vsctl(net_lab, "list-br") == ""
+
+
+NETLINK_PROBE = """
+import sys
+from op_dbus.cli.main import run
+sys.argv = ["op-dbus", "apply", sys.argv[1]]
+try:
+    run()
+except SystemExit as exit:
+    print(exit.code, "pyroute2" in sys.modules)
+"""
+
+
+def test_a_file_without_ipv4_applies_without_loading_netlink(net_lab: Lab, tmp_path: Path) -> None:
+    """No entry declares ipv4, so no address is op-dbus's to touch: create, verify and the
+    no-op re-apply all skip netlink and pyroute2's ~60 ms import."""
+    net = {
+        "interfaces": [
+            {"name": "nonl0", "type": "ovs-bridge", "datapath": "netdev"},
+            {"name": "nonlp0", "type": "ovs-internal", "bridge": "nonl0"},
+        ]
+    }
+    path = state_file(tmp_path, net)
+    for _ in ("create", "no-op"):
+        probe = run_in_lab(net_lab, sys.executable, "-c", NETLINK_PROBE, path, check=False)
+        assert probe.stdout.split()[-2:] == ["0", "False"], probe.stdout + probe.stderr
+    assert vsctl(net_lab, "list-ports", "nonl0") == "nonlp0"

@@ -190,7 +190,10 @@ class Reconciler:
     async def _finish(
         self, plan: Plan, result: ApplyResult, *, mode: str, actor: str, started: float
     ) -> ApplyResult:
-        """Record the apply, re-read the sections it touched, and tell the listeners."""
+        """Record the apply, re-read the sections it touched, and tell the listeners.
+
+        Sections without actions were not touched: their cache stays (events keep it fresh),
+        which spares a no-op re-apply a full read of every planned plugin."""
         self.last_apply = {
             "time": now_text(),
             "actor": actor,
@@ -203,7 +206,7 @@ class Reconciler:
         log.log(level, "%s: %s", actor, result.message)
         if self.use_ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
             self._record(plan, result, mode, actor)
-        await self._refresh({entry.name for entry in plan.plugins} or set(self.names))
+        await self._refresh({entry.name for entry in plan.plugins if entry.actions})
         self._emit("applied", dict(self.last_apply))
         return result
 
@@ -273,13 +276,15 @@ class Reconciler:
         async with self.lock:
             declared = {n: s for n, s in self.desired.items() if n in names}
             plan = await self._plan(declared) if declared else Plan([])
+            cached = set()
             for entry in plan.plugins:
-                if entry.current is not None:
+                if entry.current is None:
+                    self.skipped[entry.name] = entry.reason
+                elif self.plugins[entry.name].reads_all(entry.desired):
                     self.cache[entry.name] = entry.current
                     self.skipped.pop(entry.name, None)
-                else:
-                    self.skipped[entry.name] = entry.reason
-            await self._refresh(names - {e.name for e in plan.plugins if e.current is not None})
+                    cached.add(entry.name)
+            await self._refresh(names - cached)
             if not plan.pending:
                 return None
             return await self._drifted(plan, mode)

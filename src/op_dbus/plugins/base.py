@@ -123,6 +123,10 @@ class Plugin(ABC):
         reading everything can be slow (systemd's ListUnitFiles) when the file names five units.
         """
 
+    def reads_all(self, scope: Section | None) -> bool:
+        """Whether `query(scope)` returns what `query()` would: a cache of the host may keep it."""
+        return True
+
     @abstractmethod
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
         """Actions that turn `current` into `desired`, in the order they must run.

@@ -72,10 +72,13 @@ class NetPlugin(Plugin):
         scope that declares no `ipv4` leaves every address alone, so netlink is not read (its
         pyroute2 import alone is ~60 ms, a no-op apply of 1000 ports about 20% of its time)."""
         snap = await self._snapshot()
-        declares_ipv4 = scope is None or any(
+        net = await netlink.read_state() if self.reads_all(scope) else None
+        return entries_with_ipv4(snap, net)
+
+    def reads_all(self, scope: Section | None) -> bool:
+        return scope is None or any(
             entry.get("ipv4") is not None for entry in scope.get("interfaces", [])
         )
-        return entries_with_ipv4(snap, await netlink.read_state() if declares_ipv4 else None)
 
     async def _snapshot(self, *, kernel_datapath: bool = True) -> Snapshot:
         """One read; a read is safe to repeat, so a connection lost under it is made again once

@@ -188,6 +188,9 @@ class SystemdPlugin(Plugin):
             )
         return build_section(files, loaded)
 
+    def reads_all(self, scope: Section | None) -> bool:
+        return scope is None
+
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
         return diff_units(current, desired, exhaustive=exhaustive)
 
