@@ -12,19 +12,17 @@ Each row's figures come from the same run; creates are measured on an emptied da
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+from op_dbus.lab.private_ovs import PrivateOvs, private_ovs
+
 OPDBUS = str(Path(sys.executable).with_name("op-dbus"))
 SIZES = (10, 100, 1000)
 RUNS = 3
@@ -44,86 +42,6 @@ app()
 """
 
 
-class Ovs:
-    """A private ovsdb-server (and maybe vswitchd) in a temp dir; our children, stopped by PID."""
-
-    def __init__(self, directory: Path, vswitchd: bool) -> None:
-        self.dir = directory
-        self.target = f"unix:{directory}/db.sock"
-        self.with_vswitchd = vswitchd
-        self.children: list[subprocess.Popen[bytes]] = []
-
-    def vsctl_argv(self, *args: str) -> list[str]:
-        wait = [] if self.with_vswitchd else ["--no-wait"]
-        return ["ovs-vsctl", f"--db={self.target}", *wait, "--timeout=120", *args]
-
-    def vsctl(self, *args: str) -> None:
-        subprocess.run(self.vsctl_argv(*args), check=True, capture_output=True)
-
-
-@contextlib.contextmanager
-def private_ovs(vswitchd: bool) -> Iterator[Ovs]:
-    with tempfile.TemporaryDirectory(prefix="opdbus-bench-") as name:
-        ovs = Ovs(Path(name), vswitchd)
-        d = ovs.dir
-        subprocess.run(["ovsdb-tool", "create", f"{d}/conf.db", SCHEMA], check=True)
-        try:
-            ovs.children.append(
-                subprocess.Popen(
-                    [
-                        *("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock"),
-                        *(f"--unixctl={d}/ovsdb.ctl", "-vconsole:off", "--no-chdir"),
-                    ]
-                )
-            )
-            _wait(lambda: _accepts(d / "db.sock"))
-            subprocess.run(["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "init"], check=True)
-            if vswitchd:
-                env = {**os.environ, "OVS_RUNDIR": str(d), "OVS_LOGDIR": str(d)}
-                ovs.children.append(
-                    subprocess.Popen(
-                        [
-                            *("unshare", "--net", "--", "ovs-vswitchd", ovs.target),
-                            *("--pidfile", "-vconsole:off", "--no-chdir"),
-                        ],
-                        env=env,
-                    )
-                )
-                _wait(lambda: "netdev" in _datapath_types(ovs))
-            yield ovs
-        finally:
-            for child in reversed(ovs.children):
-                child.terminate()
-                try:
-                    child.wait(10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-
-
-def _wait(ready, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError("benchmark OVS did not come up")
-        time.sleep(0.02)
-
-
-def _accepts(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
-def _datapath_types(ovs: Ovs) -> str:
-    argv = ["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "get", "Open_vSwitch", ".",
-            "datapath_types"]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-
-
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     start = time.perf_counter()
     result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
@@ -137,7 +55,7 @@ def _ports(n: int) -> list[str]:
     return [f"bp{i}" for i in range(n)]
 
 
-def _state(ovs: Ovs, n: int, work: Path) -> str:
+def _state(ovs: PrivateOvs, n: int, work: Path) -> str:
     net = {
         "interfaces": [
             {"name": BRIDGE, "type": "ovs-bridge", "datapath": "netdev"},
@@ -149,14 +67,14 @@ def _state(ovs: Ovs, n: int, work: Path) -> str:
     return str(path)
 
 
-def _batched(ovs: Ovs, n: int) -> list[str]:
+def _batched(ovs: PrivateOvs, n: int) -> list[str]:
     args = ["add-br", BRIDGE, "--", "set", "Bridge", BRIDGE, "datapath_type=netdev"]
     for port in _ports(n):
         args += ["--", "add-port", BRIDGE, port, "--", "set", "Interface", port, "type=internal"]
     return ovs.vsctl_argv(*args)
 
 
-def _batched_may_exist(ovs: Ovs, n: int) -> list[str]:
+def _batched_may_exist(ovs: PrivateOvs, n: int) -> list[str]:
     """The no-op baseline exactly as the issue states it: may-exist adds, nothing else."""
     args = ["--may-exist", "add-br", BRIDGE]
     for port in _ports(n):
@@ -164,7 +82,7 @@ def _batched_may_exist(ovs: Ovs, n: int) -> list[str]:
     return ovs.vsctl_argv(*args)
 
 
-def _per_port(ovs: Ovs, n: int) -> float:
+def _per_port(ovs: PrivateOvs, n: int) -> float:
     total = _timed(ovs.vsctl_argv("add-br", BRIDGE, "--", "set", "Bridge", BRIDGE,
                                   "datapath_type=netdev"))  # fmt: skip
     for port in _ports(n):
@@ -193,8 +111,8 @@ def _row(
     return row
 
 
-def _measure(ovs: Ovs, n: int, work: Path) -> list[dict[str, object]]:
-    where = "with vswitchd" if ovs.with_vswitchd else "ovsdb-server alone"
+def _measure(ovs: PrivateOvs, n: int, work: Path) -> list[dict[str, object]]:
+    where = "with vswitchd" if ovs.vswitchd is not None else "ovsdb-server alone"
     env = {**os.environ, "OPDBUS_OVSDB": ovs.target, "OPDBUS_DATA_DIR": str(work / "data")}
     state = _state(ovs, n, work)
 
@@ -254,7 +172,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="opdbus-bench-work-") as name:
         for vswitchd in (False, True):
-            with private_ovs(vswitchd) as ovs:
+            with private_ovs(vswitchd=vswitchd) as ovs:
                 for n in sizes:
                     rows += _measure(ovs, n, Path(name))
     return rows

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from native_fixtures import PrivateOvs, private_ovs
 
 from op_dbus.lab import Lab
 from op_dbus.lab.lab import RUN_ROOT
@@ -71,3 +72,10 @@ def lxc_cgroups() -> set[Path]:
 def lab_env(lab: Lab) -> dict[str, str]:
     """os.environ with the lab's endpoints (OPDBUS_*, OVS_RUNDIR, DBUS_SYSTEM_BUS_ADDRESS)."""
     return {**os.environ, **lab.env()}
+
+
+@pytest.fixture
+def ovs() -> Iterator[PrivateOvs]:
+    """A private ovsdb-server of the test's own (no vswitchd), outside the lab."""
+    with private_ovs() as instance:
+        yield instance

@@ -1,9 +1,8 @@
 """Private, throw-away peers for the native client tests: ovsdb-server, ovs-vswitchd, dbus-daemon.
 
-Each runs from a short temp dir (unix socket paths are limited to 108 bytes) on private
-sockets (recipes in design/lab.md) and is stopped by its PID, so the host's own services are
-never touched. ovs-vswitchd runs in a network namespace of its own (`unshare --net`) that
-disappears with it.
+OVS comes from `op_dbus.lab.private_ovs` (shared with the benchmarks); the dbus-daemon here
+runs the same way: a short temp dir, private sockets (recipes in design/lab.md), stopped by
+its PID, so the host's own services are never touched.
 """
 
 from __future__ import annotations
@@ -11,19 +10,20 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-VSWITCH_SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
+from op_dbus.lab import private_ovs as ovs_children
+from op_dbus.lab.ovs import SCHEMA
+from op_dbus.lab.private_ovs import PrivateOvs, stop_child
+
+VSWITCH_SCHEMA = str(SCHEMA)
+__all__ = ["PrivateOvs", "private_ovs", "private_system_bus", "require"]
 
 
 def require(*tools: str) -> None:
@@ -36,98 +36,20 @@ def require(*tools: str) -> None:
 
 
 @dataclass
-class PrivateOvs:
-    dir: Path
-    target: str
-    server: subprocess.Popen[bytes]
-    vswitchd: subprocess.Popen[bytes] | None = None
-
-    def kill_server(self) -> None:
-        """SIGKILL ovsdb-server (no clean shutdown: what a crash looks like to a client)."""
-        _stop(self.server, signal.SIGKILL)
-
-
-@dataclass
 class PrivateBus:
     dir: Path
     address: str
     pid: int
 
 
-def _stop(child: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
-    """Signal our own child by PID and reap it (SIGKILL if it lingers)."""
-    if child.poll() is None:
-        child.send_signal(sig)
-    try:
-        child.wait(5)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
-
-
-def _wait_until(ready: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up")
-        time.sleep(0.01)
-
-
-def _accepts(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
 @contextlib.contextmanager
 def private_ovs(*, vswitchd: bool = False) -> Iterator[PrivateOvs]:
-    """ovsdb-server with an initialised Open_vSwitch db; ovs-vswitchd too if asked.
-
-    Both run as our children (no --detach), so we reap them ourselves.
-    """
+    """ovsdb-server with an initialised Open_vSwitch db; ovs-vswitchd too if asked."""
     require("ovsdb-tool", "ovsdb-server", "ovs-vsctl")
     if vswitchd:
         require("ovs-vswitchd", "unshare")
-    with (
-        tempfile.TemporaryDirectory(prefix="opdbus-ovs-") as name,
-        _ovs_in(Path(name), vswitchd) as ovs,
-    ):
+    with ovs_children.private_ovs(vswitchd=vswitchd) as ovs:
         yield ovs
-
-
-@contextlib.contextmanager
-def _ovs_in(d: Path, vswitchd: bool) -> Iterator[PrivateOvs]:
-    subprocess.run(["ovsdb-tool", "create", f"{d}/conf.db", VSWITCH_SCHEMA], check=True)
-    server = subprocess.Popen(
-        [
-            *("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock"),
-            "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
-            *(f"--unixctl={d}/ovsdb-server.ctl", f"--pidfile={d}/ovsdb-server.pid"),
-            *(f"--log-file={d}/ovsdb-server.log", "-vconsole:off", "--no-chdir"),
-        ]
-    )
-    ovs = PrivateOvs(d, f"unix:{d}/db.sock", server)
-    try:
-        _wait_until(lambda: _accepts(d / "db.sock"), "ovsdb-server")
-        subprocess.run(["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "init"], check=True)
-        if vswitchd:
-            env = {**os.environ, "OVS_RUNDIR": str(d), "OVS_LOGDIR": str(d), "OVS_DBDIR": str(d)}
-            ovs.vswitchd = subprocess.Popen(
-                [
-                    *("unshare", "--net", "--", "ovs-vswitchd", f"unix:{d}/db.sock"),
-                    *("--pidfile", "--log-file", "-vconsole:off", "--no-chdir"),
-                ],
-                env=env,
-            )
-            _wait_until((d / "ovs-vswitchd.pid").exists, "ovs-vswitchd")
-        yield ovs
-    finally:
-        if ovs.vswitchd is not None:
-            _stop(ovs.vswitchd)
-        _stop(server)
 
 
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -177,4 +99,4 @@ def _bus_in(directory: Path) -> Iterator[PrivateBus]:
             raise RuntimeError("dbus-daemon did not come up")
         yield PrivateBus(directory, address, daemon.pid)
     finally:
-        _stop(daemon)
+        stop_child(daemon)

@@ -44,11 +44,6 @@ async def connected(target: str, **kwargs: float) -> OvsdbClient:
     return client
 
 
-def vsctl(ovs: PrivateOvs, *args: str) -> str:
-    argv = ["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "--timeout=5", *args]
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-
-
 def add_bridge_ops(name: str, **row: object) -> tuple[dict, dict]:
     """Insert a Bridge and hang it off the root row (otherwise OVSDB garbage-collects it)."""
     return (
@@ -93,8 +88,8 @@ async def test_transact_insert_bridge_is_seen_by_ovs_vsctl(ovs: PrivateOvs) -> N
     async with await connected(ovs.target) as client:
         results = await client.transact(DB, *add_bridge_ops("br-native"))
     bridge_uuid = results[0]["uuid"][1]
-    assert "br-native" in vsctl(ovs, "list-br").split()
-    assert vsctl(ovs, "get", "Bridge", "br-native", "_uuid").strip() == bridge_uuid
+    assert "br-native" in ovs.vsctl("list-br").split()
+    assert ovs.vsctl("get", "Bridge", "br-native", "_uuid").strip() == bridge_uuid
 
 
 async def test_failing_op_names_its_index_and_nothing_is_committed(ovs: PrivateOvs) -> None:
@@ -106,7 +101,7 @@ async def test_failing_op_names_its_index_and_nothing_is_committed(ovs: PrivateO
     assert caught.value.op is not None and caught.value.op["op"] == "wait"
     assert caught.value.error == "timed out"
     assert "operation 2 (wait on Open_vSwitch)" in str(caught.value)
-    assert "br-never" not in vsctl(ovs, "list-br").split()
+    assert "br-never" not in ovs.vsctl("list-br").split()
 
 
 async def test_commit_failure_is_reported_after_the_last_op(ovs: PrivateOvs) -> None:
@@ -118,7 +113,7 @@ async def test_commit_failure_is_reported_after_the_last_op(ovs: PrivateOvs) -> 
     assert caught.value.index == len(ops)
     assert caught.value.op is None
     assert "referential integrity" in caught.value.error
-    assert "br-dangling" not in vsctl(ovs, "list-br").split()
+    assert "br-dangling" not in ovs.vsctl("list-br").split()
 
 
 async def test_unknown_database_is_an_rpc_error(ovs: PrivateOvs) -> None:
@@ -196,8 +191,7 @@ async def test_tcp_target(ovs: PrivateOvs) -> None:
 async def test_server_echo_probes_are_answered(own_ovs: PrivateOvs) -> None:
     """With a 1 s inactivity probe the server echoes an idle client and drops it if silent."""
     port = free_port()
-    vsctl(
-        own_ovs,
+    own_ovs.vsctl(
         *("--", "--id=@m", "create", "Manager", f'target="ptcp:{port}:127.0.0.1"'),
         *("inactivity_probe=1000", "--", "set", "Open_vSwitch", ".", "manager_options=@m"),
     )
@@ -218,7 +212,7 @@ async def test_ovs_summary_reads_vswitchd_capabilities() -> None:
             while not (summary := await ovs_summary(client))["datapath_types"]:
                 assert time.monotonic() < deadline, "vswitchd never filled datapath_types"
                 await asyncio.sleep(0.05)
-        expected = vsctl(instance, "get", "Open_vSwitch", ".", "datapath_types")
+        expected = instance.vsctl("get", "Open_vSwitch", ".", "datapath_types")
     assert "netdev" in summary["datapath_types"]
     assert "internal" in summary["iface_types"]
     assert expected.strip() == "[" + ", ".join(summary["datapath_types"]) + "]"

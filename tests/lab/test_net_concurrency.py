@@ -7,27 +7,15 @@ re-read and retry instead of overwriting the other writer's change.
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from native_fixtures import PrivateOvs, private_ovs
+from native_fixtures import PrivateOvs
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.plugins import net
-from op_dbus.plugins.base import ApplyError
+from op_dbus.plugins.base import Action, ApplyError
 from op_dbus.plugins.net import NetPlugin
-
-
-@pytest.fixture
-def ovs() -> Iterator[PrivateOvs]:
-    with private_ovs() as instance:
-        yield instance
-
-
-def vsctl(ovs: PrivateOvs, *args: str) -> str:
-    argv = ["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "--timeout=5", *args]
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def interfere(monkeypatch: pytest.MonkeyPatch, ovs: PrivateOvs, times: int) -> list[int]:
@@ -39,48 +27,49 @@ def interfere(monkeypatch: pytest.MonkeyPatch, ovs: PrivateOvs, times: int) -> l
         snap = await real(*args, **kwargs)
         reads.append(len(reads))
         if len(reads) <= times:
-            vsctl(ovs, "set", "Bridge", "mesh", f"external_ids:theirs={len(reads)}")
+            ovs.vsctl("set", "Bridge", "mesh", f"external_ids:theirs={len(reads)}")
         return snap
 
     monkeypatch.setattr(net, "read_snapshot", read_then_someone_writes)
     return reads
 
 
-async def test_concurrent_change_is_not_clobbered_the_apply_retries(
-    ovs: PrivateOvs, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+async def mesh(ovs: PrivateOvs) -> AsyncIterator[tuple[NetPlugin, list[Action]]]:
+    """Bridge mesh in place, and the plugin's actions that would add external_ids role=mesh."""
     plugin = NetPlugin(endpoints=Endpoints(ovsdb=ovs.target))
     try:
         await plugin.apply(plugin.diff(await plugin.query(), {"interfaces": [_mesh({})]}))
-        actions = plugin.diff(await plugin.query(), {"interfaces": [_mesh({"role": "mesh"})]})
-        reads = interfere(monkeypatch, ovs, times=1)
-
-        assert await plugin.apply(actions) == actions
-
-        assert len(reads) == 2  # refused once, rebuilt from a fresh read
-        ids = vsctl(ovs, "get", "Bridge", "mesh", "external_ids").replace('"', "")
-        assert "theirs=1" in ids and "role=mesh" in ids and "op-dbus-owner=op-dbus" in ids
+        yield plugin, plugin.diff(await plugin.query(), {"interfaces": [_mesh({"role": "mesh"})]})
     finally:
         await plugin.close()
+
+
+async def test_concurrent_change_is_not_clobbered_the_apply_retries(
+    ovs: PrivateOvs, mesh: tuple[NetPlugin, list[Action]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plugin, actions = mesh
+    reads = interfere(monkeypatch, ovs, times=1)
+
+    assert await plugin.apply(actions) == actions
+
+    assert len(reads) == 2  # refused once, rebuilt from a fresh read
+    ids = ovs.vsctl("get", "Bridge", "mesh", "external_ids").replace('"', "")
+    assert "theirs=1" in ids and "role=mesh" in ids and "op-dbus-owner=op-dbus" in ids
 
 
 async def test_persistent_interference_fails_cleanly_after_bounded_retries(
-    ovs: PrivateOvs, monkeypatch: pytest.MonkeyPatch
+    ovs: PrivateOvs, mesh: tuple[NetPlugin, list[Action]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    plugin = NetPlugin(endpoints=Endpoints(ovsdb=ovs.target))
-    try:
-        await plugin.apply(plugin.diff(await plugin.query(), {"interfaces": [_mesh({})]}))
-        actions = plugin.diff(await plugin.query(), {"interfaces": [_mesh({"role": "mesh"})]})
-        reads = interfere(monkeypatch, ovs, times=100)
+    plugin, actions = mesh
+    reads = interfere(monkeypatch, ovs, times=100)
 
-        with pytest.raises(ApplyError, match="kept changing") as caught:
-            await plugin.apply(actions)
+    with pytest.raises(ApplyError, match="kept changing") as caught:
+        await plugin.apply(actions)
 
-        assert len(reads) == net.ATTEMPTS
-        assert caught.value.done == []
-        assert "role" not in vsctl(ovs, "get", "Bridge", "mesh", "external_ids")
-    finally:
-        await plugin.close()
+    assert len(reads) == net.ATTEMPTS
+    assert caught.value.done == []
+    assert "role" not in ovs.vsctl("get", "Bridge", "mesh", "external_ids")
 
 
 async def test_one_apply_is_one_transaction_without_vswitchd(ovs: PrivateOvs) -> None:
@@ -95,10 +84,10 @@ async def test_one_apply_is_one_transaction_without_vswitchd(ovs: PrivateOvs) ->
     try:
         actions = plugin.diff(await plugin.query(), desired)
         assert await plugin.apply(actions) == actions
-        assert sorted(vsctl(ovs, "list-ports", "br0").split()) == ["p1", "p2"]
-        assert vsctl(ovs, "get", "Port", "p2", "tag") == "10"
-        assert vsctl(ovs, "get", "Interface", "p2", "type") == "internal"
-        assert vsctl(ovs, "get", "Bridge", "br0", "stp_enable") == "true"
+        assert sorted(ovs.vsctl("list-ports", "br0").split()) == ["p1", "p2"]
+        assert ovs.vsctl("get", "Port", "p2", "tag") == "10"
+        assert ovs.vsctl("get", "Interface", "p2", "type") == "internal"
+        assert ovs.vsctl("get", "Bridge", "br0", "stp_enable") == "true"
         assert plugin.diff(await plugin.query(), desired) == []
         assert await plugin.verify(desired) == []
     finally:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from native_fixtures import VSWITCH_SCHEMA, PrivateOvs, private_ovs, require
+from native_fixtures import VSWITCH_SCHEMA, PrivateOvs, require
 
 from op_dbus.native.ovsdb import (
     OvsdbClient,
@@ -25,17 +25,6 @@ from op_dbus.native.ovsdb import (
 )
 
 DB = "Open_vSwitch"
-
-
-@pytest.fixture
-def ovs() -> Iterator[PrivateOvs]:
-    with private_ovs() as instance:
-        yield instance
-
-
-def vsctl(ovs: PrivateOvs, *args: str) -> str:
-    argv = ["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "--timeout=5", *args]
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
 
 async def client_for(target: str) -> OvsdbClient:
@@ -54,28 +43,28 @@ def rows_by_name(table_updates: dict, table: str) -> dict[str, dict]:
 
 
 async def test_monitor_cond_reports_initial_insert_modify_delete(ovs: PrivateOvs) -> None:
-    vsctl(ovs, "add-br", "br-a")
+    ovs.vsctl("add-br", "br-a")
     client = await client_for(ovs.target)
     try:
         monitor = await client.monitor(DB, {"Bridge": ["name", "external_ids"]})
         assert set(rows_by_name(monitor.initial, "Bridge")) == {"br-a"}
         assert "initial" in rows_by_name(monitor.initial, "Bridge")["br-a"]
 
-        vsctl(ovs, "add-br", "br-b")
+        ovs.vsctl("add-br", "br-b")
         inserted = rows_by_name(await monitor.next(5), "Bridge")
         assert inserted["br-b"]["insert"]["name"] == "br-b"
 
-        vsctl(ovs, "set", "Bridge", "br-b", "external_ids:k=v")
+        ovs.vsctl("set", "Bridge", "br-b", "external_ids:k=v")
         (change,) = (await monitor.next(5))["Bridge"].values()
         assert change["modify"]["external_ids"] == ["map", [["k", "v"]]]
 
-        vsctl(ovs, "del-br", "br-a")
+        ovs.vsctl("del-br", "br-a")
         (change,) = (await monitor.next(5))["Bridge"].values()
         assert "delete" in change
 
         await monitor.cancel()
         assert [update async for update in monitor] == []
-        vsctl(ovs, "add-br", "br-c")  # a cancelled monitor gets nothing more
+        ovs.vsctl("add-br", "br-c")  # a cancelled monitor gets nothing more
         assert await client.echo("alive") == ["alive"]
     finally:
         await client.close()
@@ -88,12 +77,12 @@ async def test_plain_monitor_and_conditions(ovs: PrivateOvs) -> None:
         only_b = await client.monitor(
             DB, {"Bridge": ["name"]}, where={"Bridge": [["name", "==", "br-b"]]}
         )
-        vsctl(ovs, "add-br", "br-a")
+        ovs.vsctl("add-br", "br-a")
         (change,) = (await plain.next(5))["Bridge"].values()
         assert change == {"new": {"name": "br-a"}}
         with pytest.raises(OvsdbTimeoutError):
             await only_b.next(0.3)  # br-a does not match its condition
-        vsctl(ovs, "add-br", "br-b")
+        ovs.vsctl("add-br", "br-b")
         assert set(rows_by_name(await only_b.next(5), "Bridge")) == {"br-b"}
     finally:
         await client.close()
@@ -102,7 +91,7 @@ async def test_plain_monitor_and_conditions(ovs: PrivateOvs) -> None:
 async def test_wait_guard_refuses_a_transaction_after_a_concurrent_change(
     ovs: PrivateOvs,
 ) -> None:
-    vsctl(ovs, "add-br", "br-a")
+    ovs.vsctl("add-br", "br-a")
     client = await client_for(ovs.target)
     try:
         (read,) = await client.transact(
@@ -110,7 +99,7 @@ async def test_wait_guard_refuses_a_transaction_after_a_concurrent_change(
             {"op": "select", "table": "Bridge", "where": [], "columns": ["_uuid", "external_ids"]},
         )
         row = read["rows"][0]
-        vsctl(ovs, "set", "Bridge", "br-a", "external_ids:theirs=1")  # someone else, meanwhile
+        ovs.vsctl("set", "Bridge", "br-a", "external_ids:theirs=1")  # someone else, meanwhile
         guard = wait_op(
             "Bridge",
             where_uuid(row["_uuid"][1]),
@@ -126,13 +115,13 @@ async def test_wait_guard_refuses_a_transaction_after_a_concurrent_change(
         with pytest.raises(OvsdbOpError) as caught:
             await client.transact(DB, guard, update)
         assert is_wait_conflict(caught.value) and caught.value.index == 0
-        assert "theirs=1" in vsctl(ovs, "get", "Bridge", "br-a", "external_ids").replace('"', "")
-        assert "mine" not in vsctl(ovs, "get", "Bridge", "br-a", "external_ids")
+        assert "theirs=1" in ovs.vsctl("get", "Bridge", "br-a", "external_ids").replace('"', "")
+        assert "mine" not in ovs.vsctl("get", "Bridge", "br-a", "external_ids")
 
         fresh = {"external_ids": ["map", [["theirs", "1"]]]}
         guard = wait_op("Bridge", where_uuid(row["_uuid"][1]), [fresh], ["external_ids"])
         await client.transact(DB, guard, update)  # guarded by what is there now: accepted
-        assert "mine" in vsctl(ovs, "get", "Bridge", "br-a", "external_ids")
+        assert "mine" in ovs.vsctl("get", "Bridge", "br-a", "external_ids")
     finally:
         await client.close()
 

@@ -8,8 +8,9 @@ The ledger modules are imported inside the commands so that `op-dbus --help` sta
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -254,18 +255,9 @@ def inclusion(
             size = ledger.checkpoint_size()
         proof = ledger.inclusion_proof(index, size)
         leaf, root = ledger.entry(index).leaf_hash, ledger.root(size)
-    try:
-        merkle.verify_inclusion(index, size, leaf, proof, root)
-    except merkle.ProofError as err:
-        fail(ExitCode.CHANGES_PENDING, f"the stored tree is damaged ({err}); run `ledger verify`")
-    data = {
-        "leafIdx": index,
-        "treeSize": size,
-        "leafHash": b64(leaf),
-        "root": b64(root),
-        "proof": [b64(p) for p in proof],
-    }
-    print_proof(data, json_out)
+    data = {"leafIdx": index, "treeSize": size, "leafHash": b64(leaf), "root": b64(root)}
+    check = partial(merkle.verify_inclusion, index, size, leaf, proof, root)
+    print_proof(check, data, proof, json_out)
 
 
 @proof_app.command("consistency")
@@ -281,22 +273,23 @@ def consistency(
     with open_ledger(ctx) as ledger:
         proof = ledger.consistency_proof(size1, size2)
         root1, root2 = ledger.root(size1), ledger.root(size2)
+    data = {"size1": size1, "size2": size2, "root1": b64(root1), "root2": b64(root2)}
+    check = partial(merkle.verify_consistency, size1, size2, proof, root1, root2)
+    print_proof(check, data, proof, json_out)
+
+
+def print_proof(
+    check: Callable[[], None], fields: dict[str, Any], proof: list[bytes], json_out: bool
+) -> None:
+    """Check the proof against the stored roots (a failure means the stored tree is damaged),
+    then print it: JSON in the field names of the transparency-dev test vectors, or lines."""
+    from op_dbus.ledger import merkle
+
     try:
-        merkle.verify_consistency(size1, size2, proof, root1, root2)
+        check()
     except merkle.ProofError as err:
         fail(ExitCode.CHANGES_PENDING, f"the stored tree is damaged ({err}); run `ledger verify`")
-    data = {
-        "size1": size1,
-        "size2": size2,
-        "root1": b64(root1),
-        "root2": b64(root2),
-        "proof": [b64(p) for p in proof],
-    }
-    print_proof(data, json_out)
-
-
-def print_proof(data: dict[str, Any], json_out: bool) -> None:
-    """JSON in the field names of the transparency-dev test vectors, or the same as lines."""
+    data = {**fields, "proof": [b64(p) for p in proof]}
     if json_out:
         print_json(data)
         return

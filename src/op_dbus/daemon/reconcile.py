@@ -66,6 +66,8 @@ class Reconciler:
     desired: dict[str, Section] = field(default_factory=dict)
     cache: dict[str, Section] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
+    """Sections whose cache an event outdated; re-read when the cache is next asked for."""
     drift_events: int = 0
     last_apply: dict[str, Any] = field(default_factory=dict)
     retry_after: float | None = None
@@ -110,6 +112,7 @@ class Reconciler:
             await self._refresh(set(self.names if names is None else names))
 
     async def _refresh(self, names: set[str]) -> None:
+        self.stale -= names
         wanted = [n for n in self.names if n in names]
         results = await asyncio.gather(*(self._query(n) for n in wanted))
         for name, (section, reason) in zip(wanted, results, strict=True):
@@ -134,8 +137,11 @@ class Reconciler:
         await self._renew(name)
         return None, reason
 
-    def cached_state(self) -> dict[str, Any]:
-        """What `op-dbus query --json` prints, from the cache."""
+    async def cached_state(self) -> dict[str, Any]:
+        """What `op-dbus query --json` prints, from the cache (stale sections read first)."""
+        if self.stale:
+            async with self.lock:
+                await self._refresh(set(self.stale))
         return {"state": {"version": 1, "plugins": dict(self.cache)}, "skipped": dict(self.skipped)}
 
     async def diff(self, desired: dict[str, Section]) -> Plan:
@@ -276,15 +282,18 @@ class Reconciler:
         async with self.lock:
             declared = {n: s for n, s in self.desired.items() if n in names}
             plan = await self._plan(declared) if declared else Plan([])
-            cached = set()
+            read = set()
             for entry in plan.plugins:
                 if entry.current is None:
                     self.skipped[entry.name] = entry.reason
-                elif self.plugins[entry.name].reads_all(entry.desired):
+                    continue
+                read.add(entry.name)
+                if self.plugins[entry.name].reads_all(entry.desired):
                     self.cache[entry.name] = entry.current
                     self.skipped.pop(entry.name, None)
-                    cached.add(entry.name)
-            await self._refresh(names - cached)
+                else:  # re-read in full only when someone asks (QueryState)
+                    self.stale.add(entry.name)
+            await self._refresh(names - read)
             if not plan.pending:
                 return None
             return await self._drifted(plan, mode)

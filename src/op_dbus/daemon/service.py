@@ -290,7 +290,7 @@ class Daemon:
         return result.to_json() | {"confirm_within": seconds if self.tries.pending else 0}
 
     async def query_state(self) -> dict[str, Any]:
-        return self.reconciler.cached_state()
+        return await self.reconciler.cached_state()
 
     async def diff(self, text: str) -> dict[str, Any]:
         return plan_json(await self.reconciler.diff(self._parse(text).state.sections()))
