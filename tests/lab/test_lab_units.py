@@ -34,6 +34,19 @@ def test_mirror_fallback(tmp_path: Path) -> None:
     assert rootfs.apt_mirror(tmp_path) == rootfs.FALLBACK_MIRROR
 
 
+def test_a_new_rootfs_prunes_older_recipes_only(tmp_path: Path) -> None:
+    keep, old, foreign = (
+        tmp_path / n for n in ("lab-rootfs-new", "lab-rootfs-old", "lab-rootfs-x")
+    )
+    for tree in (keep, old, foreign):
+        (tree / "etc").mkdir(parents=True)
+    (keep / rootfs.MARKER).write_text("{}")
+    (old / rootfs.MARKER).write_text("{}")  # foreign has no marker: not ours to delete
+
+    assert rootfs.prune_other_versions(keep) == [old]
+    assert keep.exists() and foreign.exists() and not old.exists()
+
+
 def test_rootfs_version_follows_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
     before = rootfs.version()
     monkeypatch.setattr(rootfs, "INCLUDE", (*rootfs.INCLUDE, "ethtool"))

@@ -137,4 +137,15 @@ def build(force: bool = False, log: Path | None = None) -> Path:
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)
+        prune_other_versions(keep=target)
         return target
+
+
+def prune_other_versions(keep: Path) -> list[Path]:
+    """Remove rootfs trees of older recipes (~280 MB each) that no running lab sits on."""
+    removed = []
+    for old in keep.parent.glob("lab-rootfs-*"):
+        if old != keep and (old / MARKER).exists() and not _in_use(old):
+            shutil.rmtree(old)
+            removed.append(old)
+    return removed
