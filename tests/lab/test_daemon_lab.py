@@ -384,6 +384,34 @@ def test_systemd_drift_is_repaired_from_its_signals(
     assert prop(lab, "DriftEvents") >= 1
 
 
+def test_systemd_drift_is_still_repaired_after_systemd_reexecutes(
+    lab: Lab, start: Callable[..., Daemon], test_unit: str
+) -> None:
+    """`systemctl daemon-reexec` in the lab: PID 1 starts over, its bus connection with it."""
+    units = {test_unit: {"enabled": True, "active_state": "active"}}
+    daemon = start({"version": 1, "plugins": {"systemd": {"units": units}}})
+    before = systemd_bus_name(lab)
+    busctl(lab, "call", *MANAGER, "Reexecute")  # systemd disconnects without replying
+    wait_for(lambda: systemd_bus_name(lab) not in (None, before), 30, "systemd re-executed")
+    wait_for(lambda: active_state_or_none(lab, test_unit) == "active", 30, "systemd back")
+    stopped = busctl(lab, "call", *MANAGER, "StopUnit", "ss", test_unit, "replace")
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: active_state(lab, test_unit) == "active", 15, "the unit to be restarted")
+    assert daemon.proc.poll() is None, daemon.output()
+
+
+def systemd_bus_name(lab: Lab) -> str | None:
+    """PID 1's unique name on the bus: a re-exec reconnects, so it changes."""
+    bus = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
+    done = busctl(lab, "call", *bus, "GetNameOwner", "s", MANAGER[0])
+    return json.loads(done.stdout)["data"][0] if done.returncode == 0 else None
+
+
+def active_state_or_none(lab: Lab, unit: str) -> str | None:
+    done = busctl(lab, "call", *MANAGER, "ListUnitsByNames", "as", "1", unit)
+    return json.loads(done.stdout)["data"][0][0][3] if done.returncode == 0 else None
+
+
 BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
