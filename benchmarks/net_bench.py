@@ -40,6 +40,22 @@ def query() -> None:
     pass
 app()
 """
+# op-dbus's own no-op without any CLI framework: load and validate the file, plan, exit.
+ENGINE_NOOP = """
+import asyncio, sys
+from op_dbus.endpoints import Endpoints
+from op_dbus.engine.plan import make_plan
+from op_dbus.model import load_state
+from op_dbus.plugins import make_plugin
+async def main(path):
+    desired = load_state(path).state.sections()
+    plugins = {name: make_plugin(name, Endpoints.from_env()) for name in desired}
+    plan = await make_plan(desired, plugins)
+    for plugin in plugins.values():
+        await plugin.close()
+    return 3 if plan.pending else 0
+sys.exit(asyncio.run(main(sys.argv[1])))
+"""
 
 
 def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
@@ -128,8 +144,9 @@ def _measure(ovs: PrivateOvs, n: int, work: Path) -> list[dict[str, object]]:
     may_exist = _median(lambda: _timed(_batched_may_exist(ovs, n)), RUNS)
     query = _median(lambda: _timed([OPDBUS, "query", "--plugin", "net", "--json"], env), RUNS)
     show = _median(lambda: _timed(["ovs-vsctl", f"--db={ovs.target}", "show"]), RUNS)
-    empty()
     goals = n == 1000
+    floor = _noop_floor(n, where, state, env, may_exist) if goals else []
+    empty()
     rows = [
         _row(
             f"apply N={n}, {where} vs batched ovs-vsctl",
@@ -151,17 +168,20 @@ def _measure(ovs: PrivateOvs, n: int, work: Path) -> list[dict[str, object]]:
         ),
         _row(f"query N={n}, {where} vs ovs-vsctl show", query, show),
     ]
-    return rows + (_noop_floor(n, where, state, env, may_exist) if goals else [])
+    return rows + floor
 
 
 def _noop_floor(
     n: int, where: str, state: str, env: dict[str, str], may_exist: float
 ) -> list[dict[str, object]]:
-    """Where a whole-process no-op's time goes before OVSDB is read: interpreter, CLI, model."""
+    """Where a whole-process no-op's time goes: the file alone, the engine alone, typer alone."""
     validate = _median(lambda: _timed([OPDBUS, "validate", state], env), RUNS)
+    engine = _median(lambda: _timed([sys.executable, "-c", ENGINE_NOOP, state], env), RUNS)
     typer_app = _median(lambda: _timed([sys.executable, "-c", TYPER_FLOOR, "apply", state]), RUNS)
     return [
         _row(f"validate N={n} alone (no OVSDB), {where} vs batched --may-exist", validate,
+             may_exist),
+        _row(f"no-op plan without a CLI (engine alone), {where} vs batched --may-exist", engine,
              may_exist),
         _row(f"a do-nothing typer app, {where} vs batched --may-exist", typer_app, may_exist),
     ]  # fmt: skip
