@@ -8,7 +8,9 @@ to a checkpoint) owned resources the checkpoint lacks are deleted. The net plugi
 (a failed batch leaves nothing behind, like one OVSDB transaction); the others are not.
 
 `Faults` injects failures the engine must survive, shared by the three plugins so a failure
-can be placed at any position of the whole apply.
+can be placed at any position of the whole apply. `World.partial` names plugins whose scoped
+query reads only part of the host (like net without ipv4 in scope): the scope's resources and
+the owned ones, not foreign resources outside the scope.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class World:
 
     stores: dict[str, Store] = field(default_factory=lambda: {n: Store() for n in NAMES})
     faults: Faults = field(default_factory=Faults)
+    partial: set[str] = field(default_factory=set)
+    """Plugins whose `query(scope)` is partial: `reads_all(scope)` only without a scope."""
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, tuple[dict[str, Any], set[str]]]:
@@ -108,7 +112,15 @@ class MemPlugin(Plugin):
         faults = self.world.faults
         if self.name in faults.query_error or (faults.failed and self.name in faults.query_down):
             raise ConnectionError(f"{self.name} backend down")
-        return {"items": copy.deepcopy(self.store.data), "owned": sorted(self.store.owned)}
+        items = self.store.data
+        if not self.reads_all(scope):
+            assert scope is not None
+            wanted = set(scope.get("items", {})) | self.store.owned
+            items = {r: v for r, v in items.items() if r in wanted}
+        return {"items": copy.deepcopy(items), "owned": sorted(self.store.owned)}
+
+    def reads_all(self, scope: Section | None) -> bool:
+        return scope is None or self.name not in self.world.partial
 
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
         have: dict[str, Any] = current.get("items", {})

@@ -214,3 +214,24 @@ def test_appends_in_any_batches_store_the_rfc_tree(batches: list[int]) -> None:
             assert ledger.root(size) == mth(leaves[:size])
         report = ledger.verify()
         assert report.ok, report.problems
+
+
+def test_an_export_taken_while_another_writer_appends_verifies(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from op_dbus.ledger.export import export_ledger, verify_export
+
+    path = tmp_path / "audit.jsonl"
+    with Ledger.open(data_dir) as ledger, Ledger.open(data_dir) as other:
+        read_entries = ledger.entries
+
+        def append_then_read(start: int = 0, end: int | None = None):
+            other.append(entries(9, 3, "late"))  # between reading the size and the checkpoints
+            return read_entries(start, end)
+
+        ledger.entries = append_then_read  # type: ignore[method-assign]
+        assert export_ledger(ledger, path) == sum(APPLIES)
+        assert other.size() == sum(APPLIES) + 3
+    report = verify_export(path)
+    assert report.ok, report.problems
+    assert report.size == sum(APPLIES) and report.checkpoints == len(APPLIES)

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -21,9 +20,11 @@ from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.restore import restore_checkpoints
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import ApplyResult, apply_plan
+from op_dbus.engine.inventory import read_section
 from op_dbus.engine.plan import Plan, describe_error, make_plan
 from op_dbus.engine.verify import verify_state
 from op_dbus.exitcodes import ExitCode
+from op_dbus.ledger.entries import now_text
 from op_dbus.model.modes import SECTIONS_BY_MODE, Mode
 from op_dbus.plugins import make_plugin
 from op_dbus.plugins.base import Action, Plugin, Section
@@ -40,10 +41,6 @@ class Policy(StrEnum):
 
 Listener = Callable[[str, dict[str, Any]], None]
 """Told of "drift" and "applied" reports (the D-Bus signals, the systemd status line)."""
-
-
-def now_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def plan_json(plan: Plan) -> dict[str, Any]:
@@ -66,8 +63,9 @@ class Reconciler:
     desired: dict[str, Section] = field(default_factory=dict)
     cache: dict[str, Section] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
-    stale: set[str] = field(default_factory=set)
-    """Sections whose cache an event outdated; re-read when the cache is next asked for."""
+    stale: set[str] = field(init=False)
+    """Sections whose cache is outdated (at first every one; then those an event or an apply
+    touched): re-read when the cache is next asked for, so nobody waits for unasked reads."""
     drift_events: int = 0
     last_apply: dict[str, Any] = field(default_factory=dict)
     retry_after: float | None = None
@@ -78,6 +76,7 @@ class Reconciler:
         self.plugins: dict[str, Plugin | None] = {
             name: make_plugin(name, self.endpoints) for name in self.names
         }
+        self.stale = set(self.names)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -106,36 +105,32 @@ class Reconciler:
         self.plugins[name] = make_plugin(name, self.endpoints)
 
     # -- reading ---------------------------------------------------------------------------
-    async def refresh(self, names: Iterable[str] | None = None) -> None:
-        """Re-read these sections (all by default) into the cache."""
-        async with self.lock:
-            await self._refresh(set(self.names if names is None else names))
-
     async def _refresh(self, names: set[str]) -> None:
-        self.stale -= names
+        """Read these sections in full into the cache (or note why they cannot be read)."""
         wanted = [n for n in self.names if n in names]
         results = await asyncio.gather(*(self._query(n) for n in wanted))
         for name, (section, reason) in zip(wanted, results, strict=True):
             if section is None:
-                self.cache.pop(name, None)
-                self.skipped[name] = reason
+                self._unreadable(name, reason)
             else:
-                self.cache[name] = section
-                self.skipped.pop(name, None)
+                self._cached(name, section)
+
+    def _cached(self, name: str, section: Section) -> None:
+        self.cache[name] = section
+        self.skipped.pop(name, None)
+        self.stale.discard(name)
+
+    def _unreadable(self, name: str, reason: str) -> None:
+        self.cache.pop(name, None)
+        self.skipped[name] = reason
+        self.stale.discard(name)
 
     async def _query(self, name: str) -> tuple[Section | None, str]:
         plugin = self.plugins.get(name)
-        if plugin is None:
-            return None, "not implemented yet"
-        try:
-            availability = await plugin.available()
-            if availability.ok:
-                return await plugin.query(), ""
-            reason = availability.reason
-        except Exception as exc:
-            reason = f"query failed: {describe_error(exc)}"
-        await self._renew(name)
-        return None, reason
+        section, reason = await read_section(plugin)
+        if section is None and plugin is not None:
+            await self._renew(name)
+        return section, reason
 
     async def cached_state(self) -> dict[str, Any]:
         """What `op-dbus query --json` prints, from the cache (stale sections read first)."""
@@ -149,8 +144,10 @@ class Reconciler:
             return await self._plan(desired)
 
     async def _plan(self, desired: dict[str, Section]) -> Plan:
+        """Plan `desired`; a section that could not be read is skipped in the cache, as why."""
         plan = await make_plan(desired, self.plugins)
         for entry in plan.blocked:
+            self._unreadable(entry.name, entry.reason)
             await self._renew(entry.name)
         return plan
 
@@ -158,26 +155,14 @@ class Reconciler:
         """Mismatches of the host against the desired state (one attempt, no waiting)."""
         async with self.lock:
             found = await verify_state(self.desired, self.plugins, attempts=1, delay=0)
-        return {
-            "mismatches": {
-                name: [
-                    {
-                        "resource": m.resource,
-                        "field": m.field,
-                        "expected": m.expected,
-                        "actual": m.actual,
-                    }
-                    for m in items
-                ]
-                for name, items in found.items()
-            }
-        }
+        return {"mismatches": {name: [m.to_json() for m in items] for name, items in found.items()}}
 
     # -- changing --------------------------------------------------------------------------
     async def apply_desired(
         self, desired: dict[str, Section], *, mode: str, actor: str
-    ) -> ApplyResult:
+    ) -> tuple[Plan, ApplyResult]:
         """An intentional change: `desired` becomes what the daemon enforces, then is applied.
+        Returns the plan too: its `current` of the touched sections is the checkpoint.
 
         A resource held by backoff is forgiven: the admin asked for it explicitly.
         """
@@ -186,20 +171,28 @@ class Reconciler:
             plan = await self._plan(self.desired)
             result = await self._apply(plan, mode=mode, actor=actor)
             self.backoff.clear()
-            return result
+            return plan, result
 
     async def _apply(self, plan: Plan, *, mode: str, actor: str) -> ApplyResult:
         started = time.monotonic()
         result = await apply_plan(plan, self.plugins)
-        return await self._finish(plan, result, mode=mode, actor=actor, started=started)
+        touched = {entry.name for entry in plan.plugins if entry.actions}
+        return self._finish(plan, result, touched, mode=mode, actor=actor, started=started)
 
-    async def _finish(
-        self, plan: Plan, result: ApplyResult, *, mode: str, actor: str, started: float
+    def _finish(
+        self,
+        plan: Plan,
+        result: ApplyResult,
+        touched: set[str],
+        *,
+        mode: str,
+        actor: str,
+        started: float,
     ) -> ApplyResult:
-        """Record the apply, re-read the sections it touched, and tell the listeners.
+        """Record the apply, mark the sections it touched stale, and tell the listeners.
 
-        Sections without actions were not touched: their cache stays (events keep it fresh),
-        which spares a no-op re-apply a full read of every planned plugin."""
+        Only `touched` sections can have changed; they are re-read when the cache is next
+        asked for, which spares an apply (and a no-op re-apply) reads nobody asked for."""
         self.last_apply = {
             "time": now_text(),
             "actor": actor,
@@ -212,7 +205,7 @@ class Reconciler:
         log.log(level, "%s: %s", actor, result.message)
         if self.use_ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
             self._record(plan, result, mode, actor)
-        await self._refresh({entry.name for entry in plan.plugins if entry.actions})
+        self.stale |= touched
         self._emit("applied", dict(self.last_apply))
         return result
 
@@ -255,16 +248,6 @@ class Reconciler:
         except Exception as exc:
             log.error("ledger in %s could not record drift: %s", self.endpoints.data_dir, exc)
 
-    async def snapshot(self, names: list[str]) -> dict[str, Section]:
-        """Each named section as the host has it now (a try's checkpoint)."""
-        async with self.lock:
-            found = {}
-            for name in names:
-                plugin = self.plugins.get(name)
-                if plugin is not None:
-                    found[name] = await plugin.query()
-            return found
-
     async def restore(
         self, checkpoints: dict[str, Section], desired: dict[str, Section], *, mode: str, actor: str
     ) -> ApplyResult:
@@ -273,27 +256,25 @@ class Reconciler:
             self.desired = dict(desired)
             started = time.monotonic()
             plan, result = await restore_checkpoints(self.plugins, checkpoints)
-            return await self._finish(plan, result, mode=mode, actor=actor, started=started)
+            touched = set(checkpoints)
+            return self._finish(plan, result, touched, mode=mode, actor=actor, started=started)
 
     async def check(self, names: Iterable[str], *, mode: str) -> dict[str, Any] | None:
-        """After events touching `names`: refresh the cache, and handle drift of declared
-        sections by policy. Returns the drift report, or None when the host matches."""
+        """After events touching `names`: handle drift of declared sections by policy, and
+        keep their cache from the plan's reads; every other touched section goes stale (read
+        when someone asks). Returns the drift report, or None when the host matches."""
         names = set(names)
         async with self.lock:
             declared = {n: s for n, s in self.desired.items() if n in names}
             plan = await self._plan(declared) if declared else Plan([])
-            read = set()
-            for entry in plan.plugins:
+            for entry in plan.plugins:  # a blocked one is already noted as skipped by _plan
                 if entry.current is None:
-                    self.skipped[entry.name] = entry.reason
                     continue
-                read.add(entry.name)
                 if self.plugins[entry.name].reads_all(entry.desired):
-                    self.cache[entry.name] = entry.current
-                    self.skipped.pop(entry.name, None)
-                else:  # re-read in full only when someone asks (QueryState)
+                    self._cached(entry.name, entry.current)
+                else:
                     self.stale.add(entry.name)
-            await self._refresh(names - read)
+            self.stale |= names - {entry.name for entry in plan.plugins}
             if not plan.pending:
                 return None
             return await self._drifted(plan, mode)

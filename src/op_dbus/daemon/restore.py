@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from op_dbus.engine.apply import ApplyResult, restore
+from op_dbus.engine.apply import ApplyResult, describe_left, restore
 from op_dbus.engine.plan import Plan
 from op_dbus.exitcodes import ExitCode
 from op_dbus.plugins.base import Plugin, Section
@@ -28,13 +28,7 @@ async def restore_checkpoints(
     if restoration.left:
         result.exit_code = ExitCode.ROLLBACK_FAILED
         result.rollback_left = restoration.left
-        left = "; ".join(
-            f"{name}: {rest}"
-            if isinstance(rest, str)
-            else f"{name}: {', '.join(a.describe() for a in rest)}"
-            for name, rest in restoration.left.items()
-        )
-        result.message = f"rollback incomplete, left: {left}"
+        result.message = f"rollback incomplete, left: {describe_left(restoration.left)}"
     else:
         result.message = f"rolled back {len(result.applied)} action(s) to the checkpoint"
     return restoration.plan, result

@@ -105,14 +105,15 @@ class Daemon:
         return load_state(self.options.state_file, mode=self.options.mode)
 
     async def _boot(self) -> int:
-        """The boot-time apply (on Proxmox the OVS database is wiped at every boot)."""
+        """The boot-time apply (on Proxmox the OVS database is wiped at every boot).
+
+        Nothing is read for the cache here: every section starts stale, read when asked for."""
         self.loaded = self.load()
         if self.loaded is None:
             self.notifier.status("no state file: reading the host only")
-            await self.reconciler.refresh()
             return int(ExitCode.OK)
         self.notifier.status(f"applying {self.options.state_file}")
-        result = await self.reconciler.apply_desired(
+        _, result = await self.reconciler.apply_desired(
             self.loaded.state.sections(), mode=str(self.loaded.mode), actor=f"{ACTOR}:boot"
         )
         return int(result.exit_code)
@@ -277,7 +278,7 @@ class Daemon:
         """An intentional change over D-Bus: it replaces the enforced state until a reload."""
         loaded = self._parse(text)
         self.loaded = loaded
-        result = await self.reconciler.apply_desired(
+        _, result = await self.reconciler.apply_desired(
             loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:dbus uid={uid}"
         )
         return result.to_json()

@@ -2,8 +2,9 @@
 
 For admins changing the very link they are logged in over: if the change cuts them off, they
 cannot confirm, and the host goes back by itself. The checkpoint is each touched section's
-state read just before the try; the rollback restores it exactly (`diff(now, checkpoint,
-exhaustive=True)`) and the daemon enforces the state it enforced before the try again.
+state as the try's plan read it (like the engine's own rollback); the rollback restores it
+exactly (`diff(now, checkpoint, exhaustive=True)`) and the daemon enforces the state it
+enforced before the try again.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class _Pending:
     previous: dict[str, Section]
     checkpoints: dict[str, Section]
     mode: str
-    timer: asyncio.Task[None]
 
 
 class TryAndConfirm:
@@ -34,6 +34,9 @@ class TryAndConfirm:
         self.reconciler = reconciler
         self._pending: _Pending | None = None
         self._timer: asyncio.Task[None] | None = None
+        """The pending try's timer; once it fires, the rollback it runs."""
+        self._starting = asyncio.Lock()
+        """One start at a time: a second try must see the first one pending, and be refused."""
 
     @property
     def pending(self) -> bool:
@@ -46,18 +49,20 @@ class TryAndConfirm:
 
         A try while another is pending confirms nothing: it is refused.
         """
-        if self._pending is not None:
-            return ApplyResult(
-                ExitCode.INVALID_INPUT, message="another try is waiting for its confirmation"
-            )
-        r = self.reconciler
-        previous = dict(r.desired)
-        checkpoints = await r.snapshot(list(sections))
-        result = await r.apply_desired(sections, mode=mode, actor=actor)
-        if result.exit_code != ExitCode.OK or not result.applied:
-            return result  # failed (and rolled back by the engine), or nothing to confirm
-        self._timer = asyncio.create_task(self._expire(seconds))
-        self._pending = _Pending(previous, checkpoints, mode, self._timer)
+        async with self._starting:
+            if self._pending is not None:
+                return ApplyResult(
+                    ExitCode.INVALID_INPUT, message="another try is waiting for its confirmation"
+                )
+            previous = dict(self.reconciler.desired)
+            plan, result = await self.reconciler.apply_desired(sections, mode=mode, actor=actor)
+            if result.exit_code != ExitCode.OK or not result.applied:
+                return result  # failed (and rolled back by the engine), or nothing to confirm
+            checkpoints = {
+                e.name: e.current for e in plan.plugins if e.actions and e.current is not None
+            }
+            self._pending = _Pending(previous, checkpoints, mode)
+            self._timer = asyncio.create_task(self._expire(seconds))
         log.warning("try: applied; rolling back in %g s unless confirmed", seconds)
         result.message += f"; confirm within {seconds:g} s or it is rolled back"
         return result
@@ -67,7 +72,8 @@ class TryAndConfirm:
         pending, self._pending = self._pending, None
         if pending is None:
             return False
-        pending.timer.cancel()
+        assert self._timer is not None
+        self._timer.cancel()
         log.info("try: confirmed")
         return True
 
@@ -90,9 +96,10 @@ class TryAndConfirm:
     async def shutdown(self) -> None:
         """The daemon stops: an unconfirmed try is rolled back (the safe side)."""
         if self._pending is not None:  # its timer still sleeps: rollback() has not begun
-            self._pending.timer.cancel()
+            assert self._timer is not None
+            self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._pending.timer
+                await self._timer
             await self.rollback("the daemon stops before the confirmation")
         elif self._timer is not None and not self._timer.done():  # a rollback is running
             await self._timer

@@ -105,7 +105,7 @@ async def apply_plan(
     result = ApplyResult(ExitCode.OK)
     touched = await _run_batches(plan, plugins, result, emit)
     if result.error is None:
-        desired = {name: e.desired for name in checkpoints if (e := plan.get(name)) is not None}
+        desired = {e.name: e.desired for e in plan.plugins if e.actions}
         if await _verify(desired, plugins, result, verify_attempts, verify_delay, emit):
             result.message = f"applied {len(result.applied)} action(s), verified"
             return result
@@ -120,16 +120,12 @@ async def apply_plan(
         result.message = f"apply failed ({what}); rolled back, the host is as before"
         return result
     result.exit_code = ExitCode.ROLLBACK_FAILED
-    left = "; ".join(
-        f"{name}: {rest}" if isinstance(rest, str) else f"{name}: {_actions(rest)}"
-        for name, rest in result.rollback_left.items()
-    )
     errors = "".join(
         f" (rollback error: {name}: {err})" for name, err in restoration.errors.items()
     )
     result.message = (
         f"apply failed ({what}); rollback failed too, the host state is unknown."
-        f" Left to restore the checkpoint: {left}{errors}"
+        f" Left to restore the checkpoint: {describe_left(result.rollback_left)}{errors}"
     )
     return result
 
@@ -182,8 +178,14 @@ async def _verify(
     return False
 
 
-def _actions(actions: list[Action]) -> str:
-    return ", ".join(action.describe() for action in actions)
+def describe_left(left: Mapping[str, list[Action] | str]) -> str:
+    """What a restore left undone, per plugin: the actions still needed, or why unreadable."""
+    return "; ".join(
+        f"{name}: {rest}"
+        if isinstance(rest, str)
+        else f"{name}: {', '.join(a.describe() for a in rest)}"
+        for name, rest in left.items()
+    )
 
 
 async def _restore_diff(plugin: Plugin, checkpoint: Section) -> list[Action] | str:

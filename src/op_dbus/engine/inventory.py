@@ -1,14 +1,27 @@
-"""Reading the host as a whole, for `query` and `init --introspect`."""
+"""Reading the host as a whole, for `query`, `init --introspect` and the daemon's cache."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from op_dbus.endpoints import Endpoints
+from op_dbus.engine.plan import NOT_IMPLEMENTED, describe_error
 from op_dbus.plugins import make_plugin
-from op_dbus.plugins.base import Section
+from op_dbus.plugins.base import Plugin, Section
 
-NOT_IMPLEMENTED = "not implemented yet"
+
+async def read_section(plugin: Plugin | None) -> tuple[Section | None, str]:
+    """The plugin's whole section, or None and why it cannot be read (never raises: one
+    plugin's failure is reported while the others still answer)."""
+    if plugin is None:
+        return None, NOT_IMPLEMENTED
+    try:
+        availability = await plugin.available()
+        if not availability.ok:
+            return None, availability.reason
+        return await plugin.query(), ""
+    except Exception as exc:
+        return None, f"query failed: {describe_error(exc)}"
 
 
 async def introspect_host(
@@ -19,17 +32,13 @@ async def introspect_host(
     skipped: dict[str, str] = {}
     for name in names:
         plugin = make_plugin(name, endpoints)
-        if plugin is None:
-            skipped[name] = NOT_IMPLEMENTED
-            continue
         try:
-            availability = await plugin.available()
-            if not availability.ok:
-                skipped[name] = availability.reason
-                continue
-            sections[name] = await plugin.query()
-        except Exception as err:  # a plugin's failure is reported, the others still answer
-            skipped[name] = f"query failed: {err}"
+            section, reason = await read_section(plugin)
         finally:
-            await plugin.close()
+            if plugin is not None:
+                await plugin.close()
+        if section is None:
+            skipped[name] = reason
+        else:
+            sections[name] = section
     return sections, skipped

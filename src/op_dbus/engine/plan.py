@@ -17,6 +17,8 @@ from op_dbus.plugins.base import Action, Plugin, Section
 
 PlanStatus = Literal["ready", "not_implemented", "unavailable", "error"]
 
+NOT_IMPLEMENTED = "not implemented yet"
+
 
 @dataclass
 class PluginPlan:
@@ -69,7 +71,7 @@ def describe_error(exc: BaseException) -> str:
 
 async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> PluginPlan:
     if plugin is None:
-        return PluginPlan(name, "not_implemented", "not implemented yet", None, desired)
+        return PluginPlan(name, "not_implemented", NOT_IMPLEMENTED, None, desired)
     try:
         availability = await plugin.available()
     except Exception as exc:  # the contract says never raises; a broken plugin must not crash plan

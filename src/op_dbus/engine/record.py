@@ -11,10 +11,9 @@ import os
 import shlex
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from op_dbus.ledger.entries import digest
+from op_dbus.ledger.entries import digest, now_text
 
 if TYPE_CHECKING:
     from op_dbus.engine.apply import ApplyResult
@@ -61,7 +60,7 @@ def record_apply(
     """Append the apply (header, applied, failed, rollback actions) and sign a checkpoint."""
     base = {
         "apply_id": uuid.uuid4().hex,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "time": now_text(),
     }
     left = {
         name: rest if isinstance(rest, str) else [a.describe() for a in rest]

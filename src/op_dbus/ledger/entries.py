@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Any
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+"""UTC with microseconds: entries' times sort as text, so `ledger log --since` compares."""
+
+
+def now_text() -> str:
+    """Now, as entries (and the daemon's reports) write a time."""
+    return datetime.now(UTC).strftime(TIME_FORMAT)
 
 
 def canonical(value: Any) -> bytes:

@@ -25,16 +25,20 @@ class ExportError(ValueError):
 
 
 def export_ledger(ledger: Ledger, path: str | os.PathLike[str]) -> int:
-    """Write the export to `path` (via a temporary file, then rename); return the entry count."""
+    """Write the export to `path` (via a temporary file, then rename); return the entry count.
+
+    Entries and checkpoints come from one read transaction: an append meanwhile would sign a
+    size the export does not hold, and the export would not verify."""
     target = Path(path)
     partial = target.with_name(target.name + ".partial")
     count = 0
-    with partial.open("w", encoding="utf-8") as out:
+    public_key = ledger.public_key()
+    with partial.open("w", encoding="utf-8") as out, ledger.snapshot():
         header = {
             "type": "ledger",
             "format": FORMAT,
             "origin": ledger.origin,
-            "public_key": ledger.public_key(),
+            "public_key": public_key,
             "size": ledger.size(),
         }
         out.write(json.dumps(header, sort_keys=True) + "\n")

@@ -132,6 +132,15 @@ class Ledger:
                 raise
             self._conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: the reads inside see one state, whatever others append."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.execute("COMMIT")
+
     # -- reading ---------------------------------------------------------------------------
 
     @property
