@@ -66,5 +66,7 @@ test: setup lint
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
-clean: lab-down
+# Takes the lab down first when op-dbus is installed; never builds the venv just to delete it.
+clean:
+	if [ -x $(OPDBUS) ]; then $(OPDBUS) lab down --name $(LAB); fi
 	rm -rf $(VENV) build src/*.egg-info

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import timed
+
 from op_dbus.lab import Lab, run_in_lab
 
 LAB = "opdbus-bench-d"
@@ -45,12 +47,6 @@ STATE = {
         }
     },
 }
-CLI = (
-    "from op_dbus.cli import daemon, main\n"
-    "if 'run' not in {c.name for c in main.app.registered_commands}:\n"
-    "    main.app.command('run')(daemon.run)\n"
-    "main.run()\n"
-)
 DIRECT_QUERY = """
 import asyncio, json, statistics, sys, time
 from op_dbus.endpoints import Endpoints
@@ -71,9 +67,7 @@ def p95(values: list[float]) -> float:
 
 
 def vsctl(lab: Lab, *args: str) -> float:
-    started = time.perf_counter()
-    run_in_lab(lab, "ovs-vsctl", "--timeout=10", *args)
-    return time.perf_counter() - started
+    return timed(lambda: run_in_lab(lab, "ovs-vsctl", "--timeout=10", *args))
 
 
 async def repair_latencies(lab: Lab) -> list[float]:
@@ -183,15 +177,7 @@ def rss_mb(pid: int) -> float:
 
 
 def row(case: str, seconds: Any, baseline: Any, goal: str = "-", met: Any = None) -> dict:
-    ratio = seconds / baseline if isinstance(seconds, float) and baseline else None
-    return {
-        "case": case,
-        "seconds": seconds,
-        "baseline": baseline,
-        "ratio": ratio,
-        "goal": goal,
-        "met": met,
-    }
+    return {"case": case, "seconds": seconds, "baseline": baseline, "goal": goal, "met": met}
 
 
 def run() -> list[dict[str, object]]:
@@ -204,7 +190,7 @@ def run() -> list[dict[str, object]]:
     state_file = workdir / "state.json"
     state_file.write_text(json.dumps(STATE))
     env = {**os.environ, "NOTIFY_SOCKET": str(workdir / "notify")}
-    argv = [sys.executable, "-c", CLI, "run", "--state-file", str(state_file)]
+    argv = [sys.executable, "-m", "op_dbus", "run", "--state-file", str(state_file)]
     argv += ["--fight-threshold", str(REPAIRS * 2)]  # 50 deletions in a row are no fight here
     log = open(os.environ.get("BENCH_DAEMON_LOG", os.devnull), "w")  # noqa: SIM115
     daemon = subprocess.Popen(lab.exec_argv(argv), env=env, stdout=log, stderr=log)

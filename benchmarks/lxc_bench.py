@@ -5,20 +5,21 @@ The script does what op-dbus does, the way an administrator would by hand: per c
 the same three hook scripts (attach to the bridge at start, detach at stop, TX offload off),
 background busybox's DHCP client, `lxc-start -d`. Both run as whole processes inside a lab's
 netns; the bridge exists beforehand for both. Then the no-op re-apply of the same file.
-`OPDBUS_BENCH_LAB` names a lab that is up, else "opdbus-bench-lxc" is brought up and down.
+`OPDBUS_BENCH_LAB` names the lab to use, else "opdbus-bench-lxc" (taken down after only if
+this run brought it up).
 Goals (issue 5): apply within 1.2x of the script; no-op re-apply under 500 ms.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import bench_lab, median, timed
 
 from op_dbus.lab import Lab, run_in_lab
 from op_dbus.native.lxc_config import default_hwaddr
@@ -71,13 +72,10 @@ def containers() -> list[dict[str, object]]:
     ]
 
 
-def timed(lab: Lab, *argv: str) -> float:
-    start = time.perf_counter()
+def in_lab(lab: Lab, *argv: str) -> None:
     result = subprocess.run(lab.exec_argv(list(argv)), capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{argv[:3]} failed: {result.stdout}{result.stderr}")
-    return elapsed
 
 
 def destroy_all(lab: Lab) -> None:
@@ -91,28 +89,28 @@ def measure(lab: Lab, state: Path, script: Path) -> list[dict[str, object]]:
                "set", "bridge", BRIDGE, "datapath_type=netdev")  # fmt: skip
     specs = [f"{c['name']}:{c['veth']}:{default_hwaddr(str(c['id']))}" for c in containers()]
     env = lab.env()
+    baseline = ["sh", str(script), env["OPDBUS_LXC_PATH"], env["OPDBUS_OVSDB"], BRIDGE, *specs]
+
+    def apply() -> None:
+        in_lab(lab, sys.executable, "-m", "op_dbus", "apply", str(state))
+
     ours, theirs = [], []
     for _ in range(RUNS):
         destroy_all(lab)
-        ours.append(timed(lab, sys.executable, "-m", "op_dbus", "apply", str(state)))
+        ours.append(timed(apply))
         destroy_all(lab)
-        baseline = ["sh", str(script), env["OPDBUS_LXC_PATH"], env["OPDBUS_OVSDB"], BRIDGE]
-        theirs.append(timed(lab, *baseline, *specs))
+        theirs.append(timed(lambda: in_lab(lab, *baseline)))
     destroy_all(lab)
-    timed(lab, sys.executable, "-m", "op_dbus", "apply", str(state))
-    noop = [
-        timed(lab, sys.executable, "-m", "op_dbus", "apply", str(state)) for _ in range(NOOP_RUNS)
-    ]
+    apply()
+    noop_s = median(apply, NOOP_RUNS)
     destroy_all(lab)
     run_in_lab(lab, "ovs-vsctl", "--timeout=10", "--if-exists", "del-br", BRIDGE)
     apply_s, script_s = statistics.median(ours), statistics.median(theirs)
-    noop_s = statistics.median(noop)
     return [
         {
             "case": f"apply {COUNT} containers on one bridge vs shell script",
             "seconds": apply_s,
             "baseline": script_s,
-            "ratio": apply_s / script_s,
             "goal": "within 1.2x of the script",
             "met": apply_s <= 1.2 * script_s,
         },
@@ -120,7 +118,6 @@ def measure(lab: Lab, state: Path, script: Path) -> list[dict[str, object]]:
             "case": f"no-op re-apply of {COUNT} containers (whole process)",
             "seconds": noop_s,
             "baseline": None,
-            "ratio": None,
             "goal": "< 500 ms",
             "met": noop_s < 0.5,
         },
@@ -128,20 +125,15 @@ def measure(lab: Lab, state: Path, script: Path) -> list[dict[str, object]]:
 
 
 def run() -> list[dict[str, object]]:
-    given = os.environ.get("OPDBUS_BENCH_LAB")
-    lab = Lab(given or "opdbus-bench-lxc")
-    if not given:
-        lab.up()
-    try:
-        with tempfile.TemporaryDirectory(prefix="opdbus-lxc-bench-") as tmp:
-            state = Path(tmp) / "state.json"
-            state.write_text(json.dumps({"lxc": {"containers": containers()}}))
-            script = Path(tmp) / "baseline.sh"
-            script.write_text(SCRIPT)
-            return measure(lab, state, script)
-    finally:
-        if not given:
-            lab.down()
+    with (
+        bench_lab("opdbus-bench-lxc") as lab,
+        tempfile.TemporaryDirectory(prefix="opdbus-lxc-bench-") as tmp,
+    ):
+        state = Path(tmp) / "state.json"
+        state.write_text(json.dumps({"lxc": {"containers": containers()}}))
+        script = Path(tmp) / "baseline.sh"
+        script.write_text(SCRIPT)
+        return measure(lab, state, script)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _common import median, ratio
 
 from op_dbus.lab.private_ovs import PrivateOvs, private_ovs
 
@@ -58,13 +58,11 @@ sys.exit(asyncio.run(main(sys.argv[1])))
 """
 
 
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
-    start = time.perf_counter()
+def _run(argv: list[str], env: dict[str, str] | None = None) -> None:
+    """One whole process, which must succeed."""
     result = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise RuntimeError(f"{argv[0]} {argv[1]} failed ({result.returncode}): {result.stderr}")
-    return elapsed
 
 
 def _ports(n: int) -> list[str]:
@@ -98,22 +96,11 @@ def _batched_may_exist(ovs: PrivateOvs, n: int) -> list[str]:
     return ovs.vsctl_argv(*args)
 
 
-def _per_port(ovs: PrivateOvs, n: int) -> float:
-    total = _timed(ovs.vsctl_argv("add-br", BRIDGE, "--", "set", "Bridge", BRIDGE,
-                                  "datapath_type=netdev"))  # fmt: skip
+def _per_port(ovs: PrivateOvs, n: int) -> None:
+    _run(ovs.vsctl_argv("add-br", BRIDGE, "--", "set", "Bridge", BRIDGE, "datapath_type=netdev"))
     for port in _ports(n):
-        total += _timed(ovs.vsctl_argv("add-port", BRIDGE, port, "--", "set", "Interface", port,
-                                       "type=internal"))  # fmt: skip
-    return total
-
-
-def _median(measure, runs: int, before=None) -> float:
-    samples = []
-    for _ in range(runs):
-        if before is not None:
-            before()
-        samples.append(measure())
-    return statistics.median(samples)
+        _run(ovs.vsctl_argv("add-port", BRIDGE, port, "--", "set", "Interface", port,
+                            "type=internal"))  # fmt: skip
 
 
 def _row(
@@ -121,7 +108,6 @@ def _row(
 ) -> dict[str, object]:
     """A result row; `goal` is (words, the largest ratio that meets it), set at N=1000 only."""
     row: dict[str, object] = {"case": case, "seconds": ours, "baseline": theirs}
-    row["ratio"] = ours / theirs
     if goal is not None:
         row["goal"], row["met"] = goal[0], ours / theirs <= goal[1]
     return row
@@ -135,15 +121,15 @@ def _measure(ovs: PrivateOvs, n: int, work: Path) -> list[dict[str, object]]:
     def empty() -> None:
         ovs.vsctl("--if-exists", "del-br", BRIDGE)
 
-    apply = _median(lambda: _timed([OPDBUS, "apply", state], env), RUNS, empty)
-    batched = _median(lambda: _timed(_batched(ovs, n)), RUNS, empty)
-    per_port = _median(lambda: _per_port(ovs, n), PER_PORT_RUNS, empty)
+    apply = median(lambda: _run([OPDBUS, "apply", state], env), RUNS, before=empty)
+    batched = median(lambda: _run(_batched(ovs, n)), RUNS, before=empty)
+    per_port = median(lambda: _per_port(ovs, n), PER_PORT_RUNS, before=empty)
     empty()
-    _timed([OPDBUS, "apply", state], env)
-    noop = _median(lambda: _timed([OPDBUS, "apply", state], env), RUNS)
-    may_exist = _median(lambda: _timed(_batched_may_exist(ovs, n)), RUNS)
-    query = _median(lambda: _timed([OPDBUS, "query", "--plugin", "net", "--json"], env), RUNS)
-    show = _median(lambda: _timed(["ovs-vsctl", f"--db={ovs.target}", "show"]), RUNS)
+    _run([OPDBUS, "apply", state], env)
+    noop = median(lambda: _run([OPDBUS, "apply", state], env), RUNS)
+    may_exist = median(lambda: _run(_batched_may_exist(ovs, n)), RUNS)
+    query = median(lambda: _run([OPDBUS, "query", "--plugin", "net", "--json"], env), RUNS)
+    show = median(lambda: _run(["ovs-vsctl", f"--db={ovs.target}", "show"]), RUNS)
     goals = n == 1000
     floor = _noop_floor(n, where, state, env, may_exist) if goals else []
     empty()
@@ -175,9 +161,9 @@ def _noop_floor(
     n: int, where: str, state: str, env: dict[str, str], may_exist: float
 ) -> list[dict[str, object]]:
     """Where a whole-process no-op's time goes: the file alone, the engine alone, typer alone."""
-    validate = _median(lambda: _timed([OPDBUS, "validate", state], env), RUNS)
-    engine = _median(lambda: _timed([sys.executable, "-c", ENGINE_NOOP, state], env), RUNS)
-    typer_app = _median(lambda: _timed([sys.executable, "-c", TYPER_FLOOR, "apply", state]), RUNS)
+    validate = median(lambda: _run([OPDBUS, "validate", state], env), RUNS)
+    engine = median(lambda: _run([sys.executable, "-c", ENGINE_NOOP, state], env), RUNS)
+    typer_app = median(lambda: _run([sys.executable, "-c", TYPER_FLOOR, "apply", state]), RUNS)
     return [
         _row(f"validate N={n} alone (no OVSDB), {where} vs batched --may-exist", validate,
              may_exist),
@@ -188,7 +174,7 @@ def _noop_floor(
 
 
 def run(sizes: tuple[int, ...] = SIZES) -> list[dict[str, object]]:
-    """Rows of case, seconds (op-dbus), baseline (ovs-vsctl), ratio; all from this one run."""
+    """Rows of case, seconds (op-dbus), baseline (ovs-vsctl); all from this one run."""
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory(prefix="opdbus-bench-work-") as name:
         for vswitchd in (False, True):
@@ -202,4 +188,4 @@ if __name__ == "__main__":
     chosen = tuple(int(a) for a in sys.argv[1:]) or SIZES
     for row in run(chosen):
         print(f"{row['case']:70} {row['seconds']:8.3f} s {row['baseline']:8.3f} s "
-              f"{row['ratio']:6.2f}x")  # fmt: skip
+              f"{ratio(row):6.2f}x")  # fmt: skip

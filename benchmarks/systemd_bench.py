@@ -1,7 +1,7 @@
 """The systemd plugin on 50 declared units, against one `busctl` call per unit for the same reads.
 
-Runs in a lab (its real systemd in nspawn): `OPDBUS_BENCH_LAB` names one that is up, else a lab
-"opdbus-bench" is brought up and taken down again. The goal (issue 3): the no-op re-apply of
+Runs in a lab (its real systemd in nspawn): the one `OPDBUS_BENCH_LAB` names, else "opdbus-bench"
+(taken down after only if this run brought it up). The goal (issue 3): the no-op re-apply of
 50 units under 300 ms, and faster than the busctl loop.
 """
 
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from _common import bench_lab, median
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import apply_plan
@@ -58,16 +59,6 @@ async def median_async(work: Callable[[], Awaitable[object]]) -> float:
     for _ in range(RUNS):
         start = time.perf_counter()
         await work()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
-
-
-def median_sync(work: Callable[[], object]) -> float:
-    work()
-    samples = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        work()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 
@@ -144,8 +135,8 @@ async def _measure(lab: Lab, state: Path) -> list[dict[str, object]]:
         query = await median_async(lambda: _query(endpoints))
         scoped = await median_async(lambda: _query(endpoints, NAMES))
         reapply = await median_async(lambda: _reapply(endpoints))
-        cli = median_sync(lambda: _cli_reapply(lab, state))
-        baseline = median_sync(lambda: busctl_loop(lab.system_bus))
+        cli = median(lambda: _cli_reapply(lab, state), RUNS, warm_up=True)
+        baseline = median(lambda: busctl_loop(lab.system_bus), RUNS, warm_up=True)
     finally:
         await _remove(lab)
     return [
@@ -168,23 +159,14 @@ async def _measure(lab: Lab, state: Path) -> list[dict[str, object]]:
 
 
 def run() -> list[dict[str, object]]:
-    """Rows of case, seconds, baseline (the busctl loop), ratio."""
-    named = os.environ.get("OPDBUS_BENCH_LAB")
-    lab = Lab(named or "opdbus-bench")
-    own_lab = not named and not lab.is_up()
-    if own_lab:
-        lab.up()
-    state = lab.dir / "systemd-bench.json"
-    try:
-        state.write_text(json.dumps({"version": 1, "plugins": {"systemd": DESIRED}}))
-        rows = asyncio.run(_measure(lab, state))
-    finally:
-        state.unlink(missing_ok=True)
-        if own_lab:
-            lab.down()
-    for row in rows:
-        row["ratio"] = row["seconds"] / row["baseline"] if row["baseline"] else None
-    return rows
+    """Rows of case, seconds, baseline (the busctl loop)."""
+    with bench_lab("opdbus-bench") as lab:
+        state = lab.dir / "systemd-bench.json"
+        try:
+            state.write_text(json.dumps({"version": 1, "plugins": {"systemd": DESIRED}}))
+            return asyncio.run(_measure(lab, state))
+        finally:
+            state.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

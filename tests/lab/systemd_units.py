@@ -58,11 +58,6 @@ _KEEP_LINKS = (INDIRECT, ALIAS, GENERATED)
 """Never disabled by the reset: disabling a unit also removes its alias symlinks."""
 
 
-def many(count: int) -> list[str]:
-    """Names of `count` extra simple units (for the benchmark)."""
-    return [f"{PREFIX}n{index:03}.service" for index in range(count)]
-
-
 def _vendor_dir(lab: Lab) -> Path:
     return lab.rootfs / "usr/lib/systemd/system"
 
@@ -71,7 +66,7 @@ def _generators_dir(lab: Lab) -> Path:
     return lab.rootfs / "etc/systemd/system-generators"
 
 
-def _write(lab: Lab, extra: list[str]) -> None:
+def _write(lab: Lab) -> None:
     _generators_dir(lab).mkdir(exist_ok=True)
     generator = _generators_dir(lab) / _GENERATOR
     generator.write_text(_GENERATOR_SCRIPT)
@@ -81,8 +76,6 @@ def _write(lab: Lab, extra: list[str]) -> None:
     (lab.units_dir / ALIAS).unlink(missing_ok=True)
     (lab.units_dir / ALIAS).symlink_to(INDIRECT)
     (_vendor_dir(lab) / VENDOR).write_text(_SLEEP + _INSTALL)
-    for name in extra:
-        (lab.units_dir / name).write_text(_SLEEP + _INSTALL)
 
 
 def _remove(lab: Lab, names: list[str]) -> None:
@@ -112,13 +105,12 @@ async def _reset(bus: MessageBus, names: list[str]) -> None:
 
 
 @asynccontextmanager
-async def installed(lab: Lab, extra: list[str] | None = None) -> AsyncIterator[None]:
+async def installed(lab: Lab) -> AsyncIterator[None]:
     """The test units, installed and loaded, in a reset state; removed again on exit."""
-    extra = extra or []
-    names = [*ALL, *extra]
+    names = list(ALL)
     bus = await connect_system_bus(lab.system_bus)
     try:
-        _write(lab, extra)
+        _write(lab)
         await sd.reload(bus)
         await _reset(bus, names)
         yield

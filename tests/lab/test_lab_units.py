@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from op_dbus.lab import Lab, LabError, rootfs
+from op_dbus.lab import Lab, LabError, procs, rootfs
+from op_dbus.lab.ovs import Ovs
 
 
 def test_mirror_from_deb822_sources(tmp_path: Path) -> None:
@@ -68,3 +72,36 @@ def test_exec_argv_enters_only_the_lab_netns_and_adds_env() -> None:
     assert "ip" not in argv, "ip netns exec would hide /sys/fs/cgroup from liblxc"
     assert not lab.dir.exists(), "building an argv touches nothing"
     assert os.path.isabs(argv[argv.index("env") - 1])
+
+
+@pytest.fixture
+def stubborn() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Three children that ignore SIGTERM (killed at the end whatever the test did)."""
+    children = [subprocess.Popen(["sh", "-c", 'trap "" TERM; sleep 30']) for _ in range(3)]
+    time.sleep(0.2)  # let sh install its trap before anyone sends SIGTERM
+    yield children
+    for child in children:
+        child.kill()
+        child.wait()
+
+
+def test_terminate_all_shares_one_timeout(stubborn: list[subprocess.Popen[bytes]]) -> None:
+    began = time.monotonic()
+    procs.terminate_all({child.pid for child in stubborn}, timeout=1.0)
+    took = time.monotonic() - began
+    assert all(child.poll() is not None for child in stubborn), "SIGKILLed and reaped"
+    assert took < 2.5, f"{took:.1f} s: the 1 s timeout was waited once per process"
+
+
+def test_ovs_ignores_pidfiles_naming_another_process(
+    stubborn: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """A dead daemon's PID reused by a stranger: not running, and stop leaves the stranger be."""
+    stranger = stubborn[0]
+    for pidfile in ("ovsdb-server.pid", "ovs-vswitchd.pid"):
+        (tmp_path / pidfile).write_text(f"{stranger.pid}\n")
+    ovs = Ovs(tmp_path, list)
+    assert (ovs.ovsdb_pid, ovs.vswitchd_pid) == (None, None)
+    assert not ovs.running()
+    ovs.stop(timeout=0.5)
+    assert stranger.poll() is None

@@ -91,7 +91,17 @@ def test_garbage_is_a_clean_input_error(payload: bytes) -> None:
 def test_missing_file_exits_2() -> None:
     result = op_dbus("diff", "/nonexistent/state.json")
     assert result.returncode == 2
-    assert "no such file" in result.stderr
+    assert "cannot read /nonexistent/state.json" in result.stderr
+    assert_clean(result)
+
+
+def test_missing_file_with_json_prints_the_json_error_document() -> None:
+    result = op_dbus("validate", "/nonexistent/state.json", "--json")
+    assert result.returncode == 2
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert report["file"] == "/nonexistent/state.json"
+    assert "cannot read /nonexistent/state.json" in report["errors"][0]["message"]
 
 
 def test_mode_that_forbids_a_section_exits_2_naming_it() -> None:

@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from op_dbus.cli.context import CliContext
 from op_dbus.cli.ledger import ledger_app
 from op_dbus.endpoints import Endpoints
 from op_dbus.ledger import merkle
@@ -21,7 +22,7 @@ app = typer.Typer()
 
 @app.callback()
 def main(ctx: typer.Context, data_dir: str = typer.Option(..., "--data-dir")) -> None:
-    ctx.obj = {"endpoints": Endpoints(data_dir=data_dir)}
+    ctx.obj = {"cli": CliContext(endpoints=Endpoints(data_dir=data_dir), mode="auto")}
 
 
 app.add_typer(ledger_app, name="ledger")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
@@ -20,6 +18,10 @@ if TYPE_CHECKING:
     from op_dbus.model import LoadedState, Mode
 
 T = TypeVar("T")
+
+MODES = ("agent", "standalone", "full", "auto")
+FILE_ARG = typer.Argument(..., help="State file (JSON or YAML); - reads stdin.")
+JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,19 @@ def fail(code: ExitCode, message: str) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def check_plugin_names(plugins: list[str] | None) -> None:
+    """Exit 2 unless every `--plugin` value names a plugin."""
+    from op_dbus.plugins import PLUGIN_ORDER
+
+    for name in plugins or []:
+        if name not in PLUGIN_ORDER:
+            fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(PLUGIN_ORDER)}")
+
+
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, imported here because asyncio costs `op-dbus --help` ~20 ms."""
+    import asyncio
+
     return asyncio.run(coro)
 
 
@@ -65,8 +79,6 @@ def load_or_exit(source: str, cli: CliContext, *, json_out: bool = False) -> Loa
     """Load and check a state file; on any input error print every error path and exit 2."""
     from op_dbus.model import StateInputError, load_state
 
-    if source != "-" and not Path(source).exists():
-        fail(ExitCode.INVALID_INPUT, f"{source}: no such file")
     try:
         loaded = load_state(source, mode=cli.fixed_mode())
     except StateInputError as err:

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from op_dbus.cli.context import MODES, cli_context, run_async
+
 if TYPE_CHECKING:
     from op_dbus.doctor import DoctorReport
     from op_dbus.model.modes import Mode
 
-DOCTOR_MODES = ("agent", "standalone", "full", "auto")
 STATUS_STYLE = {
     "ok": "green",
     "missing": "bold red",
@@ -32,15 +33,10 @@ def doctor_command(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Check for real what the chosen mode needs (D-Bus, systemd, OVS, LXC...), with fixes."""
-    import asyncio
-
     from op_dbus.doctor import run_doctor
-    from op_dbus.endpoints import Endpoints
 
-    obj = ctx.obj or {}
-    chosen = resolve_mode(mode, obj.get("mode"))
-    endpoints = obj.get("endpoints") or Endpoints.from_env()
-    report = asyncio.run(run_doctor(chosen, endpoints))
+    cli = cli_context(ctx)
+    report = run_async(run_doctor(resolve_mode(mode, cli.mode), cli.endpoints))
     if json_out:
         typer.echo(report.to_json())
     else:
@@ -52,9 +48,9 @@ def resolve_mode(option: str, global_mode: object = None) -> Mode:
     """The doctor's mode: the option, else the global --mode, else full (check everything)."""
     from op_dbus.model.modes import Mode
 
-    if option not in DOCTOR_MODES:
+    if option not in MODES:
         raise typer.BadParameter(
-            f"must be one of {', '.join(DOCTOR_MODES)}, got {option!r}", param_hint="--mode"
+            f"must be one of {', '.join(MODES)}, got {option!r}", param_hint="--mode"
         )
     if option != "auto":
         return Mode(option)

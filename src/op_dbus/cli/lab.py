@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from op_dbus.cli.context import fail, print_json, stderr, stdout
+from op_dbus.cli.context import JSON_OPT, fail, print_json, stderr, stdout
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 lab_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 NAME_OPTION = typer.Option("opdbus-lab", "--name", "-n", envvar="OPDBUS_LAB_NAME", help="Lab name.")
-JSON_OPTION = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 def _lab(name: str) -> Lab:
@@ -66,7 +65,7 @@ def down(name: str = NAME_OPTION) -> None:
 
 
 @lab_app.command("status")
-def status(name: str = NAME_OPTION, json_out: bool = JSON_OPTION) -> None:
+def status(name: str = NAME_OPTION, json_out: bool = JSON_OPT) -> None:
     """Each component: running?, PID, socket, netns. Exit 0 when the whole lab is up, else 1."""
     report = _lab(name).status()
     if json_out:
@@ -88,7 +87,7 @@ def status(name: str = NAME_OPTION, json_out: bool = JSON_OPTION) -> None:
 
 
 @lab_app.command("env")
-def env(name: str = NAME_OPTION, json_out: bool = JSON_OPTION) -> None:
+def env(name: str = NAME_OPTION, json_out: bool = JSON_OPT) -> None:
     """Print the variables that point op-dbus and the stock tools at the lab (for eval)."""
     lab = _lab(name)
     if not lab.is_up():

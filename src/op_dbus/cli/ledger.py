@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from op_dbus.cli.context import fail, print_json, stdout
+from op_dbus.cli.context import JSON_OPT, check_plugin_names, cli_context, fail, print_json, stdout
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ ledger_app = typer.Typer(no_args_is_help=True, add_completion=False)
 proof_app = typer.Typer(no_args_is_help=True, add_completion=False)
 ledger_app.add_typer(proof_app, name="proof", help="Inclusion and consistency proofs (RFC 9162).")
 
-JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 KEY_OPT = typer.Option(
     None, "--key", help="Expected public key (verifier key string, as `checkpoint --public-key`)."
 )
@@ -44,7 +43,7 @@ def open_ledger(ctx: typer.Context) -> Iterator[Ledger]:
 
     from op_dbus.ledger.store import Ledger, LedgerError, LedgerMissing
 
-    data_dir = ctx.obj["endpoints"].data_dir
+    data_dir = cli_context(ctx).endpoints.data_dir
     try:
         ledger = Ledger.open(data_dir, create=False)
     except LedgerMissing:
@@ -65,13 +64,15 @@ def parse_since(since: str | None) -> str | None:
         return None
     from datetime import UTC, datetime
 
+    from op_dbus.ledger.entries import TIME_FORMAT
+
     try:
         moment = datetime.fromisoformat(since)
     except ValueError:
         fail(ExitCode.INVALID_INPUT, f"--since: not an ISO 8601 date or time: {since!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
 
 
 def summary(value: dict[str, Any]) -> tuple[str, str, str]:
@@ -100,10 +101,7 @@ def log(
     json_out: bool = JSON_OPT,
 ) -> None:
     """The latest entries: applies (who, mode, result) and their actions."""
-    from op_dbus.plugins import PLUGIN_ORDER
-
-    if plugin is not None and plugin not in PLUGIN_ORDER:
-        fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(PLUGIN_ORDER)}")
+    check_plugin_names([plugin] if plugin is not None else None)
     after = parse_since(since)
     with open_ledger(ctx) as ledger:
         entries = ledger.search(last=count, plugin=plugin, since=after)
@@ -284,12 +282,13 @@ def print_proof(
     """Check the proof against the stored roots (a failure means the stored tree is damaged),
     then print it: JSON in the field names of the transparency-dev test vectors, or lines."""
     from op_dbus.ledger import merkle
+    from op_dbus.ledger.store import encode_proof
 
     try:
         check()
     except merkle.ProofError as err:
         fail(ExitCode.CHANGES_PENDING, f"the stored tree is damaged ({err}); run `ledger verify`")
-    data = {**fields, "proof": [b64(p) for p in proof]}
+    data = {**fields, "proof": encode_proof(proof)}
     if json_out:
         print_json(data)
         return

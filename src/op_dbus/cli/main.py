@@ -12,11 +12,9 @@ import sys
 import typer
 
 from op_dbus.cli import daemon, doctor, lab, ledger, plan_cmds, state_cmds
-from op_dbus.cli.context import CliContext
+from op_dbus.cli.context import MODES, CliContext
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
-
-MODES = ("agent", "standalone", "full", "auto")
 
 app = typer.Typer(
     name="op-dbus",
@@ -63,11 +61,7 @@ def main(
     endpoints = Endpoints.from_env(
         ovsdb=ovsdb, system_bus=system_bus, lxc_path=lxc_path, data_dir=data_dir
     )
-    ctx.obj = {
-        "cli": CliContext(endpoints=endpoints, mode=mode, ledger=use_ledger),
-        "endpoints": endpoints,
-        "mode": mode,
-    }
+    ctx.obj = {"cli": CliContext(endpoints=endpoints, mode=mode, ledger=use_ledger)}
 
 
 state_cmds.register(app)

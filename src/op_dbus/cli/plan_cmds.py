@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, TypeVar
 import typer
 
 from op_dbus.cli.context import (
+    FILE_ARG,
+    JSON_OPT,
     CliContext,
+    check_plugin_names,
     cli_context,
     fail,
     load_or_exit,
@@ -28,19 +31,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-FILE_ARG = typer.Argument(..., help="State file (JSON or YAML); - reads stdin.")
-JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 PLUGIN_OPT = typer.Option(
     None, "--plugin", help="Only this plugin (systemd, net or lxc); repeat for several."
 )
-
-
-def check_plugin_names(plugins: list[str] | None) -> None:
-    from op_dbus.plugins import PLUGIN_ORDER
-
-    for name in plugins or []:
-        if name not in PLUGIN_ORDER:
-            fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(PLUGIN_ORDER)}")
 
 
 def desired_sections(loaded: LoadedState, plugins: list[str] | None) -> dict[str, Section]:
@@ -305,6 +298,7 @@ def verify(
 ) -> None:
     """Check the host against FILE; list every mismatch (exit 3 when any)."""
     from op_dbus.cli.render import render_mismatches
+    from op_dbus.engine.plan import NOT_IMPLEMENTED
     from op_dbus.engine.verify import verify_state
 
     cli = cli_context(ctx)
@@ -317,7 +311,7 @@ def verify(
         blocked: dict[str, str] = {}
         for name, plugin in plugins.items():
             if plugin is None:
-                blocked[name] = "not implemented yet"
+                blocked[name] = NOT_IMPLEMENTED
             elif not (availability := await plugin.available()).ok:
                 blocked[name] = availability.reason
         if blocked:

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from op_dbus.cli.context import (
+    FILE_ARG,
+    JSON_OPT,
     cli_context,
     fail,
     load_or_exit,
@@ -17,9 +19,6 @@ from op_dbus.cli.context import (
     stdout,
 )
 from op_dbus.exitcodes import ExitCode
-
-FILE_ARG = typer.Argument(..., help="State file (JSON or YAML); - reads stdin.")
-JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 def validate(ctx: typer.Context, file: str = FILE_ARG, json_out: bool = JSON_OPT) -> None:

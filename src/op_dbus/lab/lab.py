@@ -180,6 +180,7 @@ class Lab:
         nspawn = state.get("nspawn") or {}
         nspawn_alive = procs.alive(nspawn.get("pid"), nspawn.get("started"))
         system_state = container.system_state(self.system_bus) if nspawn_alive else ""
+        ovsdb, vswitchd = self.ovs.ovsdb_pid, self.ovs.vswitchd_pid
         components = {
             "netns": {
                 "running": netns.healthy(self.name, self.upstream_netns),
@@ -187,14 +188,14 @@ class Lab:
                 "upstream_netns": self.upstream_netns,
             },
             "ovsdb-server": {
-                "running": procs.alive(self.ovs.ovsdb_pid),
-                "pid": self.ovs.ovsdb_pid,
+                "running": ovsdb is not None,
+                "pid": ovsdb,
                 "socket": self.ovs.db,
                 "netns": self.name,
             },
             "ovs-vswitchd": {
-                "running": procs.alive(self.ovs.vswitchd_pid),
-                "pid": self.ovs.vswitchd_pid,
+                "running": vswitchd is not None,
+                "pid": vswitchd,
                 "netns": self.name,
             },
             "systemd": {

@@ -16,13 +16,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from op_dbus.lab.ovs import SCHEMA
+from op_dbus.lab.ovs import SCHEMA, datapath_types, ovsdb_server_argv, wait_until
 
 
 @dataclass
@@ -63,21 +62,14 @@ def private_ovs(*, vswitchd: bool = False) -> Iterator[PrivateOvs]:
     with tempfile.TemporaryDirectory(prefix="opdbus-ovs-") as name:
         d = Path(name)
         subprocess.run(["ovsdb-tool", "create", f"{d}/conf.db", str(SCHEMA)], check=True)
-        server = subprocess.Popen(
-            [
-                *("ovsdb-server", f"{d}/conf.db", f"--remote=punix:{d}/db.sock"),
-                "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
-                *(f"--unixctl={d}/ovsdb-server.ctl", f"--pidfile={d}/ovsdb-server.pid"),
-                *(f"--log-file={d}/ovsdb-server.log", "-vconsole:off", "--no-chdir"),
-            ]
-        )
+        server = subprocess.Popen([*ovsdb_server_argv(d), "-vconsole:off"])
         ovs = PrivateOvs(d, f"unix:{d}/db.sock", server)
         try:
-            _wait_until(lambda: _accepts(d / "db.sock"), "ovsdb-server")
+            wait_until(lambda: accepts(d / "db.sock"), "ovsdb-server")
             ovs.vsctl("init")
             if vswitchd:
                 ovs.vswitchd = _start_vswitchd(ovs)
-                _wait_until(lambda: "netdev" in _datapath_types(ovs), "ovs-vswitchd", 10.0)
+                wait_until(lambda: "netdev" in datapath_types(ovs.target), "ovs-vswitchd", 10.0)
             yield ovs
         finally:
             if ovs.vswitchd is not None:
@@ -97,21 +89,8 @@ def _start_vswitchd(ovs: PrivateOvs) -> subprocess.Popen[bytes]:
     )
 
 
-def _datapath_types(ovs: PrivateOvs) -> str:
-    argv = ["ovs-vsctl", f"--db={ovs.target}", "--no-wait", "--timeout=2"]
-    argv += ["get", "Open_vSwitch", ".", "datapath_types"]
-    return subprocess.run(argv, capture_output=True, text=True, check=False).stdout
-
-
-def _wait_until(ready: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what} did not come up")
-        time.sleep(0.01)
-
-
-def _accepts(path: Path) -> bool:
+def accepts(path: Path) -> bool:
+    """True once something listens on unix socket `path`."""
     with socket.socket(socket.AF_UNIX) as probe:
         try:
             probe.connect(str(path))

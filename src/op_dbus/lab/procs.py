@@ -1,4 +1,5 @@
-"""Processes the lab started, identified by PID and start time so a recycled PID is never hit."""
+"""Processes the lab started, identified by PID and start time (or, from a pidfile, by name)
+so a recycled PID is never hit."""
 
 from __future__ import annotations
 
@@ -50,11 +51,12 @@ def terminate(pid: int | None, started: int | None = None, timeout: float = 10.0
 
 
 def terminate_all(pids: set[int], timeout: float = 2.0) -> None:
-    """SIGTERM all at once, then SIGKILL whatever is left after `timeout`."""
+    """SIGTERM all at once, then SIGKILL whatever is left once `timeout` (shared) has passed."""
     for pid in pids:
         _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
     for pid in pids:
-        if not wait_gone(pid, None, timeout):
+        if not wait_gone(pid, None, max(0.0, deadline - time.monotonic())):
             _signal(pid, signal.SIGKILL)
     for pid in pids:
         wait_gone(pid, None, 5.0)
@@ -65,6 +67,22 @@ def read_pidfile(path: Path) -> int | None:
         return int(path.read_text().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None
+
+
+def pidfile_process(path: Path, command: str) -> int | None:
+    """The PID in pidfile `path` if it is a live process named `command`, else None.
+
+    A daemon that died leaves its pidfile behind, and the kernel may give that PID to another
+    process: checking the name keeps the lab from signalling a stranger.
+    """
+    pid = read_pidfile(path)
+    if pid is None or not alive(pid):
+        return None
+    try:
+        name = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return pid if name == command else None
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -13,19 +13,13 @@ from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from op_dbus.model.state import LxcSection, NetSection, SystemdSection
-
-SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "systemd": SystemdSection,
-    "net": NetSection,
-    "lxc": LxcSection,
-}
-RESERVED_PREFIX = "op-dbus-"
+from op_dbus.model.fields import RESERVED_EXTERNAL_ID_PREFIX
+from op_dbus.model.state import BRIDGE_TYPE, Plugins
 
 
 def state_file_from(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A `plugins`-shaped state file from query results keyed by section name."""
-    plugins = {name: prune(data, SECTION_MODELS[name]) for name, data in sections.items()}
+    plugins = prune(sections, Plugins)
     if "net" in plugins:
         _drop_reserved_ids(plugins["net"])
         if "lxc" in plugins:
@@ -67,7 +61,7 @@ def _drop_reserved_ids(net: dict[str, Any]) -> None:
         ids = interface.get("external_ids")
         if ids is None:
             continue
-        kept = {k: v for k, v in ids.items() if not k.startswith(RESERVED_PREFIX)}
+        kept = {k: v for k, v in ids.items() if not k.startswith(RESERVED_EXTERNAL_ID_PREFIX)}
         if kept:
             interface["external_ids"] = kept
         else:
@@ -78,7 +72,7 @@ def _leave_container_veths_to_lxc(net: dict[str, Any], lxc: dict[str, Any]) -> N
     veths = {c["veth"] for c in lxc.get("containers", []) if c.get("veth")}
     interfaces = net.get("interfaces", [])
     net["interfaces"] = [
-        i for i in interfaces if i.get("type") == "ovs-bridge" or i["name"] not in veths
+        i for i in interfaces if i.get("type") == BRIDGE_TYPE or i["name"] not in veths
     ]
     for interface in net["interfaces"]:
         if "ports" in interface:

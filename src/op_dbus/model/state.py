@@ -45,7 +45,8 @@ class Address(_Model):
 
 
 class InterfaceIpv4(_Model):
-    """`dhcp: true` together with static addresses is allowed: both are configured."""
+    """`dhcp: true` is refused (rules.py, docs/net.md): op-dbus runs no DHCP client.
+    `dhcp: false` is accepted and means nothing more."""
 
     enabled: bool | None = None
     dhcp: bool | None = None
