@@ -231,3 +231,32 @@ def test_a_file_without_ipv4_applies_without_loading_netlink(net_lab: Lab, tmp_p
         probe = run_in_lab(net_lab, sys.executable, "-c", NETLINK_PROBE, path, check=False)
         assert probe.stdout.split()[-2:] == ["0", "False"], probe.stdout + probe.stderr
     assert vsctl(net_lab, "list-ports", "nonl0") == "nonlp0"
+
+
+def test_a_port_moves_between_bridges_and_stays_with_a_renamed_bridge(
+    net_lab: Lab, tmp_path: Path
+) -> None:
+    """Each step deletes port mvp0 and inserts it again under the same name, in one OVSDB
+    transaction (the old row goes at commit, so the name index never sees both)."""
+
+    def net(*bridges: str, port_on: str) -> dict[str, Any]:
+        entries = [{"name": b, "type": "ovs-bridge", "datapath": "netdev"} for b in bridges]
+        return {
+            "interfaces": [*entries, {"name": "mvp0", "type": "ovs-internal", "bridge": port_on}]
+        }
+
+    apply_ok(net_lab, state_file(tmp_path, net("mva", "mvb", port_on="mva"), "a.json"))
+    assert vsctl(net_lab, "list-ports", "mva") == "mvp0"
+
+    moved = state_file(tmp_path, net("mva", "mvb", port_on="mvb"), "b.json")
+    apply_ok(net_lab, moved)
+    assert vsctl(net_lab, "list-ports", "mva") == ""
+    assert vsctl(net_lab, "list-ports", "mvb") == "mvp0"
+    assert vsctl(net_lab, "get", "Port", "mvp0", "external_ids:op-dbus-owner") == "op-dbus"
+    assert opdbus(net_lab, "verify", moved).returncode == 0  # vswitchd realised it there
+
+    renamed = state_file(tmp_path, net("mva", "mvc", port_on="mvc"), "c.json")
+    apply_ok(net_lab, renamed)
+    assert sorted(vsctl(net_lab, "list-br").split()) == ["mva", "mvc"]
+    assert vsctl(net_lab, "list-ports", "mvc") == "mvp0"
+    assert opdbus(net_lab, "verify", renamed).returncode == 0

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
+import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from native_fixtures import VSWITCH_SCHEMA, PrivateOvs, require
 
+from op_dbus.lab.ovs import wait_until
+from op_dbus.lab.private_ovs import accepts, stop_child
 from op_dbus.native.ovsdb import (
+    VSWITCH_DB,
     OvsdbClient,
     OvsdbConnectionError,
     OvsdbOpError,
@@ -23,8 +25,6 @@ from op_dbus.native.ovsdb import (
     wait_op,
     where_uuid,
 )
-
-DB = "Open_vSwitch"
 
 
 async def client_for(target: str) -> OvsdbClient:
@@ -46,7 +46,7 @@ async def test_monitor_cond_reports_initial_insert_modify_delete(ovs: PrivateOvs
     ovs.vsctl("add-br", "br-a")
     client = await client_for(ovs.target)
     try:
-        monitor = await client.monitor(DB, {"Bridge": ["name", "external_ids"]})
+        monitor = await client.monitor(VSWITCH_DB, {"Bridge": ["name", "external_ids"]})
         assert set(rows_by_name(monitor.initial, "Bridge")) == {"br-a"}
         assert "initial" in rows_by_name(monitor.initial, "Bridge")["br-a"]
 
@@ -64,7 +64,6 @@ async def test_monitor_cond_reports_initial_insert_modify_delete(ovs: PrivateOvs
 
         await monitor.cancel()
         assert [update async for update in monitor] == []
-        ovs.vsctl("add-br", "br-c")  # a cancelled monitor gets nothing more
         assert await client.echo("alive") == ["alive"]
     finally:
         await client.close()
@@ -73,9 +72,9 @@ async def test_monitor_cond_reports_initial_insert_modify_delete(ovs: PrivateOvs
 async def test_plain_monitor_and_conditions(ovs: PrivateOvs) -> None:
     client = await client_for(ovs.target)
     try:
-        plain = await client.monitor(DB, {"Bridge": ["name"]}, conditional=False)
+        plain = await client.monitor(VSWITCH_DB, {"Bridge": ["name"]}, conditional=False)
         only_b = await client.monitor(
-            DB, {"Bridge": ["name"]}, where={"Bridge": [["name", "==", "br-b"]]}
+            VSWITCH_DB, {"Bridge": ["name"]}, where={"Bridge": [["name", "==", "br-b"]]}
         )
         ovs.vsctl("add-br", "br-a")
         (change,) = (await plain.next(5))["Bridge"].values()
@@ -95,7 +94,7 @@ async def test_wait_guard_refuses_a_transaction_after_a_concurrent_change(
     client = await client_for(ovs.target)
     try:
         (read,) = await client.transact(
-            DB,
+            VSWITCH_DB,
             {"op": "select", "table": "Bridge", "where": [], "columns": ["_uuid", "external_ids"]},
         )
         row = read["rows"][0]
@@ -113,14 +112,14 @@ async def test_wait_guard_refuses_a_transaction_after_a_concurrent_change(
             "row": {"external_ids": ["map", [["mine", "1"]]]},
         }
         with pytest.raises(OvsdbOpError) as caught:
-            await client.transact(DB, guard, update)
+            await client.transact(VSWITCH_DB, guard, update)
         assert is_wait_conflict(caught.value) and caught.value.index == 0
         assert "theirs=1" in ovs.vsctl("get", "Bridge", "br-a", "external_ids").replace('"', "")
         assert "mine" not in ovs.vsctl("get", "Bridge", "br-a", "external_ids")
 
         fresh = {"external_ids": ["map", [["theirs", "1"]]]}
         guard = wait_op("Bridge", where_uuid(row["_uuid"][1]), [fresh], ["external_ids"])
-        await client.transact(DB, guard, update)  # guarded by what is there now: accepted
+        await client.transact(VSWITCH_DB, guard, update)  # guarded by what is there now: accepted
         assert "mine" in ovs.vsctl("get", "Bridge", "br-a", "external_ids")
     finally:
         await client.close()
@@ -137,12 +136,6 @@ def start_server(directory: Path) -> subprocess.Popen[bytes]:
             *(f"--unixctl={directory}/ctl", "-vconsole:off", "--no-chdir"),
         ]
     )
-
-
-def stop(server: subprocess.Popen[bytes]) -> None:
-    if server.poll() is None:
-        server.kill()
-    server.wait(5)
 
 
 @contextlib.contextmanager
@@ -165,11 +158,11 @@ async def test_connect_retries_with_backoff_until_the_server_is_up() -> None:
             assert not task.done()  # still backing off: nothing listens yet
             server = start_server(directory)
             await asyncio.wait_for(task, 10)
-            assert DB in await client.list_dbs()
+            assert VSWITCH_DB in await client.list_dbs()
             await client.close()
         finally:
             if server is not None:
-                stop(server)
+                stop_child(server)
 
 
 async def test_monitor_ends_on_server_death_and_reconnect_resumes() -> None:
@@ -178,8 +171,8 @@ async def test_monitor_ends_on_server_death_and_reconnect_resumes() -> None:
         client = OvsdbClient(timeout=5)
         try:
             await client.connect(f"unix:{directory}/db.sock", retries=50, backoff=0.02)
-            monitor = await client.monitor(DB, {"Open_vSwitch": None})
-            stop(server)
+            monitor = await client.monitor(VSWITCH_DB, {"Open_vSwitch": None})
+            stop_child(server, signal.SIGKILL)
             with pytest.raises(OvsdbConnectionError):
                 await asyncio.wait_for(monitor.__anext__(), 5)
             with pytest.raises(OvsdbConnectionError):
@@ -188,11 +181,11 @@ async def test_monitor_ends_on_server_death_and_reconnect_resumes() -> None:
             server = start_server(directory)
             await client.reconnect(retries=50, backoff=0.02)
             assert await client.echo(1) == [1]
-            again = await client.monitor(DB, {"Open_vSwitch": None})
+            again = await client.monitor(VSWITCH_DB, {"Open_vSwitch": None})
             assert isinstance(again.initial, dict)
         finally:
             await client.close()
-            stop(server)
+            stop_child(server)
 
 
 async def test_net_plugin_reads_again_after_ovsdb_server_restarts() -> None:
@@ -203,14 +196,14 @@ async def test_net_plugin_reads_again_after_ovsdb_server_restarts() -> None:
         server = start_server(directory)
         plugin = NetPlugin(endpoints=Endpoints(ovsdb=f"unix:{directory}/db.sock"))
         try:
-            _wait_for_socket(directory)
+            wait_until(lambda: accepts(directory / "db.sock"), "ovsdb-server")
             subprocess.run(
                 ["ovs-vsctl", f"--db=unix:{directory}/db.sock", "--no-wait", "init"], check=True
             )
             assert (await plugin.query())["interfaces"] == []
-            stop(server)
+            stop_child(server, signal.SIGKILL)
             server = start_server(directory)
-            _wait_for_socket(directory)
+            wait_until(lambda: accepts(directory / "db.sock"), "ovsdb-server")
             subprocess.run(
                 ["ovs-vsctl", f"--db=unix:{directory}/db.sock", "--no-wait", "add-br", "br-x"],
                 check=True,
@@ -219,16 +212,4 @@ async def test_net_plugin_reads_again_after_ovsdb_server_restarts() -> None:
             assert names == ["br-x"]
         finally:
             await plugin.close()
-            stop(server)
-
-
-def _wait_for_socket(directory: Path) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_UNIX) as probe:
-            try:
-                probe.connect(f"{directory}/db.sock")
-                return
-            except OSError:
-                time.sleep(0.01)
-    raise RuntimeError("ovsdb-server did not come up")
+            stop_child(server)

@@ -176,6 +176,12 @@ def test_dhcp_true_is_refused_at_validation() -> None:
     only(doc, "net.interfaces[0].ipv4.dhcp", "runs no DHCP client")
 
 
+def test_a_second_gateway_is_refused_at_validation() -> None:
+    doc = full()
+    doc["net"]["interfaces"][1]["ipv4"]["gateway"] = "10.0.0.254"
+    only(doc, "net.interfaces[1].ipv4.gateway", "second default route", "net.interfaces[0]")
+
+
 def test_container_gateway_outside_its_subnet() -> None:
     doc = full()
     doc["lxc"]["containers"][0]["ipv4"] = {

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from op_dbus.native.ovsdb import OvsdbError, ovsdb_set
 from op_dbus.plugins.base import Action, ActionKind
+from op_dbus.plugins.net import _picks_datapath, net_mismatches
 from op_dbus.plugins.net_diff import diff_net
-from op_dbus.plugins.net_ovs import OWNER_KEY, ConflictError, Snapshot, TransactionBuilder
+from op_dbus.plugins.net_ovs import (
+    OWNER_KEY,
+    ConflictError,
+    Snapshot,
+    TransactionBuilder,
+    read_snapshot,
+)
 
 SEED = json.loads((Path(__file__).parents[2] / "examples" / "full-mode.json").read_text())["net"]
 """The seed's net section, exactly as examples/full-mode.json has it."""
@@ -196,7 +206,6 @@ def snapshot(*bridges: tuple[str, bool]) -> Snapshot:
             "_uuid": ["uuid", f"i-{name}"],
             "name": name,
             "type": "internal",
-            "external_ids": ids,
         }
         snap.ports[f"p-{name}"] = {
             "_uuid": ["uuid", f"p-{name}"],
@@ -215,6 +224,24 @@ def snapshot(*bridges: tuple[str, bool]) -> Snapshot:
             "fail_mode": ["set", []],
         }
     return snap
+
+
+def add_port(snap: Snapshot, on: str, name: str) -> None:
+    """An owned port `name` (with its interface) on bridge `on` of `snap`."""
+    snap.interfaces[f"i-{name}"] = {"_uuid": ["uuid", f"i-{name}"], "name": name, "type": ""}
+    snap.ports[f"p-{name}"] = {
+        "_uuid": ["uuid", f"p-{name}"],
+        "name": name,
+        "interfaces": ["uuid", f"i-{name}"],
+        "tag": ["set", []],
+        "external_ids": ["map", [[OWNER_KEY, "op-dbus"]]],
+    }
+    bridge = snap.bridges[on]
+    bridge["ports"] = ["set", [*ovsdb_set(bridge["ports"]), ["uuid", f"p-{name}"]]]
+
+
+def ops_on(ops: list[dict[str, Any]], op: str, table: str) -> list[dict[str, Any]]:
+    return [o for o in ops if o["op"] == op and o.get("table") == table]
 
 
 def test_seed_becomes_one_transaction_guarded_and_owned() -> None:
@@ -261,15 +288,84 @@ def test_create_of_a_bridge_that_appeared_meanwhile_is_a_conflict() -> None:
         TransactionBuilder(snapshot(("mesh", False))).build([create])
 
 
+def test_a_port_moves_to_another_bridge_in_one_transaction() -> None:
+    """The delete releases the name: the re-insert is neither a conflict nor guarded as absent
+    (within the transaction the old row still exists; OVSDB drops it at commit)."""
+    snap = snapshot(("a", True), ("b", True))
+    add_port(snap, "a", "p1")
+    current = {"interfaces": [bridge("a", ["p1"]), bridge("b", []), port("p1", "a")]}
+    desired = {
+        "interfaces": [
+            {"name": "a", "type": "ovs-bridge", "ports": []},
+            {"name": "b", "type": "ovs-bridge", "ports": ["p1"]},
+        ]
+    }
+    actions = diff_net(current, desired)
+    assert kinds(actions) == [("delete", "port/p1"), ("create", "port/p1")]
+
+    ops = TransactionBuilder(snap).build(actions)
+
+    (guard,) = ops_on(ops, "wait", "Port")
+    assert guard["where"] == [["_uuid", "==", ["uuid", "p-p1"]]]  # the old row, as read
+    off_a, onto_b = ops_on(ops, "mutate", "Bridge")
+    assert off_a["mutations"] == [["ports", "delete", ["set", [["uuid", "p-p1"]]]]]
+    assert onto_b["where"] == [["_uuid", "==", ["uuid", "b-b"]]]
+    assert [o["row"]["name"] for o in ops_on(ops, "insert", "Port")] == ["p1"]
+
+
+def test_a_renamed_bridge_takes_its_ports_along() -> None:
+    snap = snapshot(("a", True))
+    add_port(snap, "a", "p1")
+    current = {"interfaces": [bridge("a", ["p1"]), port("p1", "a")]}
+    desired = {"interfaces": [{"name": "b", "type": "ovs-bridge", "ports": ["p1"]}]}
+    actions = diff_net(current, desired)
+    assert kinds(actions) == [("delete", "bridge/a"), ("create", "bridge/b"), ("create", "port/p1")]
+
+    ops = TransactionBuilder(snap).build(actions)
+
+    assert not any(o["op"] == "wait" and o["where"] == [["name", "==", "p1"]] for o in ops)
+    assert [o["row"]["name"] for o in ops_on(ops, "insert", "Port")] == ["b", "p1"]
+    (new_bridge,) = ops_on(ops, "insert", "Bridge")
+    assert len(new_bridge["row"]["ports"][1]) == 2
+
+
+def test_a_port_taken_by_someone_else_is_still_a_conflict() -> None:
+    snap = snapshot(("a", False), ("b", True))
+    add_port(snap, "a", "p1")
+    create = Action("net", ActionKind.CREATE, "port/p1", after={"name": "p1", "bridge": "b"})
+    with pytest.raises(ConflictError, match="already on bridge a"):
+        TransactionBuilder(snap).build([create])
+
+
+def test_the_kernel_datapath_is_checked_only_when_ovs_picks_the_datapath() -> None:
+    def bridge_action(kind: ActionKind, **after: object) -> Action:
+        return Action("net", kind, "bridge/br0", after={"name": "br0", **after})
+
+    assert _picks_datapath([bridge_action(ActionKind.CREATE)])
+    assert _picks_datapath([bridge_action(ActionKind.MODIFY, datapath="")])
+    assert not _picks_datapath([bridge_action(ActionKind.CREATE, datapath="netdev")])
+    assert not _picks_datapath([bridge_action(ActionKind.MODIFY, stp=True)])
+    assert not _picks_datapath([Action("net", ActionKind.DELETE, "bridge/br0", before={})])
+
+
+def test_an_uninitialised_database_is_an_ovsdb_error() -> None:
+    """So the apply reports it as an ApplyError naming the action, not a crash."""
+
+    class NoRootRow:
+        async def transact(self, db: str, *ops: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{"rows": []} for _ in ops]
+
+    with pytest.raises(OvsdbError, match="ovs-vsctl init"):
+        asyncio.run(read_snapshot(NoRootRow()))  # type: ignore[arg-type]
+
+
 def test_verify_reports_missing_unwanted_and_differing() -> None:
     current = applied_seed()
     current["interfaces"] = [e for e in current["interfaces"] if e["name"] != "mesh"]
     current["interfaces"].append(bridge("old", []))
     current["interfaces"][0]["ipv4"] = ipv4("192.168.1.99/24", gateway="192.168.1.1")
     found = {
-        (m.resource, m.field, str(m.expected), str(m.actual))
-        for action in diff_net(current, SEED)
-        for m in action.mismatches(("name", "bridge"))
+        (m.resource, m.field, str(m.expected), str(m.actual)) for m in net_mismatches(current, SEED)
     }
     assert found == {
         ("bridge/old", "present", "False", "True"),

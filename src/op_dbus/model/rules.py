@@ -77,6 +77,11 @@ DHCP_REFUSED = (
     " (ipv4.address, ipv4.gateway), or leave this interface's ipv4 out for another tool"
 )
 """Why `dhcp: true` is refused before anything runs (docs/net.md has the reasoning)."""
+SECOND_GATEWAY = (
+    "is a second default route: op-dbus sets one default route and removes its others,"
+    " so two would keep replacing each other; declare ipv4.gateway on one interface"
+)
+"""Why a second `ipv4.gateway` among the interfaces is refused before anything runs."""
 
 
 class _Rules:
@@ -110,9 +115,14 @@ class _Rules:
         for i, iface in items:
             if iface.get("type") in PORT_TYPES:
                 self._port(iface, (*base, i), claims)
+        gateways: list[Loc] = []
         for i, iface in items:
             if isinstance(iface.get("ipv4"), dict):
                 self._interface_ipv4(iface["ipv4"], (*base, i, "ipv4"))
+                if iface["ipv4"].get("gateway") is not None:
+                    gateways.append((*base, i, "ipv4", "gateway"))
+        for loc in gateways[1:]:
+            self.error(loc, f"{SECOND_GATEWAY} (the first is at {format_path(gateways[0])})")
 
     def _bridge(self, iface: dict[str, Any], loc: Loc, claims: dict[str, tuple[str, Loc]]) -> None:
         name = _text(iface, "name") or ""

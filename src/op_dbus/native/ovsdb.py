@@ -20,6 +20,10 @@ from typing import Any
 
 DEFAULT_TCP_PORT = 6640
 DEFAULT_TIMEOUT = 10.0
+MAX_BACKOFF = 2.0
+"""Longest pause between connection attempts."""
+VSWITCH_DB = "Open_vSwitch"
+"""The database ovs-vswitchd is configured from (also the name of its root table)."""
 _READ_SIZE = 256 * 1024
 _UPDATE_METHODS = ("update", "update2")  # notifications of `monitor` and `monitor_cond`
 
@@ -221,6 +225,17 @@ def ovsdb_set(value: Any) -> list[Any]:
     return [value]
 
 
+def optional(value: Any) -> Any:
+    """The one value of an optional (0..1) column, or None when empty."""
+    members = ovsdb_set(value)
+    return members[0] if members else None
+
+
+def to_map(value: Any) -> dict[str, str]:
+    """An OVSDB map column (`["map", [[k, v], ...]]`) as a dict."""
+    return dict(value[1]) if isinstance(value, list) and value and value[0] == "map" else {}
+
+
 class OvsdbClient:
     """One JSON-RPC connection to an ovsdb-server. Use as `async with OvsdbClient() as c:`."""
 
@@ -235,19 +250,11 @@ class OvsdbClient:
         self._monitors: dict[str, asyncio.Queue[Any]] = {}
         self._target: str | None = None
 
-    async def connect(
-        self,
-        target: str,
-        *,
-        timeout: float | None = None,
-        retries: int = 0,
-        backoff: float = 0.05,
-        max_backoff: float = 2.0,
-    ) -> None:
+    async def connect(self, target: str, *, retries: int = 0, backoff: float = 0.05) -> None:
         """Connect to `target` (`unix:PATH` or `tcp:IP:PORT`).
 
         A server that is restarting refuses connections for a moment, so up to `retries`
-        further attempts follow, the pause doubling from `backoff` up to `max_backoff`.
+        further attempts follow, the pause doubling from `backoff` up to MAX_BACKOFF.
         """
         where = parse_target(target)
         if self._writer is not None:
@@ -255,13 +262,13 @@ class OvsdbClient:
         delay = backoff
         for attempt in range(retries + 1):
             try:
-                await self._open(target, where, timeout)
+                await self._open(target, where)
                 break
             except OvsdbConnectionError:
                 if attempt == retries:
                     raise
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, max_backoff)
+                delay = min(delay * 2, MAX_BACKOFF)
         self._target = target
         self._lost = None
         self._reader_task = asyncio.create_task(self._read_loop(), name=f"ovsdb-reader {target}")
@@ -282,13 +289,13 @@ class OvsdbClient:
         await self.close()
         await self.connect(self._target, retries=retries, backoff=backoff)
 
-    async def _open(self, target: str, where: Target, timeout: float | None) -> None:
+    async def _open(self, target: str, where: Target) -> None:
         try:
             if where.kind == "unix":
                 opening = asyncio.open_unix_connection(where.path)
             else:
                 opening = asyncio.open_connection(where.host, where.port)
-            async with asyncio.timeout(self.timeout if timeout is None else timeout):
+            async with asyncio.timeout(self.timeout):
                 self._reader, self._writer = await opening
         except (OSError, TimeoutError) as exc:
             why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
@@ -501,11 +508,10 @@ def wait_op(
     rows: list[dict[str, Any]],
     columns: list[str],
     *,
-    until: str = "==",
     timeout: int = 0,
 ) -> dict[str, Any]:
     """A `wait` operation: the transaction aborts unless the rows matching `where`, projected
-    to `columns`, are (`==`) or are not (`!=`) exactly `rows`, within `timeout` ms.
+    to `columns`, are exactly `rows`, within `timeout` ms.
 
     With timeout 0 it is an optimistic lock: the caller guards what it read, and a change by
     someone else since then fails the whole transaction instead of being overwritten.
@@ -515,7 +521,7 @@ def wait_op(
         "table": table,
         "where": where,
         "columns": columns,
-        "until": until,
+        "until": "==",
         "rows": rows,
         "timeout": timeout,
     }
@@ -530,15 +536,15 @@ async def ovs_summary(client: OvsdbClient) -> dict[str, Any]:
     """Versions and capabilities from the Open_vSwitch row (filled in by ovs-vswitchd)."""
     columns = ["ovs_version", "db_version", "datapath_types", "iface_types"]
     (result,) = await client.transact(
-        "Open_vSwitch", {"op": "select", "table": "Open_vSwitch", "where": [], "columns": columns}
+        VSWITCH_DB, {"op": "select", "table": "Open_vSwitch", "where": [], "columns": columns}
     )
     rows = result["rows"]
     if not rows:
         raise OvsdbError("the Open_vSwitch table has no row (database not initialised)")
     row = rows[0]
     return {
-        "ovs_version": (ovsdb_set(row["ovs_version"]) or [None])[0],
-        "db_version": (ovsdb_set(row["db_version"]) or [None])[0],
+        "ovs_version": optional(row["ovs_version"]),
+        "db_version": optional(row["db_version"]),
         "datapath_types": sorted(ovsdb_set(row["datapath_types"])),
         "iface_types": sorted(ovsdb_set(row["iface_types"])),
     }

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from op_dbus.native.lxc_config import PORT_OWNER_KEY
-from op_dbus.native.ovsdb import OvsdbClient, ovsdb_set, wait_op
-
-DB = "Open_vSwitch"
+from op_dbus.native.ovsdb import VSWITCH_DB, OvsdbClient, ovsdb_set, to_map, wait_op, where_uuid
 
 
 @dataclass(frozen=True)
@@ -26,10 +24,6 @@ class PortRow:
     """The container whose port this is (external_ids), None for ports op-dbus did not add."""
 
 
-def _map(value: Any) -> dict[str, str]:
-    return dict(value[1]) if isinstance(value, list) and value and value[0] == "map" else {}
-
-
 async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
     """Every port on a bridge, by name, read in one transaction."""
 
@@ -37,7 +31,7 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
         return {"op": "select", "table": table, "where": [], "columns": ["_uuid", *columns]}
 
     bridges, ports = await client.transact(
-        DB, select("Bridge", "name", "ports"), select("Port", "name", "external_ids")
+        VSWITCH_DB, select("Bridge", "name", "ports"), select("Port", "name", "external_ids")
     )
     port_rows = {row["_uuid"][1]: row for row in ports["rows"]}
     found: dict[str, PortRow] = {}
@@ -51,7 +45,7 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
                 member[1],
                 bridge["name"],
                 bridge["_uuid"][1],
-                _map(row["external_ids"]).get(PORT_OWNER_KEY),
+                to_map(row["external_ids"]).get(PORT_OWNER_KEY),
             )
     return found
 
@@ -60,7 +54,7 @@ def _remove_op(port: PortRow) -> dict[str, Any]:
     return {
         "op": "mutate",
         "table": "Bridge",
-        "where": [["_uuid", "==", ["uuid", port.bridge_uuid]]],
+        "where": where_uuid(port.bridge_uuid),
         "mutations": [["ports", "delete", ["set", [["uuid", port.uuid]]]]],
     }
 
@@ -93,10 +87,10 @@ async def attach(client: OvsdbClient, bridge: str, port: str, container: str) ->
             "mutations": [["ports", "insert", ["set", [["named-uuid", "port"]]]]],
         },
     ]
-    await client.transact(DB, *ops)
+    await client.transact(VSWITCH_DB, *ops)
 
 
 async def detach(client: OvsdbClient, port: str) -> None:
     """Take `port` off its bridge (nothing to do when it is on none)."""
     if (old := (await read_ports(client)).get(port)) is not None:
-        await client.transact(DB, _remove_op(old))
+        await client.transact(VSWITCH_DB, _remove_op(old))

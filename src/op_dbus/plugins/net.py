@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from op_dbus.model.modes import Mode
 from op_dbus.native import netlink
 from op_dbus.native.ovsdb import (
+    VSWITCH_DB,
     OvsdbClient,
     OvsdbConnectionError,
     OvsdbError,
@@ -23,6 +24,7 @@ from op_dbus.native.ovsdb import (
 )
 from op_dbus.plugins.base import (
     Action,
+    ActionKind,
     ApplyError,
     Availability,
     Mismatch,
@@ -31,7 +33,6 @@ from op_dbus.plugins.base import (
 )
 from op_dbus.plugins.net_diff import diff_net, split
 from op_dbus.plugins.net_ovs import (
-    DB,
     ConflictError,
     Snapshot,
     TransactionBuilder,
@@ -108,8 +109,9 @@ class NetPlugin(Plugin):
     async def _transact(self, actions: list[Action]) -> list[Action]:
         """All OVS actions in one guarded transaction, rebuilt from a fresh read on conflict."""
         client = await self._ovsdb()
+        picks_datapath = _picks_datapath(actions)
         for attempt in range(1, ATTEMPTS + 1):
-            kernel = await netlink.kernel_ovs_datapath() if _picks_datapath(actions) else True
+            kernel = await netlink.kernel_ovs_datapath() if picks_datapath else True
             builder = TransactionBuilder(await self._snapshot(kernel_datapath=kernel))
             try:
                 ops = builder.build(actions)
@@ -118,7 +120,7 @@ class NetPlugin(Plugin):
             if not ops:  # a fresh read shows nothing left to change
                 return list(actions)
             try:
-                await client.transact(DB, *ops)
+                await client.transact(VSWITCH_DB, *ops)
                 return list(actions)
             except OvsdbOpError as exc:
                 failed = builder.action_of[min(exc.index, len(ops) - 1)]
@@ -131,29 +133,41 @@ class NetPlugin(Plugin):
         raise AssertionError("unreachable")
 
     async def verify(self, desired: Section) -> list[Mismatch]:
-        current = await self.query(desired)
-        found = [
-            mismatch
-            for action in diff_net(current, desired)
-            for mismatch in action.mismatches(("name", "bridge"))
-        ]
-        bridges, ports = split(current)
-        realised = bool(current.get("datapath_types") or [])
-        for name in split(desired)[0].keys() | split(desired)[1].keys():
-            entry = bridges.get(name) or ports.get(name)
-            if entry is None or not realised:
-                continue
-            if entry.get("error"):
-                found.append(Mismatch(name, "error", None, entry["error"]))
-            if not isinstance(entry.get("ofport"), int) or entry["ofport"] < 0:
-                found.append(Mismatch(name, "ofport", "assigned", entry.get("ofport")))
+        return net_mismatches(await self.query(desired), desired)
+
+
+def net_mismatches(current: Section, desired: Section) -> list[Mismatch]:
+    """What differs between `current` and `desired`, and the desired bridges and ports that
+    vswitchd could not realise (an error, or no ofport), once it reports datapath types."""
+    found = [
+        mismatch
+        for action in diff_net(current, desired)
+        for mismatch in action.mismatches(("name", "bridge"))
+    ]
+    if not current.get("datapath_types"):
         return found
+    bridges, ports = split(current)
+    want_bridges, want_ports = split(desired)
+    for name in want_bridges.keys() | want_ports.keys():
+        entry = bridges.get(name) or ports.get(name)
+        if entry is None:
+            continue
+        if entry.get("error"):
+            found.append(Mismatch(name, "error", None, entry["error"]))
+        if not isinstance(entry.get("ofport"), int) or entry["ofport"] < 0:
+            found.append(Mismatch(name, "ofport", "assigned", entry.get("ofport")))
+    return found
 
 
 def _picks_datapath(actions: list[Action]) -> bool:
-    """Whether a bridge is written without a declared `datapath`, so OVS's default is chosen."""
+    """Whether a bridge gets OVS's default datapath (created without one, or one cleared), so
+    whether the kernel's datapath must be checked for."""
     return any(
-        a.resource.startswith("bridge/") and a.after is not None and not a.after.get("datapath")
+        a.resource.startswith("bridge/")
+        and (
+            (a.kind == ActionKind.CREATE and not a.after.get("datapath"))
+            or (a.kind == ActionKind.MODIFY and "datapath" in a.after and not a.after["datapath"])
+        )
         for a in actions
     )
 
@@ -165,10 +179,9 @@ def entries_with_ipv4(snap: Snapshot, net: netlink.NetState | None) -> Section:
     for name in sorted(snap.bridges):
         bridge = snap.bridges[name]
         interfaces.append(bridge_entry(snap, bridge))
+        _, members = snap.members(bridge)
         ports.extend(
-            port_entry(snap, bridge, port)
-            for port in sorted(snap.ports_of(bridge), key=lambda p: p["name"])
-            if port["name"] != name
+            port_entry(snap, bridge, port) for port in sorted(members, key=lambda p: p["name"])
         )
     interfaces.extend(ports)
     for entry in interfaces:
@@ -192,12 +205,14 @@ def ipv4_of(name: str, net: netlink.NetState) -> dict[str, Any]:
 async def apply_ipv4(after: dict[str, Any]) -> None:
     """Bring one interface's link, addresses and default route to `after` (netlink)."""
     name = after["name"]
-    if not await netlink.wait_for_link(name, LINK_TIMEOUT):
-        raise netlink.NetlinkError(
-            f"device {name} did not appear within {LINK_TIMEOUT:.0f} s"
-            " (is ovs-vswitchd running, in this network namespace?)"
-        )
     net = await netlink.read_state()
+    if name not in net.up:  # vswitchd has not created the device yet
+        if not await netlink.wait_for_link(name, LINK_TIMEOUT):
+            raise netlink.NetlinkError(
+                f"device {name} did not appear within {LINK_TIMEOUT:.0f} s"
+                " (is ovs-vswitchd running, in this network namespace?)"
+            )
+        net = await netlink.read_state()
     want_up = after.get("enabled")
     if want_up is None and (after.get("address") or after.get("gateway")):
         want_up = True

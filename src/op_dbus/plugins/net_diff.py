@@ -18,7 +18,9 @@ from op_dbus.plugins.base import Action, ActionKind, Section
 PLUGIN = "net"
 BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
 PORT_FIELDS = ("vlan", "mtu")
-DEFAULTS: dict[str, Any] = {"stp": False, "external_ids": {}}
+DEFAULTS: dict[str, Any] = {"stp": False}
+CLEARABLE = ("fail_mode", "vlan")
+"""Fields a rollback clears when the checkpoint has none (the others have no 'unset')."""
 
 
 def _interfaces(section: Section | None) -> list[dict[str, Any]]:
@@ -55,14 +57,13 @@ def _fields_changed(
 ) -> dict[str, Any]:
     changed: dict[str, Any] = {}
     for name in names:
-        if name not in desired or (name == "mtu" and desired[name] is None):
-            continue
-        if desired[name] != current.get(name, DEFAULTS.get(name)):
-            changed[name] = desired[name]
-    if exhaustive:
-        for name in ("fail_mode",):
-            if name in names and name not in desired and current.get(name) is not None:
+        if name not in desired:
+            if exhaustive and name in CLEARABLE and current.get(name) is not None:
                 changed[name] = None
+        elif name == "mtu" and desired[name] is None:
+            continue
+        elif desired[name] != current.get(name, DEFAULTS.get(name)):
+            changed[name] = desired[name]
     return changed
 
 
@@ -77,6 +78,19 @@ def _ids_changed(current: dict, desired: dict, exhaustive: bool) -> dict[str, An
     if exhaustive and (gone := sorted(set(have) - set(want))):
         changed["external_ids_remove"] = gone
     return changed
+
+
+def _modify(
+    resource: str, have: dict, want: dict, fields: tuple[str, ...], exhaustive: bool, key: dict
+) -> list[Action]:
+    """The MODIFY bringing `have` to `want`, as a list (empty when nothing differs); `key`
+    identifies the row in the action's `after`."""
+    changed = _fields_changed(have, want, fields, exhaustive)
+    changed.update(_ids_changed(have, want, exhaustive))
+    if not changed:
+        return []
+    before = {k: have.get(k) for k in changed if not k.endswith("_remove")}
+    return [Action(PLUGIN, ActionKind.MODIFY, resource, before, {**key, **changed})]
 
 
 def _ipv4_changes(current: dict, desired: dict, exhaustive: bool) -> dict[str, Any]:
@@ -129,15 +143,8 @@ def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) ->
                 Action(PLUGIN, ActionKind.CREATE, f"bridge/{name}", None, {"name": name, **fields})
             )
             continue
-        changed = _fields_changed(have, want, BRIDGE_FIELDS, exhaustive)
-        changed.update(_ids_changed(have, want, exhaustive))
-        if changed:
-            before = {k: have.get(k) for k in changed if not k.endswith("_remove")}
-            upserts.append(
-                Action(
-                    PLUGIN, ActionKind.MODIFY, f"bridge/{name}", before, {"name": name, **changed}
-                )
-            )
+        key = {"name": name}
+        upserts += _modify(f"bridge/{name}", have, want, BRIDGE_FIELDS, exhaustive, key)
 
     for name, want in want_ports.items():
         have = cur_ports.get(name)
@@ -151,14 +158,8 @@ def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) ->
             after = {"name": name, **{k: want[k] for k in keys if k in want}}
             upserts.append(Action(PLUGIN, ActionKind.CREATE, f"port/{name}", None, after))
             continue
-        changed = _fields_changed(have, want, PORT_FIELDS, exhaustive)
-        if exhaustive and "vlan" not in want and have.get("vlan") is not None:
-            changed["vlan"] = None
-        changed.update(_ids_changed(have, want, exhaustive))
-        if changed:
-            before = {k: have.get(k) for k in changed if not k.endswith("_remove")}
-            after = {"name": name, "bridge": have["bridge"], **changed}
-            upserts.append(Action(PLUGIN, ActionKind.MODIFY, f"port/{name}", before, after))
+        key = {"name": name, "bridge": have["bridge"]}
+        upserts += _modify(f"port/{name}", have, want, PORT_FIELDS, exhaustive, key)
 
     current_all = {**cur_ports, **cur_bridges}
     for entry in _interfaces(desired):

@@ -12,31 +12,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from op_dbus.native.ovsdb import OvsdbClient, ovsdb_set, wait_op, where_uuid
+from op_dbus.native.ovsdb import (
+    VSWITCH_DB,
+    OvsdbClient,
+    OvsdbError,
+    optional,
+    ovsdb_set,
+    to_map,
+    wait_op,
+    where_uuid,
+)
 from op_dbus.plugins.base import Action, ActionKind
 
-DB = "Open_vSwitch"
 OWNER_KEY = "op-dbus-owner"
 OWNER = "op-dbus"
 BRIDGE_COLUMNS = ["name", "ports", "datapath_type", "external_ids", "stp_enable", "fail_mode"]
 PORT_COLUMNS = ["name", "interfaces", "tag", "external_ids"]
-IFACE_COLUMNS = ["name", "type", "ofport", "error", "external_ids", "mtu", "mtu_request"]
+IFACE_COLUMNS = ["name", "type", "ofport", "error", "mtu", "mtu_request"]
 EMPTY_SET: list[Any] = ["set", []]
-
-
-def to_map(value: Any) -> dict[str, str]:
-    """An OVSDB map column as a dict."""
-    return dict(value[1]) if isinstance(value, list) and value and value[0] == "map" else {}
 
 
 def from_map(values: dict[str, str]) -> list[Any]:
     return ["map", [[k, v] for k, v in sorted(values.items())]]
-
-
-def optional(value: Any) -> Any:
-    """The one value of an optional (0..1) column, or None when empty."""
-    members = ovsdb_set(value)
-    return members[0] if members else None
 
 
 def uuids(value: Any) -> list[str]:
@@ -72,6 +69,16 @@ class Snapshot:
     def ports_of(self, bridge: dict[str, Any]) -> list[dict[str, Any]]:
         return [self.ports[u] for u in uuids(bridge["ports"]) if u in self.ports]
 
+    def members(self, bridge: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """The bridge's own port (named like the bridge; None if missing) and its other ports."""
+        own, others = None, []
+        for port in self.ports_of(bridge):
+            if port["name"] == bridge["name"]:
+                own = port
+            else:
+                others.append(port)
+        return own, others
+
     def interface_of(self, port: dict[str, Any]) -> dict[str, Any] | None:
         found = [self.interfaces[u] for u in uuids(port["interfaces"]) if u in self.interfaces]
         return min(found, key=lambda row: row["name"]) if found else None
@@ -94,14 +101,14 @@ async def read_snapshot(client: OvsdbClient, *, kernel_datapath: bool = True) ->
         return {"op": "select", "table": table, "where": [], "columns": ["_uuid", *columns]}
 
     root, bridges, ports, ifaces = await client.transact(
-        DB,
+        VSWITCH_DB,
         select("Open_vSwitch", ["bridges", "datapath_types"]),
         select("Bridge", BRIDGE_COLUMNS),
         select("Port", PORT_COLUMNS),
         select("Interface", IFACE_COLUMNS),
     )
     if not root["rows"]:
-        raise RuntimeError("the Open_vSwitch table has no row (run `ovs-vsctl init`)")
+        raise OvsdbError("the Open_vSwitch table has no row (run `ovs-vsctl init`)")
     snap = Snapshot(root["rows"][0], kernel_datapath=kernel_datapath)
     attached = set(uuids(snap.root["bridges"]))
     for row in bridges["rows"]:
@@ -143,8 +150,7 @@ def realised(iface: dict[str, Any]) -> dict[str, Any]:
 
 def bridge_entry(snap: Snapshot, bridge: dict[str, Any]) -> dict[str, Any]:
     """A bridge as the state file spells it (ports without the bridge's own), plus facts."""
-    ports = [p for p in snap.ports_of(bridge) if p["name"] != bridge["name"]]
-    own = next((p for p in snap.ports_of(bridge) if p["name"] == bridge["name"]), None)
+    own, ports = snap.members(bridge)
     entry: dict[str, Any] = {
         "name": bridge["name"],
         "type": "ovs-bridge",
@@ -173,6 +179,7 @@ class TransactionBuilder:
         self.ops: list[dict[str, Any]] = []
         self.action_of: list[Action] = []
         self._names = 0
+        self._released: set[str] = set()  # names of ports this transaction takes away
 
     def build(self, actions: Iterable[Action]) -> list[dict[str, Any]]:
         actions = list(actions)
@@ -240,14 +247,20 @@ class TransactionBuilder:
         return ids
 
     def _new_port(self, action: Action, after: dict[str, Any]) -> str:
-        """Insert an Interface and a Port for `after`; return the Port's uuid-name."""
+        """Insert an Interface and a Port for `after`; return the Port's uuid-name.
+
+        A name an earlier action of this transaction releases (a port moving to another bridge,
+        or kept by a renamed bridge) is reused: that delete's guard pins the old row, which
+        OVSDB drops at commit, so it is not checked for here (within the transaction it still
+        exists)."""
         name = after["name"]
-        if (found := self.snap.find_port(name)) is not None:
-            raise ConflictError(action, f"port {name} is already on bridge {found[0]['name']}")
-        self._absent(action, "Port", name)
+        if name not in self._released:
+            if (found := self.snap.find_port(name)) is not None:
+                raise ConflictError(action, f"port {name} is already on bridge {found[0]['name']}")
+            self._absent(action, "Port", name)
         iface, port = self._name("i"), self._name("p")
         iface_row: dict[str, Any] = {"name": name, "external_ids": from_map(self._owner_ids(after))}
-        if after.get("type") == "ovs-internal" or after.get("internal"):
+        if after.get("type") == "ovs-internal":
             iface_row["type"] = "internal"
         if after.get("mtu") is not None:
             iface_row["mtu_request"] = after["mtu"]
@@ -271,7 +284,7 @@ class TransactionBuilder:
         if name in self.snap.bridges:
             raise ConflictError(action, f"bridge {name} was created by someone else meanwhile")
         self._absent(action, "Bridge", name)
-        own_port = {"name": name, "internal": True, "owned": after.get("owned", True)}
+        own_port = {"name": name, "type": "ovs-internal", "owned": after.get("owned", True)}
         own = self._new_port(action, {**own_port, "mtu": after.get("mtu")})
         members = [own, *(self._new_port(p, p.after) for p in ports)]
         row: dict[str, Any] = {
@@ -315,7 +328,7 @@ class TransactionBuilder:
             where = where_uuid(row["_uuid"][1])
             self._emit(action, {"op": "update", "table": "Bridge", "where": where, "row": update})
         if after.get("mtu") is not None:
-            own = next((p for p in self.snap.ports_of(row) if p["name"] == row["name"]), None)
+            own, _ = self.snap.members(row)
             iface = self.snap.interface_of(own) if own else None
             if iface is None:
                 raise ConflictError(action, f"bridge {row['name']} has no interface of its own")
@@ -334,6 +347,7 @@ class TransactionBuilder:
         if not owned(row):
             raise ConflictError(action, f"bridge {row['name']} is not owned by op-dbus")
         self._guard(action, "Bridge", row, ["name", "external_ids", "ports"])
+        self._released.update(port["name"] for port in self.snap.ports_of(row))
         self._emit(
             action,
             {
@@ -371,6 +385,7 @@ class TransactionBuilder:
         if not owned(port):
             raise ConflictError(action, f"port {port['name']} is not owned by op-dbus")
         self._guard(action, "Port", port, ["name", "external_ids", "interfaces"])
+        self._released.add(port["name"])
         self._emit(
             action,
             {

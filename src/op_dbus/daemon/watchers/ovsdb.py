@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from op_dbus.daemon.watchers import Session, Trigger
-from op_dbus.native.ovsdb import OvsdbClient, OvsdbConnectionError
+from op_dbus.native.ovsdb import VSWITCH_DB, OvsdbClient, OvsdbConnectionError
+from op_dbus.plugins.net_ovs import BRIDGE_COLUMNS, PORT_COLUMNS
 
-DB = "Open_vSwitch"
 TABLES: dict[str, list[str] | None] = {
     "Open_vSwitch": ["bridges"],
-    "Bridge": ["name", "ports", "datapath_type", "external_ids", "stp_enable", "fail_mode"],
-    "Port": ["name", "interfaces", "tag", "external_ids"],
+    "Bridge": BRIDGE_COLUMNS,
+    "Port": PORT_COLUMNS,
     "Interface": ["name", "type", "options", "external_ids", "mtu_request", "ofport", "error"],
 }
 SECTIONS = frozenset({"net", "lxc"})
@@ -25,7 +25,7 @@ def ovsdb_session(target: str, trigger: Trigger) -> Session:
     async def session(connected: Callable[[], None]) -> None:
         async with OvsdbClient() as client:
             await client.connect(target)
-            monitor = await client.monitor(DB, TABLES)
+            monitor = await client.monitor(VSWITCH_DB, TABLES)
             connected()
             async for update in monitor:
                 trigger(SECTIONS, f"ovsdb {'/'.join(sorted(update))}")
