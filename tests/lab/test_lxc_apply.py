@@ -22,6 +22,7 @@ import pytest
 
 from op_dbus.lab import Lab, run_in_lab
 from op_dbus.lab.lxc import drop_empty_cgroups
+from op_dbus.native.lxc_config import legacy_cgroups
 
 SEED = json.loads((Path(__file__).parents[2] / "examples" / "full-mode.json").read_text())
 ADDRESSES = {"gateway": "10.0.0.2", "warp": "10.0.0.3", "xray-client": "10.0.0.4"}
@@ -242,6 +243,33 @@ def test_port_left_by_a_killed_container_does_not_block_the_next_apply(
     assert opdbus(clean, "diff", path).returncode == 0
 
 
+def test_rollback_after_reattaching_a_lost_port_keeps_the_bridge_in_the_config(
+    clean: Lab, tmp_path: Path
+) -> None:
+    """gateway's port deleted by hand (checkpoint: not attached); the apply re-attaches it,
+    then fails starting warp (a device holds its veth name); rollback must only detach."""
+    state = copy.deepcopy(SEED)
+    state["lxc"]["containers"] = state["lxc"]["containers"][:2]
+    path = write(tmp_path, state)
+    assert opdbus(clean, "apply", path).returncode == 0
+    sh(clean, "ovs-vsctl", "--timeout=10", "del-port", "vi100")
+    lxc(clean, "lxc-stop", "warp")
+    wait_link_gone(clean, "vi101")
+    sh(clean, "ip", "link", "add", "vi101", "type", "veth", "peer", "name", "vi101p")
+    try:
+        result = opdbus(clean, "apply", path)
+        assert result.returncode == 4, result.stdout + result.stderr
+        assert "warp" in result.stdout + result.stderr
+    finally:
+        sh(clean, "ip", "link", "del", "vi101")
+    assert "# op-dbus-bridge = mesh" in (clean.lxc_path / "gateway" / "config").read_text()
+    assert list_ports(clean, "mesh") == set(), "back to the checkpoint: vi100 not attached"
+    lxc(clean, "lxc-stop", "gateway")
+    wait_link_gone(clean, "vi100")
+    lxc(clean, "lxc-start", "gateway", "-d")
+    assert list_ports(clean, "mesh") == {"vi100"}, "the start hook still attaches it"
+
+
 def test_restart_right_after_a_stop_waits_for_the_old_veth(clean: Lab, tmp_path: Path) -> None:
     state = copy.deepcopy(SEED)
     state["lxc"]["containers"] = state["lxc"]["containers"][:1]
@@ -304,8 +332,7 @@ def test_memory_and_cpu_limits_reach_the_container_cgroup(clean: Lab, tmp_path: 
     def cgroup(key: str) -> str:
         v1 = {"memory": "memory.limit_in_bytes", "cpu": "cpu.cfs_quota_us"}
         v2 = {"memory": "memory.max", "cpu": "cpu.max"}
-        legacy = Path("/sys/fs/cgroup/memory").is_dir()
-        return lxc(clean, "lxc-cgroup", "gateway", (v1 if legacy else v2)[key]).strip()
+        return lxc(clean, "lxc-cgroup", "gateway", (v1 if legacy_cgroups() else v2)[key]).strip()
 
     assert cgroup("memory") == str(64 * 1024 * 1024)
     assert cgroup("cpu").split()[0] == "100000"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 from native_fixtures import ACTIVATABLE_NAME, PrivateBus, private_system_bus
 
@@ -13,10 +14,13 @@ from op_dbus.native.dbus import (
     BUS_NAME,
     BUS_PATH,
     activatable_names,
+    call,
     connect_system_bus,
     get_properties,
     name_has_owner,
+    unwrap,
 )
+from op_dbus.native.systemd import JobWatcher
 
 pytestmark = pytest.mark.lab
 
@@ -86,6 +90,30 @@ async def test_activatable_names_lists_service_files(private_bus: PrivateBus) ->
 async def test_connect_to_missing_socket_raises(private_bus: PrivateBus) -> None:
     with pytest.raises(OSError):
         await connect_system_bus(f"unix:path={private_bus.dir}/nobody")
+
+
+async def match_rules(bus: MessageBus) -> int:
+    """How many match rules the bus daemon holds for this connection (its Stats interface)."""
+    stats = "org.freedesktop.DBus.Debug.Stats"
+    (found,) = await call(
+        bus, BUS_NAME, BUS_PATH, stats, "GetConnectionStats", "s", [bus.unique_name]
+    )
+    return unwrap(found)["MatchRules"]
+
+
+async def test_job_watcher_failing_to_open_leaves_nothing_on_the_bus(
+    private_bus: PrivateBus,
+) -> None:
+    """No systemd on this bus: Subscribe fails once the handler and match rule are in place."""
+    bus = await connect_system_bus(private_bus.address)
+    try:
+        with pytest.raises(DBusError):
+            async with JobWatcher(bus):
+                pass
+        assert bus._user_message_handlers == []
+        assert await match_rules(bus) == 0
+    finally:
+        bus.disconnect()
 
 
 async def test_systemd_manager_properties_in_the_lab(lab: Lab) -> None:

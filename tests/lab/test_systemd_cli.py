@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -54,9 +55,10 @@ async def test_drift_shows_in_diff(lab: Lab, tmp_path: Path, units: None) -> Non
     assert op_dbus(lab, "diff", path)[0] == ExitCode.OK
     su.busctl(lab, "call", "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
               "org.freedesktop.systemd1.Manager", "StopUnit", "ss", su.LONG, "replace")  # fmt: skip
-    for _ in range(50):
-        if su.busctl_active_state(lab, su.LONG) == "inactive":
-            break
+    deadline = time.monotonic() + 5
+    while su.busctl_active_state(lab, su.LONG) != "inactive" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert su.busctl_active_state(lab, su.LONG) == "inactive"
     code, out = op_dbus(lab, "diff", path)
     assert code == ExitCode.CHANGES_PENDING, out
     assert su.LONG in out and "inactive" in out

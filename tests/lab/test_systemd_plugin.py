@@ -14,6 +14,7 @@ from op_dbus.engine.plan import make_plan
 from op_dbus.exitcodes import ExitCode
 from op_dbus.lab import Lab
 from op_dbus.native import systemd as sd
+from op_dbus.plugins.base import ApplyError
 from op_dbus.plugins.systemd import SystemdPlugin
 
 
@@ -52,7 +53,8 @@ async def test_query_matches_busctl(lab: Lab, plugin: SystemdPlugin) -> None:
         assert su.busctl_file_state(lab, name) == state
         assert units[name]["unit_file_state"] == state
     assert units[su.STATIC]["enabled"] is True, "static counts as enabled, like is-enabled"
-    assert units[su.LONG] | {} == units[su.LONG] and units[su.LONG]["enabled"] is False
+    shape = {key: units[su.LONG][key] for key in ("enabled", "active_state", "masked")}
+    assert shape == {"enabled": False, "active_state": "inactive", "masked": False}
     assert units["dbus.service"]["active_state"] == su.busctl_active_state(lab, "dbus.service")
     assert "opdbus-t-nope.service" not in units
 
@@ -120,6 +122,29 @@ async def test_failing_unit_rolls_back_what_was_changed(lab: Lab, plugin: System
     assert su.busctl_file_state(lab, su.LONG) == "disabled"
     assert su.busctl_active_state(lab, su.LONG) == "inactive"
     assert su.busctl_file_state(lab, su.VENDOR) == "disabled"
+
+
+async def test_a_failed_apply_reports_the_unit_file_changes_it_made(
+    lab: Lab, plugin: SystemdPlugin
+) -> None:
+    """Straight to apply (no rollback): `done` lists every change that took effect."""
+    desired = {su.ONESHOT: {"enabled": True}, su.LONG: {"masked": True}}  # /etc: mask fails
+    with pytest.raises(ApplyError) as caught:
+        await plugin.apply(await pending(plugin, desired))
+    assert caught.value.failed.resource == su.LONG
+    assert [a.resource for a in caught.value.done] == [su.ONESHOT]
+    assert su.busctl_file_state(lab, su.ONESHOT) == "enabled"
+
+    desired = {
+        su.FAILING: {"active_state": "active"},
+        su.LONG: {"enabled": True, "active_state": "active"},
+    }
+    with pytest.raises(ApplyError) as caught:
+        await plugin.apply(await pending(plugin, desired))
+    assert caught.value.failed.resource == su.FAILING
+    assert [a.resource for a in caught.value.done] == [su.LONG], "enabled, though never started"
+    assert su.busctl_file_state(lab, su.LONG) == "enabled"
+    assert su.busctl_active_state(lab, su.LONG) == "inactive"
 
 
 async def test_a_hanging_job_times_out_and_is_undone(lab: Lab, plugin: SystemdPlugin) -> None:

@@ -82,8 +82,15 @@ class Driver(ABC):
     async def configure(self, spec: Spec) -> None:
         """Rewrite an owned container's network and autostart; takes effect at its next start."""
 
+    async def start(self, name: str, veth: str | None = None) -> None:
+        """Start the container, once its previous run's host veth `veth` is gone (or after
+        `VETH_GONE_TIMEOUT`): starting with a fixed veth name before then fails ("File exists")."""
+        if veth:
+            await wait_link_gone(veth, VETH_GONE_TIMEOUT)
+        await self._start(name)
+
     @abstractmethod
-    async def start(self, name: str, veth: str | None = None) -> None: ...
+    async def _start(self, name: str) -> None: ...
 
     @abstractmethod
     async def stop(self, name: str) -> None: ...
@@ -100,6 +107,14 @@ def _failure(argv: Sequence[str], result: Result) -> LxcError:
     return LxcError(f"`{command[:117] + '...' if len(command) > 120 else command}`: {detail}")
 
 
+async def _checked(runner: Runner, argv: Sequence[str]) -> Result:
+    """Run `argv` with `runner`; LxcError when it fails."""
+    result = await runner(argv, COMMAND_TIMEOUT)
+    if result.returncode != 0:
+        raise _failure(argv, result)
+    return result
+
+
 class LxcCliDriver(Driver):
     """liblxc's tools (`lxc-ls`, `lxc-create`, ...) on containers under one LXC path.
 
@@ -112,11 +127,8 @@ class LxcCliDriver(Driver):
         self.ovsdb = ovsdb
         self.runner = runner
 
-    async def _run(self, *argv: str, timeout: float = COMMAND_TIMEOUT) -> Result:
-        result = await self.runner(argv, timeout)
-        if result.returncode != 0:
-            raise _failure(argv, result)
-        return result
+    async def _run(self, *argv: str) -> Result:
+        return await _checked(self.runner, argv)
 
     def _lxc(self, tool: str, name: str, *extra: str) -> list[str]:
         return [tool, "-P", str(self.path), *extra, "-n", name]
@@ -148,9 +160,7 @@ class LxcCliDriver(Driver):
     async def configure(self, spec: Spec) -> None:
         write_container_files(spec, self.path / spec.name, self.ovsdb)
 
-    async def start(self, name: str, veth: str | None = None) -> None:
-        if veth:
-            await wait_link_gone(veth, VETH_GONE_TIMEOUT)
+    async def _start(self, name: str) -> None:
         await self._run(*self._lxc("lxc-start", name, "-d"))
 
     async def stop(self, name: str) -> None:
@@ -177,18 +187,15 @@ def parse_lxc_ls(output: str) -> list[tuple[str, str, int | None]]:
     return rows
 
 
-async def wait_link_gone(name: str, timeout: float) -> bool:
-    """Wait until network device `name` no longer exists here; False if it outlived `timeout`.
+async def wait_link_gone(name: str, timeout: float) -> None:
+    """Wait until network device `name` no longer exists here, for at most `timeout` seconds.
 
     After a stop the kernel removes the host veth asynchronously; starting again with the
     same fixed name before then fails with "File exists"."""
     device = Path("/sys/class/net") / name
     deadline = time.monotonic() + timeout
-    while device.exists():
-        if time.monotonic() >= deadline:
-            return False
+    while device.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    return True
 
 
 PCT_TAG = "op-dbus"
@@ -207,10 +214,7 @@ class PctDriver(Driver):
         self.runner = runner
 
     async def _run(self, *argv: str) -> Result:
-        result = await self.runner(argv, COMMAND_TIMEOUT)
-        if result.returncode != 0:
-            raise _failure(argv, result)
-        return result
+        return await _checked(self.runner, argv)
 
     async def _rows(self) -> list[tuple[str, str, str]]:
         return parse_pct_list((await self._run("pct", "list")).stdout)
@@ -222,15 +226,15 @@ class PctDriver(Driver):
         raise LxcError(f"pct: no container named {name}")
 
     async def list(self) -> list[Observed]:
-        found: list[Observed] = []
-        for vmid, status, hostname in await self._rows():
-            config = parse_pct_config(vmid, (await self._run("pct", "config", vmid)).stdout)
-            pid = None
-            if status == "running":
-                verbose = (await self._run("pct", "status", vmid, "--verbose")).stdout
-                pid = parse_pct_pid(verbose)
-            found.append(Observed(hostname or vmid, status == "running", pid, config))
-        return found
+        return await asyncio.gather(*(self._observe(*row) for row in await self._rows()))
+
+    async def _observe(self, vmid: str, status: str, hostname: str) -> Observed:
+        """One container from `pct config` (and `pct status`: the pid of a running one)."""
+        config = parse_pct_config(vmid, (await self._run("pct", "config", vmid)).stdout)
+        pid = None
+        if status == "running":
+            pid = parse_pct_pid((await self._run("pct", "status", vmid, "--verbose")).stdout)
+        return Observed(hostname or vmid, status == "running", pid, config)
 
     async def create(self, spec: Spec) -> None:
         if ":" not in spec.template:
@@ -242,9 +246,7 @@ class PctDriver(Driver):
     async def configure(self, spec: Spec) -> None:
         await self._run("pct", "set", spec.id, *pct_options(spec))
 
-    async def start(self, name: str, veth: str | None = None) -> None:
-        if veth:
-            await wait_link_gone(veth, VETH_GONE_TIMEOUT)
+    async def _start(self, name: str) -> None:
         await self._run("pct", "start", await self._vmid(name))
 
     async def stop(self, name: str) -> None:

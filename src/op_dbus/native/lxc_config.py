@@ -28,6 +28,7 @@ RCS = Path("rootfs/etc/init.d/rcS")
 CPU_PERIOD_US = 100_000
 MEMORY_KEYS = ("lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max")
 CPU_KEYS = ("lxc.cgroup.cpu.cfs_quota_us", "lxc.cgroup.cpu.cfs_period_us", "lxc.cgroup2.cpu.max")
+DEFAULT_TEMPLATE = "busybox"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Spec:
     addresses: tuple[tuple[str, int], ...] = ()
     gateway: str | None = None
     autostart: bool = False
-    template: str = "busybox"
+    template: str = DEFAULT_TEMPLATE
     memory: int | None = None
     """MiB"""
     cpus: int | None = None

@@ -72,12 +72,8 @@ async def list_units_by_names(bus: MessageBus, names: list[str]) -> dict[str, Un
     return _statuses(rows)
 
 
-async def enable(bus: MessageBus, names: list[str], *, runtime: bool = False) -> bool:
-    """Enable unit files; False when they carry no install info (static: nothing to enable)."""
-    carries_install_info, _changes = await _manager(
-        bus, "EnableUnitFiles", "asbb", names, runtime, False
-    )
-    return bool(carries_install_info)
+async def enable(bus: MessageBus, names: list[str], *, runtime: bool = False) -> None:
+    await _manager(bus, "EnableUnitFiles", "asbb", names, runtime, False)
 
 
 async def disable(bus: MessageBus, names: list[str], *, runtime: bool = False) -> None:
@@ -97,6 +93,18 @@ async def reload(bus: MessageBus) -> None:
     await _manager(bus, "Reload")
 
 
+async def _subscribe(bus: MessageBus) -> bool:
+    """Subscribe to the Manager's signals; False when this connection already was (then
+    unsubscribing is left to whoever subscribed)."""
+    try:
+        await _manager(bus, "Subscribe")
+    except DBusError as exc:
+        if exc.type != ALREADY_SUBSCRIBED:
+            raise
+        return False
+    return True
+
+
 class JobWatcher:
     """Collects `JobRemoved` results while open; open it before queueing jobs.
 
@@ -107,17 +115,20 @@ class JobWatcher:
         self._bus = bus
         self._results: dict[str, str] = {}
         self._waiters: dict[str, asyncio.Future[str]] = {}
+        self._matched = False
         self._subscribed = False
 
     async def __aenter__(self) -> JobWatcher:
+        """Handler, match rule, Subscribe; a failure halfway undoes the steps taken (the bus
+        is the plugin's, kept open: nothing may stay behind on it)."""
         self._bus.add_message_handler(self._on_message)
-        await add_match(self._bus, JOB_REMOVED_RULE)
         try:
-            await _manager(self._bus, "Subscribe")
-            self._subscribed = True
-        except DBusError as exc:  # this connection subscribed already: leave that to its owner
-            if exc.type != ALREADY_SUBSCRIBED:
-                raise
+            await add_match(self._bus, JOB_REMOVED_RULE)
+            self._matched = True
+            self._subscribed = await _subscribe(self._bus)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
@@ -128,7 +139,8 @@ class JobWatcher:
     ) -> None:
         self._bus.remove_message_handler(self._on_message)
         if self._bus.connected:
-            await remove_match(self._bus, JOB_REMOVED_RULE)
+            if self._matched:
+                await remove_match(self._bus, JOB_REMOVED_RULE)
             if self._subscribed:
                 await _manager(self._bus, "Unsubscribe")
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from op_dbus.endpoints import Endpoints
 from op_dbus.model.modes import Mode
 from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver
-from op_dbus.native.lxc_config import Spec
+from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Spec
 from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, OvsdbLink
 from op_dbus.plugins.base import (
     Action,
@@ -26,10 +26,8 @@ from op_dbus.plugins.base import (
     Plugin,
     Section,
 )
-from op_dbus.plugins.lxc_diff import DEFAULT_TEMPLATE, RESTART_FIELDS, diff_lxc
+from op_dbus.plugins.lxc_diff import RESTART_FIELDS, diff_lxc
 from op_dbus.plugins.lxc_ovs import PortRow, attach, detach, read_ports
-
-CONFIG_FIELDS = ("id", "veth", "bridge", "hwaddr", "ipv4", "autostart", "memory", "cpus")
 
 
 @dataclass
@@ -79,15 +77,18 @@ class LxcPlugin(Plugin):
 
     async def apply(self, actions: list[Action]) -> list[Action]:
         done: list[Action] = []
+        found: dict[str, Observed] = {}  # listed once, at the first modify
         for action in actions:
             try:
-                await self._apply_one(action)
+                if action.kind == ActionKind.MODIFY and not found:
+                    found = {o.name: o for o in await self._driver().list()}
+                await self._apply_one(action, found)
             except (LxcError, OvsdbError, OSError) as exc:
                 raise ApplyError(action, str(exc), done) from exc
             done.append(action)
         return done
 
-    async def _apply_one(self, action: Action) -> None:
+    async def _apply_one(self, action: Action, found: dict[str, Observed]) -> None:
         driver = self._driver()
         kind, name = action.kind, action.resource.split("/", 1)[1]
         if action.resource.startswith("port/"):
@@ -100,27 +101,30 @@ class LxcPlugin(Plugin):
             if action.after.get("running"):
                 await driver.start(name, spec.veth)
         else:
-            await self._modify(name, action.after)
+            await self._modify(name, action.after, found.get(name))
 
-    async def _modify(self, name: str, after: dict[str, Any]) -> None:
+    async def _modify(self, name: str, after: dict[str, Any], now: Observed | None) -> None:
+        """Rewrite the config if a field it records changes; restart, move the port live,
+        or start/stop as the change needs. `bridge` is where the running container's port
+        goes; its config's bridge is `configured_bridge` when given (a rollback), else that."""
         driver = self._driver()
-        found = {o.name: o for o in await driver.list()}
-        if name not in found:
+        if now is None:
             raise LxcError(f"container {name} no longer exists")
-        now = found[name]
-        spec = spec_of({**entry_of(now), **after})
-        if any(key in after for key in CONFIG_FIELDS):
+        configured = after.get("configured_bridge", after.get("bridge", now.config.bridge))
+        spec = spec_of({**entry_of(now), **after, "bridge": configured})
+        recorded = after.keys() - {"name", "running", "bridge", "configured_bridge"}
+        if recorded or configured != now.config.bridge:
             await driver.configure(spec)
         running = now.running
         want = after.get("running", running)
         if running and any(key in after for key in RESTART_FIELDS):
             await driver.stop(name)
             running = False
-        elif running and want and "bridge" in after:
+        elif running and want and "bridge" in after and spec.veth:
             client = await self._ovsdb()
-            if spec.bridge and spec.veth:
-                await attach(client, spec.bridge, spec.veth, name)
-            elif spec.veth:
+            if after["bridge"]:
+                await attach(client, after["bridge"], spec.veth, name)
+            else:
                 await detach(client, spec.veth)
         if want and not running:
             await driver.start(name, spec.veth)
@@ -158,15 +162,17 @@ def entry_of(observed: Observed) -> dict[str, Any]:
 
 
 def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, Any]:
-    """A container in the state file's shape plus facts (owned, pid). `bridge` of a running
-    container is where its veth really is in OVSDB (None: not attached); of a stopped one,
-    the bridge it will join at start."""
+    """A container in the state file's shape plus facts (owned, pid, configured_bridge).
+    `bridge` of a running container is where its veth really is in OVSDB (None: not
+    attached); of a stopped one, the bridge it will join at start: `configured_bridge`, its
+    config's, which a checkpoint needs apart (a running container's port may be missing)."""
     entry = entry_of(observed)
     if observed.running:
         port = ports.get(observed.config.veth or "")
         entry["bridge"] = port.bridge if port is not None else None
     return {
         **entry,
+        "configured_bridge": observed.config.bridge,
         "running": observed.running,
         "state": "present",
         "owned": observed.config.owned,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from op_dbus.native.lxc_config import default_hwaddr, memory_mib
+from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, default_hwaddr, memory_mib
 from op_dbus.plugins.base import Action, ActionKind, Section
 
 PLUGIN = "lxc"
-DEFAULT_TEMPLATE = "busybox"
 RESTART_FIELDS = ("veth", "hwaddr", "ipv4", "memory", "cpus")
 """Fields that only take effect when the container starts: a running one is restarted."""
 LIMITS = ("memory", "cpus")
@@ -60,6 +59,10 @@ def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> di
             changed[key] = want[key]
     if "bridge" in want and want["bridge"] != have.get("bridge"):
         changed["bridge"] = want["bridge"]
+    if "configured_bridge" in want and (  # a checkpoint: its config's bridge goes back too
+        "bridge" in changed or want["configured_bridge"] != have.get("configured_bridge")
+    ):
+        changed["configured_bridge"] = want["configured_bridge"]
     if have.get("owned") and want.get("id") and want["id"] != have.get("id"):
         changed["id"] = want["id"]
     if "ipv4" in want and (ipv4 := _ipv4_change(have.get("ipv4"), want["ipv4"])) is not None:

@@ -198,7 +198,10 @@ class SystemdPlugin(Plugin):
         return mismatches(await self.query(desired), desired)
 
     async def apply(self, actions: list[Action]) -> list[Action]:
-        """Unit files first (unmask, enable/disable, mask), one Reload, then start/stop jobs."""
+        """Unit files first (unmask, enable/disable, mask), one Reload, then start/stop jobs.
+
+        On failure, `done` holds every other action that changed something: its unit files,
+        or its job."""
         if not actions:
             return []
         bus = await self._connect()
@@ -211,24 +214,26 @@ class SystemdPlugin(Plugin):
                 )
 
         done: list[Action] = []
-        files_changed = False
         for action in actions:
             try:
-                files_changed |= await self._change_files(bus, action)
+                if await self._change_files(bus, action):
+                    done.append(action)
             except DBusError as exc:
                 raise ApplyError(action, f"{action.resource}: {exc.text}", done) from None
-        if files_changed:
+        if done:
             await sd.reload(bus)
-        done = [a for a in actions if "active_state" not in a.after]
         jobs_to_run = [a for a in actions if "active_state" in a.after]
         if jobs_to_run:
             async with sd.JobWatcher(bus) as jobs:
                 for action in jobs_to_run:
-                    await self._run_job(jobs, action, done)
-                    done.append(action)
-        return [a for a in actions if a in done]
+                    if (failure := await self._job_failure(jobs, action)) is not None:
+                        raise ApplyError(action, failure, [a for a in done if a is not action])
+                    if action not in done:
+                        done.append(action)
+        return actions
 
     async def _change_files(self, bus: MessageBus, action: Action) -> bool:
+        """Apply the action's unit file changes; whether it had any."""
         names, after = [action.resource], action.after
         if after.get("masked") is False:
             await sd.unmask(bus, names, runtime=_runtime(action, "masked"))
@@ -241,7 +246,8 @@ class SystemdPlugin(Plugin):
             await sd.mask(bus, names, runtime=_runtime(action, "masked"))
         return "masked" in after or "enabled" in after
 
-    async def _run_job(self, jobs: sd.JobWatcher, action: Action, done: list[Action]) -> None:
+    async def _job_failure(self, jobs: sd.JobWatcher, action: Action) -> str | None:
+        """Run the action's start or stop job; why it failed, or None when it is done."""
         unit, verb = (
             action.resource,
             ("start" if action.after["active_state"] == "active" else "stop"),
@@ -249,16 +255,15 @@ class SystemdPlugin(Plugin):
         try:
             job = await (jobs.start(unit) if verb == "start" else jobs.stop(unit))
         except DBusError as exc:
-            raise ApplyError(action, f"{unit}: {verb} refused: {exc.text}", done) from None
+            return f"{unit}: {verb} refused: {exc.text}"
         try:
             result = await jobs.wait(job, self.job_timeout)
         except TimeoutError:
             await jobs.cancel(job)  # no late change after the failure is reported
-            raise ApplyError(
-                action, f"{unit}: {verb} job did not finish within {self.job_timeout:g} s", done
-            ) from None
+            return f"{unit}: {verb} job did not finish within {self.job_timeout:g} s"
         if result != "done":
-            raise ApplyError(action, f"{unit}: {verb} job finished with result '{result}'", done)
+            return f"{unit}: {verb} job finished with result '{result}'"
+        return None
 
     async def close(self) -> None:
         if self._bus is not None:

@@ -1,0 +1,143 @@
+"""The lxc plugin's modify step: what it rewrites in a config and what it moves live.
+
+The container manager is a recorder and OVSDB is replaced by recorders of attach/detach, so
+each test reads exactly which side effects one diff's actions cause.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import op_dbus.plugins.lxc as lxc_plugin
+from op_dbus.native.lxc import Driver, Observed
+from op_dbus.native.lxc_config import Parsed, Spec
+from op_dbus.plugins.lxc import LxcPlugin, container_entry
+from op_dbus.plugins.lxc_ovs import PortRow
+
+
+class Recorder(Driver):
+    """A driver whose containers are `observed`; it records every other call."""
+
+    def __init__(self, *observed: Observed) -> None:
+        self.observed = list(observed)
+        self.lists = 0
+        self.calls: list[tuple[str, Any]] = []
+
+    async def list(self) -> list[Observed]:
+        self.lists += 1
+        return self.observed
+
+    async def create(self, spec: Spec) -> None:
+        self.calls.append(("create", spec))
+
+    async def configure(self, spec: Spec) -> None:
+        self.calls.append(("configure", spec))
+
+    async def _start(self, name: str) -> None:
+        self.calls.append(("start", name))
+
+    async def stop(self, name: str) -> None:
+        self.calls.append(("stop", name))
+
+    async def destroy(self, name: str) -> None:
+        self.calls.append(("destroy", name))
+
+
+def running(name: str, ct_id: str, bridge: str) -> Observed:
+    """An owned running container whose config attaches its veth vi<ID> to `bridge`."""
+    config = Parsed(owned=True, id=ct_id, bridge=bridge, template="busybox", veth=f"vi{ct_id}")
+    return Observed(name, True, 4242, config)
+
+
+def port(name: str, bridge: str, container: str) -> dict[str, PortRow]:
+    return {name: PortRow(name, f"uuid-{name}", bridge, f"uuid-{bridge}", container)}
+
+
+@pytest.fixture
+def ports(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """What the plugin did to OVSDB: ("attach", bridge, port) and ("detach", port)."""
+    done: list[tuple[str, ...]] = []
+
+    async def attach(_client: object, bridge: str, name: str, _container: str) -> None:
+        done.append(("attach", bridge, name))
+
+    async def detach(_client: object, name: str) -> None:
+        done.append(("detach", name))
+
+    monkeypatch.setattr(lxc_plugin, "attach", attach)
+    monkeypatch.setattr(lxc_plugin, "detach", detach)
+    monkeypatch.setattr(LxcPlugin, "_ovsdb", lambda self: _none())
+    return done
+
+
+async def _none() -> None:
+    return None
+
+
+def configured_bridges(driver: Recorder) -> list[str | None]:
+    return [spec.bridge for call, spec in driver.calls if call == "configure"]
+
+
+async def test_rollback_of_a_reattached_port_keeps_the_bridge_in_the_config(
+    ports: list[tuple[str, ...]],
+) -> None:
+    """Checkpoint: running, config on mesh, port deleted by hand; the apply re-attached it."""
+    gateway = running("gateway", "100", "mesh")
+    checkpoint = {"containers": [container_entry(gateway, {})], "stale_ports": []}
+    now = {"containers": [container_entry(gateway, port("vi100", "mesh", "gateway"))]}
+    driver = Recorder(gateway)
+    plugin = LxcPlugin(driver=driver)
+
+    await plugin.apply(plugin.diff(now, checkpoint, exhaustive=True))
+    assert configured_bridges(driver) == [], "the config still attaches it to mesh at start"
+    assert ports == [("detach", "vi100")]
+
+
+async def test_a_lost_port_is_reattached_without_rewriting_the_config(
+    ports: list[tuple[str, ...]],
+) -> None:
+    gateway = running("gateway", "100", "mesh")
+    now = {"containers": [container_entry(gateway, {})], "stale_ports": []}
+    desired = {"containers": [{"id": "100", "name": "gateway", "bridge": "mesh"}]}
+    driver = Recorder(gateway)
+    plugin = LxcPlugin(driver=driver)
+
+    await plugin.apply(plugin.diff(now, desired))
+    assert (configured_bridges(driver), ports) == ([], [("attach", "mesh", "vi100")])
+
+
+async def test_moving_bridge_rewrites_the_config_and_moves_the_port_and_back(
+    ports: list[tuple[str, ...]],
+) -> None:
+    gateway = running("gateway", "100", "mesh")
+    before = {"containers": [container_entry(gateway, port("vi100", "mesh", "gateway"))]}
+    desired = {"containers": [{"id": "100", "name": "gateway", "bridge": "mesh2"}]}
+    plugin = LxcPlugin(driver=Recorder(gateway))
+    await plugin.apply(plugin.diff(before, desired))
+
+    moved = running("gateway", "100", "mesh2")
+    after = {"containers": [container_entry(moved, port("vi100", "mesh2", "gateway"))]}
+    driver = Recorder(moved)
+    plugin = LxcPlugin(driver=driver)
+    await plugin.apply(plugin.diff(after, before, exhaustive=True))
+    assert configured_bridges(driver) == ["mesh"]
+    assert ports == [("attach", "mesh2", "vi100"), ("attach", "mesh", "vi100")]
+
+
+async def test_containers_are_listed_once_per_apply(ports: list[tuple[str, ...]]) -> None:
+    gateway, warp = running("gateway", "100", "mesh"), running("warp", "101", "mesh")
+    now = {"containers": [container_entry(gateway, {}), container_entry(warp, {})]}
+    desired = {
+        "containers": [
+            {"id": "100", "name": "gateway", "running": False},
+            {"id": "101", "name": "warp", "running": False},
+        ]
+    }
+    driver = Recorder(gateway, warp)
+    plugin = LxcPlugin(driver=driver)
+
+    await plugin.apply(plugin.diff(now, desired))
+    assert driver.lists == 1
+    assert driver.calls == [("stop", "gateway"), ("stop", "warp")]
