@@ -260,3 +260,24 @@ def test_a_port_moves_between_bridges_and_stays_with_a_renamed_bridge(
     assert sorted(vsctl(net_lab, "list-br").split()) == ["mva", "mvc"]
     assert vsctl(net_lab, "list-ports", "mvc") == "mvp0"
     assert opdbus(net_lab, "verify", renamed).returncode == 0
+
+
+def test_rollback_of_a_file_without_ipv4_restores_a_dropped_bridges_addresses(
+    net_lab: Lab, tmp_path: Path
+) -> None:
+    """The second file names no ipv4 but drops bridge keep0, whose device and address go with
+    it; its failed apply must bring back both, so the checkpoint has to include addresses."""
+    keep = {
+        "name": "keep0",
+        "type": "ovs-bridge",
+        "ipv4": {"enabled": True, "address": [{"ip": "10.77.0.1", "prefix": 24}]},
+    }
+    apply_ok(net_lab, state_file(tmp_path, {"interfaces": [keep]}, "keep.json"))
+    assert addresses(net_lab)["keep0"] == {"10.77.0.1/24"}
+
+    failing = {"interfaces": [{"name": "brx", "type": "ovs-bridge", "ports": ["nosuch0"]}]}
+    result = opdbus(net_lab, "apply", state_file(tmp_path, failing, "failing.json"))
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert vsctl(net_lab, "list-br") == "keep0"
+    assert addresses(net_lab).get("keep0") == {"10.77.0.1/24"}

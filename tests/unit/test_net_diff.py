@@ -189,6 +189,17 @@ def test_rollback_removes_owned_rows_and_restores_checkpoint_fields() -> None:
     assert actions[5].after["address"] == [{"ip": "10.1.0.1", "prefix": 24}]
 
 
+def test_rollback_recreates_a_deleted_bridge_with_its_addresses() -> None:
+    checkpoint = {"interfaces": [bridge("keep", [], ipv4=ipv4("10.1.0.1/24"))]}
+    actions = diff_net({"interfaces": []}, checkpoint, exhaustive=True)
+    assert kinds(actions) == [("create", "bridge/keep"), ("modify", "ipv4/keep")]
+    assert actions[1].after == {
+        "name": "keep",
+        "enabled": True,
+        "address": [{"ip": "10.1.0.1", "prefix": 24}],
+    }
+
+
 def test_rollback_to_its_own_result_is_empty() -> None:
     now = applied_seed()
     assert diff_net(now, copy.deepcopy(now), exhaustive=True) == []

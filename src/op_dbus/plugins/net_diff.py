@@ -166,9 +166,7 @@ def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) ->
         name = entry["name"]
         if entry.get("ipv4") is None:
             continue
-        have = current_all.get(name, {})
-        if exhaustive and name not in current_all:
-            continue  # it is gone (or about to be): its addresses went with it
+        have = current_all.get(name, {})  # absent: created above, its addresses follow
         changes = _ipv4_changes(have, entry, exhaustive)
         if changes:
             before = {k: (have.get("ipv4") or {}).get(k) for k in changes}
