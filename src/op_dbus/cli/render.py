@@ -21,21 +21,6 @@ STATUS_TEXT = {
 }
 
 
-def plan_summary(plan: Plan) -> dict[str, Any]:
-    counts = {kind: 0 for kind in SIGNS}
-    for action in plan.actions:
-        counts[str(action.kind)] += 1
-    return {**counts, "blocked": [p.name for p in plan.blocked]}
-
-
-def plan_to_json(plan: Plan) -> dict[str, Any]:
-    return {
-        "pending": plan.pending,
-        "summary": plan_summary(plan),
-        "plugins": [p.to_json() for p in plan.plugins],
-    }
-
-
 def declared_summary(section: dict[str, Any]) -> str:
     """'3 containers declared' for a section, from its collections."""
     parts = [
@@ -99,7 +84,7 @@ def render_plan(console: Console, plan: Plan) -> None:
     """Print the plan in one write. Colour costs rich ~0.1 s per thousand lines, so output
     that is not a terminal (pipes, logs, benchmarks) gets the same text without it."""
     lines = [line for entry in plan.plugins for line in plugin_plan_lines(entry)]
-    summary = plan_summary(plan)
+    summary = plan.summary()
     total: Line = [
         ("Plan: ", ""),
         (f"{summary['create']} to create", "green"),

@@ -62,6 +62,20 @@ class Plan:
     def get(self, name: str) -> PluginPlan | None:
         return next((entry for entry in self.plugins if entry.name == name), None)
 
+    def summary(self) -> dict[str, Any]:
+        counts = {"create": 0, "modify": 0, "delete": 0}
+        for action in self.actions:
+            counts[str(action.kind)] += 1
+        return {**counts, "blocked": [p.name for p in self.blocked]}
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON form of a plan, on every surface (CLI --json, D-Bus, MCP)."""
+        return {
+            "pending": self.pending,
+            "summary": self.summary(),
+            "plugins": [p.to_json() for p in self.plugins],
+        }
+
 
 def describe_error(exc: BaseException) -> str:
     """A one-line reason for the user: the message, with the type when it says more."""

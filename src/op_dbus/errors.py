@@ -1,0 +1,94 @@
+"""One error vocabulary for every surface: each kind has its exit code and its D-Bus error name.
+
+The engine and the plugins raise these; the CLI maps them to exit codes, the daemon to D-Bus
+errors, and a client of the daemon maps the D-Bus names back, so a refusal reads the same
+whichever way a request came in. Messages are for people: they name the resource and never
+carry an exception class name.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from op_dbus.exitcodes import ExitCode
+
+DBUS_PREFIX = "org.opdbus.Error."
+
+
+class OpError(Exception):
+    """Base of op-dbus's own errors: `message` is what the user reads."""
+
+    code: ClassVar[ExitCode] = ExitCode.UNEXPECTED
+    dbus_name: ClassVar[str] = DBUS_PREFIX + "Failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(OpError):
+    """The request itself is wrong (a state document, an argument); nothing was changed."""
+
+    code = ExitCode.INVALID_INPUT
+    dbus_name = DBUS_PREFIX + "InvalidInput"
+
+
+class Refused(OpError):
+    """A plugin or the engine will not do what was asked, for a reason about one resource."""
+
+    code = ExitCode.INVALID_INPUT
+    dbus_name = DBUS_PREFIX + "Refused"
+
+    def __init__(self, resource: str, reason: str) -> None:
+        super().__init__(f"{resource}: {reason}")
+        self.resource = resource
+        self.reason = reason
+
+
+class AccessDenied(OpError):
+    """The caller may not make this request (changes need root)."""
+
+    code = ExitCode.INVALID_INPUT
+    dbus_name = DBUS_PREFIX + "AccessDenied"
+
+
+class Busy(OpError):
+    """Another writer holds the host-wide apply lock past the wait."""
+
+    dbus_name = DBUS_PREFIX + "Busy"
+
+
+class NothingPending(OpError):
+    """`confirm` or `rollback` with no try waiting."""
+
+    dbus_name = DBUS_PREFIX + "NothingPending"
+
+
+class ComponentMissing(OpError):
+    """A backend the request needs cannot be reached."""
+
+    code = ExitCode.COMPONENT_MISSING
+    dbus_name = DBUS_PREFIX + "ComponentMissing"
+
+
+KINDS: dict[str, type[OpError]] = {
+    kind.dbus_name: kind
+    for kind in (
+        OpError,
+        InvalidInput,
+        Refused,
+        AccessDenied,
+        Busy,
+        NothingPending,
+        ComponentMissing,
+    )
+}
+
+
+def from_dbus(name: str, text: str) -> OpError:
+    """The error a D-Bus error reply of the daemon stands for (unknown names: OpError)."""
+    kind = KINDS.get(name, OpError)
+    if kind is Refused:
+        resource, _, reason = text.partition(": ")
+        return Refused(resource, reason)
+    return kind(text)
