@@ -98,7 +98,7 @@ async def repair_latencies(lab: Lab) -> list[float]:
 
 
 async def dbus_queries(lab: Lab) -> list[float]:
-    from op_dbus.daemon.dbus_api import INTERFACE, NAME, PATH
+    from op_dbus.api.daemon import INTERFACE, NAME, PATH
     from op_dbus.native.dbus import call, connect_system_bus
 
     bus = await connect_system_bus(lab.system_bus)
@@ -129,7 +129,7 @@ def with_big_bridge() -> dict[str, Any]:
 
 def busctl_apply(lab: Lab, text: str) -> tuple[float, dict[str, Any]]:
     """One `busctl call ApplyState`, timed as a whole process; and the daemon's result."""
-    from op_dbus.daemon.dbus_api import INTERFACE, NAME, PATH
+    from op_dbus.api.daemon import INTERFACE, NAME, PATH
 
     argv = ["busctl", f"--address={lab.system_bus}", "--timeout=300", "--json=short", "call"]
     argv += [NAME, PATH, INTERFACE, "ApplyState", "s", text]

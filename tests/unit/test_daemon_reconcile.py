@@ -7,32 +7,37 @@ import asyncio
 import pytest
 from memstore import World
 
-from op_dbus.daemon import reconcile
 from op_dbus.daemon.reconcile import Policy, Reconciler
-from op_dbus.daemon.tryconfirm import TryAndConfirm
 from op_dbus.endpoints import Endpoints
+from op_dbus.engine import host as host_module
+from op_dbus.engine.host import Host
+from op_dbus.errors import OpError
 from op_dbus.exitcodes import ExitCode
-from op_dbus.model import Mode
 
 DESIRED = {"net": {"items": {"a": "net-a2"}}}
 
 
+DATA_DIR: list[str] = []
+
+
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> World:
-    """The backends; the reconciler's plugins (and those it renews) are in-memory ones."""
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path) -> World:
+    """The backends; the Host's plugins (and those it renews) are in-memory ones."""
     world = World()
-    monkeypatch.setattr(reconcile, "make_plugin", lambda name, _: world.plugins()[name])
+    monkeypatch.setattr(host_module, "make_plugin", lambda name, _: world.plugins()[name])
+    DATA_DIR[:] = [str(tmp_path)]
     return world
 
 
 def fresh(policy: Policy = Policy.ENFORCE) -> Reconciler:
-    return Reconciler(Endpoints(), Mode.FULL, policy, use_ledger=False)
+    host = Host(Endpoints(data_dir=DATA_DIR[0]), ("systemd", "net", "lxc"), use_ledger=False)
+    return Reconciler(host, policy)
 
 
 async def reconciler(world: World, policy: Policy) -> Reconciler:
     r = fresh(policy)
-    _, result = await r.apply_desired(DESIRED, mode="standalone", actor="test")
-    assert result.exit_code == ExitCode.OK
+    change = await r.apply_desired(DESIRED, mode="standalone", actor="test")
+    assert change.result.exit_code == ExitCode.OK
     return r
 
 
@@ -86,49 +91,58 @@ async def test_a_fight_ends_in_backoff_not_a_hot_loop(world: World) -> None:
 
 async def test_try_rolls_back_unless_confirmed(world: World) -> None:
     r = await reconciler(world, Policy.ENFORCE)
-    tries = TryAndConfirm(r)
+    host = r.host
     before = world.snapshot()["net"]
     tried = {"net": {"items": {"a": "tried", "n": "new"}}}
-    result = await tries.start(tried, 60, mode="standalone", actor="try")
-    assert result.exit_code == ExitCode.OK and tries.pending
+    change = await host.apply(tried, actor="try", mode="standalone", confirm_within=60)
+    assert change.result.exit_code == ExitCode.OK and host.pending
     assert world.stores["net"].data["n"] == "new"
-    assert tries.confirm() and not tries.pending and not tries.confirm()
+    host.confirm(actor="admin")
+    assert host.pending is None
+    with pytest.raises(OpError, match="nothing to confirm"):
+        host.confirm(actor="admin")
     assert world.stores["net"].data["a"] == "tried"
 
-    await tries.start({"net": {"items": {"a": "second"}}}, 0.05, mode="standalone", actor="try")
+    ended: list[str] = []
+    host.try_listeners.append(lambda how, _try, _change: ended.append(how))
+    await host.apply({"net": {"items": {"a": "second"}}}, actor="try", mode="s", confirm_within=1)
     assert world.stores["net"].data["a"] == "second"
-    for _ in range(100):
-        if not tries.pending and r.last_apply.get("actor") == "op-dbus-daemon:try-rollback":
-            break
-        await asyncio.sleep(0.02)
+    await asyncio.wait_for(host.try_ended.wait(), 5)
+    assert ended == ["rolled_back"]
     assert world.stores["net"].data["a"] == "tried", "back to the state before the second try"
-    assert r.desired == tried, "and the confirmed state is what is enforced again"
     assert before != world.snapshot()["net"]
 
 
 async def test_a_second_try_started_meanwhile_is_refused(world: World) -> None:
     r = await reconciler(world, Policy.ENFORCE)
-    tries = TryAndConfirm(r)
+    host = r.host
     applies = world.count("apply")["net"]
     first, second = await asyncio.gather(
-        tries.start({"net": {"items": {"a": "one"}}}, 60, mode="standalone", actor="try"),
-        tries.start({"net": {"items": {"a": "two"}}}, 60, mode="standalone", actor="try"),
+        host.apply({"net": {"items": {"a": "one"}}}, actor="t", mode="s", confirm_within=60),
+        host.apply({"net": {"items": {"a": "two"}}}, actor="t", mode="s", confirm_within=60),
+        return_exceptions=True,
     )
-    assert first.exit_code == ExitCode.OK and second.exit_code == ExitCode.INVALID_INPUT
+    assert not isinstance(first, BaseException) and first.result.exit_code == ExitCode.OK
+    assert isinstance(second, OpError) and "another try is waiting" in second.message
     assert world.stores["net"].data["a"] == "one" and world.count("apply")["net"] == applies + 1
-    await tries.shutdown()
-    assert world.stores["net"].data["a"] == "net-a2", "the one try is rolled back"
-    assert r.desired == DESIRED
+    await host.close()
+    assert world.stores["net"].data["a"] == "net-a2", "closing rolls the one try back"
 
 
 async def test_a_try_on_a_broken_backend_is_refused_like_an_apply(world: World) -> None:
     r = await reconciler(world, Policy.ENFORCE)
-    tries = TryAndConfirm(r)
     world.faults.query_error = {"lxc"}
     tried = {"lxc": {"items": {"c": "new"}}}
-    result = await tries.start(tried, 60, mode="full", actor="try")
-    assert result.exit_code == ExitCode.COMPONENT_MISSING and not tries.pending
+    change = await r.host.apply(tried, actor="t", mode="full", confirm_within=60)
+    assert change.result.exit_code == ExitCode.COMPONENT_MISSING and r.host.pending is None
     assert world.count("apply")["lxc"] == 0
+
+
+async def test_try_seconds_are_bounded(world: World) -> None:
+    r = await reconciler(world, Policy.ENFORCE)
+    for seconds in (0, 24 * 3600 + 1, 4294967295):
+        with pytest.raises(OpError, match="confirm_within must be from 1 to 86400"):
+            await r.host.apply(DESIRED, actor="t", mode="s", confirm_within=seconds)
 
 
 async def test_a_no_op_apply_on_a_fresh_reconciler_still_serves_every_section(
@@ -137,8 +151,8 @@ async def test_a_no_op_apply_on_a_fresh_reconciler_still_serves_every_section(
     world.stores["net"].data = {"a": "net-a2"}
     world.faults.unavailable = {"lxc"}
     r = fresh()
-    _, result = await r.apply_desired(DESIRED, mode="standalone", actor="boot")
-    assert result.exit_code == ExitCode.OK and not result.applied
+    change = await r.apply_desired(DESIRED, mode="standalone", actor="boot")
+    assert change.result.exit_code == ExitCode.OK and not change.result.applied
     state = await r.cached_state()
     assert set(state["state"]["plugins"]) == {"systemd", "net"}
     assert state["skipped"] == {"lxc": "lxc backend socket missing"}
@@ -181,31 +195,3 @@ async def test_a_section_the_check_cannot_read_is_skipped_with_its_reason(world:
     assert "net" not in state["state"]["plugins"]
     assert state["skipped"] == {"net": "query failed: ConnectionError: net backend down"}
     assert world.count("query")["net"] == reads + 1
-
-
-async def test_foreground_try_restores_the_checkpoint_unless_confirmed() -> None:
-    from op_dbus.cli.daemon import hold_for_confirmation
-    from op_dbus.engine.apply import apply_plan
-    from op_dbus.engine.plan import make_plan
-
-    world = World()
-    world.stores["net"].data = {"a": "old"}
-    world.stores["net"].owned = {"a"}
-    plugins = world.plugins()
-    wanted = {"net": {"items": {"a": "new", "b": "added"}}}
-
-    async def answer(yes: bool) -> bool:
-        return yes
-
-    plan = await make_plan(wanted, plugins)
-    assert (await apply_plan(plan, plugins, verify_delay=0)).exit_code == ExitCode.OK
-    assert await hold_for_confirmation(plugins, plan, 5, lambda s: answer(True)) is None
-    assert world.stores["net"].data == {"a": "new", "b": "added"}, "confirmed: kept"
-
-    world.stores["net"].data = {"a": "old"}
-    plan = await make_plan(wanted, plugins)
-    await apply_plan(plan, plugins, verify_delay=0)
-    restored = await hold_for_confirmation(plugins, plan, 5, lambda s: answer(False))
-    assert restored is not None and restored[1].exit_code == ExitCode.OK
-    assert world.stores["net"].data == {"a": "old"}, "not confirmed: back to the checkpoint"
-    assert {a.resource for a in restored[1].applied} == {"a", "b"}

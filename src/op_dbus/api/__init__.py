@@ -7,7 +7,7 @@ as `Change.to_json()`), so what a user sees does not depend on the way in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from op_dbus.endpoints import Endpoints
@@ -34,6 +34,7 @@ class HostApi(Protocol):
         mode: str,
         confirm_within: int | None = None,
         progress: Progress | None = None,
+        on_plan: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """`{"plan": ..., "result": ..., "try": {...} | None}`."""
 

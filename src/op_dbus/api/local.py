@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from op_dbus.endpoints import Endpoints
@@ -34,9 +34,15 @@ class LocalApi:
         mode: str,
         confirm_within: int | None = None,
         progress: Progress | None = None,
+        on_plan: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         change = await self.host.apply(
-            sections, actor=actor, mode=mode, progress=progress, confirm_within=confirm_within
+            sections,
+            actor=actor,
+            mode=mode,
+            progress=progress,
+            confirm_within=confirm_within,
+            on_plan=None if on_plan is None else lambda plan: on_plan(plan.to_json()),
         )
         pending = self.host.pending
         return change.to_json() | {"try": pending.to_json() if pending else None}

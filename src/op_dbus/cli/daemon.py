@@ -1,19 +1,20 @@
-"""`op-dbus run` (the daemon) and `op-dbus confirm` (keep a tried state), and the helpers
-`query` and `apply --confirm-within` use to work with a running daemon or without one."""
+"""`op-dbus run` (the daemon) and the commands that talk to it: `confirm`, `rollback`,
+`reload`, `status`; and the terminal prompt of a try made without a daemon."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from op_dbus.cli.context import (
-    CliContext,
+    JSON_OPT,
     cli_context,
     fail,
     load_or_exit,
+    print_json,
     run_async,
     stderr,
     stdout,
@@ -21,9 +22,7 @@ from op_dbus.cli.context import (
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
-    from op_dbus.engine.apply import ApplyResult
-    from op_dbus.engine.plan import Plan
-    from op_dbus.plugins.base import Plugin
+    from op_dbus.api.daemon import DaemonApi
 
 POLICIES = ("enforce", "observe")
 
@@ -86,34 +85,94 @@ def run(
     raise typer.Exit(code)
 
 
-def confirm(ctx: typer.Context) -> None:
-    """Keep the state of a pending `apply --confirm-within` (else it is rolled back)."""
-    from op_dbus.daemon.client import confirm_daemon
+def _daemon_call(
+    ctx: typer.Context, json_out: bool, work: Callable[[DaemonApi], Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """`work(api)` against the running daemon; exit 6 when none runs, an op-dbus error's
+    own code otherwise."""
+    from op_dbus.api.daemon import DaemonApi
+    from op_dbus.errors import OpError
 
     address = cli_context(ctx).endpoints.system_bus
-    confirmed = run_async(confirm_daemon(address))
-    if confirmed is None:
-        fail(ExitCode.COMPONENT_MISSING, f"no op-dbus daemon answers on {address}")
-    if not confirmed:
-        fail(ExitCode.UNEXPECTED, "nothing to confirm: no tried state is waiting")
-    stdout().print("[green]confirmed[/]: the tried state stays")
 
+    async def call() -> dict[str, Any] | None:
+        api = await DaemonApi.connect(address)
+        if api is None:
+            return None
+        try:
+            return await work(api)
+        finally:
+            await api.close()
 
-def cached_query(cli: CliContext, names: list[str]) -> tuple[dict[str, Any], dict[str, str]] | None:
-    """For `query`: the running daemon's cache narrowed to `names` (sections, skipped), or
-    None when no daemon answers or it does not handle every name (then read the host)."""
-    from op_dbus.daemon.client import query_daemon
-
-    reply = run_async(query_daemon(cli.endpoints.system_bus))
+    try:
+        reply = run_async(call())
+    except OpError as err:
+        if json_out:
+            print_json({"error": err.message, "exit_code": int(err.code)})
+            raise typer.Exit(int(err.code)) from None
+        fail(err.code, err.message)
     if reply is None:
-        return None
-    sections, skipped = reply["state"]["plugins"], reply["skipped"]
-    if any(name not in sections and name not in skipped for name in names):
-        return None
-    return (
-        {name: sections[name] for name in names if name in sections},
-        {name: skipped[name] for name in names if name in skipped},
-    )
+        message = (
+            f"no op-dbus daemon answers on {address} (a try made without a daemon is "
+            "confirmed on the terminal that started it)"
+        )
+        if json_out:
+            print_json({"error": message, "exit_code": int(ExitCode.COMPONENT_MISSING)})
+            raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
+        fail(ExitCode.COMPONENT_MISSING, message)
+    return reply
+
+
+def confirm(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
+    """Keep the state of a pending `apply --confirm-within` (else it is rolled back)."""
+    reply = _daemon_call(ctx, json_out, lambda api: api.confirm(actor="command=op-dbus confirm"))
+    if json_out:
+        print_json(reply)
+    else:
+        stdout().print("[green]confirmed[/]: the tried state stays")
+
+
+def rollback(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
+    """Roll the pending try back now, without waiting for its deadline."""
+    reply = _daemon_call(ctx, json_out, lambda api: api.rollback(actor="command=op-dbus rollback"))
+    if json_out:
+        print_json(reply)
+    else:
+        stdout().print(reply["result"]["message"])
+    raise typer.Exit(int(reply["result"]["exit_code"]))
+
+
+def reload(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
+    """Drop the daemon's runtime changes and re-apply its state file."""
+    reply = _daemon_call(ctx, json_out, lambda api: api.reload())
+    if json_out:
+        print_json(reply)
+    else:
+        dropped = reply["runtime_changes_dropped"]
+        stdout().print(f"reloading {reply['reloading']}; {dropped} runtime change(s) dropped")
+
+
+def status(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
+    """The daemon (pid, mode, policy, state file), its runtime changes, a pending try, the
+    last apply, drift counters, and who holds the apply lock."""
+    from op_dbus.api import connect
+
+    cli = cli_context(ctx)
+
+    async def ask() -> dict[str, Any]:
+        api = await connect(cli.endpoints, (), use_ledger=False)
+        try:
+            return await api.status()
+        finally:
+            await api.close()
+
+    reply = run_async(ask())
+    if json_out:
+        print_json(reply)
+        return
+    from op_dbus.cli.render import render_status
+
+    render_status(stdout(), reply)
 
 
 async def ask_on_terminal(seconds: float) -> bool:
@@ -142,25 +201,3 @@ async def ask_on_terminal(seconds: float) -> bool:
     finally:
         loop.remove_reader(fd)
     return answer.strip().lower() in ("y", "yes")
-
-
-async def hold_for_confirmation(
-    plugins: Mapping[str, Plugin | None],
-    plan: Plan,
-    seconds: float,
-    ask: Callable[[float], Awaitable[bool]] = ask_on_terminal,
-) -> tuple[Plan, ApplyResult] | None:
-    """`apply --confirm-within N` without a daemon, after `plan` was applied successfully:
-    ask; None when confirmed, else the checkpoint (`plan`'s `current`) is restored and the
-    restoring plan and its result are returned (for the ledger and the exit code)."""
-    from op_dbus.daemon.restore import restore_checkpoints
-
-    checkpoints = {e.name: e.current for e in plan.plugins if e.actions and e.current is not None}
-    try:
-        confirmed = await ask(seconds)
-    except Exception as err:  # no answer to be had: the change must not stay unconfirmed
-        stderr().print(f"\ncannot ask for confirmation ({err}): rolling back")
-        confirmed = False
-    if confirmed:
-        return None
-    return await restore_checkpoints(plugins, checkpoints)

@@ -71,6 +71,13 @@ app.command("run", help="Apply the state at start, then keep the host converged 
     daemon.run
 )
 app.command("confirm", help="Keep the state of a pending `apply --confirm-within`.")(daemon.confirm)
+app.command("rollback", help="Roll a pending try back now.")(daemon.rollback)
+app.command("reload", help="Drop the daemon's runtime changes, re-apply its state file.")(
+    daemon.reload
+)
+app.command("status", help="The daemon, runtime changes, a pending try, the apply lock.")(
+    daemon.status
+)
 app.add_typer(lab.lab_app, name="lab", help="A disposable sandbox of real OVS, systemd and LXC.")
 app.add_typer(ledger.ledger_app, name="ledger", help="The tamper-evident record of every change.")
 app.add_typer(ledger.ledger_app, name="blockchain", help="Alias of `ledger`.", hidden=True)

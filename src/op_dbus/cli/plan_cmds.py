@@ -1,9 +1,13 @@
-"""Commands that read or change the host through the plugins: query, diff, apply, verify."""
+"""Commands that read or change the host: query, diff, apply, verify.
+
+Each goes through the one API (`op_dbus.api.connect`): the running daemon when there is one,
+the engine in this process otherwise. These functions only set options and render.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -16,7 +20,6 @@ from op_dbus.cli.context import (
     fail,
     load_or_exit,
     print_json,
-    print_warnings,
     run_async,
     stderr,
     stdout,
@@ -24,10 +27,9 @@ from op_dbus.cli.context import (
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
-    from op_dbus.engine.apply import ApplyResult
-    from op_dbus.engine.plan import Plan
+    from op_dbus.api import HostApi
     from op_dbus.model import LoadedState
-    from op_dbus.plugins.base import Mismatch, Plugin, Section
+    from op_dbus.plugins.base import Section
 
 T = TypeVar("T")
 
@@ -48,41 +50,37 @@ def desired_sections(loaded: LoadedState, plugins: list[str] | None) -> dict[str
     return {name: section for name, section in sections.items() if name in plugins}
 
 
-async def with_plugins(
-    cli: CliContext, names: list[str], work: Callable[[dict[str, Plugin | None]], Awaitable[T]]
+def with_api(
+    cli: CliContext,
+    names: list[str],
+    work: Callable[[HostApi], Awaitable[T]],
+    *,
+    daemon: bool = True,
 ) -> T:
-    """Run `work(plugins)` with one plugin per name, closing them afterwards."""
-    from op_dbus.plugins import make_plugin
+    """Run `work(api)` against the daemon (when one runs and `daemon`) or locally; an
+    op-dbus error becomes its exit code and message."""
+    from op_dbus.api import connect
+    from op_dbus.errors import OpError
 
-    plugins: dict[str, Plugin | None] = {name: make_plugin(name, cli.endpoints) for name in names}
+    async def run() -> T:
+        api = await connect(cli.endpoints, names, use_ledger=cli.ledger, daemon=daemon)
+        try:
+            return await work(api)
+        finally:
+            await api.close()
+
     try:
-        return await work(plugins)
-    finally:
-        for plugin in plugins.values():
-            if plugin is not None:
-                await plugin.close()
+        return run_async(run())
+    except OpError as err:
+        fail(err.code, err.message)
 
 
-def host_bridge_warnings(loaded: LoadedState, plan: Plan) -> None:
-    """Warn about containers on bridges neither the file nor the host has."""
-    from op_dbus.model import host_warnings
+def actor_text() -> str:
+    """What this command is, for the ledger: `command=op-dbus apply x.json`."""
+    import shlex
+    import sys
 
-    net = next((p for p in plan.plugins if p.name == "net" and p.status == "ready"), None)
-    host_bridges = None
-    if net is not None and net.current is not None:
-        host_bridges = {i["name"] for i in net.current.get("interfaces", [])}
-    print_warnings(host_warnings(loaded.state, host_bridges, loaded.shape))
-
-
-def plan_for(cli: CliContext, loaded: LoadedState, sections: dict[str, Section]) -> Plan:
-    from op_dbus.engine.plan import make_plan
-
-    async def work(plugins: dict[str, Plugin | None]) -> Plan:
-        return await make_plan(sections, plugins)
-
-    plan = run_async(with_plugins(cli, list(sections), work))
-    host_bridge_warnings(loaded, plan)
-    return plan
+    return f"command={shlex.join(['op-dbus', *sys.argv[1:]])}"
 
 
 def query(
@@ -94,21 +92,20 @@ def query(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Show the host's current state in the state file's shape."""
-    from op_dbus.engine.inventory import introspect_host
     from op_dbus.model import Mode
     from op_dbus.model.modes import SECTIONS_BY_MODE
 
     check_plugin_names(plugin)
     cli = cli_context(ctx)
     names = plugin or list(SECTIONS_BY_MODE[cli.fixed_mode() or Mode.FULL])
-    cached = None
-    if not no_cache:
-        from op_dbus.cli.daemon import cached_query
 
-        cached = cached_query(cli, names)
-    sections, skipped = cached or run_async(introspect_host(names, cli.endpoints))
+    async def work(api: HostApi) -> dict[str, Any]:
+        return await api.query(names)
+
+    reply = with_api(cli, names, work, daemon=not no_cache)
+    sections, skipped = reply["state"]["plugins"], reply["skipped"]
     if json_out:
-        print_json({"state": {"version": 1, "plugins": sections}, "skipped": skipped})
+        print_json(reply)
     else:
         from rich.pretty import Pretty
 
@@ -122,20 +119,29 @@ def query(
         raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
 
 
-def diff(
-    ctx: typer.Context,
-    file: str = FILE_ARG,
-    plugin: list[str] = PLUGIN_OPT,
-    json_out: bool = JSON_OPT,
+def plan_exit_code(plan: dict[str, Any]) -> ExitCode:
+    """6 when a declared section cannot be handled, else 3 when anything would change."""
+    if plan["summary"]["blocked"]:
+        return ExitCode.COMPONENT_MISSING
+    return ExitCode.CHANGES_PENDING if plan["pending"] else ExitCode.OK
+
+
+def show_plan(
+    ctx: typer.Context, file: str, plugin: list[str] | None, json_out: bool, **extra: Any
 ) -> None:
-    """Show what apply would change (exit 3: changes pending, 6: a section cannot be handled)."""
-    from op_dbus.cli.render import plan_to_json, render_plan
+    """`diff` and `apply --dry-run`: print the plan, exit 3 when changes are pending."""
+    from op_dbus.cli.render import render_plan
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
-    plan = plan_for(cli, loaded, desired_sections(loaded, plugin))
+    sections = desired_sections(loaded, plugin)
+
+    async def work(api: HostApi) -> dict[str, Any]:
+        return await api.plan(sections)
+
+    plan = with_api(cli, list(sections), work)
     if json_out:
-        print_json({"file": file, "mode": str(loaded.mode), **plan_to_json(plan)})
+        print_json({"file": file, "mode": str(loaded.mode), **extra, **plan})
     else:
         console = stdout()
         console.print(f"[bold]Plan[/] for {file} (mode {loaded.mode})\n")
@@ -143,151 +149,107 @@ def diff(
     raise typer.Exit(int(plan_exit_code(plan)))
 
 
-def plan_exit_code(plan: Plan) -> ExitCode:
-    """6 when a declared section cannot be handled, else 3 when anything would change."""
-    if plan.blocked:
-        return ExitCode.COMPONENT_MISSING
-    return ExitCode.CHANGES_PENDING if plan.pending else ExitCode.OK
+def diff(
+    ctx: typer.Context,
+    file: str = FILE_ARG,
+    plugin: list[str] = PLUGIN_OPT,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Show what apply would change (exit 3: changes pending, 6: a section cannot be handled)."""
+    show_plan(ctx, file, plugin, json_out)
 
 
 def apply(
     ctx: typer.Context,
     file: str = FILE_ARG,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan, change nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the plan, change nothing (exits like diff)."
+    ),
     plugin: list[str] = PLUGIN_OPT,
     confirm_within: int = typer.Option(
         None,
         "--confirm-within",
         min=1,
+        max=24 * 3600,
         help="Roll back by itself unless `op-dbus confirm` (or `yes` here) comes in N seconds.",
     ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Make the host match FILE as one checkpointed change; roll back on any failure."""
+    if dry_run:
+        show_plan(ctx, file, plugin, json_out, dry_run=True)
     from op_dbus.cli.progress import ApplyProgress
-    from op_dbus.cli.render import plan_to_json, render_plan
-    from op_dbus.engine.apply import apply_plan
-    from op_dbus.engine.plan import make_plan
+    from op_dbus.cli.render import render_plan
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
     sections = desired_sections(loaded, plugin)
     console = stdout()
 
-    if dry_run:
-        plan = plan_for(cli, loaded, sections)
-        if json_out:
-            print_json({"file": file, "dry_run": True, **plan_to_json(plan)})
-        else:
-            render_plan(console, plan)
-        code = ExitCode.COMPONENT_MISSING if plan.blocked else ExitCode.OK
-        raise typer.Exit(int(code))
-
-    if confirm_within is not None:
-        try_through_daemon(cli, sections, confirm_within, json_out)
-
-    async def work(
-        plugins: dict[str, Plugin | None],
-    ) -> tuple[Plan, ApplyResult, tuple[Plan, ApplyResult] | None]:
-        plan = await make_plan(sections, plugins)
+    def show(plan: dict[str, Any]) -> None:
         if not json_out:
             render_plan(console, plan)
+
+    async def work(api: HostApi) -> dict[str, Any]:
+        if not json_out and api.via == "daemon":
+            console.print("(through the running op-dbus daemon)")
         with ApplyProgress(stderr(), enabled=not json_out) as progress:
-            result = await apply_plan(plan, plugins, on_progress=progress.update)
-        restored = None
-        if confirm_within is not None and plan.pending and result.exit_code == ExitCode.OK:
-            from op_dbus.cli.daemon import hold_for_confirmation
-
-            restored = await hold_for_confirmation(plugins, plan, confirm_within)
-        return plan, result, restored
-
-    plan, result, restored = run_async(with_plugins(cli, list(sections), work))
-    if cli.ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
-        record_in_ledger(cli, loaded, sections, plan, result)
-    if restored is not None:
-        restore_plan, restore_result = restored
-        if cli.ledger and restore_plan.pending:
-            record_in_ledger(cli, loaded, sections, restore_plan, restore_result)
-        result = unconfirmed_result(restore_result, confirm_within or 0)
-    if json_out:
-        print_json({"file": file, "plan": plan_to_json(plan), "result": result.to_json()})
-    else:
-        colour = "green" if result.exit_code == ExitCode.OK else "red"
-        console.print(f"\n[{colour}]{result.message}[/]")
-    raise typer.Exit(int(result.exit_code))
-
-
-def unconfirmed_result(restore_result: ApplyResult, seconds: int) -> ApplyResult:
-    """The outcome of a try nobody confirmed: rolled back (4), or the restore failed (5)."""
-    if restore_result.exit_code == ExitCode.OK:
-        restore_result.exit_code = ExitCode.ROLLED_BACK
-        restore_result.message = f"not confirmed within {seconds} s: rolled back"
-    else:
-        restore_result.exit_code = ExitCode.ROLLBACK_FAILED
-        restore_result.message = f"not confirmed within {seconds} s; {restore_result.message}"
-    return restore_result
-
-
-def try_through_daemon(
-    cli: CliContext, sections: dict[str, Section], seconds: int, json_out: bool
-) -> None:
-    """With a daemon running, it holds the confirmation timer: hand it the try and exit.
-
-    Without one, return: the apply runs here and waits in the foreground for a `yes`.
-    """
-    import json
-
-    from op_dbus.daemon.client import try_via_daemon
-
-    document = json.dumps({"version": 1, "plugins": sections})
-    reply = run_async(try_via_daemon(cli.endpoints.system_bus, document, seconds))
-    if reply is None:
-        return
-    if json_out:
-        print_json(reply)
-    else:
-        code = reply["exit_code"]
-        colour = "green" if code == ExitCode.OK else "red"
-        stdout().print(f"[{colour}]{reply['message']}[/]")
-        if code == ExitCode.OK:
-            stdout().print(f"run `op-dbus confirm` within {seconds} s to keep it")
-    raise typer.Exit(int(reply["exit_code"]))
-
-
-def record_in_ledger(
-    cli: CliContext,
-    loaded: LoadedState,
-    sections: dict[str, Section],
-    plan: Plan,
-    result: ApplyResult,
-) -> None:
-    """Append the apply to the ledger; a host change that cannot be recorded is an error.
-
-    Only applies that set out to change the host are recorded: a no-op re-apply records no
-    change (idempotence), and a refused apply (exit 6) changed nothing.
-    """
-    import sqlite3
-    import sys
-
-    from op_dbus.engine.record import command_actor, record_apply
-    from op_dbus.ledger.store import Ledger, LedgerError
-
-    try:
-        with Ledger.open(cli.endpoints.data_dir) as ledger:
-            record_apply(
-                ledger,
-                plan=plan,
-                result=result,
-                desired=sections,
+            reply = await api.apply(
+                sections,
+                actor=actor_text(),
                 mode=str(loaded.mode),
-                actor=command_actor(["op-dbus", *sys.argv[1:]]),
+                confirm_within=confirm_within,
+                progress=progress.update,
+                on_plan=show,
             )
-    except (OSError, sqlite3.Error, LedgerError) as err:
-        fail(
-            ExitCode.UNEXPECTED,
-            f"{result.message}; but the ledger in {cli.endpoints.data_dir} could not record it: "
-            f"{err}",
-        )
+        if reply.get("try") and api.via == "local":
+            return await hold_here(api, reply)
+        return reply
+
+    reply = with_api(cli, list(sections), work)
+    result = reply["result"]
+    if json_out:
+        print_json({"file": file, **reply})
+    else:
+        colour = "green" if result["exit_code"] == ExitCode.OK else "red"
+        console.print(f"\n[{colour}]{result['message']}[/]")
+        if reply.get("try") and result["exit_code"] == ExitCode.OK:
+            console.print(f"run `op-dbus confirm` within {confirm_within} s to keep it")
+    raise typer.Exit(int(result["exit_code"]))
+
+
+async def hold_here(api: HostApi, reply: dict[str, Any]) -> dict[str, Any]:
+    """A try without a daemon: ask on the terminal until the try's deadline; keep the change
+    on `yes`, roll it back otherwise. Returns what to report: the apply, or the rollback."""
+    import asyncio
+
+    from op_dbus.api.local import LocalApi
+    from op_dbus.cli.daemon import ask_on_terminal
+
+    assert isinstance(api, LocalApi)
+    seconds = reply["try"]["seconds_left"]
+    asking = asyncio.ensure_future(ask_on_terminal(seconds))
+    ended = asyncio.ensure_future(api.wait_for_try())
+    await asyncio.wait({asking, ended}, return_when=asyncio.FIRST_COMPLETED)
+    if ended.done():  # the deadline passed: the Host rolled the change back
+        asking.cancel()
+        outcome = api.try_outcome()
+        return {**reply, "try": None, **(outcome or {})}
+    ended.cancel()
+    try:
+        confirmed = asking.result()
+    except Exception as err:  # no answer to be had: the change must not stay unconfirmed
+        stderr().print(f"\ncannot ask for confirmation ({err}): rolling back")
+        confirmed = False
+    if confirmed:
+        await api.confirm(actor=actor_text())
+        reply["result"]["message"] += "; confirmed"
+        return {**reply, "try": None}
+    rolled = await api.rollback(actor=actor_text())
+    rolled["result"]["message"] = "not confirmed: " + rolled["result"]["message"]
+    if rolled["result"]["exit_code"] == ExitCode.OK:
+        rolled["result"]["exit_code"] = int(ExitCode.ROLLED_BACK)
+    return {**reply, "try": None, **rolled}
 
 
 def verify(
@@ -298,36 +260,18 @@ def verify(
 ) -> None:
     """Check the host against FILE; list every mismatch (exit 3 when any)."""
     from op_dbus.cli.render import render_mismatches
-    from op_dbus.engine.plan import NOT_IMPLEMENTED
-    from op_dbus.engine.verify import verify_state
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
     sections = desired_sections(loaded, plugin)
 
-    async def work(
-        plugins: dict[str, Plugin | None],
-    ) -> tuple[dict[str, str], dict[str, list[Mismatch]]]:
-        blocked: dict[str, str] = {}
-        for name, plugin in plugins.items():
-            if plugin is None:
-                blocked[name] = NOT_IMPLEMENTED
-            elif not (availability := await plugin.available()).ok:
-                blocked[name] = availability.reason
-        if blocked:
-            return blocked, {}
-        return {}, await verify_state(sections, plugins, attempts=1, delay=0)
+    async def work(api: HostApi) -> dict[str, Any]:
+        return await api.verify(sections)
 
-    blocked, mismatches = run_async(with_plugins(cli, list(sections), work))
-    mismatches = {name: items for name, items in mismatches.items() if items}
+    reply = with_api(cli, list(sections), work)
+    blocked, mismatches = reply["blocked"], reply["mismatches"]
     if json_out:
-        print_json(
-            {
-                "file": file,
-                "blocked": blocked,
-                "mismatches": {n: [m.to_json() for m in i] for n, i in mismatches.items()},
-            }
-        )
+        print_json({"file": file, **reply})
     else:
         console = stdout()
         for name, reason in blocked.items():

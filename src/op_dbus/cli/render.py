@@ -10,25 +10,14 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from op_dbus.engine.plan import Plan, PluginPlan
-    from op_dbus.plugins.base import Mismatch
-
 SIGNS = {"create": ("+", "green"), "modify": ("~", "yellow"), "delete": ("-", "red")}
 STATUS_TEXT = {
     "not_implemented": "not implemented yet",
     "unavailable": "backend unavailable",
     "error": "could not be read",
 }
-
-
-def declared_summary(section: dict[str, Any]) -> str:
-    """'3 containers declared' for a section, from its collections."""
-    parts = [
-        f"{key}: {len(value)} declared"
-        for key, value in section.items()
-        if isinstance(value, list | dict)
-    ]
-    return ", ".join(parts) or "declared"
+"""Plans are rendered from their JSON form (`Plan.to_json()`), the same whichever way they
+came: from the engine in this process or from the daemon."""
 
 
 def field_changes(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
@@ -50,23 +39,20 @@ Line = list[tuple[str, str]]
 """One line of output as (text, rich style) segments; "" is unstyled."""
 
 
-def plugin_plan_lines(plugin_plan: PluginPlan) -> list[Line]:
+def plugin_plan_lines(entry: dict[str, Any]) -> list[Line]:
     """The lines of one plugin's part of the plan."""
-    name = ((f"{plugin_plan.name:8}", "bold"),)
-    if plugin_plan.status != "ready":
-        label = STATUS_TEXT.get(plugin_plan.status, plugin_plan.status)
-        detail = plugin_plan.reason or declared_summary(plugin_plan.desired)
-        if plugin_plan.status == "not_implemented":
-            detail = declared_summary(plugin_plan.desired) + "; nothing read, nothing will change"
-        return [[*name, (" ", ""), (label, "magenta"), (f": {detail}", "")]]
-    if not plugin_plan.actions:
+    name = ((f"{entry['name']:8}", "bold"),)
+    if entry["status"] != "ready":
+        label = STATUS_TEXT.get(entry["status"], entry["status"])
+        return [[*name, (" ", ""), (label, "magenta"), (f": {entry['reason']}", "")]]
+    if not entry["actions"]:
         return [[*name, (" ", ""), ("up to date", "dim")]]
     lines: list[Line] = [[*name]]
-    for action in plugin_plan.actions:
-        sign, colour = SIGNS[str(action.kind)]
-        lines.append([("  ", ""), (f"{sign} {action.resource}", colour)])
-        if str(action.kind) == "modify":
-            for path, old, new in field_changes(action.before, action.after):
+    for action in entry["actions"]:
+        sign, colour = SIGNS[action["kind"]]
+        lines.append([("  ", ""), (f"{sign} {action['resource']}", colour)])
+        if action["kind"] == "modify":
+            for path, old, new in field_changes(action["before"], action["after"]):
                 lines.append(
                     [
                         (f"      {path}: ", ""),
@@ -75,16 +61,16 @@ def plugin_plan_lines(plugin_plan: PluginPlan) -> list[Line]:
                         (compact(new), "green"),
                     ]
                 )
-        elif str(action.kind) == "create" and action.after is not None:
-            lines.append([("      ", ""), (compact(action.after), "green")])
+        elif action["kind"] == "create" and action["after"] is not None:
+            lines.append([("      ", ""), (compact(action["after"]), "green")])
     return lines
 
 
-def render_plan(console: Console, plan: Plan) -> None:
+def render_plan(console: Console, plan: dict[str, Any]) -> None:
     """Print the plan in one write. Colour costs rich ~0.1 s per thousand lines, so output
     that is not a terminal (pipes, logs, benchmarks) gets the same text without it."""
-    lines = [line for entry in plan.plugins for line in plugin_plan_lines(entry)]
-    summary = plan.summary()
+    lines = [line for entry in plan["plugins"] for line in plugin_plan_lines(entry)]
+    summary = plan["summary"]
     total: Line = [
         ("Plan: ", ""),
         (f"{summary['create']} to create", "green"),
@@ -107,7 +93,45 @@ def markup(line: Line) -> str:
     return "".join(f"[{style}]{escape(text)}[/]" if style else escape(text) for text, style in line)
 
 
-def render_mismatches(console: Console, mismatches: dict[str, list[Mismatch]]) -> None:
+def render_mismatches(console: Console, mismatches: dict[str, list[dict[str, Any]]]) -> None:
     for name, items in mismatches.items():
-        for mismatch in items:
-            console.print(f"  [red]✗[/] {name}: {escape(mismatch.describe())}")
+        for m in items:
+            text = f"{m['resource']}: {m['field']} is {m['actual']!r}, expected {m['expected']!r}"
+            console.print(f"  [red]✗[/] {name}: {escape(text)}")
+
+
+def render_status(console: Console, status: dict[str, Any]) -> None:
+    """`op-dbus status` for people: one line per fact."""
+    daemon = status.get("daemon")
+    if daemon is None:
+        console.print("daemon: [dim]not running[/] (changes are made by the command itself)")
+    else:
+        console.print(
+            f"daemon: pid {daemon['pid']}, mode {daemon['mode']}, policy {daemon['policy']}, "
+            f"state file {daemon['state_file'] or '-'}"
+        )
+    changes = status.get("runtime_changes") or []
+    console.print(f"runtime changes: {len(changes) or 'none'}")
+    for change in changes:
+        console.print(
+            f"  {change['time']}  {', '.join(change['sections'])}  {escape(change['actor'])}"
+        )
+    pending = status.get("try")
+    if pending:
+        console.print(
+            f"[yellow]try pending[/]: {', '.join(pending['sections'])}, rolled back at "
+            f"{pending['deadline']} ({pending['seconds_left']} s left) unless confirmed"
+        )
+    last = status.get("last_apply")
+    if last:
+        colour = "green" if last["exit_code"] == 0 else "red"
+        console.print(f"last apply: {last['time']} [{colour}]{escape(last['message'])}[/]")
+    drift = status.get("drift")
+    if drift:
+        console.print(f"drift: {drift['events']} event(s), {drift['repairs']} repair(s)")
+    holder = status.get("lock_holder")
+    console.print(
+        "apply lock: free"
+        if not holder
+        else f"apply lock: held by pid {holder.get('pid')} ({escape(str(holder.get('actor')))})"
+    )

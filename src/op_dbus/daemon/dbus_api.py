@@ -22,22 +22,20 @@ from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method, signal
 
+from op_dbus.api.daemon import INTERFACE, NAME, PATH
+from op_dbus.errors import AccessDenied, InvalidInput, NothingPending, OpError
 from op_dbus.native.dbus import BUS_NAME, BUS_PATH, call, connect_system_bus
 
 log = logging.getLogger("op_dbus.daemon")
 
-NAME = "org.opdbus"
-PATH = "/org/opdbus/state"
-INTERFACE = "org.opdbus.StateManager"
-ERR_ACCESS = "org.opdbus.Error.AccessDenied"
-ERR_INPUT = "org.opdbus.Error.InvalidInput"
-ERR_FAILED = "org.opdbus.Error.Failed"
-CHANGING = frozenset({"ApplyState", "TryState", "Confirm"})
+ERR_ACCESS = AccessDenied.dbus_name
+ERR_INPUT = InvalidInput.dbus_name
+ERR_FAILED = OpError.dbus_name
+CHANGING = frozenset(
+    {"ApplyState", "Apply", "TryState", "Confirm", "ConfirmTry", "Rollback", "Reload"}
+)
 """Methods that change the host or its pending try: root callers only."""
-
-
-class InvalidInput(Exception):
-    """The caller's state document is not valid (the message names every JSON path)."""
+ACTOR = "op-dbus-daemon"
 
 
 class Backend(Protocol):
@@ -48,12 +46,16 @@ class Backend(Protocol):
 
     def last_apply_json(self) -> str: ...
     def drift_events(self) -> int: ...
-    async def apply_state(self, text: str, uid: int) -> dict[str, Any]: ...
-    async def try_state(self, text: str, seconds: int, uid: int) -> dict[str, Any]: ...
+    async def apply_state(
+        self, text: str, actor: str, confirm_within: float | None = None
+    ) -> dict[str, Any]: ...
     async def query_state(self) -> dict[str, Any]: ...
     async def diff(self, text: str) -> dict[str, Any]: ...
-    async def verify(self) -> dict[str, Any]: ...
-    async def confirm(self) -> bool: ...
+    async def verify(self, text: str | None = None) -> dict[str, Any]: ...
+    async def confirm(self, actor: str) -> dict[str, Any]: ...
+    async def rollback(self, actor: str) -> dict[str, Any]: ...
+    async def reload(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]: ...
 
 
 def _unreachable() -> Any:
@@ -89,6 +91,30 @@ class StateManager(ServiceInterface):
 
     @method()
     def Confirm(self) -> "b":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Apply(self, state: "s", options: "s") -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def VerifyState(self, state: "s") -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def ConfirmTry(self) -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Rollback(self) -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Reload(self) -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Status(self) -> "s":  # noqa: F821
         return _unreachable()
 
     @dbus_property(access=PropertyAccess.READ)
@@ -189,8 +215,8 @@ class DbusApi:
             bus.send(Message.new_method_return(message, out_signature, body))
         except DBusError as exc:
             bus.send(Message.new_error(message, exc.type, exc.text))
-        except InvalidInput as exc:
-            bus.send(Message.new_error(message, ERR_INPUT, str(exc)))
+        except OpError as exc:
+            bus.send(Message.new_error(message, exc.dbus_name, exc.message))
         except Exception as exc:
             log.exception("D-Bus %s failed", message.member)
             bus.send(Message.new_error(message, ERR_FAILED, f"{type(exc).__name__}: {exc}"))
@@ -210,12 +236,38 @@ def _text(data: dict[str, Any]) -> tuple[str, list[Any]]:
     return "s", [json.dumps(data, sort_keys=True, default=str)]
 
 
+def _actor(uid: int, claimed: str = "") -> str:
+    """Who asked: the uid the bus vouches for, and what the caller says it ran."""
+    return f"{ACTOR}:dbus uid={uid}" + (f" {claimed}" if claimed else "")
+
+
+def _options(text: str) -> dict[str, Any]:
+    try:
+        options = json.loads(text) if text else {}
+    except ValueError:
+        raise InvalidInput("options must be a JSON object") from None
+    if not isinstance(options, dict):
+        raise InvalidInput("options must be a JSON object")
+    claimed, seconds = options.get("actor", ""), options.get("confirm_within")
+    if not isinstance(claimed, str) or len(claimed) > 1024 or not claimed.isprintable():
+        raise InvalidInput("options.actor must be printable text of at most 1024 characters")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+        raise InvalidInput("options.confirm_within must be a whole number of seconds")
+    return {"actor": claimed, "confirm_within": seconds}
+
+
+async def _apply_state(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.apply_state(body[0], _actor(uid)))
+
+
 async def _apply(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return _text(await backend.apply_state(body[0], uid))
+    options = _options(body[1])
+    actor = _actor(uid, options["actor"])
+    return _text(await backend.apply_state(body[0], actor, options["confirm_within"]))
 
 
 async def _try(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return _text(await backend.try_state(body[0], int(body[1]), uid))
+    return _text(await backend.apply_state(body[0], _actor(uid), int(body[1])))
 
 
 async def _query(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
@@ -230,15 +282,45 @@ async def _verify(backend: Backend, uid: int, body: list[Any]) -> tuple[str, lis
     return _text(await backend.verify())
 
 
+async def _verify_state(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.verify(body[0]))
+
+
 async def _confirm(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return "b", [await backend.confirm()]
+    try:
+        await backend.confirm(_actor(uid))
+    except NothingPending:
+        return "b", [False]
+    return "b", [True]
+
+
+async def _confirm_try(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.confirm(_actor(uid)))
+
+
+async def _rollback(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.rollback(_actor(uid)))
+
+
+async def _reload(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.reload())
+
+
+async def _status(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(backend.status())
 
 
 _HANDLERS: dict[str, tuple[Handler, str]] = {
-    "ApplyState": (_apply, "s"),
+    "ApplyState": (_apply_state, "s"),
+    "Apply": (_apply, "ss"),
     "TryState": (_try, "su"),
     "QueryState": (_query, ""),
     "Diff": (_diff, "s"),
     "Verify": (_verify, ""),
+    "VerifyState": (_verify_state, "s"),
     "Confirm": (_confirm, ""),
+    "ConfirmTry": (_confirm_try, ""),
+    "Rollback": (_rollback, ""),
+    "Reload": (_reload, ""),
+    "Status": (_status, ""),
 }

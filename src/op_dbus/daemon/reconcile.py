@@ -1,14 +1,14 @@
 """The daemon's model of the host: desired state, cached current state, and what to do on drift.
 
-Every use of the plugins goes through one lock, so an intentional apply, a drift repair and a
-D-Bus `Diff` never interleave on a backend. Drift is any pending action for a declared section
-found after an event: under `enforce` it is repaired (recorded in the ledger as a corrective
-apply, actor `op-dbus-daemon:corrective`), under `observe` it is reported and recorded only.
+Every change goes through the engine's Host (the transaction service): its apply lock makes
+an intentional change, a drift repair and a try's rollback take turns, with each other and
+with any other writer on the host. Drift is any pending action for a declared section found
+after an event: under `enforce` it is repaired (recorded as a corrective apply, actor
+`op-dbus-daemon:corrective`), under `observe` it is reported and recorded only.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -17,17 +17,11 @@ from enum import StrEnum
 from typing import Any
 
 from op_dbus.daemon.backoff import DriftBackoff
-from op_dbus.daemon.restore import restore_checkpoints
-from op_dbus.endpoints import Endpoints
-from op_dbus.engine.apply import ApplyResult, apply_plan
-from op_dbus.engine.inventory import read_section
-from op_dbus.engine.plan import Plan, describe_error, make_plan
-from op_dbus.engine.verify import verify_state
+from op_dbus.engine.host import Change, Host
+from op_dbus.engine.plan import Plan
 from op_dbus.exitcodes import ExitCode
-from op_dbus.ledger.entries import now_text
-from op_dbus.model.modes import SECTIONS_BY_MODE, Mode
-from op_dbus.plugins import make_plugin
-from op_dbus.plugins.base import Action, Plugin, Section
+from op_dbus.ledger.entries import digest, now_text
+from op_dbus.plugins.base import Action, Section
 
 log = logging.getLogger("op_dbus.daemon")
 
@@ -43,21 +37,12 @@ Listener = Callable[[str, dict[str, Any]], None]
 """Told of "drift" and "applied" reports (the D-Bus signals, the systemd status line)."""
 
 
-def plan_json(plan: Plan) -> dict[str, Any]:
-    return {
-        "pending": plan.pending,
-        "plugins": [p.to_json() for p in plan.plugins],
-    }
-
-
 @dataclass
 class Reconciler:
-    """Holds the plugins (one per section the mode allows) for the daemon's lifetime."""
+    """Keeps the host at `desired` through `host`, and a cache of what the host is."""
 
-    endpoints: Endpoints
-    mode: Mode
+    host: Host
     policy: Policy
-    use_ledger: bool = True
     listeners: list[Listener] = field(default_factory=list)
     backoff: DriftBackoff = field(default_factory=DriftBackoff)
     desired: dict[str, Section] = field(default_factory=dict)
@@ -67,25 +52,20 @@ class Reconciler:
     """Sections whose cache is outdated (at first every one; then those an event or an apply
     touched): re-read when the cache is next asked for, so nobody waits for unasked reads."""
     drift_events: int = 0
+    repairs: int = 0
     last_apply: dict[str, Any] = field(default_factory=dict)
     retry_after: float | None = None
     """Seconds after which the caller should check again (a held resource's hold ends)."""
 
     def __post_init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.plugins: dict[str, Plugin | None] = {
-            name: make_plugin(name, self.endpoints) for name in self.names
-        }
         self.stale = set(self.names)
 
     @property
     def names(self) -> tuple[str, ...]:
-        return SECTIONS_BY_MODE[self.mode]
+        return self.host.names
 
     async def close(self) -> None:
-        for plugin in self.plugins.values():
-            if plugin is not None:
-                await plugin.close()
+        await self.host.close()
 
     def _emit(self, kind: str, report: dict[str, Any]) -> None:
         for listener in self.listeners:
@@ -94,27 +74,7 @@ class Reconciler:
             except Exception:  # a listener's failure must not stop reconciling
                 log.exception("listener failed on %s", kind)
 
-    async def _renew(self, name: str) -> None:
-        """A fresh plugin after its backend failed: the next use connects anew."""
-        old = self.plugins.get(name)
-        if old is not None:
-            try:
-                await old.close()
-            except Exception as exc:
-                log.debug("closing %s plugin: %s", name, describe_error(exc))
-        self.plugins[name] = make_plugin(name, self.endpoints)
-
     # -- reading ---------------------------------------------------------------------------
-    async def _refresh(self, names: set[str]) -> None:
-        """Read these sections in full into the cache (or note why they cannot be read)."""
-        wanted = [n for n in self.names if n in names]
-        results = await asyncio.gather(*(self._query(n) for n in wanted))
-        for name, (section, reason) in zip(wanted, results, strict=True):
-            if section is None:
-                self._unreadable(name, reason)
-            else:
-                self._cached(name, section)
-
     def _cached(self, name: str, section: Section) -> None:
         self.cache[name] = section
         self.skipped.pop(name, None)
@@ -125,74 +85,74 @@ class Reconciler:
         self.skipped[name] = reason
         self.stale.discard(name)
 
-    async def _query(self, name: str) -> tuple[Section | None, str]:
-        plugin = self.plugins.get(name)
-        section, reason = await read_section(plugin)
-        if section is None and plugin is not None:
-            await self._renew(name)
-        return section, reason
-
     async def cached_state(self) -> dict[str, Any]:
         """What `op-dbus query --json` prints, from the cache (stale sections read first)."""
         if self.stale:
-            async with self.lock:
-                await self._refresh(set(self.stale))
+            sections, skipped = await self.host.read(set(self.stale))
+            for name, section in sections.items():
+                self._cached(name, section)
+            for name, reason in skipped.items():
+                self._unreadable(name, reason)
         return {"state": {"version": 1, "plugins": dict(self.cache)}, "skipped": dict(self.skipped)}
 
-    async def diff(self, desired: dict[str, Section]) -> Plan:
-        async with self.lock:
-            return await self._plan(desired)
+    def _note_plan(self, plan: Plan) -> None:
+        """Keep a plan's full readings in the cache; partial ones and blocked ones say so."""
+        for entry in plan.plugins:
+            if entry.current is None:
+                self._unreadable(entry.name, entry.reason)
+            elif (plugin := self.host.plugins.get(entry.name)) and plugin.reads_all(entry.desired):
+                self._cached(entry.name, entry.current)
+            else:
+                self.stale.add(entry.name)
 
-    async def _plan(self, desired: dict[str, Section]) -> Plan:
-        """Plan `desired`; a section that could not be read is skipped in the cache, as why."""
-        plan = await make_plan(desired, self.plugins)
+    async def diff(self, desired: dict[str, Section]) -> Plan:
+        plan = await self.host.plan(desired)
         for entry in plan.blocked:
             self._unreadable(entry.name, entry.reason)
-            await self._renew(entry.name)
         return plan
 
-    async def verify(self) -> dict[str, Any]:
-        """Mismatches of the host against the desired state (one attempt, no waiting)."""
-        async with self.lock:
-            found = await verify_state(self.desired, self.plugins, attempts=1, delay=0)
-        return {"mismatches": {name: [m.to_json() for m in items] for name, items in found.items()}}
+    async def verify(self, desired: dict[str, Section] | None = None) -> dict[str, Any]:
+        """Mismatches of the host against `desired` (default: what the daemon enforces)."""
+        return (await self.host.verify(self.desired if desired is None else desired)).to_json()
 
     # -- changing --------------------------------------------------------------------------
     async def apply_desired(
-        self, desired: dict[str, Section], *, mode: str, actor: str
-    ) -> tuple[Plan, ApplyResult]:
-        """An intentional change: `desired` becomes what the daemon enforces, then is applied.
-        Returns the plan too: its `current` of the touched sections is the checkpoint.
-
-        A resource held by backoff is forgiven: the admin asked for it explicitly.
-        """
-        async with self.lock:
-            self.desired = dict(desired)
-            plan = await self._plan(self.desired)
-            result = await self._apply(plan, mode=mode, actor=actor)
-            self.backoff.clear()
-            return plan, result
-
-    async def _apply(self, plan: Plan, *, mode: str, actor: str) -> ApplyResult:
-        started = time.monotonic()
-        result = await apply_plan(plan, self.plugins)
-        touched = {entry.name for entry in plan.plugins if entry.actions}
-        return self._finish(plan, result, touched, mode=mode, actor=actor, started=started)
-
-    def _finish(
         self,
-        plan: Plan,
-        result: ApplyResult,
-        touched: set[str],
+        desired: dict[str, Section],
         *,
         mode: str,
         actor: str,
-        started: float,
-    ) -> ApplyResult:
-        """Record the apply, mark the sections it touched stale, and tell the listeners.
+        confirm_within: float | None = None,
+        apply: dict[str, Section] | None = None,
+    ) -> Change:
+        """An intentional change: `desired` becomes what the daemon enforces, and `apply`
+        (default: all of `desired`) is applied now. A resource held by backoff is forgiven:
+        the admin asked for it explicitly."""
+        previous = self.desired
+        self.desired = dict(desired)
+        started = time.monotonic()
+        try:
+            change = await self.host.apply(
+                desired if apply is None else apply,
+                actor=actor,
+                mode=mode,
+                confirm_within=confirm_within,
+            )
+        except BaseException:
+            self.desired = previous
+            raise
+        if change.result.exit_code not in (ExitCode.OK, ExitCode.UNEXPECTED):
+            self.desired = previous  # refused or rolled back: what was enforced stays
+        self.backoff.clear()
+        self._finish(change, actor=actor, started=started)
+        return change
 
-        Only `touched` sections can have changed; they are re-read when the cache is next
+    def _finish(self, change: Change, *, actor: str, started: float) -> None:
+        """Note the apply, mark the sections it touched stale, and tell the listeners.
+
+        Only touched sections can have changed; they are re-read when the cache is next
         asked for, which spares an apply (and a no-op re-apply) reads nobody asked for."""
+        result = change.result
         self.last_apply = {
             "time": now_text(),
             "actor": actor,
@@ -203,97 +163,92 @@ class Reconciler:
         }
         level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
         log.log(level, "%s: %s", actor, result.message)
-        if self.use_ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
-            self._record(plan, result, mode, actor)
-        self.stale |= touched
+        for entry in change.plan.blocked:
+            self._unreadable(entry.name, entry.reason)
+        self.stale |= {entry.name for entry in change.plan.plugins if entry.actions}
         self._emit("applied", dict(self.last_apply))
-        return result
 
-    def _record(self, plan: Plan, result: ApplyResult, mode: str, actor: str) -> None:
-        from op_dbus.engine.record import record_apply
-        from op_dbus.ledger.store import Ledger
-
-        try:
-            with Ledger.open(self.endpoints.data_dir) as ledger:
-                record_apply(
-                    ledger, plan=plan, result=result, desired=self.desired, mode=mode, actor=actor
-                )
-        except Exception as exc:  # the host changed; losing the record is loud, not fatal
-            log.error("ledger in %s could not record: %s", self.endpoints.data_dir, exc)
-
-    def _record_drift(self, report: dict[str, Any]) -> None:
-        """One ledger entry per drifted action (observe): what differed, as digests."""
-        import uuid
-
-        from op_dbus.ledger.entries import digest
-        from op_dbus.ledger.store import Ledger
-
-        base = {
-            "type": "drift",
-            "drift_id": uuid.uuid4().hex,
-            "time": report["time"],
-            "actor": f"{ACTOR}:observe",
-            "policy": str(self.policy),
-            "result": "reported, not repaired (observe)",
-        }
-        entries = [
-            base
-            | {k: a[k] for k in ("plugin", "kind", "resource")}
-            | {"before_digest": digest(a["before"]), "after_digest": digest(a["after"])}
-            for a in report["actions"]
-        ]
-        try:
-            with Ledger.open(self.endpoints.data_dir) as ledger:
-                ledger.append(entries)
-        except Exception as exc:
-            log.error("ledger in %s could not record drift: %s", self.endpoints.data_dir, exc)
-
-    async def restore(
-        self, checkpoints: dict[str, Section], desired: dict[str, Section], *, mode: str, actor: str
-    ) -> ApplyResult:
-        """Put the host back to `checkpoints` exactly and enforce `desired` again."""
-        async with self.lock:
-            self.desired = dict(desired)
-            started = time.monotonic()
-            plan, result = await restore_checkpoints(self.plugins, checkpoints)
-            touched = set(checkpoints)
-            return self._finish(plan, result, touched, mode=mode, actor=actor, started=started)
+    def restored(self, change: Change, desired: dict[str, Section], *, actor: str) -> None:
+        """A try was rolled back by the Host: enforce `desired` again and say so."""
+        self.desired = dict(desired)
+        self._finish(change, actor=actor, started=time.monotonic())
 
     async def check(self, names: Iterable[str], *, mode: str) -> dict[str, Any] | None:
         """After events touching `names`: handle drift of declared sections by policy, and
         keep their cache from the plan's reads; every other touched section goes stale (read
         when someone asks). Returns the drift report, or None when the host matches."""
         names = set(names)
-        async with self.lock:
-            declared = {n: s for n, s in self.desired.items() if n in names}
-            plan = await self._plan(declared) if declared else Plan([])
-            for entry in plan.plugins:  # a blocked one is already noted as skipped by _plan
-                if entry.current is None:
-                    continue
-                if self.plugins[entry.name].reads_all(entry.desired):
-                    self._cached(entry.name, entry.current)
-                else:
-                    self.stale.add(entry.name)
-            self.stale |= names - {entry.name for entry in plan.plugins}
+        declared = {n: s for n, s in self.desired.items() if n in names}
+        self.stale |= names - set(declared)
+        if not declared:
+            return None
+        if self.policy == Policy.OBSERVE:
+            plan = await self.host.plan(declared)
+            self._note_plan(plan)
             if not plan.pending:
                 return None
-            return await self._drifted(plan, mode)
+            return self._observed(plan)
 
-    async def _drifted(self, plan: Plan, mode: str) -> dict[str, Any]:
+        reports: list[dict[str, Any]] = []
+        started = time.monotonic()
+        change = await self.host.apply(
+            declared,
+            actor=f"{ACTOR}:corrective",
+            mode=mode,
+            select=lambda plan: reports.append(self._hold_back(plan)),
+        )
+        if not reports or not reports[0]["actions"]:
+            self._note_plan(change.plan)
+            return None
+        report = reports[0]
+        if change.plan.pending:
+            self.repairs += 1
+            report["result"] = change.result.to_json()
+            self._finish(change, actor=f"{ACTOR}:corrective", started=started)
+        return report
+
+    def _observed(self, plan: Plan) -> dict[str, Any]:
         self.drift_events += 1
-        report: dict[str, Any] = {
+        report = self._report(plan)
+        log.warning("drift (observe, not repaired): %s", _describe(plan.actions))
+        self._emit("drift", report)
+        self.host.record_drift(
+            [
+                {
+                    "type": "drift",
+                    "drift_id": report["drift_id"],
+                    "actor": f"{ACTOR}:observe",
+                    "policy": str(self.policy),
+                    "result": "reported, not repaired (observe)",
+                    "plugin": a.plugin,
+                    "kind": str(a.kind),
+                    "resource": a.resource,
+                    "before_digest": digest(a.before),
+                    "after_digest": digest(a.after),
+                }
+                for a in plan.actions
+            ]
+        )
+        return report
+
+    def _report(self, plan: Plan) -> dict[str, Any]:
+        import uuid
+
+        return {
             "time": now_text(),
+            "drift_id": uuid.uuid4().hex,
             "policy": str(self.policy),
             "actions": [a.to_json() for a in plan.actions],
             "held": {},
         }
-        if self.policy == Policy.OBSERVE:
-            log.warning("drift (observe, not repaired): %s", _describe(plan.actions))
-            self._emit("drift", report)
-            if self.use_ledger:
-                self._record_drift(report)
-            return report
 
+    def _hold_back(self, plan: Plan) -> dict[str, Any]:
+        """The Host's `select` for a repair: report the drift, drop held resources' actions
+        and count the repairs of the rest (a resource that keeps drifting back is held)."""
+        report = self._report(plan)
+        if not plan.pending:
+            return report
+        self.drift_events += 1
         held = {_key(a): self.backoff.held(_key(a)) for a in plan.actions}
         held = {key: round(delay, 3) for key, delay in held.items() if delay > 0}
         report["held"] = held
@@ -308,16 +263,13 @@ class Reconciler:
             )
             self.retry_after = max(held.values())
         self._emit("drift", report)
-        if not plan.pending:
-            return report
-        log.warning("drift: repairing %s", _describe(plan.actions))
+        if plan.pending:
+            log.warning("drift: repairing %s", _describe(plan.actions))
         for action in plan.actions:
             hold = self.backoff.repaired(_key(action))
             if hold:
                 report["held"][_key(action)] = hold
                 self.retry_after = max(self.retry_after or 0.0, hold)
-        result = await self._apply(plan, mode=mode, actor=f"{ACTOR}:corrective")
-        report["result"] = result.to_json()
         return report
 
 

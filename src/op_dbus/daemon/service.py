@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from op_dbus.daemon.backoff import DriftBackoff
-from op_dbus.daemon.dbus_api import DbusApi, InvalidInput
+from op_dbus.daemon.dbus_api import DbusApi
 from op_dbus.daemon.notify import Notifier
-from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler, plan_json
-from op_dbus.daemon.tryconfirm import TryAndConfirm
+from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler
+from op_dbus.daemon.runtime import RuntimeChanges
 from op_dbus.daemon.watchers import Session, supervise
 from op_dbus.daemon.watchers.lxc import lxc_session
 from op_dbus.daemon.watchers.netlink import netlink_session
@@ -30,8 +30,15 @@ from op_dbus.daemon.watchers.ovsdb import ovsdb_session
 from op_dbus.daemon.watchers.statefile import statefile_session
 from op_dbus.daemon.watchers.systemd import systemd_session
 from op_dbus.endpoints import Endpoints
+from op_dbus.engine.host import Change, Host, PendingTry
+from op_dbus.engine.lock import read_holder
+from op_dbus.engine.overlay import overlay
+from op_dbus.errors import InvalidInput
 from op_dbus.exitcodes import ExitCode
+from op_dbus.ledger.entries import now_text
 from op_dbus.model import LoadedState, Mode, StateInputError, load_state, parse_state
+from op_dbus.model.modes import SECTIONS_BY_MODE
+from op_dbus.plugins.base import Section
 
 log = logging.getLogger("op_dbus.daemon")
 
@@ -63,17 +70,18 @@ class Daemon:
     def __init__(self, options: DaemonOptions, notifier: Notifier | None = None) -> None:
         self.options = options
         self.notifier = notifier or Notifier()
+        mode = options.mode or Mode.FULL
+        self.host = Host(options.endpoints, SECTIONS_BY_MODE[mode], use_ledger=options.use_ledger)
+        self.host.try_listeners.append(self._try_over)
         self.reconciler = Reconciler(
-            options.endpoints,
-            options.mode or Mode.FULL,
-            options.policy,
-            options.use_ledger,
-            backoff=DriftBackoff(threshold=options.fight_threshold),
+            self.host, options.policy, backoff=DriftBackoff(threshold=options.fight_threshold)
         )
-        self.mode = str(self.reconciler.mode)
+        self.mode = str(mode)
         self.policy = str(options.policy)
         self.loaded: LoadedState | None = None
-        self.tries = TryAndConfirm(self.reconciler)
+        self.runtime = RuntimeChanges.load(options.endpoints.data_dir)
+        self._tried: tuple[dict[str, Section], dict[str, Section], str] | None = None
+        """While a try pends: what was enforced before it, its sections, its actor."""
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -113,10 +121,12 @@ class Daemon:
             self.notifier.status("no state file: reading the host only")
             return int(ExitCode.OK)
         self.notifier.status(f"applying {self.options.state_file}")
-        _, result = await self.reconciler.apply_desired(
-            self.loaded.state.sections(), mode=str(self.loaded.mode), actor=f"{ACTOR}:boot"
+        change = await self.reconciler.apply_desired(
+            self.runtime.desired(self.loaded.state.sections()),
+            mode=str(self.loaded.mode),
+            actor=f"{ACTOR}:boot",
         )
-        return int(result.exit_code)
+        return int(change.result.exit_code)
 
     async def _serve(self) -> None:
         r, opts = self.reconciler, self.options
@@ -160,11 +170,10 @@ class Daemon:
         log.info("running (policy %s, mode %s)", self.policy, self.mode)
         await self._stop.wait()
         self.notifier.stopping("stopping: finishing the work in flight")
-        async with r.lock:  # an apply in flight finishes first
+        async with self.host.busy:  # an apply in flight finishes first
             for task in tasks:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.tries.shutdown()
         log.info("stopped")
 
     def trigger(self, sections: frozenset[str], why: str) -> None:
@@ -227,8 +236,10 @@ class Daemon:
             await asyncio.sleep(interval)
 
     async def _reload_file(self) -> None:
-        """SIGHUP: re-read and apply the state file; an invalid one is refused, the old kept."""
+        """SIGHUP, `op-dbus reload` or a changed state file: drop the runtime changes, then
+        re-read and apply the state file; an invalid one is refused, the old state kept."""
         if self.options.state_file is None:
+            self._drop_runtime()
             self._dirty |= set(self.reconciler.names)
             return
         self.notifier.reloading(f"reloading {self.options.state_file}")
@@ -244,10 +255,15 @@ class Daemon:
             return
         assert loaded is not None
         self.loaded = loaded
+        self._drop_runtime()
         await self.reconciler.apply_desired(
             loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:reload"
         )
         self.notifier.ready(self._status())
+
+    def _drop_runtime(self) -> None:
+        if dropped := self.runtime.drop():
+            log.info("reload: %d runtime change(s) dropped", dropped)
 
     def _ledger_mode(self) -> str:
         return str(self.loaded.mode) if self.loaded is not None else self.mode
@@ -274,33 +290,84 @@ class Daemon:
         except StateInputError as err:
             raise InvalidInput("; ".join(str(e) for e in err.errors)) from None
 
-    async def apply_state(self, text: str, uid: int) -> dict[str, Any]:
-        """An intentional change over D-Bus: it replaces the enforced state until a reload."""
-        loaded = self._parse(text)
-        self.loaded = loaded
-        _, result = await self.reconciler.apply_desired(
-            loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:dbus uid={uid}"
-        )
-        return result.to_json()
+    def _file_sections(self) -> dict[str, Section]:
+        return self.loaded.state.sections() if self.loaded is not None else {}
 
-    async def try_state(self, text: str, seconds: int, uid: int) -> dict[str, Any]:
-        loaded = self._parse(text)
-        result = await self.tries.start(
-            loaded.state.sections(), seconds, mode=str(loaded.mode), actor=f"{ACTOR}:try uid={uid}"
+    async def apply_state(
+        self, text: str, actor: str, confirm_within: float | None = None
+    ) -> dict[str, Any]:
+        """A change through the daemon: applied now and, if it took effect, kept as a
+        runtime change on top of the state file (for a try: once confirmed)."""
+        sections = self._parse(text).state.sections()
+        before = dict(self.reconciler.desired)
+        desired = self.runtime.desired(self._file_sections())
+        change = await self.reconciler.apply_desired(
+            overlay(desired, sections),
+            mode=self.mode,
+            actor=actor,
+            confirm_within=confirm_within,
+            apply=sections,
         )
-        return result.to_json() | {"confirm_within": seconds if self.tries.pending else 0}
+        code = change.result.exit_code
+        if code in (ExitCode.OK, ExitCode.UNEXPECTED) and change.plan.pending:
+            if confirm_within is None or self.host.pending is None:
+                self.runtime.add(sections, actor=actor, time=now_text())
+            else:
+                self._tried = (before, sections, actor)
+        return change.to_json() | {"try": self._try_json()}
+
+    def _try_over(self, how: str, pending: PendingTry, change: Change | None) -> None:
+        """The Host ended the try: keep its change, or enforce what came before it again."""
+        tried, self._tried = self._tried, None
+        if tried is None:
+            return
+        before, sections, actor = tried
+        if how == "confirmed":
+            self.runtime.add(sections, actor=actor, time=now_text())
+        elif change is not None:
+            self.reconciler.restored(change, before, actor=f"{ACTOR}:try-rollback")
+
+    def _try_json(self) -> dict[str, Any] | None:
+        return self.host.pending.to_json() if self.host.pending is not None else None
 
     async def query_state(self) -> dict[str, Any]:
         return await self.reconciler.cached_state()
 
     async def diff(self, text: str) -> dict[str, Any]:
-        return plan_json(await self.reconciler.diff(self._parse(text).state.sections()))
+        return (await self.reconciler.diff(self._parse(text).state.sections())).to_json()
 
-    async def verify(self) -> dict[str, Any]:
-        return await self.reconciler.verify()
+    async def verify(self, text: str | None = None) -> dict[str, Any]:
+        desired = None if text is None else self._parse(text).state.sections()
+        return await self.reconciler.verify(desired)
 
-    async def confirm(self) -> bool:
-        return self.tries.confirm()
+    async def confirm(self, actor: str) -> dict[str, Any]:
+        return {"confirmed": self.host.confirm(actor=actor).to_json()}
+
+    async def rollback(self, actor: str) -> dict[str, Any]:
+        return (await self.host.rollback(actor=actor, why="rolled back on request")).to_json()
+
+    async def reload(self) -> dict[str, Any]:
+        dropped = len(self.runtime.changes)
+        self._request_reload()
+        return {"reloading": str(self.options.state_file), "runtime_changes_dropped": dropped}
+
+    def status(self) -> dict[str, Any]:
+        import os
+
+        r = self.reconciler
+        return {
+            "daemon": {
+                "pid": os.getpid(),
+                "mode": self.mode,
+                "policy": self.policy,
+                "state_file": str(self.options.state_file) if self.options.state_file else None,
+            },
+            "runtime_changes": self.runtime.summary(),
+            "try": self._try_json(),
+            "last_apply": r.last_apply or None,
+            "drift": {"events": r.drift_events, "repairs": r.repairs},
+            "lock_holder": read_holder(self.options.endpoints.data_dir),
+        }
 
 
 def _stamp(path: Path | None) -> tuple[int, int, int] | None:

@@ -206,10 +206,12 @@ class Host:
         progress: Progress | None = None,
         select: Select | None = None,
         confirm_within: float | None = None,
+        on_plan: Callable[[Plan], None] | None = None,
     ) -> Change:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
-        record it. With `confirm_within`, a change that took effect becomes the pending try:
-        rolled back unless `confirm()` comes in time."""
+        record it. `on_plan` sees the plan before it runs (to show it). With
+        `confirm_within`, a change that took effect becomes the pending try: rolled back
+        unless `confirm()` comes in time."""
         self._check_names(desired)
         if confirm_within is not None:
             check_try_seconds(confirm_within)
@@ -220,14 +222,19 @@ class Host:
                     f"another try is waiting for its confirmation ({left} s left): "
                     "confirm or roll it back first; nothing was changed"
                 )
-            with self._ledger() as ledger:
-                plan = await make_plan(dict(desired), self.plugins)
-                if select is not None:
-                    select(plan)
-                result = await apply_plan(plan, self.plugins, on_progress=progress)
-                for entry in plan.blocked:
-                    await self.renew(entry.name)
-                self._record(ledger, plan, result, desired, mode=mode, actor=actor)
+            plan = await make_plan(dict(desired), self.plugins)
+            if select is not None:
+                select(plan)
+            if on_plan is not None:
+                on_plan(plan)
+            for entry in plan.blocked:
+                await self.renew(entry.name)
+            if not plan.pending or plan.blocked:  # nothing to do, or refused: nothing to record
+                result = await apply_plan(plan, self.plugins)
+            else:
+                with self._ledger() as ledger:
+                    result = await apply_plan(plan, self.plugins, on_progress=progress)
+                    self._record(ledger, plan, result, desired, mode=mode, actor=actor)
             change = Change(plan, result)
             if confirm_within is not None and result.exit_code == ExitCode.OK and result.applied:
                 self._hold(plan, confirm_within, actor=actor, mode=mode)

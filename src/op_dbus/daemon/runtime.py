@@ -1,0 +1,76 @@
+"""Runtime changes: what was applied through the daemon on top of its state file.
+
+Like firewalld's runtime configuration: the daemon enforces its state file plus these, they
+are kept across daemon restarts (a file in the data dir), listed by `op-dbus status`, and
+dropped by `op-dbus reload` or when the state file changes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from op_dbus.engine.overlay import overlay
+from op_dbus.plugins.base import Section
+
+log = logging.getLogger("op_dbus.daemon")
+
+FILE_NAME = "runtime.json"
+
+
+@dataclass
+class RuntimeChanges:
+    path: Path
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    """Each: {"actor", "time", "sections"}, oldest first."""
+
+    @classmethod
+    def load(cls, data_dir: str | os.PathLike[str]) -> RuntimeChanges:
+        path = Path(data_dir) / FILE_NAME
+        try:
+            changes = json.loads(path.read_text())["changes"]
+        except FileNotFoundError:
+            changes = []
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("runtime changes in %s unreadable, not enforced: %s", path, exc)
+            changes = []
+        return cls(path, [c for c in changes if isinstance(c, dict) and "sections" in c])
+
+    def desired(self, base: dict[str, Section]) -> dict[str, Section]:
+        """`base` (the state file's sections) with every runtime change laid over it."""
+        return overlay(base, *(c["sections"] for c in self.changes))
+
+    def add(self, sections: dict[str, Section], *, actor: str, time: str) -> None:
+        self.changes.append({"actor": actor, "time": time, "sections": sections})
+        self._save()
+
+    def drop(self) -> int:
+        dropped = len(self.changes)
+        self.changes = []
+        self._save()
+        return dropped
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [
+            {"actor": c["actor"], "time": c["time"], "sections": sorted(c["sections"])}
+            for c in self.changes
+        ]
+
+    def _save(self) -> None:
+        """Atomically: a crash leaves the old list or the new one, never half of one."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".runtime.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump({"changes": self.changes}, out, sort_keys=True)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
