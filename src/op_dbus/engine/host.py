@@ -290,6 +290,7 @@ class Host:
             raise NothingPending("nothing to confirm: no tried state is waiting")
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         self._record_events([{"type": "confirm", "actor": actor, "try_actor": pending.actor}])
         self._try_over("confirmed", pending, None)
         log.info("try: confirmed by %s", actor)
