@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from op_dbus.engine.overlay import overlay
+from op_dbus.ledger.entries import digest
 from op_dbus.plugins.base import Section
 
 log = logging.getLogger("op_dbus.daemon")
@@ -26,20 +27,30 @@ FILE_NAME = "runtime.json"
 @dataclass
 class RuntimeChanges:
     path: Path
+    base: str | None
+    """Digest of the state file's sections the changes were made on top of."""
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Each: {"actor", "time", "sections"}, oldest first."""
 
     @classmethod
-    def load(cls, data_dir: str | os.PathLike[str]) -> RuntimeChanges:
+    def load(cls, data_dir: str | os.PathLike[str], base: dict[str, Section]) -> RuntimeChanges:
+        """The changes kept from the daemon's last run, unless the state file changed since
+        (then they are dropped: the file is what the admin wants now)."""
         path = Path(data_dir) / FILE_NAME
+        wanted = digest(base)
         try:
-            changes = json.loads(path.read_text())["changes"]
+            saved = json.loads(path.read_text())
+            changes, saved_base = saved["changes"], saved.get("base")
         except FileNotFoundError:
-            changes = []
+            return cls(path, wanted)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("runtime changes in %s unreadable, not enforced: %s", path, exc)
-            changes = []
-        return cls(path, [c for c in changes if isinstance(c, dict) and "sections" in c])
+            return cls(path, wanted)
+        kept = cls(path, wanted, [c for c in changes if isinstance(c, dict) and "sections" in c])
+        if saved_base != wanted and kept.changes:
+            log.info("the state file changed: %d runtime change(s) dropped", len(kept.changes))
+            kept.drop()
+        return kept
 
     def desired(self, base: dict[str, Section]) -> dict[str, Section]:
         """`base` (the state file's sections) with every runtime change laid over it."""
@@ -49,9 +60,12 @@ class RuntimeChanges:
         self.changes.append({"actor": actor, "time": time, "sections": sections})
         self._save()
 
-    def drop(self) -> int:
+    def drop(self, base: dict[str, Section] | None = None) -> int:
+        """Forget every change (a reload); `base`: the state file now laid under them."""
         dropped = len(self.changes)
         self.changes = []
+        if base is not None:
+            self.base = digest(base)
         self._save()
         return dropped
 
@@ -67,7 +81,7 @@ class RuntimeChanges:
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".runtime.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as out:
-                json.dump({"changes": self.changes}, out, sort_keys=True)
+                json.dump({"base": self.base, "changes": self.changes}, out, sort_keys=True)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)

@@ -79,7 +79,7 @@ class Daemon:
         self.mode = str(mode)
         self.policy = str(options.policy)
         self.loaded: LoadedState | None = None
-        self.runtime = RuntimeChanges.load(options.endpoints.data_dir)
+        self._runtime: RuntimeChanges | None = None
         self._tried: tuple[dict[str, Section], dict[str, Section], str] | None = None
         """While a try pends: what was enforced before it, its sections, its actor."""
         self._dirty: set[str] = set()
@@ -117,6 +117,7 @@ class Daemon:
 
         Nothing is read for the cache here: every section starts stale, read when asked for."""
         self.loaded = self.load()
+        self._runtime = RuntimeChanges.load(self.options.endpoints.data_dir, self._file_sections())
         if self.loaded is None:
             self.notifier.status("no state file: reading the host only")
             return int(ExitCode.OK)
@@ -261,8 +262,14 @@ class Daemon:
         )
         self.notifier.ready(self._status())
 
+    @property
+    def runtime(self) -> RuntimeChanges:
+        """Changes made through the daemon on top of its state file (read at boot)."""
+        assert self._runtime is not None, "read at boot, before anything is served"
+        return self._runtime
+
     def _drop_runtime(self) -> None:
-        if dropped := self.runtime.drop():
+        if dropped := self.runtime.drop(self._file_sections()):
             log.info("reload: %d runtime change(s) dropped", dropped)
 
     def _ledger_mode(self) -> str:
