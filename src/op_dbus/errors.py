@@ -85,8 +85,14 @@ KINDS: dict[str, type[OpError]] = {
 }
 
 
+BUS_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+"""What the bus itself answers when its policy refuses a call."""
+
+
 def from_dbus(name: str, text: str) -> OpError:
     """The error a D-Bus error reply of the daemon stands for (unknown names: OpError)."""
+    if name == BUS_ACCESS_DENIED:
+        return AccessDenied(f"{text}: needs root (run as root)")
     kind = KINDS.get(name, OpError)
     if kind is Refused:
         resource, _, reason = text.partition(": ")

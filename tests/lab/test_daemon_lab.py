@@ -179,8 +179,13 @@ def clean_bridge(lab: Lab) -> Iterator[None]:
 
 @pytest.fixture
 def start(lab: Lab, tmp_path: Path, clean_bridge: None) -> Iterator[Callable[..., Daemon]]:
-    """start(state, *args) -> a ready daemon; every one started is stopped by PID afterwards."""
+    """start(state, *args) -> a ready daemon; every one started is stopped by PID afterwards.
+
+    Runtime changes an earlier test made through its daemon are kept across restarts (as
+    they should be); each test starts without them."""
     started: list[Daemon] = []
+    runtime = Path(lab.data_dir) / "runtime.json"
+    runtime.unlink(missing_ok=True)
 
     def _start(
         state: dict[str, Any], *args: str, ready: bool = True, global_args: tuple[str, ...] = ()
@@ -196,6 +201,7 @@ def start(lab: Lab, tmp_path: Path, clean_bridge: None) -> Iterator[Callable[...
     yield _start
     for daemon in started:
         daemon.close()
+    runtime.unlink(missing_ok=True)
 
 
 def test_boot_apply_then_ovs_drift_is_repaired_and_recorded(
@@ -644,3 +650,114 @@ def test_sigterm_lets_the_apply_in_flight_finish(
     new = ledger_values(lab)[before:]
     applies = [v for v in new if v.get("actor") == "op-dbus-daemon:dbus uid=0"]
     assert len(applies) == 1 and applies[0]["result"]["exit_code"] == 0, "and recorded it"
+
+
+# -- one way in: the CLI goes through the daemon when one runs -------------------------------
+
+
+def cli(lab: Lab, *args: str, user: int | None = None, stdin: str | None = None) -> Any:
+    argv = [sys.executable, "-m", "op_dbus", *args]
+    if user is not None:
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    return subprocess.run(
+        lab.exec_argv(argv), input=stdin, capture_output=True, text=True, timeout=120
+    )
+
+
+def applies(lab: Lab) -> list[dict[str, Any]]:
+    return [e for e in ledger_values(lab) if e["type"] == "apply"]
+
+
+def test_a_cli_apply_with_the_daemon_is_kept_listed_recorded_and_dropped_by_reload(
+    lab: Lab, start: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    start(net_state(PORT))
+    change = tmp_path / "change.json"
+    change.write_text(json.dumps(net_state(PORT, PORT2)))
+    done = cli(lab, "apply", str(change))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "through the running op-dbus daemon" in done.stdout
+    assert ports(lab) == [PORT, PORT2]
+    vsctl(lab, "del-port", BRIDGE, PORT2)
+    wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the runtime change to be enforced too")
+
+    status = json.loads(cli(lab, "status", "--json").stdout)
+    assert status["daemon"]["state_file"].endswith("state.json")
+    [kept] = status["runtime_changes"]
+    assert kept["sections"] == ["net"] and f"command=op-dbus apply {change}" in kept["actor"]
+    recorded = [a for a in applies(lab) if f"apply {change}" in a["actor"]]
+    assert len(recorded) == 1 and "uid=0" in recorded[0]["actor"], "the ledger names the CLI"
+    human = cli(lab, "status")
+    assert human.returncode == 0 and "runtime changes: 1" in human.stdout
+
+    reloaded = json.loads(cli(lab, "reload", "--json").stdout)
+    assert reloaded["runtime_changes_dropped"] == 1
+    wait_for(lambda: ports(lab) == [PORT], 10, "the state file alone to be enforced")
+    assert json.loads(cli(lab, "status", "--json").stdout)["runtime_changes"] == []
+
+
+def test_diff_json_equals_the_daemons_plan_and_the_local_one(
+    lab: Lab, start: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    daemon = start(net_state(PORT))
+    wanted = tmp_path / "wanted.json"
+    wanted.write_text(json.dumps(net_state(PORT, PORT2)))
+    through_daemon = json.loads(cli(lab, "diff", "--json", str(wanted)).stdout)
+    over_dbus = json.loads(call(lab, "Diff", "s", wanted.read_text()))
+    assert daemon.stop() == 0
+    local = json.loads(cli(lab, "diff", "--json", str(wanted)).stdout)
+    keys = ("pending", "summary", "plugins")
+    assert {k: through_daemon[k] for k in keys} == over_dbus
+    assert {k: local[k] for k in keys} == over_dbus
+    assert over_dbus["pending"] and over_dbus["summary"]["create"] == 1, "the new port"
+
+
+def test_a_non_root_apply_through_the_daemon_is_refused_with_exit_2(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    start(net_state(PORT))
+    done = cli(lab, "apply", "-", user=65534, stdin=json.dumps(net_state(PORT, PORT2)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "needs root" in done.stderr and "Traceback" not in done.stderr
+    assert ports(lab) == [PORT]
+
+
+def hold_apply_lock(lab: Lab) -> int:
+    """Take the host-wide apply lock as another writer would (released by closing it)."""
+    import fcntl
+
+    fd = os.open(Path(lab.data_dir) / "apply.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "actor": "the test"}).encode(), 0)
+    return fd
+
+
+def test_concurrent_applies_without_a_daemon_take_turns(
+    lab: Lab, clean_bridge: None, tmp_path: Path
+) -> None:
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    first.write_text(json.dumps(net_state(PORT)))
+    second.write_text(json.dumps(net_state(PORT, PORT2)))
+    fd = hold_apply_lock(lab)
+    try:
+        refused = cli(lab, "--lock-wait", "0.5", "apply", str(first))
+        assert refused.returncode == 1 and f"pid {os.getpid()} (the test" in refused.stderr
+        assert ports(lab) == [], "nothing changed while it waited"
+        argv = [sys.executable, "-m", "op_dbus", "apply"]
+        running = [
+            subprocess.Popen(lab.exec_argv([*argv, str(f)]), stdout=subprocess.PIPE, text=True)
+            for f in (first, second)
+        ]
+        time.sleep(1.0)
+        assert all(p.poll() is None for p in running) and ports(lab) == [], "both wait"
+    finally:
+        os.close(fd)
+    for proc in running:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+    done = [a for a in applies(lab) if "first.json" in a["actor"] or "second.json" in a["actor"]]
+    assert len(done) == 2 and all(a["result"]["exit_code"] == 0 for a in done)
+    last = done[-1]["actor"]
+    assert ports(lab) == ([PORT] if "first.json" in last else [PORT, PORT2]), "the later one won"
+    assert all(a["result"]["rolled_back"] == 0 for a in done), "no rollback crossed the other"

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import Progress
+from op_dbus.engine.lock import DEFAULT_WAIT
 from op_dbus.plugins.base import Section
 
 
@@ -50,7 +51,12 @@ class HostApi(Protocol):
 
 
 async def connect(
-    endpoints: Endpoints, names: Iterable[str], *, use_ledger: bool = True, daemon: bool = True
+    endpoints: Endpoints,
+    names: Iterable[str],
+    *,
+    use_ledger: bool = True,
+    daemon: bool = True,
+    lock_wait: float = DEFAULT_WAIT,
 ) -> HostApi:
     """The daemon when one answers on the system bus (and `daemon`), else a local Host over
     the sections `names`."""
@@ -62,4 +68,4 @@ async def connect(
             return remote
     from op_dbus.api.local import LocalApi
 
-    return LocalApi(endpoints, names, use_ledger=use_ledger)
+    return LocalApi(endpoints, names, use_ledger=use_ledger, lock_wait=lock_wait)

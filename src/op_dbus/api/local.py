@@ -15,9 +15,11 @@ from op_dbus.plugins.base import Section
 class LocalApi:
     via = "local"
 
-    def __init__(self, endpoints: Endpoints, names: Iterable[str], *, use_ledger: bool) -> None:
+    def __init__(
+        self, endpoints: Endpoints, names: Iterable[str], *, use_ledger: bool, lock_wait: float
+    ) -> None:
         self.endpoints = endpoints
-        self.host = Host(endpoints, names, use_ledger=use_ledger)
+        self.host = Host(endpoints, names, use_ledger=use_ledger, lock_wait=lock_wait)
 
     async def query(self, names: Iterable[str]) -> dict[str, Any]:
         sections, skipped = await self.host.read(names)

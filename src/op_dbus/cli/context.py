@@ -29,6 +29,8 @@ class CliContext:
     endpoints: Endpoints
     mode: str  # "agent" | "standalone" | "full" | "auto"
     ledger: bool = True
+    lock_wait: float = 30.0
+    """Seconds a change waits for another writer's apply lock before giving up."""
 
     def fixed_mode(self) -> Mode | None:
         """The mode the user chose, or None for auto (decided from the state file)."""

@@ -53,6 +53,14 @@ def main(
         envvar="OPDBUS_LEDGER",
         help="Record every apply in the tamper-evident ledger (NixOS: enableBlockchain).",
     ),
+    lock_wait: float = typer.Option(
+        30.0,
+        "--lock-wait",
+        envvar="OPDBUS_LOCK_WAIT",
+        min=0.0,
+        max=3600.0,
+        help="Seconds to wait for another apply's lock before giving up.",
+    ),
 ) -> None:
     if mode not in MODES:
         raise typer.BadParameter(
@@ -61,7 +69,9 @@ def main(
     endpoints = Endpoints.from_env(
         ovsdb=ovsdb, system_bus=system_bus, lxc_path=lxc_path, data_dir=data_dir
     )
-    ctx.obj = {"cli": CliContext(endpoints=endpoints, mode=mode, ledger=use_ledger)}
+    ctx.obj = {
+        "cli": CliContext(endpoints=endpoints, mode=mode, ledger=use_ledger, lock_wait=lock_wait)
+    }
 
 
 state_cmds.register(app)

@@ -63,7 +63,9 @@ def with_api(
     from op_dbus.errors import OpError
 
     async def run() -> T:
-        api = await connect(cli.endpoints, names, use_ledger=cli.ledger, daemon=daemon)
+        api = await connect(
+            cli.endpoints, names, use_ledger=cli.ledger, daemon=daemon, lock_wait=cli.lock_wait
+        )
         try:
             return await work(api)
         finally:
