@@ -306,8 +306,9 @@ def test_foreign_container_survives_and_absent_destroys_only_owned(
     refused = copy.deepcopy(SEED)
     refused["lxc"]["containers"].append({"id": "150", "name": "byhand", "state": "absent"})
     result = opdbus(clean, "apply", write(tmp_path, refused, "refused.json"))
-    assert result.returncode != 0
+    assert result.returncode == 2, "a refusal is the request's fault: exit 2, not 6"
     assert "did not create it" in result.stdout + result.stderr
+    assert "Error" not in result.stdout + result.stderr, "no exception class names"
     assert "byhand" in containers(clean)
 
     gone = copy.deepcopy(SEED)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from op_dbus.errors import Refused
 from op_dbus.native.ovsdb import OvsdbError, ovsdb_set
 from op_dbus.plugins.base import Action, ActionKind
 from op_dbus.plugins.net import _picks_datapath, net_mismatches
@@ -147,14 +148,14 @@ def test_external_ids_are_merged_not_replaced() -> None:
 def test_dhcp_true_is_refused_naming_the_path() -> None:
     desired = copy.deepcopy(SEED)
     desired["interfaces"][1]["ipv4"]["dhcp"] = True
-    with pytest.raises(ValueError, match=r"net\.interfaces\[1\]\.ipv4\.dhcp"):
+    with pytest.raises(Refused, match=r"net\.interfaces\[1\]\.ipv4\.dhcp"):
         diff_net({"interfaces": []}, desired)
 
 
 def test_port_on_a_foreign_bridge_is_not_moved() -> None:
     current = {"interfaces": [bridge("other", ["eth0"], owned=False), port("eth0", "other")]}
     current["interfaces"][1]["owned"] = False
-    with pytest.raises(ValueError, match="does not own"):
+    with pytest.raises(Refused, match="does not own"):
         diff_net(current, SEED)
 
 

@@ -122,7 +122,10 @@ def query(
 
 
 def plan_exit_code(plan: dict[str, Any]) -> ExitCode:
-    """6 when a declared section cannot be handled, else 3 when anything would change."""
+    """2 when a plugin refused the request, 6 when a declared section cannot be handled,
+    else 3 when anything would change."""
+    if plan["summary"]["refused"]:
+        return ExitCode.INVALID_INPUT
     if plan["summary"]["blocked"]:
         return ExitCode.COMPONENT_MISSING
     return ExitCode.CHANGES_PENDING if plan["pending"] else ExitCode.OK

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from op_dbus.errors import Refused
 from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, Plugin, Section
 
-PlanStatus = Literal["ready", "not_implemented", "unavailable", "error"]
+PlanStatus = Literal["ready", "not_implemented", "unavailable", "error", "refused"]
 
 NOT_IMPLEMENTED = "not implemented yet"
 
@@ -59,6 +60,11 @@ class Plan:
         """Sections that could not be planned; applying them must be refused."""
         return [entry for entry in self.plugins if entry.status != "ready"]
 
+    @property
+    def refused(self) -> list[PluginPlan]:
+        """Sections a plugin refused to plan (the request is at fault: exit 2, not 6)."""
+        return [entry for entry in self.plugins if entry.status == "refused"]
+
     def get(self, name: str) -> PluginPlan | None:
         return next((entry for entry in self.plugins if entry.name == name), None)
 
@@ -66,7 +72,11 @@ class Plan:
         counts = {"create": 0, "modify": 0, "delete": 0}
         for action in self.actions:
             counts[str(action.kind)] += 1
-        return {**counts, "blocked": [p.name for p in self.blocked]}
+        return {
+            **counts,
+            "blocked": [p.name for p in self.blocked],
+            "refused": [p.name for p in self.refused],
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON form of a plan, on every surface (CLI --json, D-Bus, MCP)."""
@@ -94,9 +104,14 @@ async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> Plugi
         return PluginPlan(name, "unavailable", availability.reason, None, desired)
     try:
         current = await plugin.query(desired)
-        actions = plugin.diff(current, desired)
     except Exception as exc:
         return PluginPlan(name, "error", f"query failed: {describe_error(exc)}", None, desired)
+    try:
+        actions = plugin.diff(current, desired)
+    except Refused as refusal:
+        return PluginPlan(name, "refused", refusal.message, None, desired)
+    except Exception as exc:
+        return PluginPlan(name, "error", f"plan failed: {describe_error(exc)}", None, desired)
     return PluginPlan(name, "ready", "", current, desired, list(actions))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from op_dbus.errors import Refused
 from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, default_hwaddr, memory_mib
 from op_dbus.plugins.base import Action, ActionKind, Section
 
@@ -105,9 +106,10 @@ def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) ->
             if cur is None:
                 continue
             if not cur.get("owned"):
-                raise ValueError(
-                    f'container {name}: state is "absent", but op-dbus did not create it'
-                    " (no owner mark in its config); it never destroys such a container"
+                raise Refused(
+                    f"container {name}",
+                    'state is "absent", but op-dbus did not create it'
+                    " (no owner mark in its config); it never destroys such a container",
                 )
             deletes.append(Action(PLUGIN, ActionKind.DELETE, f"container/{name}", before=cur))
             continue
@@ -120,9 +122,10 @@ def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) ->
         changed = _changes(cur, want, exhaustive)
         if not cur.get("owned") and (config := sorted(set(changed) - {"running"})):
             if not exhaustive:
-                raise ValueError(
-                    f"container {name} was not created by op-dbus (no owner mark in its"
-                    f" config): it only starts and stops it, and will not change {config}"
+                raise Refused(
+                    f"container {name}",
+                    "op-dbus did not create it (no owner mark in its config): it only"
+                    f" starts and stops it, and will not change {config}",
                 )
             changed = {k: v for k, v in changed.items() if k == "running"}
         if changed:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from op_dbus.errors import Refused
 from op_dbus.model.rules import DHCP_REFUSED
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 from op_dbus.plugins.base import Action, ActionKind, Section
@@ -49,7 +50,7 @@ def check_desired(desired: Section) -> None:
     """Refuse what op-dbus cannot do (plan time, so nothing is touched)."""
     for index, entry in enumerate(_interfaces(desired)):
         if (entry.get("ipv4") or {}).get("dhcp") is True:
-            raise ValueError(f"net.interfaces[{index}].ipv4.dhcp: {DHCP_REFUSED}")
+            raise Refused(f"net.interfaces[{index}].ipv4.dhcp", DHCP_REFUSED)
 
 
 def _fields_changed(
@@ -151,9 +152,10 @@ def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) ->
         keys = ("type", "bridge", *PORT_FIELDS, "external_ids", "owned")
         if have is None or have["bridge"] != want["bridge"]:
             if have is not None and not have.get("owned"):
-                raise ValueError(
-                    f"port {name} is on bridge {have['bridge']}, which op-dbus does not own;"
-                    f" it will not move it to {want['bridge']}"
+                raise Refused(
+                    f"port {name}",
+                    f"it is on bridge {have['bridge']}, which op-dbus does not own;"
+                    f" it will not move it to {want['bridge']}",
                 )
             after = {"name": name, **{k: want[k] for k in keys if k in want}}
             upserts.append(Action(PLUGIN, ActionKind.CREATE, f"port/{name}", None, after))
