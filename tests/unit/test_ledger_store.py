@@ -15,6 +15,7 @@ from test_ledger_merkle import mth
 
 from op_dbus.ledger import merkle
 from op_dbus.ledger.checkpoint import open_checkpoint
+from op_dbus.ledger.entries import canonical
 from op_dbus.ledger.store import (
     DB_NAME,
     KEY_NAME,
@@ -51,7 +52,7 @@ def sql(data_dir: Path, *statements: tuple[str, tuple]) -> None:
 
 
 def verify(data_dir: Path):
-    with Ledger.open(data_dir, create=False) as ledger:
+    with Ledger.open(data_dir, readonly=True) as ledger:
         return ledger.verify()
 
 
@@ -86,7 +87,7 @@ def test_key_is_private_and_missing_ledger_is_not_created(tmp_path: Path, data_d
     with Ledger.open(data_dir) as ledger:
         assert (data_dir / PUBLIC_NAME).read_text().strip() == ledger.public_key()
     with pytest.raises(LedgerMissing):
-        Ledger.open(tmp_path / "nothing", create=False)
+        Ledger.open(tmp_path / "nothing", readonly=True)
     assert not (tmp_path / "nothing").exists()
 
 
@@ -129,15 +130,35 @@ def test_two_entries_swapped(data_dir: Path) -> None:
     assert "entry 2 says it is entry 7" in report.problems[0].message
 
 
+def forge_entries(data_dir: Path, new: list[dict]) -> None:
+    """Append `new` as an attacker without the key would: entries and a rebuilt tree, no
+    checkpoint (the store itself refuses to sign on top of a tampered log)."""
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    (size,) = conn.execute("SELECT count(*) FROM entries").fetchone()
+    rows = [(size + i, canonical({**e, "index": size + i}).decode()) for i, e in enumerate(new)]
+    with conn:
+        conn.executemany("INSERT INTO entries VALUES (?, ?)", rows)
+        data = [d for (d,) in conn.execute("SELECT data FROM entries ORDER BY idx")]
+        conn.execute("DELETE FROM nodes")
+        for level, hashes in enumerate(
+            merkle.perfect_levels([merkle.leaf_hash(d.encode()) for d in data])
+        ):
+            conn.executemany(
+                "INSERT INTO nodes VALUES (?, ?, ?)", [(level, i, h) for i, h in enumerate(hashes)]
+            )
+    conn.close()
+
+
 def test_truncated_and_re_extended(data_dir: Path) -> None:
     sql(
         data_dir,
         ("DELETE FROM entries WHERE idx >= 9", ()),
         ("DELETE FROM nodes WHERE ((idx + 1) << level) > 9", ()),
     )
-    with Ledger.open(data_dir) as ledger:
-        assert ledger.append(entries(2, 3, tag="forged")) == 12
-        report = ledger.verify()
+    with Ledger.open(data_dir) as ledger, pytest.raises(LedgerError, match="not appending"):
+        ledger.append(entries(2, 3, tag="forged"))
+    forge_entries(data_dir, entries(2, 3, tag="forged"))
+    report = verify(data_dir)
     # The stored tree is self-consistent again; the signed checkpoint of size 12 is not.
     assert report.first_bad == 9
     assert "checkpoint #3 (size 12) does not match" in report.problems[0].message
@@ -207,7 +228,7 @@ def test_rewrite_with_its_checkpoints_needs_a_checkpoint_kept_elsewhere(data_dir
 def test_appends_in_any_batches_store_the_rfc_tree(batches: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp, Ledger.open(tmp) as ledger:
         for number, count in enumerate(batches):
-            ledger.append(entries(number, count), checkpoint=number % 2 == 0)
+            ledger.append(entries(number, count))
         leaves = [entry.leaf_hash for entry in ledger.entries()]
         assert len(leaves) == sum(batches)
         for size in range(len(leaves) + 1):
@@ -230,7 +251,7 @@ def test_an_export_taken_while_another_writer_appends_verifies(
             return read_entries(start, end)
 
         ledger.entries = append_then_read  # type: ignore[method-assign]
-        assert export_ledger(ledger, path) == sum(APPLIES)
+        assert export_ledger(ledger, path, ledger.public_key() or "") == sum(APPLIES)
         assert other.size() == sum(APPLIES) + 3
     report = verify_export(path)
     assert report.ok, report.problems
