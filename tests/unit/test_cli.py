@@ -155,6 +155,21 @@ def test_init_writes_a_file_that_validates(tmp_path: Path) -> None:
     assert again.returncode == 2, "init must not overwrite without --force"
 
 
+def test_init_never_writes_through_a_symlink_at_the_output(tmp_path: Path) -> None:
+    """A dangling symlink planted at `-o` (e.g. in a directory others can write) is not
+    followed: without --force it counts as existing, with --force it is replaced."""
+    planted_target = tmp_path / "etc-file"
+    link = tmp_path / "state.json"
+    link.symlink_to(planted_target)
+    refused = op_dbus("--mode", "standalone", "init", "-o", str(link))
+    assert refused.returncode == 2 and "exists" in refused.stderr
+    assert not planted_target.exists() and link.is_symlink()
+    assert op_dbus("--mode", "standalone", "init", "-o", str(link), "--force").returncode == 0
+    assert not planted_target.exists()
+    assert not link.is_symlink() and json.loads(link.read_text())["version"] == 1
+    assert (link.stat().st_mode & 0o777) == 0o644
+
+
 def test_doctor_without_any_backend_exits_6() -> None:
     result = op_dbus("doctor", "--mode", "agent", "--json")
     assert result.returncode == 6

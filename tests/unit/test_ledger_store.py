@@ -256,3 +256,47 @@ def test_an_export_taken_while_another_writer_appends_verifies(
     report = verify_export(path)
     assert report.ok, report.problems
     assert report.size == sum(APPLIES) and report.checkpoints == len(APPLIES)
+
+
+def test_entries_appended_without_a_checkpoint_do_not_verify(data_dir: Path) -> None:
+    forge_entries(data_dir, entries(3, 2, tag="unsigned"))
+    report = verify(data_dir)
+    assert report.first_bad == 12 and report.verified_size == 12
+    assert "entries 12..13 are covered by no signed checkpoint" in report.problems[0].message
+
+
+def test_a_writer_never_recreates_a_dropped_checkpoints_table(data_dir: Path) -> None:
+    sql(data_dir, ("DROP TABLE checkpoints", ()))
+    with pytest.raises(LedgerError, match="lost its checkpoints table"):
+        Ledger.open(data_dir)
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert "checkpoints" not in tables
+    report = verify(data_dir)
+    messages = [p.message for p in report.problems]
+    assert "the checkpoints table is gone from ledger.db (dropped: tampering)" in messages
+
+
+def test_a_writer_refuses_to_sign_over_removed_checkpoints_or_a_lost_key(data_dir: Path) -> None:
+    sql(data_dir, ("DELETE FROM checkpoints WHERE size = 12", ()))
+    with Ledger.open(data_dir) as ledger, pytest.raises(LedgerError, match="does not sign its 12"):
+        ledger.append(entries(3, 1))
+    assert verify(data_dir).size == 12  # nothing was appended
+    (data_dir / KEY_NAME).unlink()
+    with Ledger.open(data_dir) as ledger, pytest.raises(LedgerError, match="a new key would sign"):
+        ledger.append(entries(3, 1))
+    assert not (data_dir / KEY_NAME).exists()
+
+
+def test_a_read_only_ledger_sees_what_an_open_writer_committed(data_dir: Path) -> None:
+    with Ledger.open(data_dir) as writer:
+        writer.append(entries(3, 2))
+        assert (data_dir / f"{DB_NAME}-wal").exists()  # read through SQLite's WAL locking
+        with Ledger.open(data_dir, readonly=True) as reader:
+            assert reader.size() == 14 and reader.verify().ok
+            with pytest.raises(LedgerError, match="read-only"):
+                reader.append(entries(4, 1))
+    with Ledger.open(data_dir, readonly=True) as reader:  # no WAL now: read as immutable
+        assert not (data_dir / f"{DB_NAME}-wal").exists()
+        assert reader.size() == 14 and reader.verify().ok

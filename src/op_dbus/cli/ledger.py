@@ -236,13 +236,13 @@ def checkpoint(
     from op_dbus.ledger.checkpoint import CheckpointError, open_checkpoint
 
     with open_ledger(ctx) as ledger:
-        note = ledger.latest_checkpoint()
-        if note is None and ledger.public_key() is None:
-            fail(ExitCode.INVALID_INPUT, "the ledger has no checkpoint and no key yet")
+        if ledger.size() == 0 and ledger.public_key() is None:
+            fail(ExitCode.INVALID_INPUT, "the ledger has no key yet: the first apply makes it")
         vkey = require_key(ledger)
-    if public_key and not json_out:
-        print(vkey)
-        return
+        if public_key and not json_out:
+            print(vkey)
+            return
+        note = ledger.latest_checkpoint()
     if note is None:
         fail(ExitCode.INVALID_INPUT, "the ledger has no checkpoint yet")
     try:
