@@ -265,17 +265,18 @@ def test_entries_appended_without_a_checkpoint_do_not_verify(data_dir: Path) -> 
     assert "entries 12..13 are covered by no signed checkpoint" in report.problems[0].message
 
 
-def test_a_writer_never_recreates_a_dropped_checkpoints_table(data_dir: Path) -> None:
-    sql(data_dir, ("DROP TABLE checkpoints", ()))
-    with pytest.raises(LedgerError, match="lost its checkpoints table"):
+@pytest.mark.parametrize("table", ["checkpoints", "nodes", "meta"])
+def test_a_writer_never_recreates_a_dropped_table(data_dir: Path, table: str) -> None:
+    sql(data_dir, (f"DROP TABLE {table}", ()))
+    with pytest.raises(LedgerError, match=f"lost its {table} table"):
         Ledger.open(data_dir)
     conn = sqlite3.connect(data_dir / DB_NAME)
     tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
-    assert "checkpoints" not in tables
+    assert table not in tables
     report = verify(data_dir)
     messages = [p.message for p in report.problems]
-    assert "the checkpoints table is gone from ledger.db (dropped: tampering)" in messages
+    assert f"the {table} table is gone from ledger.db (dropped: tampering)" in messages
 
 
 def test_a_writer_refuses_to_sign_over_removed_checkpoints_or_a_lost_key(data_dir: Path) -> None:

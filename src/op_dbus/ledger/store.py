@@ -302,11 +302,13 @@ class Ledger:
         """The checkpoint signer as a signed-note verifier key: from the signing key when it is
         readable, else from `ledger.pub`; None when neither exists. Creates nothing."""
         try:
-            return verifier_key(self.origin, load_key(self.data_dir / KEY_NAME).public_key())
+            key = load_key(self.data_dir / KEY_NAME)
         except (FileNotFoundError, PermissionError):
-            pass
+            key = None
         except CheckpointError as exc:
             raise LedgerError(str(exc)) from None
+        if key is not None and "meta" in self._tables():  # the origin names the key
+            return verifier_key(self.origin, key.public_key())
         try:
             return (self.data_dir / PUBLIC_NAME).read_text().strip()
         except FileNotFoundError:
