@@ -304,6 +304,34 @@ AUDITS = (
 )
 
 
+WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+opened_for_writing: list[str] | None = None
+
+
+def _watch_opens(event: str, args: tuple) -> None:
+    """Audit hook: note every file this process opens for writing while a test watches."""
+    if event == "open" and opened_for_writing is not None:
+        path, _, flags = args
+        if isinstance(path, str | os.PathLike) and flags & WRITE_FLAGS:
+            opened_for_writing.append(os.fspath(path))
+
+
+sys.addaudithook(_watch_opens)
+
+
+@contextmanager
+def writes_under(directory: Path) -> Iterator[list[str]]:
+    """The files under `directory` opened for writing (or created) inside the block."""
+    global opened_for_writing
+    opened_for_writing = []
+    seen = opened_for_writing
+    try:
+        yield seen
+    finally:
+        opened_for_writing = None
+        seen[:] = [p for p in seen if Path(p).absolute().is_relative_to(directory.absolute())]
+
+
 @contextmanager
 def read_only_copy(data_dir: Path, copy: Path) -> Iterator[Path]:
     shutil.copytree(data_dir, copy)
@@ -321,12 +349,14 @@ def test_audit_commands_run_on_a_read_only_copy_and_change_nothing(
 ) -> None:
     with read_only_copy(data_dir, tmp_path / "copy") as copy:
         before = files_in(copy)
-        for args in AUDITS:
-            code, out = run(copy, *args)
-            assert code == 0, (args, out)
-        export = tmp_path / "audit.jsonl"
-        assert run(copy, "export", str(export))[0] == 0
-        assert run(copy, "verify-export", str(export))[0] == 0
+        with writes_under(copy) as writes:
+            for args in AUDITS:
+                code, out = run(copy, *args)
+                assert code == 0, (args, out)
+            export = tmp_path / "audit.jsonl"
+            assert run(copy, "export", str(export))[0] == 0
+            assert run(copy, "verify-export", str(export))[0] == 0
+        assert writes == []  # not even the lock file (root ignores the modes of the copy)
         assert files_in(copy) == before
         assert sorted(before) == ["ledger.db", "ledger.key", "ledger.lock", "ledger.pub"]
 
