@@ -84,6 +84,7 @@ def test_clean_log_verifies_and_proofs_check_against_signed_roots(data_dir: Path
 
 def test_key_is_private_and_missing_ledger_is_not_created(tmp_path: Path, data_dir: Path) -> None:
     assert stat.S_IMODE(os.stat(data_dir / KEY_NAME).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data_dir / PUBLIC_NAME).st_mode) == 0o644
     with Ledger.open(data_dir) as ledger:
         assert (data_dir / PUBLIC_NAME).read_text().strip() == ledger.public_key()
     with pytest.raises(LedgerMissing):

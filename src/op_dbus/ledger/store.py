@@ -5,6 +5,7 @@ writes the new leaf and the perfect subtrees it completes: O(log n) work, never 
 Proofs fold O(log n) stored nodes. Writers serialise on an flock'ed file in the data dir and
 SQLite's BEGIN IMMEDIATE, so concurrent processes cannot fork the log; each append (entries
 and its checkpoint) is one WAL transaction, so a killed writer leaves the last commit intact.
+Audits open it read-only: no file is created or written, not even the lock.
 """
 
 from __future__ import annotations
