@@ -31,8 +31,18 @@ in
     enableCache = false;
     policy = "observe";
     dataDir = "/srv/op-dbus";
-    extraArgs = [ "--poll-interval" "60" "50% of $HOME" ];
+    extraArgs = [ "--poll-interval" "60" ];
   };
+  # The same options on a state the lab can apply (tests/lab/test_nix_execstart.py).
+  optionsOnLab = enabled {
+    enableBlockchain = false;
+    enableCache = false;
+    policy = "observe";
+    extraArgs = [ "--poll-interval" "60" ];
+    stateConfig.systemd.units."openvswitch.service" = ovsUnit;
+  };
+  # An argument with a space, `%` and `$` reaches op-dbus as written.
+  extraArgsQuoted = enabled { extraArgs = [ "--state-file" "/srv/50% of $HOME.json" ]; };
   dataDirUnderVarLib = enabled { dataDir = "/var/lib/opd/state"; };
   stateFile = enabled { stateFile = "/srv/op-dbus/state.yaml"; };
   pluginsShape = enabled {
