@@ -43,6 +43,13 @@ in
   };
   # An argument with a space, `%` and `$` reaches op-dbus as written.
   extraArgsQuoted = enabled { extraArgs = [ "--state-file" "/srv/50% of $HOME.json" ]; };
+  customPackage = enabled {
+    package = {
+      type = "derivation";
+      name = "op-dbus-custom";
+      outPath = "/nix/store/00000000000000000000000000000000-op-dbus-custom";
+    };
+  };
   dataDirUnderVarLib = enabled { dataDir = "/var/lib/opd/state"; };
   stateFile = enabled { stateFile = "/srv/op-dbus/state.yaml"; };
   pluginsShape = enabled {

@@ -210,6 +210,17 @@ def test_blockchain_cache_policy_data_dir_and_extra_args() -> None:
     assert scenario("options")["tmpfiles"] == ["d /srv/op-dbus 0700 root root - -"]
 
 
+def test_the_package_option_is_what_runs_and_what_is_installed() -> None:
+    custom = "/nix/store/00000000000000000000000000000000-op-dbus-custom"
+    case = scenario("customPackage")
+    assert args("customPackage")[0] == f"{custom}/bin/op-dbus"
+    assert (case["package"], case["dbusPackages"], case["systemPackages"]) == (
+        custom,
+        [custom],
+        ["op-dbus-custom"],
+    )
+
+
 def test_a_data_dir_under_var_lib_is_a_state_directory() -> None:
     config = unit("dataDirUnderVarLib")["serviceConfig"]
     assert (config["StateDirectory"], config["StateDirectoryMode"]) == ("opd/state", "0700")
