@@ -434,6 +434,10 @@ in
     (mkIf (units ? "openvswitch.service" && config.virtualisation.vswitch.enable) {
       systemd.services.openvswitch = {
         description = "Open vSwitch (ovsdb.service and ovs-vswitchd.service)";
+        # NixOS's /etc/systemd is read-only: an "enabled" unit is NixOS's to enable, not op-dbus's.
+        wantedBy = mkIf (units."openvswitch.service".enabled or false) (mkDefault [
+          "multi-user.target"
+        ]);
         requires = [
           "ovsdb.service"
           "ovs-vswitchd.service"

@@ -97,6 +97,11 @@ in
     stateFile = "/srv/state.json";
     stateConfig.systemd.units."sshd.service" = ovsUnit;
   };
+  # Named, OVS on, without the seed's own systemd.services.openvswitch line.
+  openvswitchNamedOnly = enabled {
+    mode = "standalone";
+    stateConfig.systemd.units."openvswitch.service" = ovsUnit;
+  };
   # Named without OVS on: no openvswitch.service is made up, the warning stays.
   openvswitchWithoutVswitch = enabled { stateConfig.systemd.units."openvswitch.service" = ovsUnit; };
 }

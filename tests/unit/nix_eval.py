@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -80,6 +81,4 @@ def unit(name: str) -> dict[str, Any]:
 def exec_argv(exec_start: str) -> list[str]:
     """Split an ExecStart line as systemd does for what the module writes (plain words and
     JSON-quoted ones, with `%%` and `$$` for `%` and `$`)."""
-    import shlex
-
     return [a.replace("%%", "%").replace("$$", "$") for a in shlex.split(exec_start)]

@@ -103,6 +103,12 @@ def test_the_seeds_openvswitch_service_is_warned_about_and_made_real() -> None:
     assert ovs["serviceConfig"]["ExecStart"].endswith("/bin/true")
 
 
+def test_an_openvswitch_service_the_state_enables_is_enabled_by_nixos() -> None:
+    ovs = scenario("openvswitchNamedOnly")["services"]["openvswitch"]
+    assert ovs["wantedBy"] == ["multi-user.target"]
+    assert ovs["requires"] == ["ovsdb.service", "ovs-vswitchd.service"]
+
+
 def test_without_ovs_on_no_openvswitch_service_is_made_up() -> None:
     case = scenario("openvswitchWithoutVswitch")
     assert "openvswitch" not in case["services"]
