@@ -332,9 +332,15 @@ in
       warnings = optional (units ? "openvswitch.service") (
         "${prefix}.systemd.units.\"openvswitch.service\": NixOS runs Open vSwitch as "
         + "ovsdb.service and ovs-vswitchd.service, and has no openvswitch.service of its own. "
-        + "The op-dbus module provides openvswitch.service as a unit that only requires those two "
-        + "(like Debian's openvswitch-switch.service); name \"ovsdb.service\" and "
-        + "\"ovs-vswitchd.service\" instead to manage the daemons themselves."
+        + (
+          if config.virtualisation.vswitch.enable then
+            "The op-dbus module provides openvswitch.service as a unit that only requires those "
+            + "two (like Debian's openvswitch-switch.service); "
+          else
+            "With virtualisation.vswitch.enable off, nothing provides it; "
+        )
+        + "name \"ovsdb.service\" and \"ovs-vswitchd.service\" instead to manage the daemons "
+        + "themselves."
       );
 
       environment.systemPackages = [ cfg.package ];

@@ -95,6 +95,7 @@ def test_the_seeds_openvswitch_service_is_warned_about_and_made_real() -> None:
     (warning,) = seed["warnings"]
     assert '"openvswitch.service"' in warning
     assert "ovsdb.service" in warning and "ovs-vswitchd.service" in warning
+    assert "provides openvswitch.service" in warning
     ovs = seed["services"]["openvswitch"]
     assert ovs["wantedBy"] == ["multi-user.target"], "the seed's own line merges in"
     assert ovs["requires"] == ["ovsdb.service", "ovs-vswitchd.service"]
@@ -112,7 +113,8 @@ def test_an_openvswitch_service_the_state_enables_is_enabled_by_nixos() -> None:
 def test_without_ovs_on_no_openvswitch_service_is_made_up() -> None:
     case = scenario("openvswitchWithoutVswitch")
     assert "openvswitch" not in case["services"]
-    assert len(case["warnings"]) == 1
+    (warning,) = case["warnings"]
+    assert "With virtualisation.vswitch.enable off, nothing provides it" in warning
 
 
 # -- the unit ------------------------------------------------------------------------------------
