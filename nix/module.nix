@@ -390,13 +390,15 @@ in
           CapabilityBoundingSet = capabilities.${cfg.mode};
           NoNewPrivileges = confined; # liblxc switches the container's AppArmor profile
           ProtectSystem = "strict";
+          # "-": a path that does not exist (yet) is skipped instead of failing the start.
           ReadWritePaths = [
             (toString cfg.dataDir)
           ]
-          ++ optional usesOvs "/run/openvswitch"
+          ++ optional usesOvs "-/run/openvswitch"
           ++ optionals usesLxc [
-            "/var/lib/lxc"
-            "/run/lxc"
+            "-/var/lib/lxc"
+            "-/run/lxc"
+            "-/var/cache/lxc"
           ];
           ProtectHome = true;
           PrivateTmp = true;

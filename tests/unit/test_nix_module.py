@@ -158,12 +158,15 @@ def test_ovs_modes_order_after_nixos_ovs_units_and_agent_does_not() -> None:
     for name in ("seed", "standalone"):
         assert {"ovsdb.service", "ovs-vswitchd.service"} <= set(unit(name)["after"])
         assert "ovs-vswitchd.service" in unit(name)["wants"]
-        assert "/run/openvswitch" in unit(name)["serviceConfig"]["ReadWritePaths"]
+        assert "-/run/openvswitch" in unit(name)["serviceConfig"]["ReadWritePaths"]
     assert unit("defaults")["after"] == ["dbus.service"]
     assert "openvswitch.service" not in unit("seed")["after"]
 
 
 def test_full_mode_has_the_tools_liblxc_and_the_hooks_call_on_its_path() -> None:
+    writable = unit("seed")["serviceConfig"]["ReadWritePaths"]
+    assert writable == ["/var/lib/op-dbus", "-/run/openvswitch", "-/var/lib/lxc", "-/run/lxc",
+                        "-/var/cache/lxc"]  # fmt: skip
     names = {p.split("-", 1)[1] for p in unit("seed")["path"]}
     assert names == {"lxc", "openvswitch", "util-linux", "ethtool"}
     assert unit("standalone")["path"] == []
