@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -378,3 +380,55 @@ def test_the_package_depends_on_what_pyproject_declares_and_installs_its_files()
     unit_text = (ROOT / "data" / "systemd" / "op-dbus.service").read_text()
     for replaced in re.findall(r"--replace-fail (\S+) ", script):
         assert replaced in unit_text, f"{replaced} is not in the unit: the build would fail"
+
+
+# -- the units as systemd reads them -------------------------------------------------------------
+UNIT_KEYS = {"after": "After", "wants": "Wants", "requires": "Requires", "before": "Before",
+             "partOf": "PartOf", "bindsTo": "BindsTo"}  # fmt: skip
+
+
+def unit_file(service: dict[str, Any]) -> str:
+    """The unit file NixOS writes for a service (its attrsToSection: a list is repeated lines),
+    with store programs replaced by the host's /bin/true so that systemd can check it here."""
+
+    def text(value: Any) -> str:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+    lines = ["[Unit]", f"Description={service['description']}"]
+    lines += [f"{key}={' '.join(service[k])}" for k, key in UNIT_KEYS.items() if service[k]]
+    lines.append("[Service]")
+    for key, value in service["serviceConfig"].items():
+        lines += [f"{key}={text(item)}" for item in (value if isinstance(value, list) else [value])]
+    lines += [f"Environment={key}={value}" for key, value in service["environment"].items()]
+    return re.sub(r'"?/nix/store/[^/\s"]+/bin/\S+?"?(?=\s|$)', "/bin/true", "\n".join(lines) + "\n")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@pytest.mark.parametrize(
+    ("name", "service"),
+    [
+        ("seed", "op-dbus"),
+        ("seed", "openvswitch"),
+        ("defaults", "op-dbus"),
+        ("standalone", "op-dbus"),
+        ("options", "op-dbus"),
+        ("mcp", "op-dbus"),
+        ("mcpIpv6", "op-dbus"),
+        ("extraArgsQuoted", "op-dbus"),
+        ("dataDirUnderVarLib", "op-dbus"),
+    ],
+)
+def test_systemd_accepts_every_directive_of_the_unit(
+    tmp_path: Path, name: str, service: str
+) -> None:
+    for nixos_ovs in ("ovsdb", "ovs-vswitchd"):  # what virtualisation.vswitch would add
+        (tmp_path / f"{nixos_ovs}.service").write_text("[Service]\nExecStart=/bin/true\n")
+    path = tmp_path / f"{service}.service"
+    path.write_text(unit_file(scenario(name)["services"][service]))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stderr) == (0, ""), path.read_text()
