@@ -50,6 +50,8 @@ class DaemonOptions:
     policy: Policy = Policy.ENFORCE
     oneshot: bool = False
     use_ledger: bool = True
+    use_cache: bool = True
+    """False: QueryState reads the host every time instead of answering from memory."""
     debounce: float = 0.01
     poll_interval: float = 300.0
     """Safety net: every section is re-read this often even without events (LXC has none)."""
@@ -68,6 +70,7 @@ class Daemon:
             options.mode or Mode.FULL,
             options.policy,
             options.use_ledger,
+            use_cache=options.use_cache,
             backoff=DriftBackoff(threshold=options.fight_threshold),
         )
         self.mode = str(self.reconciler.mode)
