@@ -56,8 +56,8 @@ def _interface(address: Any) -> ipaddress.IPv4Interface | None:
 
 
 def _edge_of(ip: ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> str | None:
-    """ "network" or "broadcast" when `ip` is one of those of `network` (prefixes up to /30;
-    a /31 or /32 has neither, RFC 3021), else None."""
+    """Which of `network`'s two reserved addresses `ip` is ("network", "broadcast"), if any.
+    Only prefixes up to /30 have them: a /31 or /32 is all hosts (RFC 3021)."""
     if network.prefixlen >= 31:
         return None
     if ip == network.network_address:
@@ -70,8 +70,7 @@ def _edge_of(ip: ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> str |
 def _address_problems(addresses: list[Any]) -> list[tuple[int, str]]:
     """(index, why) for each address that is its own subnet's network or broadcast address."""
     problems = []
-    for j, address in enumerate(addresses):
-        iface = _interface(address)
+    for j, iface in enumerate(map(_interface, addresses)):
         edge = _edge_of(iface.ip, iface.network) if iface else None
         if iface and edge:
             problems.append(
@@ -80,7 +79,7 @@ def _address_problems(addresses: list[Any]) -> list[tuple[int, str]]:
     return problems
 
 
-def _gateway_problem(ipv4: dict[str, Any]) -> str | None:
+def _gateway_problem(ipv4: dict[str, Any], owner: str) -> str | None:
     """Why the gateway cannot be the next hop of the declared subnets, or None if fine or
     unknowable."""
     gateway = ipv4.get("gateway")
@@ -97,7 +96,10 @@ def _gateway_problem(ipv4: dict[str, Any]) -> str | None:
         return None
     own = next((j for j, i in enumerate(ifaces) if i and i.ip == gw), None)
     if own is not None:
-        return f"gateway {gateway} is this address/{own}'s own: the gateway must be another host"
+        return (
+            f"gateway {gateway} is this {owner}'s own address (address[{own}]): "
+            "the gateway must be another host on the subnet"
+        )
     inside = [i.network for i in ifaces if i and gw in i.network]
     if not inside:
         where = ", ".join(str(i.network) for i in ifaces if i) or "none is declared"
@@ -233,14 +235,14 @@ class _Rules:
             given = [f for f in ("address", "gateway") if ipv4.get(f)]
             if given:
                 self.error((*loc, "enabled"), f"is false, but it also sets {' and '.join(given)}")
-        self._host_addresses(ipv4, loc)
+        self._host_addresses(ipv4, loc, "interface")
 
-    def _host_addresses(self, ipv4: dict[str, Any], loc: Loc) -> None:
+    def _host_addresses(self, ipv4: dict[str, Any], loc: Loc, owner: str) -> None:
         """The addresses and gateway of an interface or a container, each a usable host's."""
         addresses = ipv4.get("address")
         for j, why in _address_problems(addresses if isinstance(addresses, list) else []):
             self.error((*loc, "address", j, "ip"), why)
-        problem = _gateway_problem(ipv4)
+        problem = _gateway_problem(ipv4, owner)
         if problem:
             self.error((*loc, "gateway"), problem)
 
@@ -280,7 +282,7 @@ class _Rules:
         if ct.get("state") == "absent" and ct.get("running") is True:
             self.error((*loc, "running"), 'is true, but state is "absent"')
         if isinstance(ct.get("ipv4"), dict):
-            self._host_addresses(ct["ipv4"], (*loc, "ipv4"))
+            self._host_addresses(ct["ipv4"], (*loc, "ipv4"), "container")
 
     def systemd(self, systemd: Any) -> None:
         units = systemd.get("units") if isinstance(systemd, dict) else None
