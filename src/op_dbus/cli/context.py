@@ -42,15 +42,16 @@ def cli_context(ctx: typer.Context) -> CliContext:
 
 
 def stdout() -> Console:
+    """Without emoji codes: a user's `:smile:` in a plan or message is shown as written."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def fail(code: ExitCode, message: str) -> NoReturn:
