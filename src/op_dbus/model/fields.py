@@ -170,8 +170,8 @@ def check_mac(value: Any) -> str:
 
 
 def check_memory(value: Any) -> int | str:
-    """MiB as a positive integer, or a size like "512M" or "2G"; at most 2^63 bytes, the
-    most a cgroup limit holds (the kernel counts it in a signed 64-bit number of bytes)."""
+    """MiB as a positive integer, or a size like "512M" or "2G"; at most 2^63 bytes, about
+    the most a cgroup limit holds (the kernel caps it at LONG_MAX bytes): more is a typo."""
     if isinstance(value, str) and _MEMORY.fullmatch(value):
         digits = value[:-1]  # bounded before int(): a longer number is too large anyway
         too_long = len(digits) > len(str(MEMORY_MAX_MIB))
@@ -190,6 +190,9 @@ def check_memory(value: Any) -> int | str:
     return value
 
 
+_prefix_range = _ranged(1, 32)
+
+
 def check_prefix(value: Any) -> int:
     """Every prefix in a state file is a host address's: 0 would put all of IPv4 on its link."""
     if _is_int(value) and value == 0:
@@ -197,7 +200,7 @@ def check_prefix(value: Any) -> int:
             "must be from 1 to 32, got 0: prefix 0 on a host address would make every IPv4 "
             "address on-link (a default route is ipv4.gateway)"
         )
-    return _ranged(1, 32)(value)
+    return _prefix_range(value)
 
 
 def check_template(value: Any) -> str:

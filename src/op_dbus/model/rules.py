@@ -42,7 +42,7 @@ def _text(item: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _interface(address: Any) -> ipaddress.IPv4Interface | None:
+def _ip_interface(address: Any) -> ipaddress.IPv4Interface | None:
     """The address with its prefix, or None when either is invalid (the fields say why)."""
     if not isinstance(address, dict):
         return None
@@ -70,7 +70,7 @@ def _edge_of(ip: ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> str |
 def _address_problems(addresses: list[Any]) -> list[tuple[int, str]]:
     """(index, why) for each address that is its own subnet's network or broadcast address."""
     problems = []
-    for j, iface in enumerate(map(_interface, addresses)):
+    for j, iface in enumerate(map(_ip_interface, addresses)):
         edge = _edge_of(iface.ip, iface.network) if iface else None
         if iface and edge:
             problems.append(
@@ -91,7 +91,7 @@ def _gateway_problem(ipv4: dict[str, Any], owner: str) -> str | None:
         gw = ipaddress.IPv4Address(check_ipv4(gateway))
     except ValueError:
         return None
-    ifaces = [_interface(a) for a in addresses]
+    ifaces = [_ip_interface(a) for a in addresses]
     if None in ifaces:
         return None
     own = next((j for j, i in enumerate(ifaces) if i and i.ip == gw), None)
