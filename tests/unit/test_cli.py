@@ -70,6 +70,18 @@ def test_bad_field_names_its_path_and_exits_2() -> None:
     assert_clean(result)
 
 
+def test_a_value_that_looks_like_console_markup_or_emoji_is_printed_as_it_is() -> None:
+    container = {"id": "100", "veth": "[/]x", "template": "[bold]busybox"}
+    bridge = {"name": "mesh", "type": "ovs-bridge", "external_ids": {"a :smile:": "x"}}
+    doc = {"net": {"interfaces": [bridge]}, "lxc": {"containers": [container]}}
+    result = op_dbus("validate", "-", stdin=json.dumps(doc).encode())
+    assert result.returncode == 2, result.stderr
+    assert "lxc.containers[0].veth: must be 1 to 15 characters" in result.stderr
+    assert '"[/]x"' in result.stderr and '"[bold]busybox"' in result.stderr
+    assert '"a :smile:"' in result.stderr
+    assert_clean(result)
+
+
 def test_json_errors_go_to_stdout_as_json() -> None:
     result = op_dbus("validate", "-", "--json", stdin=b'{"lxc": {"containers": [{"id": 100}]}}')
     assert result.returncode == 2
