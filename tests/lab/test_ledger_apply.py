@@ -44,7 +44,7 @@ def apply(lab: Lab, data_dir: Path, state: Path) -> CompletedProcess[str]:
 
 
 def ledger_size(data_dir: Path) -> int:
-    with Ledger.open(data_dir, create=False) as ledger:
+    with Ledger.open(data_dir, readonly=True) as ledger:
         return ledger.size()
 
 
@@ -60,7 +60,7 @@ def test_apply_in_the_lab_is_recorded_and_verifies(clean_lab: Lab, tmp_path: Pat
     assert "nothing to do" in second.stdout, second.stdout
     assert ledger_size(data_dir) == recorded, "a no-op apply changes nothing and records nothing"
 
-    with Ledger.open(data_dir, create=False) as ledger:
+    with Ledger.open(data_dir, readonly=True) as ledger:
         report = ledger.verify()
         values = [entry.value for entry in ledger.entries()]
     assert report.ok, report.problems

@@ -70,6 +70,18 @@ def test_bad_field_names_its_path_and_exits_2() -> None:
     assert_clean(result)
 
 
+def test_a_value_that_looks_like_console_markup_or_emoji_is_printed_as_it_is() -> None:
+    container = {"id": "100", "veth": "[/]x", "template": "[bold]busybox"}
+    bridge = {"name": "mesh", "type": "ovs-bridge", "external_ids": {"a :smile:": "x"}}
+    doc = {"net": {"interfaces": [bridge]}, "lxc": {"containers": [container]}}
+    result = op_dbus("validate", "-", stdin=json.dumps(doc).encode())
+    assert result.returncode == 2, result.stderr
+    assert "lxc.containers[0].veth: must be 1 to 15 characters" in result.stderr
+    assert '"[/]x"' in result.stderr and '"[bold]busybox"' in result.stderr
+    assert '"a :smile:"' in result.stderr
+    assert_clean(result)
+
+
 def test_json_errors_go_to_stdout_as_json() -> None:
     result = op_dbus("validate", "-", "--json", stdin=b'{"lxc": {"containers": [{"id": 100}]}}')
     assert result.returncode == 2
@@ -153,6 +165,21 @@ def test_init_writes_a_file_that_validates(tmp_path: Path) -> None:
     assert op_dbus("validate", str(target)).returncode == 0
     again = op_dbus("init", "-o", str(target))
     assert again.returncode == 2, "init must not overwrite without --force"
+
+
+def test_init_never_writes_through_a_symlink_at_the_output(tmp_path: Path) -> None:
+    """A dangling symlink planted at `-o` (e.g. in a directory others can write) is not
+    followed: without --force it counts as existing, with --force it is replaced."""
+    planted_target = tmp_path / "etc-file"
+    link = tmp_path / "state.json"
+    link.symlink_to(planted_target)
+    refused = op_dbus("--mode", "standalone", "init", "-o", str(link))
+    assert refused.returncode == 2 and "exists" in refused.stderr
+    assert not planted_target.exists() and link.is_symlink()
+    assert op_dbus("--mode", "standalone", "init", "-o", str(link), "--force").returncode == 0
+    assert not planted_target.exists()
+    assert not link.is_symlink() and json.loads(link.read_text())["version"] == 1
+    assert (link.stat().st_mode & 0o777) == 0o644
 
 
 def test_doctor_without_any_backend_exits_6() -> None:

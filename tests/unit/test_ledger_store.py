@@ -15,6 +15,7 @@ from test_ledger_merkle import mth
 
 from op_dbus.ledger import merkle
 from op_dbus.ledger.checkpoint import open_checkpoint
+from op_dbus.ledger.entries import canonical
 from op_dbus.ledger.store import (
     DB_NAME,
     KEY_NAME,
@@ -51,7 +52,7 @@ def sql(data_dir: Path, *statements: tuple[str, tuple]) -> None:
 
 
 def verify(data_dir: Path):
-    with Ledger.open(data_dir, create=False) as ledger:
+    with Ledger.open(data_dir, readonly=True) as ledger:
         return ledger.verify()
 
 
@@ -83,10 +84,11 @@ def test_clean_log_verifies_and_proofs_check_against_signed_roots(data_dir: Path
 
 def test_key_is_private_and_missing_ledger_is_not_created(tmp_path: Path, data_dir: Path) -> None:
     assert stat.S_IMODE(os.stat(data_dir / KEY_NAME).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data_dir / PUBLIC_NAME).st_mode) == 0o644
     with Ledger.open(data_dir) as ledger:
         assert (data_dir / PUBLIC_NAME).read_text().strip() == ledger.public_key()
     with pytest.raises(LedgerMissing):
-        Ledger.open(tmp_path / "nothing", create=False)
+        Ledger.open(tmp_path / "nothing", readonly=True)
     assert not (tmp_path / "nothing").exists()
 
 
@@ -129,15 +131,35 @@ def test_two_entries_swapped(data_dir: Path) -> None:
     assert "entry 2 says it is entry 7" in report.problems[0].message
 
 
+def forge_entries(data_dir: Path, new: list[dict]) -> None:
+    """Append `new` as an attacker without the key would: entries and a rebuilt tree, no
+    checkpoint (the store itself refuses to sign on top of a tampered log)."""
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    (size,) = conn.execute("SELECT count(*) FROM entries").fetchone()
+    rows = [(size + i, canonical({**e, "index": size + i}).decode()) for i, e in enumerate(new)]
+    with conn:
+        conn.executemany("INSERT INTO entries VALUES (?, ?)", rows)
+        data = [d for (d,) in conn.execute("SELECT data FROM entries ORDER BY idx")]
+        conn.execute("DELETE FROM nodes")
+        for level, hashes in enumerate(
+            merkle.perfect_levels([merkle.leaf_hash(d.encode()) for d in data])
+        ):
+            conn.executemany(
+                "INSERT INTO nodes VALUES (?, ?, ?)", [(level, i, h) for i, h in enumerate(hashes)]
+            )
+    conn.close()
+
+
 def test_truncated_and_re_extended(data_dir: Path) -> None:
     sql(
         data_dir,
         ("DELETE FROM entries WHERE idx >= 9", ()),
         ("DELETE FROM nodes WHERE ((idx + 1) << level) > 9", ()),
     )
-    with Ledger.open(data_dir) as ledger:
-        assert ledger.append(entries(2, 3, tag="forged")) == 12
-        report = ledger.verify()
+    with Ledger.open(data_dir) as ledger, pytest.raises(LedgerError, match="not appending"):
+        ledger.append(entries(2, 3, tag="forged"))
+    forge_entries(data_dir, entries(2, 3, tag="forged"))
+    report = verify(data_dir)
     # The stored tree is self-consistent again; the signed checkpoint of size 12 is not.
     assert report.first_bad == 9
     assert "checkpoint #3 (size 12) does not match" in report.problems[0].message
@@ -207,7 +229,7 @@ def test_rewrite_with_its_checkpoints_needs_a_checkpoint_kept_elsewhere(data_dir
 def test_appends_in_any_batches_store_the_rfc_tree(batches: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp, Ledger.open(tmp) as ledger:
         for number, count in enumerate(batches):
-            ledger.append(entries(number, count), checkpoint=number % 2 == 0)
+            ledger.append(entries(number, count))
         leaves = [entry.leaf_hash for entry in ledger.entries()]
         assert len(leaves) == sum(batches)
         for size in range(len(leaves) + 1):
@@ -230,8 +252,53 @@ def test_an_export_taken_while_another_writer_appends_verifies(
             return read_entries(start, end)
 
         ledger.entries = append_then_read  # type: ignore[method-assign]
-        assert export_ledger(ledger, path) == sum(APPLIES)
+        assert export_ledger(ledger, path, ledger.public_key() or "") == sum(APPLIES)
         assert other.size() == sum(APPLIES) + 3
     report = verify_export(path)
     assert report.ok, report.problems
     assert report.size == sum(APPLIES) and report.checkpoints == len(APPLIES)
+
+
+def test_entries_appended_without_a_checkpoint_do_not_verify(data_dir: Path) -> None:
+    forge_entries(data_dir, entries(3, 2, tag="unsigned"))
+    report = verify(data_dir)
+    assert report.first_bad == 12 and report.verified_size == 12
+    assert "entries 12..13 are covered by no signed checkpoint" in report.problems[0].message
+
+
+@pytest.mark.parametrize("table", ["checkpoints", "nodes", "meta"])
+def test_a_writer_never_recreates_a_dropped_table(data_dir: Path, table: str) -> None:
+    sql(data_dir, (f"DROP TABLE {table}", ()))
+    with pytest.raises(LedgerError, match=f"lost its {table} table"):
+        Ledger.open(data_dir)
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert table not in tables
+    report = verify(data_dir)
+    messages = [p.message for p in report.problems]
+    assert f"the {table} table is gone from ledger.db (dropped: tampering)" in messages
+
+
+def test_a_writer_refuses_to_sign_over_removed_checkpoints_or_a_lost_key(data_dir: Path) -> None:
+    sql(data_dir, ("DELETE FROM checkpoints WHERE size = 12", ()))
+    with Ledger.open(data_dir) as ledger, pytest.raises(LedgerError, match="does not sign its 12"):
+        ledger.append(entries(3, 1))
+    assert verify(data_dir).size == 12  # nothing was appended
+    (data_dir / KEY_NAME).unlink()
+    with Ledger.open(data_dir) as ledger, pytest.raises(LedgerError, match="a new key would sign"):
+        ledger.append(entries(3, 1))
+    assert not (data_dir / KEY_NAME).exists()
+
+
+def test_a_read_only_ledger_sees_what_an_open_writer_committed(data_dir: Path) -> None:
+    with Ledger.open(data_dir) as writer:
+        writer.append(entries(3, 2))
+        assert (data_dir / f"{DB_NAME}-wal").exists()  # read through SQLite's WAL locking
+        with Ledger.open(data_dir, readonly=True) as reader:
+            assert reader.size() == 14 and reader.verify().ok
+            with pytest.raises(LedgerError, match="read-only"):
+                reader.append(entries(4, 1))
+    with Ledger.open(data_dir, readonly=True) as reader:  # no WAL now: read as immutable
+        assert not (data_dir / f"{DB_NAME}-wal").exists()
+        assert reader.size() == 14 and reader.verify().ok

@@ -66,7 +66,7 @@ def test_schema_describes_the_plugins_shape() -> None:
     ]
     assert defs["Address"]["properties"]["prefix"] == {
         "maximum": 32,
-        "minimum": 0,
+        "minimum": 1,
         "title": "Prefix",
         "type": "integer",
     }

@@ -44,20 +44,23 @@ def cli_context(ctx: typer.Context) -> CliContext:
 
 
 def stdout() -> Console:
+    """Without emoji codes: a user's `:smile:` in a plan or message is shown as written."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, emoji=False)
 
 
 def stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def fail(code: ExitCode, message: str) -> NoReturn:
     """Print `message` on stderr and leave with `code`; no traceback."""
-    stderr().print(f"[bold red]error:[/] {message}", markup=True)
+    from rich.markup import escape
+
+    stderr().print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(int(code))
 
 
@@ -79,6 +82,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 def load_or_exit(source: str, cli: CliContext, *, json_out: bool = False) -> LoadedState:
     """Load and check a state file; on any input error print every error path and exit 2."""
+    from rich.markup import escape
+
     from op_dbus.model import StateInputError, load_state
 
     try:
@@ -89,18 +94,24 @@ def load_or_exit(source: str, cli: CliContext, *, json_out: bool = False) -> Loa
             print_json({"valid": False, "file": source, "errors": errors})
             raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
         console = stderr()
-        console.print(f"[bold red]error:[/] {source} is not a valid state file:", markup=True)
-        for error in err.errors:
-            console.print(f"  [red]{error.path}[/]: {error.message}", markup=True)
+        console.print(
+            f"[bold red]error:[/] {escape(source)} is not a valid state file:", markup=True
+        )
+        for error in err.errors:  # a path or message may quote a `[tag]` of the user's
+            console.print(f"  [red]{escape(error.path)}[/]: {escape(error.message)}", markup=True)
         raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
     print_warnings(loaded.warnings)
     return loaded
 
 
 def print_warnings(warnings: list[Any]) -> None:
+    from rich.markup import escape
+
     console = stderr()
     for warning in warnings:
-        console.print(f"[yellow]warning:[/] {warning.path}: {warning.message}", markup=True)
+        console.print(
+            f"[yellow]warning:[/] {escape(f'{warning.path}: {warning.message}')}", markup=True
+        )
 
 
 def print_json(data: Any) -> None:

@@ -50,6 +50,12 @@ def run(
         min=1,
         help="Repairs of one resource per minute before it is held back (another tool fights).",
     ),
+    cache: bool = typer.Option(
+        True,
+        "--cache/--no-cache",
+        envvar="OPDBUS_CACHE",
+        help="Answer queries from memory; --no-cache reads the host for each (NixOS: enableCache).",
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every event."),
 ) -> None:
     """Apply the state at start, then keep the host converged and answer on D-Bus."""
@@ -74,6 +80,7 @@ def run(
         policy=Policy(policy),
         oneshot=oneshot,
         use_ledger=cli.ledger,
+        use_cache=cache,
         poll_interval=poll_interval,
         fight_threshold=fight_threshold,
     )

@@ -1,7 +1,9 @@
 """`op-dbus ledger` (alias `blockchain`): read, prove and audit the record of every change.
 
 Exit codes: 0 fine; 2 bad input (no ledger in the data dir, unknown index, unreadable export);
-3 the ledger or export does not verify (like `op-dbus verify` finding drift).
+3 the ledger or export does not verify, or cannot be checked for want of its public key (like
+`op-dbus verify` finding drift). Every command but `export` (which writes FILE) opens the
+ledger read-only: it creates and writes nothing, so it runs on a read-only copy too.
 The ledger modules are imported inside the commands so that `op-dbus --help` stays fast.
 """
 
@@ -38,14 +40,15 @@ def b64(value: bytes) -> str:
 
 @contextmanager
 def open_ledger(ctx: typer.Context) -> Iterator[Ledger]:
-    """The ledger of the data dir; exit 2 when there is none or a request does not fit it."""
+    """The ledger of the data dir, read-only; exit 2 when there is none or a request does not
+    fit it."""
     import sqlite3
 
     from op_dbus.ledger.store import Ledger, LedgerError, LedgerMissing
 
     data_dir = cli_context(ctx).endpoints.data_dir
     try:
-        ledger = Ledger.open(data_dir, create=False)
+        ledger = Ledger.open(data_dir, readonly=True)
     except LedgerMissing:
         fail(ExitCode.INVALID_INPUT, f"no ledger in {data_dir} (nothing applied yet?)")
     except (OSError, sqlite3.Error) as err:
@@ -54,8 +57,20 @@ def open_ledger(ctx: typer.Context) -> Iterator[Ledger]:
         yield ledger
     except LedgerError as err:
         fail(ExitCode.INVALID_INPUT, str(err))
+    except sqlite3.Error as err:
+        fail(ExitCode.INVALID_INPUT, f"cannot read the ledger in {data_dir} ({err}); run verify")
     finally:
         ledger.close()
+
+
+def require_key(ledger: Ledger) -> str:
+    """The ledger's public key; exit 3 when it is missing, since nothing can be checked."""
+    from op_dbus.ledger.audit import MISSING_KEY
+
+    vkey = ledger.public_key()
+    if vkey is None:
+        fail(ExitCode.CHANGES_PENDING, f"{ledger.data_dir}: {MISSING_KEY}")
+    return vkey
 
 
 def parse_since(since: str | None) -> str | None:
@@ -175,9 +190,6 @@ def print_report(report: AuditReport, what: str, json_out: bool) -> None:
             f"[green]verified[/]: {what}: {report.size} entries, root {b64(report.root)}, "
             f"{report.checkpoints} signed checkpoint(s), latest covers {report.verified_size}"
         )
-        if report.verified_size < report.size:
-            unsigned = report.size - report.verified_size
-            console.print(f"[yellow]warning:[/] the last {unsigned} entries are not signed yet")
     else:
         console = stdout()
         console.print(f"[bold red]{what} does not verify[/]: first bad index {report.first_bad}")
@@ -196,17 +208,21 @@ def verify(
     key: str = KEY_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Recompute every hash and check it against every signed checkpoint (exit 3 if not)."""
+    """Recompute every hash and check it against every signed checkpoint (exit 3 if not).
+
+    Every entry must be covered by a checkpoint of the ledger's own (each apply signs one in
+    the same transaction). With the key files missing, pass `--key` or it exits 3."""
     try:
         trusted = [path.read_text() for path in checkpoints]
     except OSError as err:
         fail(ExitCode.INVALID_INPUT, f"{err.filename}: {err.strerror}")
     with open_ledger(ctx) as ledger:
         vkey = ledger.public_key()
-        report = ledger.verify(trusted)
+        pinned = key.strip() if key is not None else None
+        report = ledger.verify(trusted, key=pinned)
         where = str(ledger.data_dir)
-    if key is not None and key.strip() != vkey:
-        fail(ExitCode.CHANGES_PENDING, f"the ledger is signed by {vkey}, not by {key.strip()}")
+    if pinned is not None and vkey is not None and pinned != vkey:
+        fail(ExitCode.CHANGES_PENDING, f"the ledger is signed by {vkey}, not by {pinned}")
     print_report(report, f"ledger in {where}", json_out)
 
 
@@ -220,11 +236,13 @@ def checkpoint(
     from op_dbus.ledger.checkpoint import CheckpointError, open_checkpoint
 
     with open_ledger(ctx) as ledger:
-        vkey = ledger.public_key()
+        if ledger.size() == 0 and ledger.public_key() is None:
+            fail(ExitCode.INVALID_INPUT, "the ledger has no key yet: the first apply makes it")
+        vkey = require_key(ledger)
+        if public_key and not json_out:
+            print(vkey)
+            return
         note = ledger.latest_checkpoint()
-    if public_key and not json_out:
-        print(vkey)
-        return
     if note is None:
         fail(ExitCode.INVALID_INPUT, "the ledger has no checkpoint yet")
     try:
@@ -309,11 +327,11 @@ def export(
     from op_dbus.ledger.export import export_ledger
 
     with open_ledger(ctx) as ledger:
+        vkey = require_key(ledger)
         try:
-            count = export_ledger(ledger, file)
+            count = export_ledger(ledger, file, vkey)
         except OSError as err:
             fail(ExitCode.INVALID_INPUT, f"{file}: {err.strerror}")
-        vkey = ledger.public_key()
     stdout().print(f"exported {count} entries to {file}; signed by {vkey}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -70,7 +71,7 @@ def init(
 
     cli = cli_context(ctx)
     mode = cli.fixed_mode() or Mode.FULL
-    if output is not None and output.exists() and not force:
+    if output is not None and os.path.lexists(output) and not force:
         fail(ExitCode.INVALID_INPUT, f"{output} exists; pass --force to overwrite it")
     if introspect:
         from op_dbus.model.export import state_file_from
@@ -88,7 +89,14 @@ def init(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
+        from op_dbus.files import write_file
+
+        try:  # a symlink at `output` is replaced, never written through
+            write_file(output, text, replace=force)
+        except FileExistsError:
+            fail(ExitCode.INVALID_INPUT, f"{output} exists; pass --force to overwrite it")
+        except OSError as err:
+            fail(ExitCode.INVALID_INPUT, f"{output}: {err.strerror}")
         stderr().print(f"wrote {output} (mode {mode})")
 
 

@@ -43,6 +43,8 @@ class Reconciler:
 
     host: Host
     policy: Policy
+    use_cache: bool = True
+    """False (`run --no-cache`): every cached_state() reads every section from the host."""
     listeners: list[Listener] = field(default_factory=list)
     backoff: DriftBackoff = field(default_factory=DriftBackoff)
     desired: dict[str, Section] = field(default_factory=dict)
@@ -87,6 +89,8 @@ class Reconciler:
 
     async def cached_state(self) -> dict[str, Any]:
         """What `op-dbus query --json` prints, from the cache (stale sections read first)."""
+        if not self.use_cache:
+            self.stale = set(self.names)
         if self.stale:
             sections, skipped = await self.host.read(set(self.stale))
             for name, section in sections.items():

@@ -57,6 +57,8 @@ class DaemonOptions:
     policy: Policy = Policy.ENFORCE
     oneshot: bool = False
     use_ledger: bool = True
+    use_cache: bool = True
+    """False: QueryState reads the host every time instead of answering from memory."""
     debounce: float = 0.01
     poll_interval: float = 300.0
     """Safety net: every section is re-read this often even without events (LXC has none)."""
@@ -74,7 +76,10 @@ class Daemon:
         self.host = Host(options.endpoints, SECTIONS_BY_MODE[mode], use_ledger=options.use_ledger)
         self.host.try_listeners.append(self._try_over)
         self.reconciler = Reconciler(
-            self.host, options.policy, backoff=DriftBackoff(threshold=options.fight_threshold)
+            self.host,
+            options.policy,
+            use_cache=options.use_cache,
+            backoff=DriftBackoff(threshold=options.fight_threshold),
         )
         self.mode = str(mode)
         self.policy = str(options.policy)

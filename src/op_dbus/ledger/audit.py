@@ -16,6 +16,10 @@ from op_dbus.ledger.checkpoint import CheckpointError, open_checkpoint, parse_ve
 from op_dbus.ledger.merkle import NodeGetter, leaf_hash, levels_getter, perfect_levels, root
 
 MAX_LISTED = 20
+MISSING_KEY = (
+    "the public key is missing (neither ledger.key nor ledger.pub is in the data dir), so no "
+    "checkpoint can be checked: pass the key kept off the host with --key"
+)
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,17 @@ def _check_entry(report: AuditReport, position: int, index: int, data: bytes) ->
 def audit(
     rows: Iterable[tuple[int, bytes]],
     checkpoints: Sequence[str],
-    vkey: str,
+    vkey: str | None,
     *,
+    trusted: Sequence[str] = (),
     stored_nodes: Iterable[tuple[int, int, bytes]] | None = None,
 ) -> AuditReport:
     """Verify entries `rows` (index, canonical bytes, in index order) against `checkpoints`.
 
-    With `stored_nodes` (level, index, hash) the stored tree is compared node by node too.
+    Every entry must be claimed by one of the log's own `checkpoints`: each append signs one
+    in the same transaction, so an unclaimed entry means checkpoints were removed. `trusted`
+    checkpoints (kept elsewhere) are checked too but cannot stand in for the log's own. With
+    `stored_nodes` (level, index, hash) the stored tree is compared node by node too.
     """
     report = AuditReport()
     leaves: list[bytes] = []
@@ -93,12 +101,24 @@ def audit(
     report.root = root(size, get)
     if stored_nodes is not None:
         _compare_tree(report, levels, stored_nodes)
+    if vkey is None:
+        if size or checkpoints or trusted:
+            report.add(0, MISSING_KEY)
+        return report
     try:
         name, _ = parse_verifier_key(vkey)
     except CheckpointError as exc:
         report.add(0, f"public key: {exc}")
         return report
-    _check_checkpoints(report, checkpoints, vkey, name, get)
+    claimed = _check_checkpoints(report, [*checkpoints, *trusted], vkey, name, get)
+    own = max(claimed[: len(checkpoints)], default=0)
+    if own < size:
+        report.add(
+            own,
+            f"entries {own}..{size - 1} are covered by no signed checkpoint, yet every apply "
+            "signs one with its entries: checkpoints were removed",
+            last=size - 1,
+        )
     return report
 
 
@@ -110,19 +130,23 @@ def _claimed_size(note: str) -> int:
 
 def _check_checkpoints(
     report: AuditReport, checkpoints: Sequence[str], vkey: str, name: str, get: NodeGetter
-) -> None:
-    """Check each checkpoint; a failing one is blamed on the entries after the largest smaller
-    checkpoint that holds, since only those can differ from what it signed."""
+) -> list[int]:
+    """Check each checkpoint and return the size each claims; a failing one is blamed on the
+    entries after the largest smaller checkpoint that holds, since only those can differ from
+    what it signed."""
     size = report.size
     failures: list[tuple[int, str]] = []  # (size it claims, why); the range is added below
     holding: list[int] = []
+    claims: list[int] = []
     for number, note in enumerate(checkpoints, 1):
         report.checkpoints += 1
         try:
             signed = open_checkpoint(note, vkey)
         except CheckpointError as exc:
-            failures.append((_claimed_size(note), f"checkpoint #{number}: {exc}"))
+            claims.append(_claimed_size(note))
+            failures.append((claims[-1], f"checkpoint #{number}: {exc}"))
             continue
+        claims.append(signed.size)
         if signed.origin != name:
             why = f"checkpoint #{number} has origin {signed.origin!r}, not {name!r}"
             failures.append((signed.size, why))
@@ -143,6 +167,7 @@ def _check_checkpoints(
     report.verified_size = max(
         (h for h in holding if lowest_failure is None or h < lowest_failure), default=0
     )
+    return claims
 
 
 def _compare_tree(

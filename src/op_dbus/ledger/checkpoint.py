@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from op_dbus.files import write_file
 
 ED25519 = b"\x01"
 DASH = "\u2014"
@@ -35,28 +36,33 @@ class Checkpoint:
     root: bytes
 
 
+def load_key(path: Path) -> Ed25519PrivateKey:
+    """The signing key stored at `path` (FileNotFoundError when there is none)."""
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is not a PEM private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise CheckpointError(f"{path} is not an Ed25519 private key")
+    return key
+
+
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """The ledger's signing key; created on first use with mode 0600 (caller holds the lock)."""
     try:
-        data = path.read_bytes()
+        return load_key(path)
     except FileNotFoundError:
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(pem)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, path)  # a writer killed mid-way never leaves a half-written key
-        return key
-    key = serialization.load_pem_private_key(data, password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise CheckpointError(f"{path} is not an Ed25519 private key")
+        pass
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    try:
+        write_file(path, pem.decode(), mode=0o600, replace=False)
+    except FileExistsError:  # made meanwhile (or planted): never overwrite a key
+        return load_key(path)
     return key
 
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from op_dbus.files import atomic_writer
 from op_dbus.ledger.audit import AuditReport, audit
 
 if TYPE_CHECKING:
@@ -24,16 +25,14 @@ class ExportError(ValueError):
     """The export file is not one we can read."""
 
 
-def export_ledger(ledger: Ledger, path: str | os.PathLike[str]) -> int:
-    """Write the export to `path` (via a temporary file, then rename); return the entry count.
+def export_ledger(ledger: Ledger, path: str | os.PathLike[str], public_key: str) -> int:
+    """Write the export to `path` (see `op_dbus.files`) and return the entry count; the header
+    names `public_key` as the signer.
 
     Entries and checkpoints come from one read transaction: an append meanwhile would sign a
     size the export does not hold, and the export would not verify."""
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
     count = 0
-    public_key = ledger.public_key()
-    with partial.open("w", encoding="utf-8") as out, ledger.snapshot():
+    with atomic_writer(path) as out, ledger.snapshot():
         header = {
             "type": "ledger",
             "format": FORMAT,
@@ -48,7 +47,6 @@ def export_ledger(ledger: Ledger, path: str | os.PathLike[str]) -> int:
             count += 1
         for note in ledger.checkpoints():
             out.write(json.dumps({"type": "checkpoint", "note": note}, sort_keys=True) + "\n")
-    partial.replace(target)
     return count
 
 

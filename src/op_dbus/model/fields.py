@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from op_dbus.model.paths import describe
+from op_dbus.model.text import first_invisible
 
 IFNAME_MAX_BYTES = 15  # Linux IFNAMSIZ minus the terminating NUL
+IFNAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_.")
+IFNAME_RULE = f"must be 1 to {IFNAME_MAX_BYTES} characters from A-Z, a-z, 0-9 and '-', '_', '.'"
+LOOPBACK = "lo"
 UNIT_NAME_MAX_BYTES = 255
 UNIT_SUFFIXES = (
     ".service",
@@ -32,11 +37,29 @@ UNIT_SUFFIXES = (
     ".device",
 )
 RESERVED_EXTERNAL_ID_PREFIX = "op-dbus-"
+EXTERNAL_ID_KEY_MAX_BYTES = 256
+EXTERNAL_ID_VALUE_MAX_BYTES = 4096
 
 _HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CT_ID = re.compile(r"[1-9][0-9]*")
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _MEMORY = re.compile(r"[1-9][0-9]*[MG]")
+MEMORY_MAX_MIB = 2**43  # 2^63 bytes
+_TEMPLATE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_TEMPLATE_VOLUME = re.compile(r"[a-z][a-z0-9._-]*:vztmpl/[A-Za-z0-9][A-Za-z0-9._+-]*")
+TEMPLATE_PUNCTUATION = ". _ / = : , + @ -"
+TEMPLATE_CHARS = frozenset(
+    string.ascii_letters + string.digits + TEMPLATE_PUNCTUATION.replace(" ", "")
+)
+TEMPLATE_MAX_CHARS = 512
+OWNED_SHORT_OPTIONS = frozenset("nptfBPolqh")
+"""lxc-create's -n -t -f -B -P -o -l -q -h and the templates' -p (path) -n (name) -h."""
+OWNED_LONG_OPTIONS = (
+    *("name", "path", "rootfs", "mapped-uid", "mapped-gid", "help"),  # the template's
+    *("template", "config", "bdev", "dir", "lxcpath", "logfile", "logpriority", "quiet"),
+    *("rcfile", "version", "usage", "lvname", "vgname", "thinpool", "rbdname", "rbdpool"),
+    *("zfsroot", "fstype", "fssize"),  # lxc-create's
+)
 _UNIT_CHARS = re.compile(r"[A-Za-z0-9:_.\\@-]+")
 CT_ID_MIN, CT_ID_MAX = 100, 999_999_999
 
@@ -61,20 +84,31 @@ def _string(value: Any, what: str) -> str:
 
 
 def check_ifname(value: Any) -> str:
-    """Linux's own rule (dev_valid_name), plus no control characters."""
+    """An allowlist, not Linux's blocklist: these names reach liblxc's hook command lines
+    (which a shell expands), config lines, argv and OVSDB, so only what every one of them takes
+    unquoted is allowed."""
     name = _string(value, "an interface name")
     if not name:
         raise ValueError("must not be empty")
-    if name in (".", ".."):
-        raise ValueError(f'must not be "." or "..", got {describe(name)}')
-    if len(name.encode()) > IFNAME_MAX_BYTES:
+    bad = next((c for c in name if c not in IFNAME_CHARS), None)
+    if bad is not None:
+        raise ValueError(f"{IFNAME_RULE}; {describe(bad)} is not allowed, got {describe(name)}")
+    if len(name) > IFNAME_MAX_BYTES:
         raise ValueError(
             f"must be at most {IFNAME_MAX_BYTES} bytes (the Linux interface name limit), "
-            f"got {len(name.encode())}: {describe(name)}"
+            f"got {len(name)}: {describe(name)}"
         )
-    if any(c in "/:" or c.isspace() or ord(c) < 32 or ord(c) == 127 for c in name):
+    if name in (".", ".."):
+        raise ValueError(f'must not be "." or "..", got {describe(name)}')
+    if name.startswith("-"):
         raise ValueError(
-            f"must not contain '/', ':', whitespace or control characters, got {describe(name)}"
+            f"must not start with '-' (it would read as an option on a command line), "
+            f"got {describe(name)}"
+        )
+    if name == LOOPBACK:
+        raise ValueError(
+            f'must not be "{LOOPBACK}": that is the loopback device, which always exists '
+            "and cannot be a bridge, a port or a veth"
         )
     return name
 
@@ -118,6 +152,10 @@ def check_ipv4(value: Any) -> str:
         or address == ipaddress.IPv4Address("255.255.255.255")
     ):
         raise ValueError(f"must be a unicast IPv4 address, got {describe(text)}")
+    if address.is_loopback:
+        raise ValueError(
+            f"must not be a loopback address (127.0.0.0/8 belongs to lo), got {describe(text)}"
+        )
     return text
 
 
@@ -132,21 +170,86 @@ def check_mac(value: Any) -> str:
 
 
 def check_memory(value: Any) -> int | str:
-    """MiB as a positive integer, or a size string like "512M" or "2G"."""
-    if _is_int(value) and value > 0:
-        return value
+    """MiB as a positive integer, or a size like "512M" or "2G"; at most 2^63 bytes, about
+    the most a cgroup limit holds (the kernel caps it at LONG_MAX bytes): more is a typo."""
     if isinstance(value, str) and _MEMORY.fullmatch(value):
-        return value
-    raise ValueError(
-        f'must be a positive integer (MiB) or a size like "512M" or "2G", got {describe(value)}'
-    )
+        digits = value[:-1]  # bounded before int(): a longer number is too large anyway
+        too_long = len(digits) > len(str(MEMORY_MAX_MIB))
+        mib = MEMORY_MAX_MIB + 1 if too_long else int(digits) * (1024 if value[-1] == "G" else 1)
+    elif _is_int(value) and value > 0:
+        mib = value
+    else:
+        raise ValueError(
+            f'must be a positive integer (MiB) or a size like "512M" or "2G", got {describe(value)}'
+        )
+    if mib > MEMORY_MAX_MIB:
+        raise ValueError(
+            f'must be at most {MEMORY_MAX_MIB} MiB ("{MEMORY_MAX_MIB // 1024}G", 2^63 bytes), '
+            f"got {describe(value)}"
+        )
+    return value
+
+
+_prefix_range = _ranged(1, 32)
+
+
+def check_prefix(value: Any) -> int:
+    """Every prefix in a state file is a host address's: 0 would put all of IPv4 on its link."""
+    if _is_int(value) and value == 0:
+        raise ValueError(
+            "must be from 1 to 32, got 0: prefix 0 on a host address would make every IPv4 "
+            "address on-link (a default route is ipv4.gateway)"
+        )
+    return _prefix_range(value)
 
 
 def check_template(value: Any) -> str:
-    text = _string(value, "a template name")
+    """Words of an allowlist, split like a shell would split them (and never given to one):
+    a template cannot carry a config line, a quote, or an option that takes over what
+    op-dbus passes to lxc-create and to the template. Kept with single spaces between words."""
+    text = _string(value, "a template")
     if not text.strip():
         raise ValueError("must not be empty")
-    return text
+    if len(text) > TEMPLATE_MAX_CHARS:
+        raise ValueError(f"must be at most {TEMPLATE_MAX_CHARS} characters, got {len(text)}")
+    bad = next((c for c in text if c != " " and c not in TEMPLATE_CHARS), None)
+    if bad is not None:
+        raise ValueError(
+            f"must be words of A-Z, a-z, 0-9 and {TEMPLATE_PUNCTUATION} separated by spaces "
+            f"(no quotes, shell or config syntax); {describe(bad)} is not allowed, "
+            f"got {describe(text)}"
+        )
+    first, *args = text.split()
+    if not (_TEMPLATE_NAME.fullmatch(first) or _TEMPLATE_VOLUME.fullmatch(first)):
+        raise ValueError(
+            "must start with a template name like busybox or download (a-z, 0-9, '.', '_', "
+            "'-'), or for pct a volume like local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst,"
+            f" got {describe(first)}"
+        )
+    for arg in args:
+        owned = _owned_option(arg)
+        if owned:
+            raise ValueError(f"must not pass {describe(arg)}: {owned}")
+    return " ".join([first, *args])
+
+
+def _owned_option(arg: str) -> str | None:
+    """Why `arg` would take over an option op-dbus or lxc-create passes, or None. A long
+    option counts abbreviated too (getopt takes any unambiguous prefix), with or without
+    `=VALUE`; a short one must stand alone (`-d debian`), so `-pPATH` cannot hide one, nor a
+    template's single-dash long option (`getopt -a`)."""
+    owns = "op-dbus sets it for lxc-create and the template"
+    if arg == "--":
+        return "op-dbus itself separates the template's arguments"
+    if arg.startswith("--"):
+        name = arg[2:].split("=", 1)[0]
+        taken = next((o for o in OWNED_LONG_OPTIONS if name and o.startswith(name)), None)
+        return f"it is (short for) --{taken}; {owns}" if taken else None
+    if len(arg) > 2 and arg.startswith("-"):
+        return "write a short option alone and its value as the next word, e.g. -d debian"
+    if len(arg) == 2 and arg[0] == "-" and arg[1] in OWNED_SHORT_OPTIONS:
+        return owns
+    return None
 
 
 def check_unit_name(value: Any) -> str:
@@ -178,15 +281,38 @@ def check_unit_name(value: Any) -> str:
 
 
 def check_external_id_key(value: Any) -> str:
+    """A key names something a plan shows: visible characters only, no space, bounded."""
     key = _string(value, "an external_ids key")
     if not key:
         raise ValueError("external_ids key must not be empty")
+    _check_visible(key, "external_ids key", EXTERNAL_ID_KEY_MAX_BYTES, spaces=False)
     if key.startswith(RESERVED_EXTERNAL_ID_PREFIX):
         raise ValueError(
             f"external_ids keys starting with {RESERVED_EXTERNAL_ID_PREFIX!r} are reserved "
             f"for op-dbus's own ownership marks, got {describe(key)}"
         )
     return key
+
+
+def check_external_id_value(value: Any) -> str:
+    """Free text for OVSDB (which drops a connection on a NUL), shown in plans: bounded,
+    and only characters that print as themselves."""
+    text = _string(value, "an external_ids value")
+    _check_visible(text, "external_ids value", EXTERNAL_ID_VALUE_MAX_BYTES, spaces=True)
+    return text
+
+
+def _check_visible(text: str, what: str, max_bytes: int, *, spaces: bool) -> None:
+    size = len(text.encode())
+    if size > max_bytes:
+        raise ValueError(f"{what} must be at most {max_bytes} bytes, got {size}")
+    bad = first_invisible(text) or (" " if not spaces and " " in text else None)
+    if bad is not None:
+        allowed = "visible characters and spaces" if spaces else "visible characters, no spaces"
+        raise ValueError(
+            f"{what} may only hold {allowed} (no control, format, bidi or zero-width "
+            f"characters); {describe(bad)} is not allowed, got {describe(text)}"
+        )
 
 
 def _schema(**extra: Any) -> Any:
@@ -208,14 +334,18 @@ _UNIT_PATTERN = (
 IfName = Annotated[
     str,
     BeforeValidator(check_ifname),
-    _schema(minLength=1, maxLength=IFNAME_MAX_BYTES, pattern=r"^[^/:\s]+$"),
+    _schema(
+        minLength=1,
+        maxLength=IFNAME_MAX_BYTES,
+        pattern=r"^(?!-)(?!\.{1,2}$)(?!lo$)[A-Za-z0-9_.-]+$",
+    ),
 ]
 Hostname = Annotated[
     str, BeforeValidator(check_hostname), _schema(pattern=f"^{_HOSTNAME.pattern}$")
 ]
 ContainerId = Annotated[str, BeforeValidator(check_ct_id), _schema(pattern=r"^[1-9][0-9]{2,8}$")]
 Ipv4 = Annotated[str, BeforeValidator(check_ipv4), _schema(format="ipv4")]
-Prefix = _bounded(0, 32)
+Prefix = Annotated[int, BeforeValidator(check_prefix), _schema(minimum=1, maximum=32)]
 Mtu = _bounded(68, 65535)
 Vlan = _bounded(0, 4095, "a VLAN tag")
 Cpus = _bounded(1, 4096, "a CPU count")
@@ -226,14 +356,27 @@ Memory = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 1, "description": "MiB"},
+                {"type": "integer", "minimum": 1, "maximum": MEMORY_MAX_MIB, "description": "MiB"},
                 {"type": "string", "pattern": f"^{_MEMORY.pattern}$"},
             ]
         }
     ),
 ]
-Template = Annotated[str, BeforeValidator(check_template), _schema(minLength=1)]
+Template = Annotated[
+    str,
+    BeforeValidator(check_template),
+    _schema(minLength=1, maxLength=TEMPLATE_MAX_CHARS, pattern=r"^[A-Za-z0-9._/=:,+@ -]+$"),
+]
 UnitName = Annotated[
     str, BeforeValidator(check_unit_name), _schema(pattern=_UNIT_PATTERN, maxLength=255)
 ]
-ExternalIdKey = Annotated[str, BeforeValidator(check_external_id_key), _schema(minLength=1)]
+ExternalIdKey = Annotated[
+    str,
+    BeforeValidator(check_external_id_key),
+    _schema(minLength=1, maxLength=EXTERNAL_ID_KEY_MAX_BYTES),
+]
+ExternalIdValue = Annotated[
+    str,
+    BeforeValidator(check_external_id_value),
+    _schema(maxLength=EXTERNAL_ID_VALUE_MAX_BYTES),
+]

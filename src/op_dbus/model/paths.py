@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any
 
+from op_dbus.model.text import escaped
+
 Loc = tuple[str | int, ...]
 
 DOCUMENT = "<document>"
@@ -22,8 +24,15 @@ def format_path(loc: Loc) -> str:
         elif _PLAIN_KEY.fullmatch(part):
             out += f".{part}" if out else part
         else:
-            out += f"[{json.dumps(part, ensure_ascii=False)}]"
+            out += f"[{quoted(part)}]"
     return out or DOCUMENT
+
+
+def quoted(text: str) -> str:
+    """`text` as a JSON string, with every character that does not print as itself escaped
+    (controls, bidi overrides, zero-width and other invisible ones): what a user reads is
+    what the document holds, never reordered or hidden text."""
+    return "".join(escaped(c) for c in json.dumps(text, ensure_ascii=False))
 
 
 def describe(value: Any) -> str:
@@ -34,7 +43,9 @@ def describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "null"
-    if isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        text = quoted(value)
+    elif isinstance(value, bool | int | float):
         try:
             text = json.dumps(value, ensure_ascii=False, allow_nan=True)
         except ValueError:  # int too large to print

@@ -12,7 +12,7 @@ from typing import Any
 
 from op_dbus.model.errors import FieldError
 from op_dbus.model.fields import check_ipv4
-from op_dbus.model.paths import Loc, format_path
+from op_dbus.model.paths import Loc, format_path, quoted
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 
 _BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
@@ -42,20 +42,46 @@ def _text(item: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _network(address: Any) -> ipaddress.IPv4Network | None:
+def _ip_interface(address: Any) -> ipaddress.IPv4Interface | None:
+    """The address with its prefix, or None when either is invalid (the fields say why)."""
     if not isinstance(address, dict):
         return None
     ip, prefix = address.get("ip"), address.get("prefix")
-    if type(prefix) is not int or not 0 <= prefix <= 32:
+    if type(prefix) is not int or not 1 <= prefix <= 32:
         return None
     try:
-        return ipaddress.IPv4Interface(f"{check_ipv4(ip)}/{prefix}").network
+        return ipaddress.IPv4Interface(f"{check_ipv4(ip)}/{prefix}")
     except ValueError:
         return None
 
 
-def _gateway_problem(ipv4: dict[str, Any]) -> str | None:
-    """Why the gateway is unreachable from the declared subnets, or None if fine or unknowable."""
+def _edge_of(ip: ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> str | None:
+    """Which of `network`'s two reserved addresses `ip` is ("network", "broadcast"), if any.
+    Only prefixes up to /30 have them: a /31 or /32 is all hosts (RFC 3021)."""
+    if network.prefixlen >= 31:
+        return None
+    if ip == network.network_address:
+        return "network"
+    if ip == network.broadcast_address:
+        return "broadcast"
+    return None
+
+
+def _address_problems(addresses: list[Any]) -> list[tuple[int, str]]:
+    """(index, why) for each address that is its own subnet's network or broadcast address."""
+    problems = []
+    for j, iface in enumerate(map(_ip_interface, addresses)):
+        edge = _edge_of(iface.ip, iface.network) if iface else None
+        if iface and edge:
+            problems.append(
+                (j, f"{iface.ip} is the {edge} address of {iface.network}, not a host address")
+            )
+    return problems
+
+
+def _gateway_problem(ipv4: dict[str, Any], owner: str) -> str | None:
+    """Why the gateway cannot be the next hop of the declared subnets, or None if fine or
+    unknowable."""
     gateway = ipv4.get("gateway")
     addresses = ipv4.get("address")
     addresses = [] if addresses is None else addresses
@@ -65,11 +91,23 @@ def _gateway_problem(ipv4: dict[str, Any]) -> str | None:
         gw = ipaddress.IPv4Address(check_ipv4(gateway))
     except ValueError:
         return None
-    networks = [_network(a) for a in addresses]
-    if None in networks or any(gw in n for n in networks):
+    ifaces = [_ip_interface(a) for a in addresses]
+    if None in ifaces:
         return None
-    where = ", ".join(str(n) for n in networks if n) or "none is declared"
-    return f"gateway {gateway} is not inside any subnet declared here ({where})"
+    own = next((j for j, i in enumerate(ifaces) if i and i.ip == gw), None)
+    if own is not None:
+        return (
+            f"gateway {gateway} is this {owner}'s own address (address[{own}]): "
+            "the gateway must be another host on the subnet"
+        )
+    inside = [i.network for i in ifaces if i and gw in i.network]
+    if not inside:
+        where = ", ".join(str(i.network) for i in ifaces if i) or "none is declared"
+        return f"gateway {gateway} is not inside any subnet declared here ({where})"
+    edge = _edge_of(gw, inside[0])
+    if edge:
+        return f"gateway {gateway} is the {edge} address of {inside[0]}, not a host address"
+    return None
 
 
 DHCP_REFUSED = (
@@ -104,7 +142,7 @@ class _Rules:
             if name in self.interfaces:
                 first = format_path(self.interfaces[name][1])
                 self.error(
-                    (*base, i, "name"), f'duplicate interface name "{name}" (also at {first})'
+                    (*base, i, "name"), f"duplicate interface name {quoted(name)} (also at {first})"
                 )
             else:
                 self.interfaces[name] = (kind if isinstance(kind, str) else "", (*base, i, "name"))
@@ -136,18 +174,19 @@ class _Rules:
                 continue
             here = (*loc, "ports", j)
             if port == name:
-                self.error(here, f'bridge "{name}" cannot be a port of itself')
+                self.error(here, f"bridge {quoted(name)} cannot be a port of itself")
             elif self.interfaces.get(port, ("",))[0] == BRIDGE_TYPE:
-                self.error(here, f'"{port}" is an ovs-bridge; a bridge cannot be a port')
+                self.error(here, f"{quoted(port)} is an ovs-bridge; a bridge cannot be a port")
             elif port in claims and claims[port][0] == name:
                 self.error(
-                    here, f'port "{port}" is listed twice (also at {format_path(claims[port][1])})'
+                    here,
+                    f"port {quoted(port)} is listed twice (also at {format_path(claims[port][1])})",
                 )
             elif port in claims:
                 owner, where = claims[port]
                 self.error(
                     here,
-                    f'port "{port}" is already claimed by bridge "{owner}" at '
+                    f"port {quoted(port)} is already claimed by bridge {quoted(owner)} at "
                     f"{format_path(where)}; a port belongs to one bridge",
                 )
             else:
@@ -173,16 +212,17 @@ class _Rules:
             return
         declared = self.interfaces.get(bridge, ("",))[0]
         if bridge == name:
-            self.error((*loc, "bridge"), f'port "{name}" cannot be its own bridge')
+            self.error((*loc, "bridge"), f"port {quoted(name)} cannot be its own bridge")
         elif declared in PORT_TYPES:
             self.error(
-                (*loc, "bridge"), f'"{bridge}" is declared as an {declared}, not an ovs-bridge'
+                (*loc, "bridge"),
+                f"{quoted(bridge)} is declared as an {declared}, not an ovs-bridge",
             )
         elif name in claims and claims[name][0] != bridge:
             owner, where = claims[name]
             self.error(
                 (*loc, "bridge"),
-                f'port "{name}" is already claimed by bridge "{owner}" at '
+                f"port {quoted(name)} is already claimed by bridge {quoted(owner)} at "
                 f"{format_path(where)}; a port belongs to one bridge",
             )
         elif name:
@@ -195,7 +235,14 @@ class _Rules:
             given = [f for f in ("address", "gateway") if ipv4.get(f)]
             if given:
                 self.error((*loc, "enabled"), f"is false, but it also sets {' and '.join(given)}")
-        problem = _gateway_problem(ipv4)
+        self._host_addresses(ipv4, loc, "interface")
+
+    def _host_addresses(self, ipv4: dict[str, Any], loc: Loc, owner: str) -> None:
+        """The addresses and gateway of an interface or a container, each a usable host's."""
+        addresses = ipv4.get("address")
+        for j, why in _address_problems(addresses if isinstance(addresses, list) else []):
+            self.error((*loc, "address", j, "ip"), why)
+        problem = _gateway_problem(ipv4, owner)
         if problem:
             self.error((*loc, "gateway"), problem)
 
@@ -211,7 +258,7 @@ class _Rules:
                     first = format_path(seen[field, value])
                     self.error(
                         (*base, i, field),
-                        f'duplicate container {field} "{value}" (also at {first})',
+                        f"duplicate container {field} {quoted(value)} (also at {first})",
                     )
                 else:
                     seen[field, value] = (*base, i, field)
@@ -224,19 +271,18 @@ class _Rules:
             if clash is not None:
                 self.error(
                     (*loc, "veth"),
-                    f'"{veth}" collides with the interface name at {format_path(clash)}',
+                    f"{quoted(veth)} collides with the interface name at {format_path(clash)}",
                 )
         declared = self.interfaces.get(bridge or "", ("",))[0]
         if declared in PORT_TYPES:
             self.error(
-                (*loc, "bridge"), f'"{bridge}" is declared as an {declared}, not an ovs-bridge'
+                (*loc, "bridge"),
+                f"{quoted(bridge)} is declared as an {declared}, not an ovs-bridge",
             )
         if ct.get("state") == "absent" and ct.get("running") is True:
             self.error((*loc, "running"), 'is true, but state is "absent"')
-        ipv4 = ct.get("ipv4")
-        problem = _gateway_problem(ipv4) if isinstance(ipv4, dict) else None
-        if problem:
-            self.error((*loc, "ipv4", "gateway"), problem)
+        if isinstance(ct.get("ipv4"), dict):
+            self._host_addresses(ct["ipv4"], (*loc, "ipv4"), "container")
 
     def systemd(self, systemd: Any) -> None:
         units = systemd.get("units") if isinstance(systemd, dict) else None

@@ -16,6 +16,7 @@ from op_dbus.model.fields import (
     ContainerId,
     Cpus,
     ExternalIdKey,
+    ExternalIdValue,
     Hostname,
     IfName,
     Ipv4,
@@ -67,7 +68,7 @@ class Interface(_Model):
     ipv4: InterfaceIpv4 | None = None
     bridge: IfName | None = None
     datapath: Literal["system", "netdev"] | None = None
-    external_ids: dict[ExternalIdKey, str] | None = None
+    external_ids: dict[ExternalIdKey, ExternalIdValue] | None = None
     stp: bool | None = None
     fail_mode: Literal["standalone", "secure"] | None = None
     mtu: Mtu | None = None
