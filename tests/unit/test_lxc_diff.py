@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from op_dbus.plugins.base import ActionKind
+from op_dbus.plugins.base import ActionKind, Refusal
 from op_dbus.plugins.lxc_diff import container_name, diff_lxc
 
 SEED = {
@@ -138,7 +138,7 @@ def test_absent_destroys_only_owned_containers() -> None:
     (action,) = diff_lxc(current, gone)
     assert (action.kind, action.resource) == (ActionKind.DELETE, "container/xray-client")
     foreign = {"containers": [{"id": "150", "name": "byhand", "state": "absent"}]}
-    with pytest.raises(ValueError, match="did not create it"):
+    with pytest.raises(Refusal, match="container/byhand: .*did not create it"):
         diff_lxc(current, foreign)
     assert diff_lxc(current, {"containers": [{"id": "999", "state": "absent"}]}) == []
 
@@ -148,7 +148,7 @@ def test_foreign_container_may_be_started_but_not_reconfigured() -> None:
     start = {"containers": [{"id": "150", "name": "byhand", "running": True}]}
     assert kinds(diff_lxc(current, start)) == [("modify", "container/byhand")]
     wire = {"containers": [{"id": "150", "name": "byhand", "veth": "vi150"}]}
-    with pytest.raises(ValueError, match="not created by op-dbus"):
+    with pytest.raises(Refusal, match="did not create this container"):
         diff_lxc(current, wire)
 
 

@@ -203,7 +203,7 @@ class Reconciler:
         }
         level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
         log.log(level, "%s: %s", actor, result.message)
-        if self.use_ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
+        if self.use_ledger and plan.pending and not plan.blocked:
             self._record(plan, result, mode, actor)
         self.stale |= touched
         self._emit("applied", dict(self.last_apply))
