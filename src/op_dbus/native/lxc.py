@@ -360,7 +360,11 @@ class PctDriver(Driver):
 
     async def _observe(self, vmid: str, status: str, hostname: str) -> Observed:
         """One container from `pct config` (and `pct status`: the pid of a running one)."""
-        config = parse_pct_config(vmid, (await self._run("pct", "config", vmid)).stdout)
+        output = (await self._run("pct", "config", vmid)).stdout
+        try:
+            config = parse_pct_config(vmid, output)
+        except ValueError as exc:  # one odd config must not make the others unreadable
+            config = Parsed(id=vmid, unreadable=f"pct config {vmid}: {exc}")
         pid = None
         if status == "running":
             pid = parse_pct_pid((await self._run("pct", "status", vmid, "--verbose")).stdout)
