@@ -233,3 +233,13 @@ def test_an_lxc_create_under_way_is_seen_by_its_lock(tmp_path: Path) -> None:
         holder.wait()
     assert not creation_ongoing(tmp_path), "left behind by a killed lxc-create"
     assert not creation_ongoing(tmp_path / "nope")
+
+
+async def test_the_directory_appears_with_its_intent_already_inside(tmp_path: Path) -> None:
+    staging = tmp_path / ".gateway.op-dbus-new"  # what a kill while making it leaves
+    staging.mkdir()
+    (staging / "junk").write_text("")
+    runner = Runner(tmp_path)
+    await LxcCliDriver(str(tmp_path), "unix:/db.sock", runner).create(SPEC)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway"]
+    assert not (tmp_path / "gateway" / "junk").exists()

@@ -186,17 +186,26 @@ class LxcCliDriver(Driver):
         if target.exists():
             raise LxcError(f"cannot create container {spec.name}: {target} already exists")
         check_values(spec, target, self.ovsdb)  # before anything is made
-        self.path.mkdir(parents=True, exist_ok=True)
-        target.mkdir()
+        self._mark_creating(target, spec.template)
         try:
-            intent = json.dumps({"owner": OWNER_LINE, "template": plain("template", spec.template)})
-            replace_file(target / CREATING, intent + "\n", 0o600)
             await self._run(*self._lxc("lxc-create", spec.name, "-t", name, "--", *args))
             await self.configure(spec)
         except (LxcError, OSError, UnsafeValue):
             await self._discard(spec.name)  # a half-made container must not linger
             raise
         (target / CREATING).unlink()
+
+    def _mark_creating(self, target: Path, template: str) -> None:
+        """Make `target` appear already holding CREATING: built under a hidden name (which
+        lxc-ls never lists, and a kill leaves behind for the next creation to clear), then
+        renamed into place."""
+        staging = target.with_name(f".{target.name}.op-dbus-new")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, mode=0o755)
+        intent = json.dumps({"owner": OWNER_LINE, "template": plain("template", template)})
+        replace_file(staging / CREATING, intent + "\n", 0o600)
+        staging.rename(target)
 
     async def _discard(self, name: str) -> None:
         """Remove an unfinished creation of op-dbus's: through liblxc while it has a config,
