@@ -222,6 +222,11 @@ def test_a_creation_cut_short_is_planned_as_a_create_that_finishes_it() -> None:
     gone = {"containers": [{"id": "100", "name": "gateway", "state": "absent"}]}
     assert kinds(diff_lxc(current, gone)) == [("delete", "container/gateway")]
     assert diff_lxc(current, {"containers": SEED["containers"][1:]}) == []
+    # rolled back after finishing it: a half-made container holds nothing worth restoring
+    finished = seed_host()
+    (undo,) = diff_lxc(finished, current, exhaustive=True)
+    assert (undo.kind, undo.resource) == (ActionKind.DELETE, "container/gateway")
+    assert diff_lxc(current, current, exhaustive=True) == []
 
 
 def test_an_unreadable_container_is_refused_only_when_the_file_names_it() -> None:

@@ -250,7 +250,8 @@ def creation_template(container_dir: Path) -> str | None:
 
 
 def read_config(container_dir: Path) -> Parsed:
-    """What a container's config says; an unfinished creation of op-dbus's counts as owned."""
+    """What a container's config says; an unfinished creation of op-dbus's counts as owned
+    (and its config, not op-dbus's yet, is not held against it: the create rewrites it)."""
     config = container_dir / "config"
     try:
         parsed = parse(config.read_text()) if config.is_file() else Parsed()
@@ -259,6 +260,7 @@ def read_config(container_dir: Path) -> Parsed:
         parsed = Parsed(unreadable=f"{config}: {reason}")
     if unfinished(container_dir):
         parsed.owned = parsed.incomplete = True
+        parsed.unreadable = None
     return parsed
 
 

@@ -7,8 +7,8 @@ is never touched. Only `state: "absent"` destroys a container, and only one op-d
 A creation of op-dbus's cut short (`incomplete`) is planned as a create, which finishes it.
 A file asking to change a container op-dbus did not create, or one whose config cannot be
 read, is refused (Refusal) for that container; containers it does not name never matter.
-With `exhaustive` (rollback), desired is a checkpoint: owned containers it lacks are destroyed,
-and a foreign one that appeared meanwhile is planned for deletion too, which apply refuses:
+With `exhaustive` (rollback), desired is a checkpoint: owned containers it lacks (or has only
+half-made) are destroyed, and a foreign one that appeared meanwhile is planned for deletion too, which apply refuses:
 the rollback then reports it left instead of claiming the host is as before.
 """
 
@@ -113,8 +113,8 @@ def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) ->
             raise Refusal(
                 resource, f"its config cannot be read ({cur['unreadable']}); it is left alone"
             )
-        if want.get("state") == "absent":
-            if cur is None:
+        if want.get("state") == "absent" or (exhaustive and want.get("incomplete")):
+            if cur is None or (cur.get("incomplete") and want.get("incomplete")):
                 continue
             if not cur.get("owned"):
                 raise Refusal(
