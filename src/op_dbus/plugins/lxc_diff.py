@@ -8,8 +8,9 @@ A creation of op-dbus's cut short (`incomplete`) is planned as a create, which f
 A file asking to change a container op-dbus did not create, or one whose config cannot be
 read, is refused (Refusal) for that container; containers it does not name never matter.
 With `exhaustive` (rollback), desired is a checkpoint: owned containers it lacks (or has only
-half-made) are destroyed, and a foreign one that appeared meanwhile is planned for deletion too, which apply refuses:
-the rollback then reports it left instead of claiming the host is as before.
+half-made) are destroyed, and a foreign one that appeared meanwhile is planned for deletion
+too, which apply refuses: the rollback then reports it left instead of claiming the host is
+as before.
 """
 
 from __future__ import annotations
