@@ -147,6 +147,8 @@ class Reconciler:
         """Plan `desired`; a section that could not be read is skipped in the cache, as why."""
         plan = await make_plan(desired, self.plugins)
         for entry in plan.blocked:
+            if entry.status == "refused":  # the file's fault: the section reads fine
+                continue
             self._unreadable(entry.name, entry.reason)
             await self._renew(entry.name)
         return plan
