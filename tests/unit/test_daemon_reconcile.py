@@ -209,3 +209,21 @@ async def test_foreground_try_restores_the_checkpoint_unless_confirmed() -> None
     assert restored is not None and restored[1].exit_code == ExitCode.OK
     assert world.stores["net"].data == {"a": "old"}, "not confirmed: back to the checkpoint"
     assert {a.resource for a in restored[1].applied} == {"a", "b"}
+
+
+async def test_a_refused_plan_is_not_taken_for_an_unreadable_section(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memstore import MemNet
+
+    from op_dbus.plugins.base import Refusal
+
+    async def refuse(self: MemNet, current: dict, desired: dict, document: dict) -> None:
+        raise Refusal("bridge/x", "the host rules it out")
+
+    r = await reconciler(world, Policy.ENFORCE)
+    monkeypatch.setattr(MemNet, "check", refuse)
+    plan, result = await r.apply_desired(DESIRED, mode="standalone", actor="test")
+    assert plan.refused and result.exit_code == ExitCode.INVALID_INPUT
+    state = await r.cached_state()
+    assert "net" in state["state"]["plugins"] and state["skipped"] == {}

@@ -144,7 +144,10 @@ def diff(
 
 
 def plan_exit_code(plan: Plan) -> ExitCode:
-    """6 when a declared section cannot be handled, else 3 when anything would change."""
+    """2 when the file asks for what the host rules out, 6 when a declared section cannot
+    be handled, else 3 when anything would change."""
+    if plan.refused:
+        return ExitCode.INVALID_INPUT
     if plan.blocked:
         return ExitCode.COMPONENT_MISSING
     return ExitCode.CHANGES_PENDING if plan.pending else ExitCode.OK
@@ -180,7 +183,7 @@ def apply(
             print_json({"file": file, "dry_run": True, **plan_to_json(plan)})
         else:
             render_plan(console, plan)
-        code = ExitCode.COMPONENT_MISSING if plan.blocked else ExitCode.OK
+        code = plan_exit_code(plan) if plan.blocked else ExitCode.OK
         raise typer.Exit(int(code))
 
     if confirm_within is not None:
@@ -202,7 +205,7 @@ def apply(
         return plan, result, restored
 
     plan, result, restored = run_async(with_plugins(cli, list(sections), work))
-    if cli.ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
+    if cli.ledger and plan.pending and not plan.blocked:
         record_in_ledger(cli, loaded, sections, plan, result)
     if restored is not None:
         restore_plan, restore_result = restored

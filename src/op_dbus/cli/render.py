@@ -18,6 +18,7 @@ STATUS_TEXT = {
     "not_implemented": "not implemented yet",
     "unavailable": "backend unavailable",
     "error": "could not be read",
+    "refused": "refused, nothing will change",
 }
 
 

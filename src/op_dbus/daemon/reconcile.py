@@ -151,6 +151,8 @@ class Reconciler:
         """Plan `desired`; a section that could not be read is skipped in the cache, as why."""
         plan = await make_plan(desired, self.plugins)
         for entry in plan.blocked:
+            if entry.status == "refused":  # the file's fault: the section reads fine
+                continue
             self._unreadable(entry.name, entry.reason)
             await self._renew(entry.name)
         return plan
@@ -207,7 +209,7 @@ class Reconciler:
         }
         level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
         log.log(level, "%s: %s", actor, result.message)
-        if self.use_ledger and plan.pending and result.exit_code != ExitCode.COMPONENT_MISSING:
+        if self.use_ledger and plan.pending and not plan.blocked:
             self._record(plan, result, mode, actor)
         self.stale |= touched
         self._emit("applied", dict(self.last_apply))

@@ -88,13 +88,13 @@ async def apply_plan(
     on_progress: Progress | None = None,
 ) -> ApplyResult:
     """Apply `plan`; exit codes: 0 done (or nothing to do), 4 rolled back, 5 rollback failed,
-    6 refused because a declared section cannot be handled (nothing touched)."""
+    2 refused because the file asks for what the host rules out, 6 refused because a
+    declared section cannot be handled (nothing touched in either case)."""
     emit = on_progress or _ignore
     if plan.blocked:
         reasons = "; ".join(f"{e.name}: {e.reason or e.status}" for e in plan.blocked)
-        return ApplyResult(
-            ExitCode.COMPONENT_MISSING, message=f"refusing to apply, nothing changed: {reasons}"
-        )
+        code = ExitCode.INVALID_INPUT if plan.refused else ExitCode.COMPONENT_MISSING
+        return ApplyResult(code, message=f"refusing to apply, nothing changed: {reasons}")
     if not plan.pending:
         return ApplyResult(ExitCode.OK, message="nothing to do: the host matches the state")
     checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}

@@ -1,8 +1,8 @@
 """The plan: every plugin's current state and the actions that reach the desired state.
 
 A plan also records why a section cannot be handled (plugin not built yet, backend
-unreachable, query failed), so `diff` can show it and `apply` can refuse instead of
-pretending the host converged.
+unreachable, query failed, or the file asks for what this host rules out: "refused"), so
+`diff` can show it and `apply` can refuse instead of pretending the host converged.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from op_dbus.plugins import PLUGIN_ORDER
-from op_dbus.plugins.base import Action, Plugin, Section
+from op_dbus.plugins.base import Action, Plugin, Refusal, Section
 
-PlanStatus = Literal["ready", "not_implemented", "unavailable", "error"]
+PlanStatus = Literal["ready", "not_implemented", "unavailable", "error", "refused"]
 
 NOT_IMPLEMENTED = "not implemented yet"
 
@@ -59,6 +59,11 @@ class Plan:
         """Sections that could not be planned; applying them must be refused."""
         return [entry for entry in self.plugins if entry.status != "ready"]
 
+    @property
+    def refused(self) -> bool:
+        """Whether the file asks for what the host rules out (invalid input, exit 2)."""
+        return any(entry.status == "refused" for entry in self.plugins)
+
     def get(self, name: str) -> PluginPlan | None:
         return next((entry for entry in self.plugins if entry.name == name), None)
 
@@ -69,7 +74,9 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> PluginPlan:
+async def _plan_one(
+    name: str, desired: Section, plugin: Plugin | None, document: Mapping[str, Section]
+) -> PluginPlan:
     if plugin is None:
         return PluginPlan(name, "not_implemented", NOT_IMPLEMENTED, None, desired)
     try:
@@ -80,7 +87,10 @@ async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> Plugi
         return PluginPlan(name, "unavailable", availability.reason, None, desired)
     try:
         current = await plugin.query(desired)
+        await plugin.check(current, desired, document)
         actions = plugin.diff(current, desired)
+    except Refusal as exc:
+        return PluginPlan(name, "refused", str(exc), None, desired)
     except Exception as exc:
         return PluginPlan(name, "error", f"query failed: {describe_error(exc)}", None, desired)
     return PluginPlan(name, "ready", "", current, desired, list(actions))
@@ -97,6 +107,6 @@ async def make_plan(desired: dict[str, Section], plugins: Mapping[str, Plugin | 
         raise ValueError(f"unknown plugin section(s): {', '.join(unknown)}")
     names = [name for name in PLUGIN_ORDER if name in desired]
     entries = await asyncio.gather(
-        *(_plan_one(name, desired[name], plugins.get(name)) for name in names)
+        *(_plan_one(name, desired[name], plugins.get(name), desired) for name in names)
     )
     return Plan(list(entries))

@@ -8,6 +8,7 @@ checkpoint is just a `query()` result and rollback is `diff(after_failure, check
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -91,6 +92,17 @@ class Mismatch:
         }
 
 
+class Refusal(ValueError):
+    """The file asks for something this host rules out, found while planning, before anything
+    changed (exit 2): a veth named like a device the host has, a bridge nobody provides, a
+    change to a container op-dbus did not create. `resource` is the plan's name for it."""
+
+    def __init__(self, resource: str, reason: str) -> None:
+        super().__init__(f"{resource}: {reason}")
+        self.resource = resource
+        self.reason = reason
+
+
 class ApplyError(Exception):
     """An action failed. `done` lists the actions of the batch that took effect before it."""
 
@@ -135,6 +147,12 @@ class Plugin(ABC):
         With `exhaustive` (rollback to a checkpoint), `desired` is a complete `query()` result,
         so resources op-dbus owns that it does not list are removed as well.
         """
+
+    async def check(  # noqa: B027 - optional hook, most plugins refuse nothing
+        self, current: Section, desired: Section, document: Mapping[str, Section]
+    ) -> None:
+        """Raise Refusal when this host rules `desired` out; `document` is every section
+        being planned (what other plugins will provide). Called before `diff`; default: none."""
 
     @abstractmethod
     async def apply(self, actions: list[Action]) -> list[Action]:
