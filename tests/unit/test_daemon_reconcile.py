@@ -195,3 +195,21 @@ async def test_a_section_the_check_cannot_read_is_skipped_with_its_reason(world:
     assert "net" not in state["state"]["plugins"]
     assert state["skipped"] == {"net": "query failed: ConnectionError: net backend down"}
     assert world.count("query")["net"] == reads + 1
+
+
+async def test_a_refused_plan_is_not_taken_for_an_unreadable_section(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memstore import MemNet
+
+    from op_dbus.errors import Refused
+
+    async def refuse(self: MemNet, current: dict, desired: dict, document: dict) -> None:
+        raise Refused("bridge/x", "the host rules it out")
+
+    r = await reconciler(world, Policy.ENFORCE)
+    monkeypatch.setattr(MemNet, "check", refuse)
+    change = await r.apply_desired(DESIRED, mode="standalone", actor="test")
+    assert change.plan.refused and change.result.exit_code == ExitCode.INVALID_INPUT
+    state = await r.cached_state()
+    assert "net" in state["state"]["plugins"] and state["skipped"] == {}

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import pytest
-from memstore import World
+from memstore import MemLxc, World
 
 from op_dbus.endpoints import Endpoints
+from op_dbus.engine.apply import apply_plan
 from op_dbus.engine.plan import make_plan
+from op_dbus.errors import Refused
+from op_dbus.exitcodes import ExitCode
 from op_dbus.plugins import IMPLEMENTED, PLUGIN_ORDER, make_plugin
-from op_dbus.plugins.base import Action, ActionKind
+from op_dbus.plugins.base import Action, ActionKind, Section
 
 
 def world_with_data() -> World:
@@ -122,3 +126,30 @@ def test_registry_reports_unbuilt_plugins_as_none() -> None:
         assert (plugin is None) == (name not in IMPLEMENTED)
     with pytest.raises(ValueError, match="unknown plugin 'x'"):
         make_plugin("x", Endpoints())
+
+
+class RefusingLxc(MemLxc):
+    """An lxc whose host rules out any item named "eth0" (like a veth the host has)."""
+
+    async def check(self, current: Section, desired: Section, document: Mapping[str, Section]):
+        self.world.calls.append((self.name, "check"))
+        assert set(document) == {"net", "lxc"}, "check sees every section being planned"
+        if "eth0" in desired.get("items", {}):
+            raise Refused("container/x", "veth eth0: the host already has a device eth0")
+
+
+async def test_a_refusal_blocks_the_plan_and_apply_changes_nothing() -> None:
+    world = world_with_data()
+    plugins = {**world.plugins(), "lxc": RefusingLxc(world)}
+    desired = {"net": DESIRED["net"], "lxc": {"items": {"eth0": 1}}}
+    before = world.snapshot()
+    plan = await make_plan(desired, plugins)
+    entry = plan.get("lxc")
+    assert entry is not None and entry.status == "refused" and entry.actions == []
+    assert entry.reason == "container/x: veth eth0: the host already has a device eth0"
+    assert plan.refused and [e.name for e in plan.blocked] == ["lxc"]
+    result = await apply_plan(plan, plugins)
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert "container/x" in result.message and "nothing changed" in result.message
+    assert world.snapshot() == before and world.count("apply") == {}
+    assert not (await make_plan({"lxc": {"items": {"a": 1}}}, plugins)).refused

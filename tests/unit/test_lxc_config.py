@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
+import unicodedata
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from op_dbus.native.lxc import parse_lxc_ls
 from op_dbus.native.lxc_config import (
@@ -12,9 +19,12 @@ from op_dbus.native.lxc_config import (
     HOOK_UP,
     MARKER,
     Spec,
+    UnsafeValue,
+    check_values,
     default_hwaddr,
     dhcp_line,
     hook_scripts,
+    managed_block,
     parse,
     render,
     write_container_files,
@@ -143,3 +153,95 @@ def test_parse_lxc_ls() -> None:
     )  # fmt: skip
     assert parse_lxc_ls(recorded) == [("gateway", "RUNNING", 6006), ("warp", "STOPPED", None)]
     assert parse_lxc_ls("") == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("veth", "v$(id>q)"),  # liblxc splices the veth into the hook's shell line
+        ("veth", "vi100;reboot"),
+        ("veth", "vi`id`"),
+        ("name", "gw$(id)"),  # the name is in every hook's path and its argv
+        ("name", "gw\nlxc.hook.pre-start = /bin/sh"),
+        ("template", "busybox\nlxc.hook.pre-start = /tmp/x"),
+        ("bridge", "mesh\nlxc.net.0.link = lxcbr0"),
+        ("hwaddr", "02:00:00:00:00:64\x00"),
+        ("id", "100\u202e"),  # a bidi override hides what the line says
+    ],
+)
+def test_the_writer_refuses_a_value_that_would_change_a_line_or_a_shell(
+    field: str, value: str, tmp_path: Path
+) -> None:
+    spec = replace(SPEC, **{field: value})
+    with pytest.raises(UnsafeValue, match=field if field != "name" else "container name"):
+        check_values(spec, DIR, "unix:/db.sock")
+    (tmp_path / "config").write_text(TEMPLATE_CONFIG)
+    with pytest.raises(UnsafeValue):
+        write_container_files(spec, tmp_path, "unix:/db.sock")
+    assert (tmp_path / "config").read_text() == TEMPLATE_CONFIG, "nothing written"
+    assert not (tmp_path / HOOK_UP).exists()
+
+
+def test_the_writer_refuses_an_lxc_path_the_hook_shell_would_split() -> None:
+    with pytest.raises(UnsafeValue, match=r"lxc\.net\.0\.script\.up"):
+        check_values(SPEC, Path("/var/lib/my lxc/gateway"), "unix:/db.sock")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    veth=st.text(min_size=1, max_size=15),
+    name=st.text(min_size=1, max_size=20),
+    other=st.text(min_size=1, max_size=30),
+)
+def test_no_value_reaching_a_line_or_a_hook_shell_carries_syntax(
+    veth: str, name: str, other: str
+) -> None:
+    """Whatever the values: every config line stays one line, and each word liblxc hands
+    to `sh -c` (hook paths, the name, the veth) is read back by a shell as exactly itself."""
+    spec = replace(SPEC, veth=veth, name=name, bridge=other, template=other, id=other)
+    try:
+        lines = managed_block(spec, Path("/var/lib/lxc") / name, cgroup_v1=True)
+        scripts = hook_scripts(spec, "unix:/db.sock")
+    except UnsafeValue:
+        return
+    for line in lines:
+        assert "\n" not in line and "\r" not in line and "\x00" not in line
+        assert not any(unicodedata.category(c).startswith("C") for c in line)
+    words = [veth, name, *(str(Path("/var/lib/lxc") / name / h) for h in scripts)]
+    for word in words:
+        assert shlex.split(word) == [word] and shlex.quote(word) == word
+
+
+def test_the_rootfs_cannot_point_op_dbus_at_a_host_file(tmp_path: Path) -> None:
+    """rcS lives in the container's rootfs, which its root controls: a symlink there must
+    not make op-dbus rewrite the file it points at."""
+    host_file = tmp_path / "host-secret"
+    host_file.write_text("/bin/udhcpc\nkeep me\n")
+    container = tmp_path / "gateway"
+    (container / "rootfs/etc/init.d").mkdir(parents=True)
+    (container / "config").write_text(TEMPLATE_CONFIG)
+    (container / "rootfs/etc/init.d/rcS").symlink_to(host_file)
+    write_container_files(SPEC, container, "unix:/db.sock")
+    assert host_file.read_text() == "/bin/udhcpc\nkeep me\n"
+    (container / "rootfs/etc/init.d/rcS").unlink()
+    (container / "rootfs/etc").rename(container / "rootfs/etc-real")
+    (container / "rootfs/etc").symlink_to(tmp_path)
+    (tmp_path / "init.d").mkdir()
+    (tmp_path / "init.d/rcS").write_text("/bin/udhcpc\n")
+    write_container_files(SPEC, container, "unix:/db.sock")
+    assert (tmp_path / "init.d/rcS").read_text() == "/bin/udhcpc\n"
+
+
+def test_files_are_replaced_whole(tmp_path: Path) -> None:
+    (tmp_path / "config").write_text(TEMPLATE_CONFIG)
+    write_container_files(SPEC, tmp_path, "unix:/db.sock")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["config", HOOK_UP, HOOK_DOWN, HOOK_START_HOST]
+    ), "no temporary file left beside them"
+    assert oct((tmp_path / "config").stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_a_foreign_config_with_unlimited_cgroup2_values_parses() -> None:
+    text = TEMPLATE_CONFIG + "lxc.cgroup2.cpu.max = max 100000\nlxc.cgroup2.memory.max = max\n"
+    parsed = parse(text)
+    assert (parsed.cpus, parsed.memory) == (None, None)

@@ -139,7 +139,7 @@ def test_absent_destroys_only_owned_containers() -> None:
     (action,) = diff_lxc(current, gone)
     assert (action.kind, action.resource) == (ActionKind.DELETE, "container/xray-client")
     foreign = {"containers": [{"id": "150", "name": "byhand", "state": "absent"}]}
-    with pytest.raises(Refused, match="did not create it"):
+    with pytest.raises(Refused, match=r"container/byhand: .*did not create it"):
         diff_lxc(current, foreign)
     assert diff_lxc(current, {"containers": [{"id": "999", "state": "absent"}]}) == []
 
@@ -149,7 +149,7 @@ def test_foreign_container_may_be_started_but_not_reconfigured() -> None:
     start = {"containers": [{"id": "150", "name": "byhand", "running": True}]}
     assert kinds(diff_lxc(current, start)) == [("modify", "container/byhand")]
     wire = {"containers": [{"id": "150", "name": "byhand", "veth": "vi150"}]}
-    with pytest.raises(Refused, match="did not create it"):
+    with pytest.raises(Refused, match="did not create this container"):
         diff_lxc(current, wire)
 
 
@@ -211,3 +211,41 @@ def test_stale_ports_are_removed_first() -> None:
         ("create", "container/new"),
     ]
     assert kinds(diff_lxc(current, seed_host(), exhaustive=True)) == [("delete", "port/vi150")]
+
+
+def test_a_creation_cut_short_is_planned_as_a_create_that_finishes_it() -> None:
+    current = seed_host()
+    cut = host("gateway", None, running=False, veth=None, bridge=None, incomplete=True)
+    current["containers"][0] = cut
+    actions = diff_lxc(current, SEED)
+    assert kinds(actions) == [("create", "container/gateway")]
+    assert actions[0].before == cut and actions[0].after["veth"] == "vi100"
+    gone = {"containers": [{"id": "100", "name": "gateway", "state": "absent"}]}
+    assert kinds(diff_lxc(current, gone)) == [("delete", "container/gateway")]
+    assert diff_lxc(current, {"containers": SEED["containers"][1:]}) == []
+    # rolled back after finishing it: a half-made container holds nothing worth restoring
+    finished = seed_host()
+    (undo,) = diff_lxc(finished, current, exhaustive=True)
+    assert (undo.kind, undo.resource) == (ActionKind.DELETE, "container/gateway")
+    assert diff_lxc(current, current, exhaustive=True) == []
+
+
+def test_an_unreadable_container_is_refused_only_when_the_file_names_it() -> None:
+    current = seed_host()
+    current["containers"].append(host("odd", None, owned=False, unreadable="config: bad"))
+    assert diff_lxc(current, SEED) == []
+    for want in ({"id": "7", "name": "odd", "running": False}, {"id": "7", "name": "odd"}):
+        with pytest.raises(Refused, match=r"container/odd: its config cannot be read"):
+            diff_lxc(current, {"containers": [want]})
+    assert diff_lxc(current, current, exhaustive=True) == []
+
+
+def test_rollback_never_claims_a_container_that_appeared_is_gone() -> None:
+    """A foreign container that appeared during the apply cannot be removed by op-dbus, so the
+    restore plans its deletion (which apply refuses): the rollback then reports it left."""
+    checkpoint = seed_host()
+    now = seed_host()
+    now["containers"].append(host("--busybox-path", None, running=False, owned=False))
+    (action,) = diff_lxc(now, checkpoint, exhaustive=True)
+    assert (action.kind, action.resource) == (ActionKind.DELETE, "container/--busybox-path")
+    assert action.before["owned"] is False

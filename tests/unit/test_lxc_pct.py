@@ -167,3 +167,11 @@ async def test_failed_command_names_it_and_its_error() -> None:
 
     with pytest.raises(LxcError, match="already exists"):
         await PctDriver(failing).create(SPEC)
+
+
+async def test_an_odd_config_is_reported_unreadable_and_the_others_still_read() -> None:
+    odd = PCT_CONFIG_101.replace("ip=dhcp", "ip=10.0.0.9/abc")
+    runner = Recorder({("pct", "config", "100"): PCT_CONFIG_100, ("pct", "config", "101"): odd})
+    found = {o.name: o for o in await PctDriver(runner).list()}
+    assert found["gateway"].config.owned and found["gateway"].config.unreadable is None
+    assert found["warp"].config.unreadable and "101" in found["warp"].config.unreadable

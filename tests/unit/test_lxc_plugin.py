@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 import op_dbus.plugins.lxc as lxc_plugin
+from op_dbus.errors import Refused
 from op_dbus.native.lxc import Driver, Observed
 from op_dbus.native.lxc_config import Parsed, Spec
+from op_dbus.plugins.base import ApplyError
 from op_dbus.plugins.lxc import LxcPlugin, container_entry
 from op_dbus.plugins.lxc_ovs import PortRow
 
@@ -141,3 +143,63 @@ async def test_containers_are_listed_once_per_apply(ports: list[tuple[str, ...]]
     await plugin.apply(plugin.diff(now, desired))
     assert driver.lists == 1
     assert driver.calls == [("stop", "gateway"), ("stop", "warp")]
+
+
+async def test_apply_refuses_to_destroy_a_container_op_dbus_did_not_create() -> None:
+    stranger = Observed("byhand", False, None, Parsed(owned=False))
+    driver = Recorder(stranger)
+    plugin = LxcPlugin(driver=driver)
+    now = {"containers": [container_entry(stranger, {})]}
+    with pytest.raises(ApplyError, match="not created by op-dbus"):
+        await plugin.apply(plugin.diff(now, {"containers": []}, exhaustive=True))
+    assert driver.calls == []
+
+
+@pytest.fixture
+def host_net(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """The host's OVS bridges as the plugin's check reads them (its devices: lo, eth0, vi100)."""
+    bridges = {"mesh"}
+
+    async def read_bridges(_client: object) -> set[str]:
+        return bridges
+
+    monkeypatch.setattr(lxc_plugin, "read_bridges", read_bridges)
+    monkeypatch.setattr(lxc_plugin, "host_links", lambda: {"lo", "eth0", "vi100", "mesh"})
+    monkeypatch.setattr(LxcPlugin, "_ovsdb", lambda self: _none())
+    return bridges
+
+
+async def test_check_refuses_a_veth_the_host_has_but_not_the_containers_own(
+    host_net: set[str],
+) -> None:
+    gateway = running("gateway", "100", "mesh")
+    plugin = LxcPlugin(driver=Recorder(gateway))
+    current = {"containers": [container_entry(gateway, {})]}
+
+    def desired(*containers: dict[str, Any]) -> dict[str, Any]:
+        return {"containers": list(containers)}
+
+    own = {"id": "100", "name": "gateway", "veth": "vi100", "bridge": "mesh"}
+    await plugin.check(current, desired(own), {})
+    for veth in ("eth0", "lo"):
+        new = {"id": "101", "name": "warp", "veth": veth, "bridge": "mesh"}
+        with pytest.raises(Refused, match=f"container/warp: veth {veth}: the host already"):
+            await plugin.check(current, desired(own, new), {})
+    taken = {"id": "101", "name": "warp", "veth": "vi100"}
+    with pytest.raises(Refused, match="container/warp: veth vi100 is container gateway's"):
+        await plugin.check(current, desired(taken), {})
+    gone = {"id": "101", "name": "warp", "veth": "eth0", "state": "absent"}
+    await plugin.check(current, desired(gone), {})
+
+
+async def test_check_refuses_a_bridge_neither_the_host_nor_the_file_has(
+    host_net: set[str],
+) -> None:
+    plugin = LxcPlugin(driver=Recorder())
+    want = {"containers": [{"id": "101", "name": "warp", "veth": "vi101", "bridge": "mesh2"}]}
+    with pytest.raises(Refused, match="container/warp: bridge mesh2 is neither on the host"):
+        await plugin.check({"containers": []}, want, {"lxc": want})
+    net = {"interfaces": [{"name": "mesh2", "type": "ovs-bridge"}]}
+    await plugin.check({"containers": []}, want, {"net": net, "lxc": want})
+    host_net.add("mesh2")
+    await plugin.check({"containers": []}, want, {"lxc": want})

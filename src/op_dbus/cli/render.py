@@ -15,7 +15,7 @@ STATUS_TEXT = {
     "not_implemented": "not implemented yet",
     "unavailable": "backend unavailable",
     "error": "could not be read",
-    "refused": "refused",
+    "refused": "refused, nothing will change",
 }
 """Plans are rendered from their JSON form (`Plan.to_json()`), the same whichever way they
 came: from the engine in this process or from the daemon."""

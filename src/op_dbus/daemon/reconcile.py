@@ -102,7 +102,9 @@ class Reconciler:
     def _note_plan(self, plan: Plan) -> None:
         """Keep a plan's full readings in the cache; partial ones and blocked ones say so."""
         for entry in plan.plugins:
-            if entry.current is None:
+            if entry.status == "refused":  # the request's fault: the section reads fine
+                self.stale.add(entry.name)
+            elif entry.current is None:
                 self._unreadable(entry.name, entry.reason)
             elif (plugin := self.host.plugins.get(entry.name)) and plugin.reads_all(entry.desired):
                 self._cached(entry.name, entry.current)
@@ -112,7 +114,8 @@ class Reconciler:
     async def diff(self, desired: dict[str, Section]) -> Plan:
         plan = await self.host.plan(desired)
         for entry in plan.blocked:
-            self._unreadable(entry.name, entry.reason)
+            if entry.status != "refused":  # a refusal is the request's fault, not the host's
+                self._unreadable(entry.name, entry.reason)
         return plan
 
     async def verify(self, desired: dict[str, Section] | None = None) -> dict[str, Any]:
@@ -168,7 +171,8 @@ class Reconciler:
         level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
         log.log(level, "%s: %s", actor, result.message)
         for entry in change.plan.blocked:
-            self._unreadable(entry.name, entry.reason)
+            if entry.status != "refused":
+                self._unreadable(entry.name, entry.reason)
         self.stale |= {entry.name for entry in change.plan.plugins if entry.actions}
         self._emit("applied", dict(self.last_apply))
 

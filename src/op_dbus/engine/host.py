@@ -152,6 +152,12 @@ class Host:
                 log.debug("closing %s plugin: %s", name, exc)
         self.plugins[name] = make_plugin(name, self.endpoints)
 
+    async def _renew_blocked(self, plan: Plan) -> None:
+        """Sections whose backend failed get a fresh plugin (a refusal is no failure)."""
+        for entry in plan.blocked:
+            if entry.status != "refused":
+                await self.renew(entry.name)
+
     # -- reading -------------------------------------------------------------------------
     async def read(
         self, names: Iterable[str] | None = None
@@ -176,8 +182,7 @@ class Host:
         self._check_names(desired)
         async with self.busy:
             plan = await make_plan(dict(desired), self.plugins)
-            for entry in plan.blocked:
-                await self.renew(entry.name)
+            await self._renew_blocked(plan)
         return plan
 
     async def verify(self, desired: Mapping[str, Section], *, attempts: int = 1) -> Verification:
@@ -227,8 +232,7 @@ class Host:
                 select(plan)
             if on_plan is not None:
                 on_plan(plan)
-            for entry in plan.blocked:
-                await self.renew(entry.name)
+            await self._renew_blocked(plan)
             if not plan.pending or plan.blocked:  # nothing to do, or refused: nothing to record
                 result = await apply_plan(plan, self.plugins)
             else:

@@ -1,8 +1,8 @@
 """The plan: every plugin's current state and the actions that reach the desired state.
 
 A plan also records why a section cannot be handled (plugin not built yet, backend
-unreachable, query failed), so `diff` can show it and `apply` can refuse instead of
-pretending the host converged.
+unreachable, query failed, or the file asks for what this host rules out: "refused"), so
+`diff` can show it and `apply` can refuse instead of pretending the host converged.
 """
 
 from __future__ import annotations
@@ -93,7 +93,9 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> PluginPlan:
+async def _plan_one(
+    name: str, desired: Section, plugin: Plugin | None, document: Mapping[str, Section]
+) -> PluginPlan:
     if plugin is None:
         return PluginPlan(name, "not_implemented", NOT_IMPLEMENTED, None, desired)
     try:
@@ -107,6 +109,7 @@ async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> Plugi
     except Exception as exc:
         return PluginPlan(name, "error", f"query failed: {describe_error(exc)}", None, desired)
     try:
+        await plugin.check(current, desired, document)
         actions = plugin.diff(current, desired)
     except Refused as refusal:
         return PluginPlan(name, "refused", refusal.message, None, desired)
@@ -126,6 +129,6 @@ async def make_plan(desired: dict[str, Section], plugins: Mapping[str, Plugin | 
         raise ValueError(f"unknown plugin section(s): {', '.join(unknown)}")
     names = [name for name in PLUGIN_ORDER if name in desired]
     entries = await asyncio.gather(
-        *(_plan_one(name, desired[name], plugins.get(name)) for name in names)
+        *(_plan_one(name, desired[name], plugins.get(name), desired) for name in names)
     )
     return Plan(list(entries))

@@ -9,18 +9,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import json
+import os
 import shlex
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from op_dbus.native.lxc_config import Parsed, Spec, parse, write_container_files
+from op_dbus.native.lxc_config import (
+    CREATING,
+    LXC_PARTIAL,
+    OWNER_LINE,
+    Parsed,
+    Spec,
+    UnsafeValue,
+    check_values,
+    parse,
+    plain,
+    replace_file,
+    write_container_files,
+)
 
 COMMAND_TIMEOUT = 60.0
 STOP_TIMEOUT = 10
 """Seconds a clean shutdown may take before lxc-stop kills the container."""
+SYS_CLASS_NET = Path("/sys/class/net")
 VETH_GONE_TIMEOUT = 5.0
 """How long a start waits for the previous run's host veth to vanish ("File exists")."""
 
@@ -131,31 +148,73 @@ class LxcCliDriver(Driver):
         return await _checked(self.runner, argv)
 
     def _lxc(self, tool: str, name: str, *extra: str) -> list[str]:
-        return [tool, "-P", str(self.path), *extra, "-n", name]
+        """`TOOL -P PATH -n NAME EXTRA...`: the container first, so that what follows a `--`
+        in EXTRA (a template's own arguments) can never be taken for it."""
+        return [tool, "-P", str(self.path), "-n", name, *extra]
 
     async def list(self) -> list[Observed]:
+        """Every container under the path, and each creation of op-dbus's cut short. One
+        container whose config cannot be read is reported so (`unreadable`), not raised."""
         if not self.path.is_dir():
             return []
+        await wait_for_creations(self.path, COMMAND_TIMEOUT)
         result = await self._run("lxc-ls", "-P", str(self.path), "-f", "-F", "NAME,STATE,PID")
-        found: list[Observed] = []
-        for name, state, pid in parse_lxc_ls(result.stdout):
-            config = self.path / name / "config"
-            parsed = parse(config.read_text()) if config.is_file() else Parsed()
-            found.append(Observed(name, state == "RUNNING", pid, parsed))
+        found = [
+            Observed(name, state == "RUNNING", pid, read_config(self.path / name))
+            for name, state, pid in parse_lxc_ls(result.stdout)
+        ]
+        listed = {o.name for o in found}
+        found += [  # cut short before lxc-create wrote a config: lxc-ls does not list those
+            Observed(d.name, False, None, Parsed(owned=True, incomplete=True))
+            for d in sorted(unfinished_creations(self.path))
+            if d.name not in listed
+        ]
         return found
 
     async def create(self, spec: Spec) -> None:
+        """Mark the directory as op-dbus's (CREATING) before `lxc-create` runs, so a kill at
+        any point leaves a container the next run knows as its own; that run finishes it
+        (same template, lxc-create done) or discards it and starts again."""
         target = self.path / spec.name
+        name, args = split_template(spec.template)
+        if unfinished(target):
+            if (target / "config").is_file() and creation_template(target) == spec.template:
+                await self.configure(spec)
+                (target / CREATING).unlink()
+                return
+            await self._discard(spec.name)
         if target.exists():
             raise LxcError(f"cannot create container {spec.name}: {target} already exists")
-        self.path.mkdir(parents=True, exist_ok=True)
+        check_values(spec, target, self.ovsdb)  # before anything is made
+        self._mark_creating(target, spec.template)
         try:
-            await self._run(*self._lxc("lxc-create", spec.name, *template_args(spec.template)))
+            await self._run(*self._lxc("lxc-create", spec.name, "-t", name, "--", *args))
             await self.configure(spec)
-        except (LxcError, OSError):
-            if target.exists():  # a half-made container must not linger unowned
-                await self.runner(self._lxc("lxc-destroy", spec.name, "-f"), COMMAND_TIMEOUT)
+        except (LxcError, OSError, UnsafeValue):
+            await self._discard(spec.name)  # a half-made container must not linger
             raise
+        (target / CREATING).unlink()
+
+    def _mark_creating(self, target: Path, template: str) -> None:
+        """Make `target` appear already holding CREATING: built under a hidden name (which
+        lxc-ls never lists, and a kill leaves behind for the next creation to clear), then
+        renamed into place."""
+        staging = target.with_name(f".{target.name}.op-dbus-new")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, mode=0o755)
+        intent = json.dumps({"owner": OWNER_LINE, "template": plain("template", template)})
+        replace_file(staging / CREATING, intent + "\n", 0o600)
+        staging.rename(target)
+
+    async def _discard(self, name: str) -> None:
+        """Remove an unfinished creation of op-dbus's: through liblxc while it has a config,
+        then whatever is left of the directory (it holds no user data yet)."""
+        target = self.path / name
+        if (target / "config").is_file():
+            await self.runner(self._lxc("lxc-destroy", name, "-f"), COMMAND_TIMEOUT)
+        if unfinished(target):
+            shutil.rmtree(target)
 
     async def configure(self, spec: Spec) -> None:
         write_container_files(spec, self.path / spec.name, self.ovsdb)
@@ -167,14 +226,91 @@ class LxcCliDriver(Driver):
         await self._run(*self._lxc("lxc-stop", name, "-t", str(STOP_TIMEOUT)))
 
     async def destroy(self, name: str) -> None:
-        await self._run(*self._lxc("lxc-destroy", name, "-f"))
+        if unfinished(self.path / name):
+            await self._discard(name)
+        else:
+            await self._run(*self._lxc("lxc-destroy", name, "-f"))
 
 
-def template_args(template: str) -> list[str]:
-    """`-t NAME [-- ARGS]` from a template spelled like "busybox" or
-    "download -d debian -r bookworm -a amd64" (split like a shell would, never run by one)."""
-    name, *args = shlex.split(template)
-    return ["-t", name, *(["--", *args] if args else [])]
+def unfinished(container_dir: Path) -> bool:
+    """Whether op-dbus began creating this container and has not finished."""
+    return (container_dir / CREATING).is_file()
+
+
+def unfinished_creations(lxc_path: Path) -> list[Path]:
+    return [marker.parent for marker in lxc_path.glob(f"*/{CREATING}")]
+
+
+def creation_template(container_dir: Path) -> str | None:
+    """The template an unfinished creation was started with."""
+    try:
+        return json.loads((container_dir / CREATING).read_text())["template"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_config(container_dir: Path) -> Parsed:
+    """What a container's config says; an unfinished creation of op-dbus's counts as owned
+    (and its config, not op-dbus's yet, is not held against it: the create rewrites it)."""
+    config = container_dir / "config"
+    try:
+        parsed = parse(config.read_text()) if config.is_file() else Parsed()
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        parsed = Parsed(unreadable=f"{config}: {reason}")
+    if unfinished(container_dir):
+        parsed.owned = parsed.incomplete = True
+        parsed.unreadable = None
+    return parsed
+
+
+def creation_ongoing(container_dir: Path) -> bool:
+    """Whether an `lxc-create` still runs for this container: liblxc holds a lock on its
+    `partial` file for as long as it does (and leaves the file behind when it is killed)."""
+    try:
+        fd = os.open(container_dir / LXC_PARTIAL, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's own lock
+    return False
+
+
+async def wait_for_creations(lxc_path: Path, timeout: float) -> None:
+    """Wait (at most `timeout` s) for op-dbus's own creations that an `lxc-create` is still
+    carrying out, e.g. one left running by an op-dbus that was killed meanwhile."""
+    deadline = time.monotonic() + timeout
+    while any(creation_ongoing(d) for d in unfinished_creations(lxc_path)):
+        if time.monotonic() > deadline:
+            return
+        await asyncio.sleep(0.1)
+
+
+RESERVED_TEMPLATE_OPTIONS = ("path", "name", "rootfs", "mapped-uid", "mapped-gid")
+"""Options lxc-create itself gives every template; a template's arguments must not repeat
+them (GNU getopt also takes any unambiguous prefix, e.g. `--pa=/`)."""
+
+
+def split_template(template: str) -> tuple[str, list[str]]:
+    """The template's name and its own arguments, from "busybox" or
+    "download -d debian -r bookworm -a amd64" (split like a shell would, never run by one).
+    They go to `lxc-create -n NAME -t TEMPLATE -- ARGS...`."""
+    try:
+        name, *args = shlex.split(template)
+    except ValueError as exc:  # validation refuses these first
+        raise LxcError(f"template {template!r}: {exc}") from None
+    for arg in args:
+        option = arg.removeprefix("--").partition("=")[0]
+        reserved = arg.startswith("--") and len(option) >= 2
+        if arg[:2] in ("-n", "-p", "-P") or (
+            reserved and any(o.startswith(option) for o in RESERVED_TEMPLATE_OPTIONS)
+        ):
+            raise LxcError(f"template {template!r}: {arg} is lxc-create's to set, not the file's")
+    return name, args
 
 
 def parse_lxc_ls(output: str) -> list[tuple[str, str, int | None]]:
@@ -187,12 +323,17 @@ def parse_lxc_ls(output: str) -> list[tuple[str, str, int | None]]:
     return rows
 
 
+def host_links() -> set[str]:
+    """The names of the network devices of this network namespace."""
+    return set(os.listdir(SYS_CLASS_NET))
+
+
 async def wait_link_gone(name: str, timeout: float) -> None:
     """Wait until network device `name` no longer exists here, for at most `timeout` seconds.
 
     After a stop the kernel removes the host veth asynchronously; starting again with the
     same fixed name before then fails with "File exists"."""
-    device = Path("/sys/class/net") / name
+    device = SYS_CLASS_NET / name
     deadline = time.monotonic() + timeout
     while device.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -230,18 +371,24 @@ class PctDriver(Driver):
 
     async def _observe(self, vmid: str, status: str, hostname: str) -> Observed:
         """One container from `pct config` (and `pct status`: the pid of a running one)."""
-        config = parse_pct_config(vmid, (await self._run("pct", "config", vmid)).stdout)
+        output = (await self._run("pct", "config", vmid)).stdout
+        try:
+            config = parse_pct_config(vmid, output)
+        except ValueError as exc:  # one odd config must not make the others unreadable
+            config = Parsed(id=vmid, unreadable=f"pct config {vmid}: {exc}")
         pid = None
         if status == "running":
             pid = parse_pct_pid((await self._run("pct", "status", vmid, "--verbose")).stdout)
         return Observed(hostname or vmid, status == "running", pid, config)
 
     async def create(self, spec: Spec) -> None:
-        if ":" not in spec.template:
+        volume, args = split_template(spec.template)
+        if ":" not in volume or args:
             raise LxcError(
-                f"pct needs a template volume like local:vztmpl/NAME.tar.zst, got {spec.template!r}"
+                "pct needs a template volume like local:vztmpl/NAME.tar.zst and no"
+                f" arguments, got {spec.template!r}"
             )
-        await self._run("pct", "create", spec.id, spec.template, *pct_options(spec))
+        await self._run("pct", "create", spec.id, volume, *pct_options(spec))
 
     async def configure(self, spec: Spec) -> None:
         await self._run("pct", "set", spec.id, *pct_options(spec))

@@ -11,8 +11,11 @@ the same way. Everything outside the block is the template's and stays as it is.
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import shlex
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +27,14 @@ PORT_OWNER_KEY = "op-dbus-container"
 Not `op-dbus-owner`: the net plugin treats rows carrying that key as its own and would
 remove ports its state file does not list; container ports belong to the lxc plugin."""
 HOOK_UP, HOOK_DOWN, HOOK_START_HOST = "op-dbus-net-up", "op-dbus-net-down", "op-dbus-start-host"
+CREATING = "op-dbus-creating"
+"""Written into the container's directory before `lxc-create` runs and removed once the
+config carries the owner mark: a creation cut short (op-dbus killed) is still known as ours."""
+LXC_PARTIAL = "partial"
+"""liblxc's own marker of a creation under way (locked while `lxc-create` runs)."""
+SHELL_WORD = re.compile(r"[A-Za-z0-9._+:@%=,/-]+")
+"""Characters no shell treats specially: liblxc splices hook paths, the container name and
+the veth name into the line it runs with `/bin/sh -c` (`exec SCRIPT NAME net up veth  VETH`)."""
 RCS = Path("rootfs/etc/init.d/rcS")
 CPU_PERIOD_US = 100_000
 MEMORY_KEYS = ("lxc.cgroup.memory.limit_in_bytes", "lxc.cgroup2.memory.max")
@@ -49,11 +60,22 @@ class Spec:
     cpus: int | None = None
 
 
+class UnsafeValue(ValueError):
+    """A value that would change the meaning of a config line or of a hook's shell line.
+
+    Validation refuses such values first; this is the writer's own last line of defence."""
+
+
 @dataclass
 class Parsed:
-    """What a config file says: ownership, the recorded declaration, the first network."""
+    """What a config file says: ownership, the recorded declaration, the first network.
+
+    `incomplete`: op-dbus began creating the container and did not finish (see CREATING).
+    `unreadable`: why the config could not be read (the container is then left alone)."""
 
     owned: bool = False
+    incomplete: bool = False
+    unreadable: str | None = None
     id: str | None = None
     bridge: str | None = None
     template: str | None = None
@@ -84,9 +106,9 @@ def limit_lines(spec: Spec, cgroup_v1: bool) -> list[str]:
     lines: list[str] = []
     if spec.memory is not None:
         key = MEMORY_KEYS[0] if cgroup_v1 else MEMORY_KEYS[1]
-        lines.append(f"{key} = {spec.memory}M")
+        lines.append(f"{key} = {int(spec.memory)}M")
     if spec.cpus is not None:
-        quota = spec.cpus * CPU_PERIOD_US
+        quota = int(spec.cpus) * CPU_PERIOD_US
         if cgroup_v1:
             lines += [f"{CPU_KEYS[0]} = {quota}", f"{CPU_KEYS[1]} = {CPU_PERIOD_US}"]
         else:
@@ -94,7 +116,10 @@ def limit_lines(spec: Spec, cgroup_v1: bool) -> list[str]:
     return lines
 
 
-def _mib(value: str) -> int:
+def _mib(value: str) -> int | None:
+    """MiB of a memory limit as liblxc takes it (bytes, or K/M/G); "max": no limit."""
+    if value == "max":
+        return None
     units = {"K": 1 / 1024, "M": 1, "G": 1024}
     if value[-1:].upper() in units:
         return int(int(value[:-1]) * units[value[-1].upper()])
@@ -108,6 +133,27 @@ def default_hwaddr(ct_id: str) -> str:
     return "02:00:" + ":".join(f"{(value >> s) & 0xFF:02x}" for s in (24, 16, 8, 0))
 
 
+def plain(what: str, value: object) -> str:
+    """`value` as text for one config line: no line breaks, NUL, or other control or
+    invisible format characters (which would end the line or hide what it says)."""
+    text = str(value)
+    bad = next((c for c in text if unicodedata.category(c).startswith("C")), None)
+    if bad is not None:
+        raise UnsafeValue(f"{what}: {text!r} holds the control character {bad!r}")
+    return text
+
+
+def shell_word(what: str, value: object) -> str:
+    """`value`, which liblxc will splice into a shell line: only SHELL_WORD characters."""
+    text = plain(what, value)
+    if not SHELL_WORD.fullmatch(text):
+        raise UnsafeValue(
+            f"{what}: {text!r} may hold only letters, digits and . _ + : @ % = , / -"
+            " (liblxc passes it through a shell)"
+        )
+    return text
+
+
 def _tool(name: str) -> str:
     """Absolute path of a tool for a hook script (liblxc runs hooks with op-dbus's PATH)."""
     return shutil.which(name) or name
@@ -116,13 +162,15 @@ def _tool(name: str) -> str:
 def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
     """The hook scripts' texts by file name. liblxc calls script.up/down with
     `NAME net up|down veth HOSTVETH`; start-host gets the container's PID as LXC_PID."""
-    db = shlex.quote(f"--db={ovsdb}")
+    name = shell_word("container name", spec.name)
+    db = shlex.quote(f"--db={plain('OVSDB endpoint', ovsdb)}")
     vsctl = f"{shlex.quote(_tool('ovs-vsctl'))} {db} --timeout=10"
-    owner = shlex.quote(f"external_ids:{PORT_OWNER_KEY}={spec.name}")
+    owner = shlex.quote(f"external_ids:{PORT_OWNER_KEY}={name}")
     head = "#!/bin/sh\n# Written by op-dbus for container {}: {}\n"
     if spec.bridge:
+        bridge = shlex.quote(plain("bridge", spec.bridge))
         up = (
-            f'{vsctl} -- --if-exists del-port "$5" -- add-port {shlex.quote(spec.bridge)} "$5"'
+            f'{vsctl} -- --if-exists del-port "$5" -- add-port {bridge} "$5"'
             f' -- set Port "$5" {owner}'
         )
     else:
@@ -140,32 +188,35 @@ def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
 
 
 def managed_block(spec: Spec, container_dir: Path, cgroup_v1: bool) -> list[str]:
-    """The lines op-dbus appends to the config (after `MARKER`)."""
+    """The lines op-dbus appends to the config (after `MARKER`). Every value is checked
+    (UnsafeValue): nothing may end a line, and what liblxc hands to a shell (hook paths,
+    the container name, the veth name) must be one plain shell word."""
+    shell_word("container name", spec.name)
     lines = [
         MARKER,
         OWNER_LINE,
-        f"# op-dbus-id = {spec.id}",
-        f"# op-dbus-template = {spec.template}",
+        f"# op-dbus-id = {plain('id', spec.id)}",
+        f"# op-dbus-template = {plain('template', spec.template)}",
     ]
     if spec.bridge:
-        lines.append(f"# op-dbus-bridge = {spec.bridge}")
+        lines.append(f"# op-dbus-bridge = {plain('bridge', spec.bridge)}")
     lines += ["lxc.net.0.type = veth", "lxc.net.0.name = eth0", "lxc.net.0.flags = up"]
     if spec.veth:
-        lines.append(f"lxc.net.0.veth.pair = {spec.veth}")
+        lines.append(f"lxc.net.0.veth.pair = {shell_word('veth', spec.veth)}")
     if spec.hwaddr:
-        lines.append(f"lxc.net.0.hwaddr = {spec.hwaddr}")
+        lines.append(f"lxc.net.0.hwaddr = {plain('hwaddr', spec.hwaddr)}")
     for ip, prefix in spec.addresses:
-        broadcast = ipaddress.IPv4Interface(f"{ip}/{prefix}").network.broadcast_address
-        lines.append(f"lxc.net.0.ipv4.address = {ip}/{prefix} {broadcast}")
+        address = ipaddress.IPv4Interface(f"{ip}/{prefix}")
+        lines.append(f"lxc.net.0.ipv4.address = {address} {address.network.broadcast_address}")
     if spec.gateway:
-        lines.append(f"lxc.net.0.ipv4.gateway = {spec.gateway}")
-    lines += [
-        f"lxc.net.0.script.up = {container_dir / HOOK_UP}",
-        f"lxc.net.0.script.down = {container_dir / HOOK_DOWN}",
-        f"lxc.hook.start-host = {container_dir / HOOK_START_HOST}",
-        f"lxc.start.auto = {1 if spec.autostart else 0}",
-        *limit_lines(spec, cgroup_v1),
+        lines.append(f"lxc.net.0.ipv4.gateway = {ipaddress.IPv4Address(spec.gateway)}")
+    hooks = [
+        ("lxc.net.0.script.up", HOOK_UP),
+        ("lxc.net.0.script.down", HOOK_DOWN),
+        ("lxc.hook.start-host", HOOK_START_HOST),
     ]
+    lines += [f"{key} = {shell_word(key, container_dir / script)}" for key, script in hooks]
+    lines += [f"lxc.start.auto = {1 if spec.autostart else 0}", *limit_lines(spec, cgroup_v1)]
     return lines
 
 
@@ -219,25 +270,50 @@ def parse(text: str) -> Parsed:
         elif key in MEMORY_KEYS:
             parsed.memory = _mib(value)
         elif key == CPU_KEYS[0]:
-            parsed.cpus = int(value) // CPU_PERIOD_US
+            parsed.cpus = int(value) // CPU_PERIOD_US if int(value) > 0 else None
         elif key == CPU_KEYS[2]:
-            quota, period = value.split()
-            parsed.cpus = int(quota) // int(period)
+            quota, _, period = value.partition(" ")
+            parsed.cpus = None if quota == "max" else int(quota) // int(period or CPU_PERIOD_US)
     return parsed
+
+
+def check_values(spec: Spec, container_dir: Path, ovsdb: str) -> None:
+    """Raise UnsafeValue if any value of `spec` cannot be written safely (writes nothing)."""
+    managed_block(spec, container_dir, cgroup_v1=True)
+    hook_scripts(spec, ovsdb)
 
 
 def write_container_files(spec: Spec, container_dir: Path, ovsdb: str) -> None:
     """Rewrite the config's managed block and the hook scripts, and adjust the busybox
-    template's DHCP client (`dhcp_line`)."""
-    for name, text in hook_scripts(spec, ovsdb).items():
-        script = container_dir / name
-        script.write_text(text)
-        script.chmod(0o755)
+    template's DHCP client (`dhcp_line`). Everything is rendered (and checked) before
+    anything is written, and each file is replaced whole: a kill leaves old or new."""
     config = container_dir / "config"
-    config.write_text(render(config.read_text(), spec, container_dir, legacy_cgroups()))
+    files = {name: (text, 0o755) for name, text in hook_scripts(spec, ovsdb).items()}
+    files["config"] = (render(config.read_text(), spec, container_dir, legacy_cgroups()), 0o644)
     rcs = container_dir / RCS
-    if rcs.is_file():
-        rcs.write_text(dhcp_line(rcs.read_text(), bool(spec.addresses)))
+    if _inside(container_dir / RCS.parts[0], rcs) and rcs.is_file():
+        files[str(RCS)] = (dhcp_line(rcs.read_text(), bool(spec.addresses)), rcs.stat().st_mode)
+    for name, (text, mode) in files.items():  # hooks first: the config names them
+        replace_file(container_dir / name, text, mode)
+
+
+def _inside(root: Path, path: Path) -> bool:
+    """Whether `path` is a file of `root` itself: the rootfs belongs to the container's root,
+    which could point a symlink at a host file for op-dbus (root on the host) to rewrite."""
+    return not path.is_symlink() and path.resolve().is_relative_to(root.resolve())
+
+
+def replace_file(path: Path, text: str, mode: int) -> None:
+    """Write `path` through a new temporary file beside it, then rename it over `path`."""
+    partial = path.with_name(f".{path.name}.op-dbus-new")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode & 0o7777)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(partial, mode & 0o7777)
+    os.replace(partial, path)
 
 
 def dhcp_line(rcs: str, static: bool) -> str:

@@ -8,6 +8,7 @@ checkpoint is just a `query()` result and rollback is `diff(after_failure, check
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -135,6 +136,13 @@ class Plugin(ABC):
         With `exhaustive` (rollback to a checkpoint), `desired` is a complete `query()` result,
         so resources op-dbus owns that it does not list are removed as well.
         """
+
+    async def check(  # noqa: B027 - optional hook, most plugins refuse nothing
+        self, current: Section, desired: Section, document: Mapping[str, Section]
+    ) -> None:
+        """Raise Refused (op_dbus.errors) when this host rules `desired` out; `document` is
+        every section being planned (what other plugins will provide). Called before `diff`;
+        default: none."""
 
     @abstractmethod
     async def apply(self, actions: list[Action]) -> list[Action]:

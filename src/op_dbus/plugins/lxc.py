@@ -9,13 +9,16 @@ or lost its port, and removes ports a dead container left behind. docs/lxc.md ha
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from op_dbus.endpoints import Endpoints
+from op_dbus.errors import Refused
 from op_dbus.model.modes import Mode
-from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver
-from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Spec
+from op_dbus.model.state import BRIDGE_TYPE
+from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver, host_links
+from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Spec, UnsafeValue
 from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, OvsdbLink
 from op_dbus.plugins.base import (
     Action,
@@ -26,8 +29,8 @@ from op_dbus.plugins.base import (
     Plugin,
     Section,
 )
-from op_dbus.plugins.lxc_diff import RESTART_FIELDS, diff_lxc
-from op_dbus.plugins.lxc_ovs import PortRow, attach, detach, read_ports
+from op_dbus.plugins.lxc_diff import RESTART_FIELDS, container_name, diff_lxc
+from op_dbus.plugins.lxc_ovs import PortRow, attach, detach, read_bridges, read_ports
 
 
 @dataclass
@@ -72,6 +75,40 @@ class LxcPlugin(Plugin):
         ]
         return {"containers": containers, "stale_ports": stale}
 
+    async def check(
+        self, current: Section, desired: Section, document: Mapping[str, Section]
+    ) -> None:
+        """Refuse what would only fail at apply: a veth named like a device the host has
+        (other than the container's own, from an earlier run), or a bridge that neither the
+        host nor the file's net section has."""
+        have = {c["name"]: c for c in current.get("containers") or []}
+        veth_of = {c["veth"]: c["name"] for c in have.values() if c.get("veth")}
+        links = host_links()
+        wanted = [c for c in desired.get("containers") or [] if c.get("state") != "absent"]
+        for want in wanted:
+            name, veth = container_name(want), want.get("veth")
+            own = (have.get(name) or {}).get("veth")
+            if veth and veth != own and veth_of.get(veth, name) != name:
+                raise Refused(f"container/{name}", f"veth {veth} is container {veth_of[veth]}'s")
+            if veth and veth != own and veth in links:
+                raise Refused(
+                    f"container/{name}", f"veth {veth}: the host already has a device {veth}"
+                )
+        declared = {
+            i["name"]
+            for i in (document.get("net") or {}).get("interfaces") or []
+            if i.get("type") == BRIDGE_TYPE and i.get("state") != "absent"
+        }
+        needed = {c["bridge"]: container_name(c) for c in wanted if c.get("bridge")}
+        missing = set(needed) - declared
+        if missing:
+            missing -= await read_bridges(await self._ovsdb())
+        for bridge in sorted(missing):
+            raise Refused(
+                f"container/{needed[bridge]}",
+                f"bridge {bridge} is neither on the host nor declared in the file's net section",
+            )
+
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
         return diff_lxc(current, desired, exhaustive=exhaustive)
 
@@ -83,7 +120,7 @@ class LxcPlugin(Plugin):
                 if action.kind == ActionKind.MODIFY and not found:
                     found = {o.name: o for o in await self._driver().list()}
                 await self._apply_one(action, found)
-            except (LxcError, OvsdbError, OSError) as exc:
+            except (LxcError, OvsdbError, OSError, UnsafeValue) as exc:
                 raise ApplyError(action, str(exc), done) from exc
             done.append(action)
         return done
@@ -94,6 +131,8 @@ class LxcPlugin(Plugin):
         if action.resource.startswith("port/"):
             await detach(await self._ovsdb(), name)
         elif kind == ActionKind.DELETE:
+            if not (action.before or {}).get("owned"):  # a rollback meeting a stranger
+                raise LxcError(f"container {name} was not created by op-dbus: left in place")
             await driver.destroy(name)
         elif kind == ActionKind.CREATE:
             spec = spec_of(action.after)
@@ -162,7 +201,8 @@ def entry_of(observed: Observed) -> dict[str, Any]:
 
 
 def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, Any]:
-    """A container in the state file's shape plus facts (owned, pid, configured_bridge).
+    """A container in the state file's shape plus facts (owned, pid, configured_bridge,
+    incomplete and unreadable when so).
     `bridge` of a running container is where its veth really is in OVSDB (None: not
     attached); of a stopped one, the bridge it will join at start: `configured_bridge`, its
     config's, which a checkpoint needs apart (a running container's port may be missing)."""
@@ -170,14 +210,19 @@ def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, 
     if observed.running:
         port = ports.get(observed.config.veth or "")
         entry["bridge"] = port.bridge if port is not None else None
-    return {
-        **entry,
-        "configured_bridge": observed.config.bridge,
+    cfg = observed.config
+    facts = {
+        "configured_bridge": cfg.bridge,
         "running": observed.running,
         "state": "present",
-        "owned": observed.config.owned,
+        "owned": cfg.owned,
         "pid": observed.pid,
     }
+    if cfg.incomplete:
+        facts["incomplete"] = True  # op-dbus's creation was cut short: the next plan finishes it
+    if cfg.unreadable:
+        facts["unreadable"] = cfg.unreadable
+    return {**entry, **facts}
 
 
 def spec_of(entry: dict[str, Any]) -> Spec:

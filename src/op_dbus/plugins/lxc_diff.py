@@ -4,7 +4,13 @@ Resources are `container/NAME` (NAME: the LXC container name, which is the entry
 or its `id` when it has none) and `port/NAME` (a stale OVS port a dead container left).
 Desired is partial: a field left out is left alone, and a container the file does not list
 is never touched. Only `state: "absent"` destroys a container, and only one op-dbus created.
-With `exhaustive` (rollback), desired is a checkpoint: owned containers it lacks are destroyed.
+A creation of op-dbus's cut short (`incomplete`) is planned as a create, which finishes it.
+A file asking to change a container op-dbus did not create, or one whose config cannot be
+read, is refused (Refused) for that container; containers it does not name never matter.
+With `exhaustive` (rollback), desired is a checkpoint: owned containers it lacks (or has only
+half-made) are destroyed, and a foreign one that appeared meanwhile is planned for deletion
+too, which apply refuses: the rollback then reports it left instead of claiming the host is
+as before.
 """
 
 from __future__ import annotations
@@ -100,32 +106,37 @@ def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) ->
     listed: set[str] = set()
     for want in desired.get("containers") or []:
         name = container_name(want)
+        resource = f"container/{name}"
         listed.add(name)
         cur = have.get(name)
-        if want.get("state") == "absent":
-            if cur is None:
+        if cur is not None and cur.get("unreadable"):
+            if exhaustive:
+                continue
+            raise Refused(
+                resource, f"its config cannot be read ({cur['unreadable']}); it is left alone"
+            )
+        if want.get("state") == "absent" or (exhaustive and want.get("incomplete")):
+            if cur is None or (cur.get("incomplete") and want.get("incomplete")):
                 continue
             if not cur.get("owned"):
                 raise Refused(
-                    f"container {name}",
-                    'state is "absent", but op-dbus did not create it'
-                    " (no owner mark in its config); it never destroys such a container",
+                    resource,
+                    'state is "absent", but op-dbus did not create it (no owner mark in its'
+                    " config); it never destroys such a container",
                 )
-            deletes.append(Action(PLUGIN, ActionKind.DELETE, f"container/{name}", before=cur))
+            deletes.append(Action(PLUGIN, ActionKind.DELETE, resource, before=cur))
             continue
-        if cur is None:
+        if cur is None or cur.get("incomplete"):
             if want.get("owned") is not False:  # someone else's cannot be recreated
-                creates.append(
-                    Action(PLUGIN, ActionKind.CREATE, f"container/{name}", None, creation(want))
-                )
+                creates.append(Action(PLUGIN, ActionKind.CREATE, resource, cur, creation(want)))
             continue
         changed = _changes(cur, want, exhaustive)
         if not cur.get("owned") and (config := sorted(set(changed) - {"running"})):
             if not exhaustive:
                 raise Refused(
-                    f"container {name}",
-                    "op-dbus did not create it (no owner mark in its config): it only"
-                    f" starts and stops it, and will not change {config}",
+                    resource,
+                    "op-dbus did not create this container (no owner mark in its config):"
+                    f" it only starts and stops it, and will not change {', '.join(config)}",
                 )
             changed = {k: v for k, v in changed.items() if k == "running"}
         if changed:
@@ -134,7 +145,7 @@ def diff_lxc(current: Section, desired: Section, *, exhaustive: bool = False) ->
             modifies.append(Action(PLUGIN, ActionKind.MODIFY, f"container/{name}", before, after))
     if exhaustive:
         for name, cur in sorted(have.items()):
-            if name not in listed and cur.get("owned"):
+            if name not in listed and not cur.get("unreadable"):
                 deletes.append(Action(PLUGIN, ActionKind.DELETE, f"container/{name}", before=cur))
     stale = [
         Action(PLUGIN, ActionKind.DELETE, f"port/{port['name']}", before=port)

@@ -50,6 +50,14 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
     return found
 
 
+async def read_bridges(client: OvsdbClient) -> set[str]:
+    """The names of the host's OVS bridges."""
+    (reply,) = await client.transact(
+        VSWITCH_DB, {"op": "select", "table": "Bridge", "where": [], "columns": ["name"]}
+    )
+    return {row["name"] for row in reply["rows"]}
+
+
 def _remove_op(port: PortRow) -> dict[str, Any]:
     return {
         "op": "mutate",
