@@ -455,12 +455,16 @@ def test_plan_time_refusals_name_the_container_and_change_nothing(
     clean: Lab, tmp_path: Path
 ) -> None:
     state = copy.deepcopy(SEED)
-    state["lxc"]["containers"][1]["veth"] = "lo"
-    for command in ("diff", "apply"):
-        result = opdbus(clean, command, write(tmp_path, state))
-        assert result.returncode == 2, result.stdout + result.stderr
-        assert "container/warp" in result.stdout + result.stderr
-        assert "Traceback" not in result.stderr
+    state["lxc"]["containers"][1]["veth"] = "hostdev0"  # a device the host has, not the file
+    sh(clean, "ip", "link", "add", "hostdev0", "type", "veth", "peer", "name", "hostdev0p")
+    try:
+        for command in ("diff", "apply"):
+            result = opdbus(clean, command, write(tmp_path, state))
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert "container/warp" in result.stdout + result.stderr
+            assert "Traceback" not in result.stderr
+    finally:
+        sh(clean, "ip", "link", "del", "hostdev0")
     assert containers(clean) == {}
     assert sh(clean, "ovs-vsctl", "--timeout=10", "list-br").split() == []
 
