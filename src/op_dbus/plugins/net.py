@@ -2,8 +2,10 @@
 
 An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` operations
 (net_ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
-bounded number of times. Then netlink: links up, addresses, the default route. Both act in
-the namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
+bounded number of times. When an ovs-vswitchd serves the database, it then waits until
+vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
+rule). Then netlink (net_ipv4.py): links up, addresses, the default route. Both act in the
+namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ class NetPlugin(Plugin):
         Whatever the scope: an owned bridge the file no longer lists must be seen to go. Netlink
         is read only when the apply or its rollback can touch addresses: the scope declares
         `ipv4`, or an owned row it does not name will be deleted (its device goes, addresses
-        and all, and a rollback must bring them back). Otherwise it is skipped: pyroute2's
-        import alone is ~60 ms, a no-op apply of 1000 ports about 20% of its time."""
+        and all, and a rollback must bring them back). Otherwise it is skipped, and a change
+        that needs no netlink never imports pyroute2 (~60 ms)."""
         snap = await self._snapshot()
         touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
         return entries_with_ipv4(snap, await netlink.read_state() if touched else None)
