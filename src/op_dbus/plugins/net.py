@@ -10,7 +10,6 @@ namespace op-dbus runs in, which must be the one ovs-vswitchd creates its device
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -83,11 +82,8 @@ class NetPlugin(Plugin):
         `ipv4`, or an owned row it does not name will be deleted (its device goes, addresses
         and all, and a rollback must bring them back). Otherwise it is skipped, and a change
         that needs no netlink never imports pyroute2 (~60 ms)."""
-        if self.reads_all(scope):  # both reads at once
-            snap, net = await asyncio.gather(self._snapshot(), netlink.read_state())
-            return entries_with_ipv4(snap, net)
         snap = await self._snapshot()
-        touched = _drops_owned(snap, scope or {})
+        touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
         return entries_with_ipv4(snap, await netlink.read_state() if touched else None)
 
     def reads_all(self, scope: Section | None) -> bool:
