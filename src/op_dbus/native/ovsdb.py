@@ -576,11 +576,14 @@ def next_cfg_ops() -> list[dict[str, Any]]:
 
 
 def _cur_cfg(updates: dict[str, Any]) -> int | None:
-    """`cur_cfg` from monitor table-updates of the root row (None if they do not carry it)."""
+    """`cur_cfg` from monitor table-updates of the root row (None if they do not carry it).
+
+    `update2` leaves columns at their default out of `initial` and `insert`: there it is 0."""
     for change in updates.get(VSWITCH_DB, {}).values():
         for key in ("initial", "insert", "modify", "new"):
-            if isinstance(change.get(key), dict) and "cur_cfg" in change[key]:
-                return int(change[key]["cur_cfg"])
+            row = change.get(key)
+            if isinstance(row, dict) and ("cur_cfg" in row or key in ("initial", "insert")):
+                return int(row.get("cur_cfg", 0))
     return None
 
 
