@@ -8,15 +8,21 @@ shows up as a failed apply, a read per interface as a count that grows.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from native_fixtures import private_ovs
 from test_net_apply import addresses, opdbus, reset, sh, state_file
 
+from op_dbus.endpoints import Endpoints
 from op_dbus.lab import Lab, run_in_lab
+from op_dbus.plugins import net
+from op_dbus.plugins.base import ApplyError
+from op_dbus.plugins.net import NetPlugin
 
 BUSY_BRIDGES = 300
 """Bridges someone else adds with `--no-wait` just before each apply, to keep vswitchd busy
@@ -75,9 +81,9 @@ def test_hundreds_of_ports_apply_while_vswitchd_is_busy_twice_in_a_row(
     cur_cfg instead of verifying on a clock, and the second apply starts at once."""
     first = {"interfaces": bridge_with_ports("scale0", OUR_PORTS)}
     both = {"interfaces": [*first["interfaces"], *bridge_with_ports("scale1", OUR_PORTS)]}
-    for number, (busy, net) in enumerate((("busya", first), ("busyb", both))):
+    for number, (busy, section) in enumerate((("busya", first), ("busyb", both))):
         keep_vswitchd_busy(net_lab, busy)
-        result = opdbus(net_lab, "apply", state_file(tmp_path, net, f"{number}.json"))
+        result = opdbus(net_lab, "apply", state_file(tmp_path, section, f"{number}.json"))
         assert result.returncode == 0, result.stdout + result.stderr
         assert "rolled back" not in result.stdout + result.stderr
 
@@ -138,3 +144,27 @@ def test_netlink_reads_per_command_do_not_grow_with_the_interfaces(
     apply_reads, diff_reads = counts[2]
     assert apply_reads <= 3  # plan, apply phase, verify
     assert diff_reads == 1
+
+
+async def test_a_vswitchd_that_never_applies_the_change_fails_the_apply_naming_cur_cfg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vswitchd stopped (SIGSTOP) after the lock check: it still holds its lock but never
+    reports back, so the bounded wait ends in an error that says what did not come."""
+    monkeypatch.setattr(net, "VSWITCHD_TIMEOUT", 1.0)
+    with private_ovs(vswitchd=True) as ovs:
+        assert ovs.vswitchd is not None
+        plugin = NetPlugin(endpoints=Endpoints(ovsdb=ovs.target))
+        desired = {"interfaces": bridge_with_ports("stuck0", 2)}
+        try:
+            actions = plugin.diff(await plugin.query(), desired)
+            ovs.vswitchd.send_signal(signal.SIGSTOP)
+            with pytest.raises(ApplyError) as caught:
+                await plugin.apply(actions)
+        finally:
+            ovs.vswitchd.send_signal(signal.SIGCONT)
+            await plugin.close()
+        assert "ovs-vswitchd has not applied the change within 1 s" in caught.value.reason
+        assert "cur_cfg is" in caught.value.reason and "waiting for" in caught.value.reason
+        assert caught.value.done == actions  # committed: the rollback must undo it
+        assert ovs.vsctl("list-ports", "stuck0").split() == ["stuck0p0", "stuck0p1"]

@@ -125,10 +125,10 @@ class NetPlugin(Plugin):
                 raise ApplyError(exc.action, exc.reason) from exc
             if not ops:  # a fresh read shows nothing left to change
                 return list(actions)
-            vswitchd = bool(snap.datapath_types) and await vswitchd_connected(client)
-            if vswitchd:
-                builder.ask_vswitchd(actions[0])
             try:
+                vswitchd = bool(snap.datapath_types) and await vswitchd_connected(client)
+                if vswitchd:
+                    builder.ask_vswitchd(actions[0])
                 results = await client.transact(VSWITCH_DB, *builder.ops)
             except OvsdbOpError as exc:
                 failed = builder.action_of[min(exc.index, len(builder.ops) - 1)]
@@ -139,20 +139,9 @@ class NetPlugin(Plugin):
             except OvsdbError as exc:
                 raise ApplyError(actions[0], f"OVSDB: {exc}") from exc
             if vswitchd:
-                await self._wait_for_vswitchd(client, results[-1], actions)
+                await _wait_for_vswitchd(client, results[-1], actions)
             return list(actions)
         raise AssertionError("unreachable")
-
-    async def _wait_for_vswitchd(
-        self, client: OvsdbClient, selected: dict[str, Any], actions: list[Action]
-    ) -> None:
-        """Until vswitchd's cur_cfg reaches the next_cfg our transaction set (`selected`), as
-        ovs-vsctl waits; the transaction has committed, so a failure reports it as done."""
-        timeout = VSWITCHD_TIMEOUT + VSWITCHD_TIMEOUT_PER_ACTION * len(actions)
-        try:
-            await wait_for_cur_cfg(client, selected["rows"][0]["next_cfg"], timeout)
-        except OvsdbError as exc:
-            raise ApplyError(actions[0], str(exc), list(actions)) from exc
 
     async def verify(self, desired: Section) -> list[Mismatch]:
         return net_mismatches(await self.query(desired), desired)
@@ -179,6 +168,18 @@ def net_mismatches(current: Section, desired: Section) -> list[Mismatch]:
         if not isinstance(entry.get("ofport"), int) or entry["ofport"] < 0:
             found.append(Mismatch(name, "ofport", "assigned", entry.get("ofport")))
     return found
+
+
+async def _wait_for_vswitchd(
+    client: OvsdbClient, selected: dict[str, Any], actions: list[Action]
+) -> None:
+    """Until vswitchd's cur_cfg reaches the next_cfg our transaction set (`selected`), as
+    ovs-vsctl waits; the transaction has committed, so a failure reports it as done."""
+    timeout = VSWITCHD_TIMEOUT + VSWITCHD_TIMEOUT_PER_ACTION * len(actions)
+    try:
+        await wait_for_cur_cfg(client, selected["rows"][0]["next_cfg"], timeout)
+    except OvsdbError as exc:
+        raise ApplyError(actions[0], str(exc), list(actions)) from exc
 
 
 def _drops_owned(snap: Snapshot, scope: Section) -> bool:
