@@ -24,7 +24,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 SUITES: dict[str, tuple[str, str]] = {
     "cli_startup": ("CLI start-up", "the peer tools' own `--help`"),
     "systemd_bench": ("systemd plugin", "one `busctl` call per unit"),
-    "net_bench": ("net plugin", "`ovs-vsctl`, one command per port and one batched call"),
+    "net_bench": ("net plugin", "the same work with batched `ovs-vsctl` and `ip` calls"),
     "lxc_bench": ("lxc plugin", "a shell script doing the same lxc-*/ovs-vsctl steps"),
     "ledger_bench": ("Ledger", "plain SQLite work of the same size"),
     "daemon_bench": (

@@ -23,7 +23,10 @@ from op_dbus.native.ovsdb import (
     OvsdbOpError,
     OvsdbRpcError,
     OvsdbTimeoutError,
+    next_cfg_ops,
     ovs_summary,
+    vswitchd_connected,
+    wait_for_cur_cfg,
     wait_op,
 )
 
@@ -199,3 +202,33 @@ async def test_ovs_summary_reads_vswitchd_capabilities() -> None:
     assert "netdev" in summary["datapath_types"]
     assert "internal" in summary["iface_types"]
     assert expected.strip() == "[" + ", ".join(summary["datapath_types"]) + "]"
+
+
+async def test_vswitchd_holds_its_lock_and_reports_the_next_cfg_it_applied() -> None:
+    """With a vswitchd, a transaction that increments next_cfg is waited for until cur_cfg
+    reaches it (ovs-vsctl agrees); the vswitchd's lock is held the whole time."""
+    with private_ovs(vswitchd=True) as instance:
+        async with await connected(instance.target) as client:
+            assert await vswitchd_connected(client)
+            bridge = add_bridge_ops("cfgbr0", datapath_type="netdev")
+            *_, selected = await client.transact(VSWITCH_DB, *bridge, *next_cfg_ops())
+            wanted = selected["rows"][0]["next_cfg"]
+            await wait_for_cur_cfg(client, wanted, timeout=30)
+            assert await vswitchd_connected(client)  # asking did not take it away
+        assert int(instance.vsctl("get", "Open_vSwitch", ".", "cur_cfg")) >= wanted
+        assert instance.vsctl("get", "Bridge", "cfgbr0", "datapath_id")  # vswitchd set it up
+
+
+async def test_without_vswitchd_nobody_holds_the_lock_and_a_wait_names_what_never_came(
+    shared_ovs: PrivateOvs,
+) -> None:
+    async with await connected(shared_ovs.target) as client:
+        assert not await vswitchd_connected(client)
+        assert not await vswitchd_connected(client)  # the lock was given back
+        *_, selected = await client.transact(VSWITCH_DB, *next_cfg_ops())
+        wanted = selected["rows"][0]["next_cfg"]
+        with pytest.raises(OvsdbTimeoutError) as caught:
+            await wait_for_cur_cfg(client, wanted, timeout=0.3)
+    message = str(caught.value)
+    assert "ovs-vswitchd has not applied the change" in message
+    assert f"cur_cfg is 0, waiting for {wanted}" in message

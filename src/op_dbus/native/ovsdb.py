@@ -550,6 +550,63 @@ async def ovs_summary(client: OvsdbClient) -> dict[str, Any]:
     }
 
 
+VSWITCHD_LOCK = "ovs_vswitchd"
+"""The OVSDB lock ovs-vswitchd holds for as long as it serves a database."""
+
+
+async def vswitchd_connected(client: OvsdbClient) -> bool:
+    """Whether an ovs-vswitchd serves this database now: someone holds its lock.
+
+    Asks for the lock and gives it up at once (queued behind the holder, or granted for a
+    round trip when there is none, which would delay a vswitchd starting that instant by as
+    much)."""
+    reply = await client.request("lock", [VSWITCHD_LOCK])
+    await client.request("unlock", [VSWITCHD_LOCK])
+    return not (isinstance(reply, dict) and reply.get("locked"))
+
+
+def next_cfg_ops() -> list[dict[str, Any]]:
+    """Operations that ask ovs-vswitchd to report back (as ovs-vsctl does): increment
+    `Open_vSwitch.next_cfg`, then read it; vswitchd sets `cur_cfg` to it once it has applied
+    everything committed with it."""
+    return [
+        {"op": "mutate", "table": VSWITCH_DB, "where": [], "mutations": [["next_cfg", "+=", 1]]},
+        {"op": "select", "table": VSWITCH_DB, "where": [], "columns": ["next_cfg"]},
+    ]
+
+
+def _cur_cfg(updates: dict[str, Any]) -> int | None:
+    """`cur_cfg` from monitor table-updates of the root row (None if they do not carry it).
+
+    `update2` leaves columns at their default out of `initial` and `insert`: there it is 0."""
+    for change in updates.get(VSWITCH_DB, {}).values():
+        for key in ("initial", "insert", "modify", "new"):
+            row = change.get(key)
+            if isinstance(row, dict) and ("cur_cfg" in row or key in ("initial", "insert")):
+                return int(row.get("cur_cfg", 0))
+    return None
+
+
+async def wait_for_cur_cfg(client: OvsdbClient, next_cfg: int, timeout: float) -> None:
+    """Wait, watching a monitor, until ovs-vswitchd's `cur_cfg` reaches `next_cfg`; after
+    `timeout` s OvsdbTimeoutError says how far it got."""
+    monitor = await client.monitor(VSWITCH_DB, {VSWITCH_DB: ["cur_cfg"]})
+    current = _cur_cfg(monitor.initial)
+    try:
+        async with asyncio.timeout(timeout):
+            while current is None or current < next_cfg:
+                reported = _cur_cfg(await monitor.__anext__())
+                current = current if reported is None else reported
+    except TimeoutError as exc:
+        raise OvsdbTimeoutError(
+            f"ovs-vswitchd has not applied the change within {timeout:.0f} s"
+            f" (Open_vSwitch cur_cfg is {current}, waiting for {next_cfg})"
+        ) from exc
+    finally:
+        with contextlib.suppress(OvsdbError):
+            await monitor.cancel()
+
+
 class OvsdbLink:
     """A plugin's one OVSDB connection: opened on first use, made again (with backoff) when
     the server dropped it, so a rollback after ovsdb-server restarted can still read and write."""

@@ -2,8 +2,10 @@
 
 An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` operations
 (net_ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
-bounded number of times. Then netlink: links up, addresses, the default route. Both act in
-the namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
+bounded number of times. When an ovs-vswitchd serves the database, it then waits until
+vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
+rule). Then netlink (net_ipv4.py): links up, addresses, the default route. Both act in the
+namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from op_dbus.native.ovsdb import (
     OvsdbLink,
     OvsdbOpError,
     is_wait_conflict,
+    vswitchd_connected,
+    wait_for_cur_cfg,
 )
 from op_dbus.plugins.base import (
     Action,
@@ -32,6 +36,7 @@ from op_dbus.plugins.base import (
     Section,
 )
 from op_dbus.plugins.net_diff import diff_net, split
+from op_dbus.plugins.net_ipv4 import apply_ipv4, ipv4_of
 from op_dbus.plugins.net_ovs import (
     ConflictError,
     Snapshot,
@@ -44,8 +49,10 @@ from op_dbus.plugins.net_ovs import (
 
 ATTEMPTS = 3
 """Transactions tried before giving up when others keep changing the rows we read."""
-LINK_TIMEOUT = 5.0
-"""How long vswitchd may take to create a new bridge's or internal port's device."""
+VSWITCHD_TIMEOUT = 30.0
+VSWITCHD_TIMEOUT_PER_ACTION = 0.02
+"""How long ovs-vswitchd may take to apply a transaction: 30 s plus 20 ms per OVS action
+(1000 bridges with a port each: 70 s; it needs about 10 s when busy)."""
 
 
 @dataclass
@@ -73,8 +80,8 @@ class NetPlugin(Plugin):
         Whatever the scope: an owned bridge the file no longer lists must be seen to go. Netlink
         is read only when the apply or its rollback can touch addresses: the scope declares
         `ipv4`, or an owned row it does not name will be deleted (its device goes, addresses
-        and all, and a rollback must bring them back). Otherwise it is skipped: pyroute2's
-        import alone is ~60 ms, a no-op apply of 1000 ports about 20% of its time."""
+        and all, and a rollback must bring them back). Otherwise it is skipped, and a change
+        that needs no netlink never imports pyroute2 (~60 ms)."""
         snap = await self._snapshot()
         touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
         return entries_with_ipv4(snap, await netlink.read_state() if touched else None)
@@ -99,23 +106,19 @@ class NetPlugin(Plugin):
 
     async def apply(self, actions: list[Action]) -> list[Action]:
         ovs = [a for a in actions if not a.resource.startswith("ipv4/")]
+        addresses = [a for a in actions if a.resource.startswith("ipv4/")]
         done = await self._transact(ovs) if ovs else []
-        for action in actions:
-            if action.resource.startswith("ipv4/"):
-                try:
-                    await apply_ipv4(action.after)
-                except netlink.NetlinkError as exc:
-                    raise ApplyError(action, str(exc), done) from exc
-                done.append(action)
-        return done
+        return await apply_ipv4(addresses, done) if addresses else done
 
     async def _transact(self, actions: list[Action]) -> list[Action]:
-        """All OVS actions in one guarded transaction, rebuilt from a fresh read on conflict."""
+        """All OVS actions in one guarded transaction, rebuilt from a fresh read on conflict;
+        then, when an ovs-vswitchd serves the database, wait until it has applied it."""
         client = await self._ovsdb()
         picks_datapath = _picks_datapath(actions)
         for attempt in range(1, ATTEMPTS + 1):
             kernel = await netlink.kernel_ovs_datapath() if picks_datapath else True
-            builder = TransactionBuilder(await self._snapshot(kernel_datapath=kernel))
+            snap = await self._snapshot(kernel_datapath=kernel)
+            builder = TransactionBuilder(snap)
             try:
                 ops = builder.build(actions)
             except ConflictError as exc:
@@ -123,16 +126,21 @@ class NetPlugin(Plugin):
             if not ops:  # a fresh read shows nothing left to change
                 return list(actions)
             try:
-                await client.transact(VSWITCH_DB, *ops)
-                return list(actions)
+                vswitchd = bool(snap.datapath_types) and await vswitchd_connected(client)
+                if vswitchd:
+                    builder.ask_vswitchd(actions[0])
+                results = await client.transact(VSWITCH_DB, *builder.ops)
             except OvsdbOpError as exc:
-                failed = builder.action_of[min(exc.index, len(ops) - 1)]
+                failed = builder.action_of[min(exc.index, len(builder.ops) - 1)]
                 if is_wait_conflict(exc) and attempt < ATTEMPTS:
                     continue
                 why = "others kept changing the rows it read" if is_wait_conflict(exc) else exc
                 raise ApplyError(failed, f"OVSDB transaction refused: {why}") from exc
             except OvsdbError as exc:
                 raise ApplyError(actions[0], f"OVSDB: {exc}") from exc
+            if vswitchd:
+                await _wait_for_vswitchd(client, results[-1], actions)
+            return list(actions)
         raise AssertionError("unreachable")
 
     async def verify(self, desired: Section) -> list[Mismatch]:
@@ -160,6 +168,18 @@ def net_mismatches(current: Section, desired: Section) -> list[Mismatch]:
         if not isinstance(entry.get("ofport"), int) or entry["ofport"] < 0:
             found.append(Mismatch(name, "ofport", "assigned", entry.get("ofport")))
     return found
+
+
+async def _wait_for_vswitchd(
+    client: OvsdbClient, selected: dict[str, Any], actions: list[Action]
+) -> None:
+    """Until vswitchd's cur_cfg reaches the next_cfg our transaction set (`selected`), as
+    ovs-vsctl waits; the transaction has committed, so a failure reports it as done."""
+    timeout = VSWITCHD_TIMEOUT + VSWITCHD_TIMEOUT_PER_ACTION * len(actions)
+    try:
+        await wait_for_cur_cfg(client, selected["rows"][0]["next_cfg"], timeout)
+    except OvsdbError as exc:
+        raise ApplyError(actions[0], str(exc), list(actions)) from exc
 
 
 def _drops_owned(snap: Snapshot, scope: Section) -> bool:
@@ -201,68 +221,3 @@ def entries_with_ipv4(snap: Snapshot, net: netlink.NetState | None) -> Section:
         if net is not None and entry["type"] != "ovs-port" and entry["name"] in net.up:
             entry["ipv4"] = ipv4_of(entry["name"], net)
     return {"interfaces": interfaces, "datapath_types": snap.datapath_types}
-
-
-def ipv4_of(name: str, net: netlink.NetState) -> dict[str, Any]:
-    ipv4: dict[str, Any] = {
-        "enabled": net.up[name],
-        "dhcp": False,
-        "address": [{"ip": ip, "prefix": prefix} for ip, prefix in sorted(net.addresses[name])],
-    }
-    gateways = [r.gateway for r in net.default_routes if r.ifname == name and r.gateway]
-    if gateways:
-        ipv4["gateway"] = gateways[0]
-    return ipv4
-
-
-async def apply_ipv4(after: dict[str, Any]) -> None:
-    """Bring one interface's link, addresses and default route to `after` (netlink)."""
-    name = after["name"]
-    net = await netlink.read_state()
-    if name not in net.up:  # vswitchd has not created the device yet
-        if not await netlink.wait_for_link(name, LINK_TIMEOUT):
-            raise netlink.NetlinkError(
-                f"device {name} did not appear within {LINK_TIMEOUT:.0f} s"
-                " (is ovs-vswitchd running, in this network namespace?)"
-            )
-        net = await netlink.read_state()
-    want_up = after.get("enabled")
-    if want_up is None and (after.get("address") or after.get("gateway")):
-        want_up = True
-    if want_up is not None and net.up.get(name) != want_up:
-        await netlink.set_up(name, want_up)
-    if "address" in after:
-        wanted = {(a["ip"], a["prefix"]) for a in after["address"]}
-        have = set(net.addresses.get(name, []))
-        for ip, prefix in sorted(have - wanted):
-            await netlink.remove_address(name, ip, prefix)
-        for ip, prefix in sorted(wanted - have):
-            await netlink.add_address(name, ip, prefix)
-    if "gateway" in after:
-        await _set_gateway(name, after["gateway"], net.default_routes)
-
-
-async def _set_gateway(name: str, gateway: str | None, routes: list[netlink.Route]) -> None:
-    """Our default route via `gateway` on `name` (None: none of ours on `name`).
-
-    Only routes op-dbus created are ever removed; a foreign default route stays, and
-    if it occupies the slot, adding ours fails with a message saying so.
-    """
-    if gateway is not None and any(r.gateway == gateway and r.ifname == name for r in routes):
-        return
-    for route in routes:
-        if route.owned and (route.ifname == name or gateway is not None):
-            await netlink.remove_default_route(route)
-    if gateway is None:
-        return
-    foreign = [r for r in routes if not r.owned]
-    try:
-        await netlink.add_default_route(gateway, name)
-    except netlink.NetlinkError as exc:
-        if foreign:
-            others = ", ".join(f"via {r.gateway or '-'} dev {r.ifname}" for r in foreign)
-            raise netlink.NetlinkError(
-                f"{exc}; a default route op-dbus did not create exists ({others}),"
-                " and op-dbus never removes those"
-            ) from exc
-        raise

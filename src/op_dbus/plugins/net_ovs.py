@@ -16,6 +16,7 @@ from op_dbus.native.ovsdb import (
     VSWITCH_DB,
     OvsdbClient,
     OvsdbError,
+    next_cfg_ops,
     optional,
     ovsdb_set,
     to_map,
@@ -210,6 +211,12 @@ class TransactionBuilder:
         if self.ops:
             self._emit(actions[0], {"op": "comment", "comment": "op-dbus apply"})
         return self.ops
+
+    def ask_vswitchd(self, action: Action) -> None:
+        """End the transaction with the `next_cfg` increment and read vswitchd answers to;
+        the read is the last result."""
+        for op in next_cfg_ops():
+            self._emit(action, op)
 
     # --- helpers --------------------------------------------------------------------------
     def _emit(self, action: Action, op: dict[str, Any]) -> None:
