@@ -116,6 +116,10 @@ async def test_a_second_try_started_meanwhile_is_refused(world: World) -> None:
     )
     assert first.exit_code == ExitCode.OK and second.exit_code == ExitCode.INVALID_INPUT
     assert world.stores["net"].data["a"] == "one" and world.count("apply")["net"] == applies + 1
+    pending = tries.pending_json()
+    assert pending is not None and 58 <= pending["seconds_left"] <= 60
+    assert f"rolled back at {pending['deadline']}" in second.message, "the first try's deadline"
+    assert "refused, nothing applied" in second.message
     await tries.shutdown()
     assert world.stores["net"].data["a"] == "net-a2", "the one try is rolled back"
     assert r.desired == DESIRED

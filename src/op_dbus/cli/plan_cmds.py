@@ -21,6 +21,7 @@ from op_dbus.cli.context import (
     stderr,
     stdout,
 )
+from op_dbus.daemon.limits import MAX_TRY_SECONDS, MIN_TRY_SECONDS
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -158,8 +159,10 @@ def apply(
     confirm_within: int = typer.Option(
         None,
         "--confirm-within",
-        min=1,
-        help="Roll back by itself unless `op-dbus confirm` (or `yes` here) comes in N seconds.",
+        min=MIN_TRY_SECONDS,
+        max=MAX_TRY_SECONDS,
+        help="Roll back by itself unless `op-dbus confirm` (or `yes` here) comes in N seconds "
+        "(1 to 86400).",
     ),
     json_out: bool = JSON_OPT,
 ) -> None:

@@ -4,6 +4,10 @@ One worker handles everything that comes in from the watchers: triggers pile up 
 section names while it is busy, a short debounce gathers a burst of events into one check, and
 the reconciler's lock makes an intentional change (SIGHUP, D-Bus ApplyState) and a repair
 take turns. SIGTERM waits for the lock, so an apply in flight finishes before the exit.
+
+Nothing a caller sends is parsed on the event loop: state documents (D-Bus, the state file)
+are read and validated in a worker thread, bounded before parsing (model/load.py), so the
+loop keeps answering, repairing and feeding the watchdog meanwhile.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.dbus_api import DbusApi, InvalidInput
+from op_dbus.daemon.limits import try_seconds_problem
 from op_dbus.daemon.notify import Notifier
 from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler, plan_json
 from op_dbus.daemon.tryconfirm import TryAndConfirm
@@ -97,18 +102,24 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self.reconciler.close()
 
-    def load(self) -> LoadedState | None:
-        """The state file, validated (StateInputError when it is not valid)."""
-        if self.options.state_file is None:
+    async def load(self) -> LoadedState | None:
+        """The state file, validated in a worker thread (StateInputError when it is not valid;
+        a FIFO or an oversized file is refused by the reader without blocking)."""
+        path = self.options.state_file
+        if path is None:
             return None
-        self._stamp = _stamp(self.options.state_file)
-        return load_state(self.options.state_file, mode=self.options.mode)
+        self._stamp = _stamp(path)
+        return await asyncio.to_thread(load_state, path, mode=self.options.mode)
 
     async def _boot(self) -> int:
         """The boot-time apply (on Proxmox the OVS database is wiped at every boot).
 
         Nothing is read for the cache here: every section starts stale, read when asked for."""
-        self.loaded = self.load()
+        try:
+            self.loaded = await self.load()
+        except StateInputError as err:  # checked by `op-dbus run` already; changed since
+            log.error("%s is not valid: %s", self.options.state_file, _errors(err))
+            return int(ExitCode.INVALID_INPUT)
         if self.loaded is None:
             self.notifier.status("no state file: reading the host only")
             return int(ExitCode.OK)
@@ -233,12 +244,12 @@ class Daemon:
             return
         self.notifier.reloading(f"reloading {self.options.state_file}")
         try:
-            loaded = self.load()
+            loaded = await self.load()
         except StateInputError as err:
             log.error(
                 "reload refused, %s is not valid (the previous state stays enforced): %s",
                 self.options.state_file,
-                "; ".join(str(e) for e in err.errors),
+                _errors(err),
             )
             self.notifier.ready(f"reload refused: {self.options.state_file} is not valid")
             return
@@ -268,15 +279,18 @@ class Daemon:
     def drift_events(self) -> int:
         return self.reconciler.drift_events
 
-    def _parse(self, text: str) -> LoadedState:
+    async def _parse(self, text: str) -> LoadedState:
+        """A caller's document, bounded and validated in a worker thread."""
         try:
-            return parse_state(text, mode=self.options.mode, origin="<D-Bus>")
+            return await asyncio.to_thread(
+                parse_state, text, mode=self.options.mode, origin="<D-Bus>"
+            )
         except StateInputError as err:
-            raise InvalidInput("; ".join(str(e) for e in err.errors)) from None
+            raise InvalidInput(_errors(err)) from None
 
     async def apply_state(self, text: str, uid: int) -> dict[str, Any]:
         """An intentional change over D-Bus: it replaces the enforced state until a reload."""
-        loaded = self._parse(text)
+        loaded = await self._parse(text)
         self.loaded = loaded
         _, result = await self.reconciler.apply_desired(
             loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:dbus uid={uid}"
@@ -284,23 +298,36 @@ class Daemon:
         return result.to_json()
 
     async def try_state(self, text: str, seconds: int, uid: int) -> dict[str, Any]:
-        loaded = self._parse(text)
+        """`confirm_within` is this call's own window (0: it holds no timer); `pending_try`
+        is the deadline of whichever try is waiting, this one or an earlier one."""
+        if (problem := try_seconds_problem(seconds)) is not None:
+            raise InvalidInput(f"TryState seconds: {problem}")
+        loaded = await self._parse(text)
         result = await self.tries.start(
             loaded.state.sections(), seconds, mode=str(loaded.mode), actor=f"{ACTOR}:try uid={uid}"
         )
-        return result.to_json() | {"confirm_within": seconds if self.tries.pending else 0}
+        holds = result.exit_code == ExitCode.OK and self.tries.pending  # a refusal exits 2
+        reply = result.to_json() | {"confirm_within": seconds if holds else 0}
+        if (pending := self.tries.pending_json()) is not None:
+            reply["pending_try"] = pending
+        return reply
 
     async def query_state(self) -> dict[str, Any]:
         return await self.reconciler.cached_state()
 
     async def diff(self, text: str) -> dict[str, Any]:
-        return plan_json(await self.reconciler.diff(self._parse(text).state.sections()))
+        plan = await self.reconciler.diff((await self._parse(text)).state.sections())
+        return await asyncio.to_thread(plan_json, plan)
 
     async def verify(self) -> dict[str, Any]:
         return await self.reconciler.verify()
 
     async def confirm(self) -> bool:
         return self.tries.confirm()
+
+
+def _errors(err: StateInputError) -> str:
+    return "; ".join(str(e) for e in err.errors)
 
 
 def _stamp(path: Path | None) -> tuple[int, int, int] | None:

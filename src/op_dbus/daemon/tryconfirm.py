@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from op_dbus.daemon.reconcile import ACTOR, Reconciler
 from op_dbus.engine.apply import ApplyResult
@@ -27,6 +30,8 @@ class _Pending:
     previous: dict[str, Section]
     checkpoints: dict[str, Section]
     mode: str
+    deadline: float
+    """time.time() when it is rolled back unless confirmed"""
 
 
 class TryAndConfirm:
@@ -42,17 +47,33 @@ class TryAndConfirm:
     def pending(self) -> bool:
         return self._pending is not None
 
+    def pending_json(self) -> dict[str, Any] | None:
+        """The waiting try's deadline (UTC) and the whole seconds left, or None."""
+        if self._pending is None:
+            return None
+        deadline = self._pending.deadline
+        return {
+            "deadline": datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+            "seconds_left": max(0, round(deadline - time.time())),
+        }
+
     async def start(
         self, sections: dict[str, Section], seconds: float, *, mode: str, actor: str
     ) -> ApplyResult:
         """Apply `sections`; unless `confirm()` comes within `seconds`, roll back.
 
-        A try while another is pending confirms nothing: it is refused.
+        A try while another is pending confirms nothing: it is refused, naming the pending
+        one's deadline (the refused one holds no timer).
         """
         async with self._starting:
-            if self._pending is not None:
+            if (pending := self.pending_json()) is not None:
                 return ApplyResult(
-                    ExitCode.INVALID_INPUT, message="another try is waiting for its confirmation"
+                    ExitCode.INVALID_INPUT,
+                    message=(
+                        "refused, nothing applied: another try is waiting for its confirmation "
+                        f"(rolled back at {pending['deadline']}, in {pending['seconds_left']} s, "
+                        "unless confirmed)"
+                    ),
                 )
             previous = dict(self.reconciler.desired)
             plan, result = await self.reconciler.apply_desired(sections, mode=mode, actor=actor)
@@ -61,7 +82,7 @@ class TryAndConfirm:
             checkpoints = {
                 e.name: e.current for e in plan.plugins if e.actions and e.current is not None
             }
-            self._pending = _Pending(previous, checkpoints, mode)
+            self._pending = _Pending(previous, checkpoints, mode, time.time() + seconds)
             self._timer = asyncio.create_task(self._expire(seconds))
         log.warning("try: applied; rolling back in %g s unless confirmed", seconds)
         result.message += f"; confirm within {seconds:g} s or it is rolled back"

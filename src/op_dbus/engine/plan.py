@@ -80,7 +80,8 @@ async def _plan_one(name: str, desired: Section, plugin: Plugin | None) -> Plugi
         return PluginPlan(name, "unavailable", availability.reason, None, desired)
     try:
         current = await plugin.query(desired)
-        actions = plugin.diff(current, desired)
+        # a worker thread: diffing a large document must not hold up the daemon's event loop
+        actions = await asyncio.to_thread(plugin.diff, current, desired)
     except Exception as exc:
         return PluginPlan(name, "error", f"query failed: {describe_error(exc)}", None, desired)
     return PluginPlan(name, "ready", "", current, desired, list(actions))

@@ -1,0 +1,118 @@
+"""The daemon's gate and bounds: per-caller slots, the try window, work kept off the loop,
+and the shipped unit not restarting on an invalid state file."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from memstore import World
+
+from op_dbus.daemon import service
+from op_dbus.daemon.callers import Busy, CallerSlots
+from op_dbus.daemon.dbus_api import InvalidInput
+from op_dbus.daemon.limits import MAX_TRY_SECONDS, try_seconds_problem
+from op_dbus.daemon.service import Daemon, DaemonOptions
+from op_dbus.endpoints import Endpoints
+from op_dbus.engine.plan import make_plan
+
+UNIT = Path(__file__).resolve().parents[2] / "data" / "systemd" / "op-dbus.service"
+
+
+def test_one_costly_call_per_connection() -> None:
+    slots = CallerSlots()
+    with slots.connection(":1.5", "Diff"):
+        busy = pytest.raises(Busy, match="this connection's Diff call is still being answered")
+        with busy, slots.connection(":1.5", "Verify"):
+            pass
+        with slots.connection(":1.6", "Diff"):
+            pass  # another connection is another caller
+    with slots.connection(":1.5", "Verify"):
+        pass  # the reply went out: the next call is welcome
+
+
+def test_non_root_callers_share_one_slot_and_a_failure_frees_it() -> None:
+    slots = CallerSlots()
+    with pytest.raises(RuntimeError), slots.unprivileged("Diff"):
+        busy = pytest.raises(Busy, match="non-root caller's Diff call is being answered")
+        with busy, slots.unprivileged("Verify"):
+            pass
+        raise RuntimeError("the handler failed")
+    with slots.unprivileged("Verify"):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("seconds", "ok"),
+    [(0, False), (1, True), (600, True), (MAX_TRY_SECONDS, True), (86401, False),
+     (4294967295, False)],
+)  # fmt: skip
+def test_the_try_window_is_one_second_to_a_day(seconds: int, ok: bool) -> None:
+    problem = try_seconds_problem(seconds)
+    assert (problem is None) == ok
+    if not ok:
+        assert problem is not None and "1 to 86400 s (24 h)" in problem and str(seconds) in problem
+
+
+@pytest.mark.parametrize("seconds", [0, 4294967295])
+async def test_try_state_refuses_a_window_out_of_bounds_before_parsing(
+    seconds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = Daemon(DaemonOptions(endpoints=Endpoints()))
+    monkeypatch.setattr(service, "parse_state", lambda *a, **k: pytest.fail("parsed"))
+    with pytest.raises(InvalidInput, match="TryState seconds: the confirmation window"):
+        await daemon.try_state('{"version": 1}', seconds, 0)
+    assert not daemon.tries.pending
+
+
+async def test_a_callers_document_is_parsed_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[threading.Thread] = []
+    real = service.parse_state
+
+    def parse(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "parse_state", parse)
+    daemon = Daemon(DaemonOptions(endpoints=Endpoints()))
+    with pytest.raises(InvalidInput, match="larger than the limit of 1 MiB"):
+        await daemon.diff("#" * (2 << 20))
+    loaded = await daemon._parse('{"version": 1, "plugins": {}}')
+    assert loaded.state.sections() == {}
+    assert threads and all(t is not threading.main_thread() for t in threads)
+
+
+async def test_plans_are_diffed_off_the_event_loop() -> None:
+    world = World()
+    plugins = world.plugins()
+    threads: list[threading.Thread] = []
+    real = plugins["net"].diff
+
+    def diff(*args: object, **kwargs: object) -> object:
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    plugins["net"].diff = diff  # type: ignore[method-assign]
+    plan = await make_plan({"net": {"items": {"a": "new"}}}, plugins)
+    assert plan.pending and threads and threads[0] is not threading.main_thread()
+
+
+def test_the_unit_does_not_restart_on_an_invalid_state_file(tmp_path: Path) -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(UNIT)
+    assert unit["Service"]["Restart"] == "on-failure"
+    assert "2" in unit["Service"]["RestartPreventExitStatus"].split()
+    if shutil.which("systemd-analyze"):  # the unit parses, as systemd reads it
+        copy = tmp_path / UNIT.name
+        copy.write_text(UNIT.read_text().replace("/usr/bin/op-dbus", "/bin/true"))
+        done = subprocess.run(
+            ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, check=False
+        )
+        assert "RestartPreventExitStatus" not in done.stderr, done.stderr
