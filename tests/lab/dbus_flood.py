@@ -4,8 +4,8 @@ Run by test_daemon_lab.py as uid 65534 (`setpriv`), so it goes through the lab's
 dbus-daemon and its policy like any unprivileged caller. Several connections each send Diff
 calls back to back for a bounded time, cycling through: an oversized document (the issue's
 25 MB once, then 2 MiB), a YAML alias bomb, a document nested too deeply, and a valid state
-document just under the size limit (the costliest one that must be parsed). Prints one JSON
-object: how many replies of each kind came back.
+document just under the size limit (the costliest one that must be parsed); then one of each
+alone. Prints one JSON object: how many replies of each kind came back.
 
     python dbus_flood.py ADDRESS SECONDS [CONNECTIONS]
 """
@@ -88,6 +88,7 @@ async def caller(
 
 
 async def flood(address: str, seconds: float, connections: int) -> Counter:
+    """The flood, then one of each document alone (while flooding, most meet a busy slot)."""
     seen: Counter = Counter()
     deadline = time.monotonic() + seconds
     mixed = [alias_bomb(), "#" * (2 << 20), too_deep(), near_limit()]
@@ -98,6 +99,7 @@ async def flood(address: str, seconds: float, connections: int) -> Counter:
             for i in range(connections)
         )
     )
+    await caller(address, time.monotonic() + CALL_TIMEOUT, mixed, [], seen)
     return seen
 
 

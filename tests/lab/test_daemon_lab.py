@@ -725,7 +725,11 @@ def test_one_costly_call_per_connection_at_a_time(lab: Lab, start: Callable[...,
         bus = await connect_system_bus(lab.system_bus)
         try:
             documents = (slow, json.dumps(net_state(PORT)))
-            calls = [Message(OBJ[0], OBJ[1], OBJ[2], "Diff", "s", [d]) for d in documents]
+            calls = [
+                Message(destination=OBJ[0], path=OBJ[1], interface=OBJ[2], member="Diff",
+                        signature="s", body=[d])
+                for d in documents
+            ]  # fmt: skip
             return list(await asyncio.gather(*(bus.call(c) for c in calls)))
         finally:
             bus.disconnect()

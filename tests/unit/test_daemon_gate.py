@@ -4,6 +4,7 @@ and the shipped unit not restarting on an invalid state file."""
 from __future__ import annotations
 
 import configparser
+import json
 import shutil
 import subprocess
 import threading
@@ -12,10 +13,10 @@ from pathlib import Path
 import pytest
 from memstore import World
 
-from op_dbus.daemon import service
 from op_dbus.daemon.callers import Busy, CallerSlots
 from op_dbus.daemon.dbus_api import InvalidInput
 from op_dbus.daemon.limits import MAX_TRY_SECONDS, try_seconds_problem
+from op_dbus.daemon.parsing import ParsedState
 from op_dbus.daemon.service import Daemon, DaemonOptions
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.plan import make_plan
@@ -63,29 +64,25 @@ async def test_try_state_refuses_a_window_out_of_bounds_before_parsing(
     seconds: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     daemon = Daemon(DaemonOptions(endpoints=Endpoints()))
-    monkeypatch.setattr(service, "parse_state", lambda *a, **k: pytest.fail("parsed"))
+    monkeypatch.setattr(daemon.parser, "parse", lambda *a, **k: pytest.fail("parsed"))
     with pytest.raises(InvalidInput, match="TryState seconds: the confirmation window"):
         await daemon.try_state('{"version": 1}', seconds, 0)
     assert not daemon.tries.pending
 
 
-async def test_a_callers_document_is_parsed_off_the_event_loop(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    threads: list[threading.Thread] = []
-    real = service.parse_state
-
-    def parse(*args: object, **kwargs: object) -> object:
-        threads.append(threading.current_thread())
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(service, "parse_state", parse)
+async def test_a_callers_document_is_parsed_in_a_child_process() -> None:
     daemon = Daemon(DaemonOptions(endpoints=Endpoints()))
-    with pytest.raises(InvalidInput, match="larger than the limit of 1 MiB"):
-        await daemon.diff("#" * (2 << 20))
-    loaded = await daemon._parse('{"version": 1, "plugins": {}}')
-    assert loaded.state.sections() == {}
-    assert threads and all(t is not threading.main_thread() for t in threads)
+    try:
+        with pytest.raises(InvalidInput, match="larger than the limit of 1 MiB"):
+            await daemon.diff("#" * (2 << 20))
+        with pytest.raises(InvalidInput, match=r"plugins\.net\.interfaces: "):
+            await daemon._parse('{"version": 1, "plugins": {"net": {"interfaces": 3}}}')
+        units = {"systemd": {"units": {"a.service": {"enabled": True}}}}
+        parsed = await daemon._parse(json.dumps({"version": 1, "plugins": units}))
+        assert parsed == ParsedState(units, "agent")
+        assert daemon.parser._pool is not None, "it went to the child process"
+    finally:
+        daemon.parser.close()
 
 
 async def test_plans_are_diffed_off_the_event_loop() -> None:

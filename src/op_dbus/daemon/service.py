@@ -5,9 +5,9 @@ section names while it is busy, a short debounce gathers a burst of events into 
 the reconciler's lock makes an intentional change (SIGHUP, D-Bus ApplyState) and a repair
 take turns. SIGTERM waits for the lock, so an apply in flight finishes before the exit.
 
-Nothing a caller sends is parsed on the event loop: state documents (D-Bus, the state file)
-are read and validated in a worker thread, bounded before parsing (model/load.py), so the
-loop keeps answering, repairing and feeding the watchdog meanwhile.
+Nothing a caller sends is parsed on the event loop: D-Bus documents are parsed in a child
+process (parsing.py), the state file in a worker thread, both bounded before parsing
+(model/load.py), so the loop keeps answering, repairing and feeding the watchdog meanwhile.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.dbus_api import DbusApi, InvalidInput
 from op_dbus.daemon.limits import try_seconds_problem
 from op_dbus.daemon.notify import Notifier
+from op_dbus.daemon.parsing import DocumentParser, InvalidDocument, ParsedState
 from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler, plan_json
 from op_dbus.daemon.tryconfirm import TryAndConfirm
 from op_dbus.daemon.watchers import Session, supervise
@@ -36,7 +37,7 @@ from op_dbus.daemon.watchers.statefile import statefile_session
 from op_dbus.daemon.watchers.systemd import systemd_session
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
-from op_dbus.model import LoadedState, Mode, StateInputError, load_state, parse_state
+from op_dbus.model import LoadedState, Mode, StateInputError, load_state
 
 log = logging.getLogger("op_dbus.daemon")
 
@@ -77,7 +78,9 @@ class Daemon:
         )
         self.mode = str(self.reconciler.mode)
         self.policy = str(options.policy)
-        self.loaded: LoadedState | None = None
+        self.enforced_mode: str | None = None
+        """The mode of the state enforced now (the file's, or the last ApplyState's)."""
+        self.parser = DocumentParser()
         self.tries = TryAndConfirm(self.reconciler)
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -100,6 +103,7 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.parser.close()
             await self.reconciler.close()
 
     async def load(self) -> LoadedState | None:
@@ -116,16 +120,17 @@ class Daemon:
 
         Nothing is read for the cache here: every section starts stale, read when asked for."""
         try:
-            self.loaded = await self.load()
+            loaded = await self.load()
         except StateInputError as err:  # checked by `op-dbus run` already; changed since
             log.error("%s is not valid: %s", self.options.state_file, _errors(err))
             return int(ExitCode.INVALID_INPUT)
-        if self.loaded is None:
+        if loaded is None:
             self.notifier.status("no state file: reading the host only")
             return int(ExitCode.OK)
+        self.enforced_mode = str(loaded.mode)
         self.notifier.status(f"applying {self.options.state_file}")
         _, result = await self.reconciler.apply_desired(
-            self.loaded.state.sections(), mode=str(self.loaded.mode), actor=f"{ACTOR}:boot"
+            loaded.state.sections(), mode=self.enforced_mode, actor=f"{ACTOR}:boot"
         )
         return int(result.exit_code)
 
@@ -254,14 +259,14 @@ class Daemon:
             self.notifier.ready(f"reload refused: {self.options.state_file} is not valid")
             return
         assert loaded is not None
-        self.loaded = loaded
+        self.enforced_mode = str(loaded.mode)
         await self.reconciler.apply_desired(
             loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:reload"
         )
         self.notifier.ready(self._status())
 
     def _ledger_mode(self) -> str:
-        return str(self.loaded.mode) if self.loaded is not None else self.mode
+        return self.enforced_mode or self.mode
 
     def _status(self) -> str:
         r = self.reconciler
@@ -279,21 +284,19 @@ class Daemon:
     def drift_events(self) -> int:
         return self.reconciler.drift_events
 
-    async def _parse(self, text: str) -> LoadedState:
-        """A caller's document, bounded and validated in a worker thread."""
+    async def _parse(self, text: str) -> ParsedState:
+        """A caller's document, bounded and validated in a child process."""
         try:
-            return await asyncio.to_thread(
-                parse_state, text, mode=self.options.mode, origin="<D-Bus>"
-            )
-        except StateInputError as err:
-            raise InvalidInput(_errors(err)) from None
+            return await self.parser.parse(text, self.options.mode)
+        except InvalidDocument as err:
+            raise InvalidInput(str(err)) from None
 
     async def apply_state(self, text: str, uid: int) -> dict[str, Any]:
         """An intentional change over D-Bus: it replaces the enforced state until a reload."""
-        loaded = await self._parse(text)
-        self.loaded = loaded
+        parsed = await self._parse(text)
+        self.enforced_mode = parsed.mode
         _, result = await self.reconciler.apply_desired(
-            loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:dbus uid={uid}"
+            parsed.sections, mode=parsed.mode, actor=f"{ACTOR}:dbus uid={uid}"
         )
         return result.to_json()
 
@@ -302,9 +305,9 @@ class Daemon:
         is the deadline of whichever try is waiting, this one or an earlier one."""
         if (problem := try_seconds_problem(seconds)) is not None:
             raise InvalidInput(f"TryState seconds: {problem}")
-        loaded = await self._parse(text)
+        parsed = await self._parse(text)
         result = await self.tries.start(
-            loaded.state.sections(), seconds, mode=str(loaded.mode), actor=f"{ACTOR}:try uid={uid}"
+            parsed.sections, seconds, mode=parsed.mode, actor=f"{ACTOR}:try uid={uid}"
         )
         holds = result.exit_code == ExitCode.OK and self.tries.pending  # a refusal exits 2
         reply = result.to_json() | {"confirm_within": seconds if holds else 0}
@@ -316,7 +319,7 @@ class Daemon:
         return await self.reconciler.cached_state()
 
     async def diff(self, text: str) -> dict[str, Any]:
-        plan = await self.reconciler.diff((await self._parse(text)).state.sections())
+        plan = await self.reconciler.diff((await self._parse(text)).sections)
         return await asyncio.to_thread(plan_json, plan)
 
     async def verify(self) -> dict[str, Any]:

@@ -119,9 +119,12 @@ def _read_at_most(fd: int, size: int) -> bytes:
 
 
 def _too_big(origin: str, limit: int) -> StateInputError:
-    return StateInputError(
-        [FieldError(DOCUMENT, f"{origin} is larger than the limit of {_size(limit)}")]
-    )
+    return StateInputError([FieldError(DOCUMENT, size_problem(origin, limit))])
+
+
+def size_problem(what: str, limit: int) -> str:
+    """The refusal of a document over `limit` bytes, naming the limit."""
+    return f"{what} is larger than the limit of {_size(limit)}"
 
 
 def _size(count: int) -> str:
