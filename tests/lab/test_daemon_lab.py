@@ -7,6 +7,7 @@ checked with the stock tools (`ovs-vsctl`, `busctl`) and by reading the ledger f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -761,3 +762,193 @@ def test_concurrent_applies_without_a_daemon_take_turns(
     last = done[-1]["actor"]
     assert ports(lab) == ([PORT] if "first.json" in last else [PORT, PORT2]), "the later one won"
     assert all(a["result"]["rolled_back"] == 0 for a in done), "no rollback crossed the other"
+
+
+FLOODER = Path(__file__).with_name("dbus_flood.py")
+NOBODY = 65534
+LIVENESS = 10.0
+"""Generous bound for one root QueryState round trip during the flood (busctl's timeout)."""
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def timed_query(lab: Lab) -> float:
+    """Seconds for one root QueryState over the lab's bus (busctl start-up included)."""
+    started = time.monotonic()
+    done = busctl(lab, f"--timeout={LIVENESS:g}", "call", *OBJ, "QueryState")
+    took = time.monotonic() - started
+    assert done.returncode == 0, f"root QueryState failed after {took:.1f} s: {done.stderr}"
+    return took
+
+
+def test_an_unprivileged_flood_does_not_stall_queries_or_repairs(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    """uid 65534 floods Diff over the lab's real bus and policy with oversized documents,
+    alias bombs, too deep nesting and valid near-limit documents; meanwhile root queries
+    and a declared port deleted with ovs-vsctl is put back."""
+    daemon = start(net_state(PORT))
+    idle_rss = rss_mib(daemon.proc.pid)
+    argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+            sys.executable, str(FLOODER), lab.system_bus, "20"]  # fmt: skip
+    flooder = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    latencies: list[float] = []
+    peak_rss = idle_rss
+    try:
+        time.sleep(1.0)  # the flood is under way
+        for _ in range(10):
+            latencies.append(timed_query(lab))
+            peak_rss = max(peak_rss, rss_mib(daemon.proc.pid))
+        vsctl(lab, "del-port", BRIDGE, PORT)
+        deleted = time.monotonic()
+        while ports(lab) != [PORT]:
+            assert time.monotonic() - deleted < 30, f"not repaired; log:\n{daemon.output()}"
+            latencies.append(timed_query(lab))
+            peak_rss = max(peak_rss, rss_mib(daemon.proc.pid))
+        repaired = time.monotonic() - deleted
+        assert flooder.poll() is None, "the repair happened while the flood went on"
+        while flooder.poll() is None:
+            latencies.append(timed_query(lab))
+            peak_rss = max(peak_rss, rss_mib(daemon.proc.pid))
+        out, err = flooder.communicate(timeout=120)
+    finally:
+        if flooder.poll() is None:
+            flooder.kill()
+            flooder.communicate()
+    assert flooder.returncode == 0, err
+    seen = json.loads(out)
+    ms = sorted(round(t * 1000) for t in latencies)
+    print(
+        f"\nflood replies {seen}\nroot QueryState during the flood (busctl included): "
+        f"{len(ms)} calls, median {ms[len(ms) // 2]} ms, p90 {ms[len(ms) * 9 // 10]} ms, "
+        f"max {ms[-1]} ms, {sum(t > 100 for t in ms)} over 100 ms; drift repaired after "
+        f"{repaired * 1000:.0f} ms; RSS {idle_rss:.0f} MiB idle, {peak_rss:.0f} MiB peak"
+    )
+    refused = "org.opdbus.Error.InvalidInput"
+    assert seen.get(f"{refused}: larger than the limit", 0) >= 1, seen
+    assert seen.get(f"{refused}: aliases are expanded", 0) >= 1, seen
+    assert seen.get(f"{refused}: nested more than", 0) >= 1, seen
+    assert seen.get("org.opdbus.Error.Busy: Busy", 0) >= 1, "non-root callers take turns"
+    assert seen.get("answered", 0) >= 1, "a valid document is still planned for non-root"
+    assert "timeout" not in seen, seen
+    assert peak_rss < idle_rss + 400, f"RSS grew from {idle_rss:.0f} to {peak_rss:.0f} MiB"
+    assert ports(lab) == [PORT] and "Traceback" not in daemon.output()
+
+
+def test_one_costly_call_per_connection_at_a_time(lab: Lab, start: Callable[..., Daemon]) -> None:
+    """Even root's: a second Diff on a connection whose first is in flight is refused."""
+    import asyncio
+
+    from dbus_fast import Message, MessageType
+
+    from op_dbus.native.dbus import connect_system_bus
+
+    start(net_state(PORT))
+    slow = yaml_state(PORT, *(f"q{i}" for i in range(3000)))
+
+    async def two_at_once() -> list[Message]:
+        bus = await connect_system_bus(lab.system_bus)
+        try:
+            documents = (slow, json.dumps(net_state(PORT)))
+            calls = [
+                Message(destination=OBJ[0], path=OBJ[1], interface=OBJ[2], member="Diff",
+                        signature="s", body=[d])
+                for d in documents
+            ]  # fmt: skip
+            return list(await asyncio.gather(*(bus.call(c) for c in calls)))
+        finally:
+            bus.disconnect()
+
+    first, second = asyncio.run(two_at_once())
+    assert first.message_type == MessageType.METHOD_RETURN, first.body
+    assert json.loads(first.body[0])["pending"] is True
+    assert second.message_type == MessageType.ERROR
+    assert second.error_name == "org.opdbus.Error.Busy"
+    assert "this connection's Diff call is still being answered" in second.body[0]
+    assert json.loads(call(lab, "Diff", "s", json.dumps(net_state(PORT))))["pending"] is False
+
+
+def yaml_state(*names: str) -> str:
+    """net_state(*names) in YAML block style (parsed by the pure-Python YAML parser)."""
+    import yaml
+
+    return yaml.safe_dump(net_state(*names), default_flow_style=False)
+
+
+def test_a_fifo_as_state_file_does_not_block_the_reload(
+    lab: Lab, tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    daemon = start(net_state(PORT))
+    fifo = tmp_path / "state.fifo"
+    os.mkfifo(fifo)
+    fifo.rename(tmp_path / "state.json")  # seen by inotify: a reload through the reader
+    try:
+        wait_for(lambda: "reload refused" in daemon.output(), 10, "the refusal")
+        assert "it is a FIFO, not a regular file" in daemon.output()
+        timed_query(lab)
+        vsctl(lab, "del-port", BRIDGE, PORT)
+        wait_for(lambda: ports(lab) == [PORT], 10, "the port to come back")
+    finally:  # the old reader waits in open() for a writer: give it one, so it can stop
+        with contextlib.suppress(OSError):
+            os.close(os.open(tmp_path / "state.json", os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_try_state_bounds_and_an_honest_refusal(lab: Lab, start: Callable[..., Daemon]) -> None:
+    start(net_state(PORT))
+    for seconds in ("0", "86401", "4294967295"):
+        done = busctl(lab, "call", *OBJ, "TryState", "su", json.dumps(net_state(PORT)), seconds)
+        assert done.returncode != 0 and "must be from 1 to 86400 seconds" in done.stderr, seconds
+    assert ports(lab) == [PORT], "nothing was tried"
+
+    first = json.loads(call(lab, "TryState", "su", json.dumps(net_state(PORT, PORT2)), "600"))
+    assert first["result"]["exit_code"] == 0 and first["try"]["seconds_left"] > 590
+    deadline = first["try"]["deadline"]
+    state = net_state(PORT)
+    second = busctl(lab, "call", *OBJ, "TryState", "su", json.dumps(state), "30")
+    assert second.returncode != 0 and "org.opdbus.Error.Refused" in second.stderr
+    assert f"rolled back at {deadline}" in second.stderr, "the first try's deadline, honestly"
+    status = json.loads(call(lab, "Status"))
+    assert status["try"]["deadline"] == deadline, "the one timer is the first try's"
+    assert ports(lab) == [PORT, PORT2], "the refused try changed nothing"
+    assert call(lab, "Confirm") is True
+
+
+def test_an_invalid_state_file_at_start_exits_2(
+    lab: Lab, tmp_path: Path, start: Callable[..., Daemon]
+) -> None:
+    """What RestartPreventExitStatus=2 in the unit relies on; a FIFO does not block it."""
+    daemon = start({"version": 1, "plugins": {"net": {"interfaces": 3}}}, ready=False)
+    assert daemon.proc.wait(timeout=60) == 2, daemon.output()
+    assert "plugins.net.interfaces" in daemon.output()
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    daemon = Daemon(lab, fifo)
+    try:
+        assert daemon.proc.wait(timeout=60) == 2, daemon.output()
+        assert "it is a FIFO, not a regular file" in daemon.output()
+    finally:
+        with contextlib.suppress(OSError):  # the old reader waits in open() for a writer
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        daemon.close()
+
+
+def test_stopping_after_the_bus_restarted_logs_no_unretrieved_futures(
+    lab: Lab, start: Callable[..., Daemon], test_unit: str
+) -> None:
+    """The systemd plugin's bus connection is lost with dbus-daemon; nobody waits on it."""
+    state = net_state(PORT)
+    state["plugins"]["systemd"] = {"units": {test_unit: {"enabled": True}}}
+    daemon = start(state)
+    call(lab, "QueryState")  # the plugin connects
+    busctl(lab, "call", *MANAGER, "RestartUnit", "ss", "dbus.service", "replace")
+    wait_for(lambda: daemon.output().count("D-Bus service") >= 2 and
+             busctl(lab, "call", *OBJ, "Verify").returncode == 0, 30, "the bus back")  # fmt: skip
+    call(lab, "QueryState")  # the plugin connects anew; the lost connection is collected
+    assert daemon.stop() == 0
+    assert "never retrieved" not in daemon.output(), daemon.output()
+    assert "Traceback" not in daemon.output(), daemon.output()

@@ -125,6 +125,11 @@ async def test_a_second_try_started_meanwhile_is_refused(world: World) -> None:
     assert not isinstance(first, BaseException) and first.result.exit_code == ExitCode.OK
     assert isinstance(second, OpError) and "another try is waiting" in second.message
     assert world.stores["net"].data["a"] == "one" and world.count("apply")["net"] == applies + 1
+    pending = host.pending
+    assert pending is not None and 58 <= pending.to_json()["seconds_left"] <= 60
+    deadline = pending.to_json()["deadline"]
+    assert f"rolled back at {deadline}" in second.message, "the first try's deadline"
+    assert "refused, nothing applied" in second.message
     await host.close()
     assert world.stores["net"].data["a"] == "net-a2", "closing rolls the one try back"
 

@@ -25,6 +25,7 @@ from op_dbus.cli.context import (
     stdout,
 )
 from op_dbus.exitcodes import ExitCode
+from op_dbus.limits import TRY_MAX_SECONDS, TRY_MIN_SECONDS
 
 if TYPE_CHECKING:
     from op_dbus.api import HostApi
@@ -174,9 +175,10 @@ def apply(
     confirm_within: int = typer.Option(
         None,
         "--confirm-within",
-        min=1,
-        max=24 * 3600,
-        help="Roll back by itself unless `op-dbus confirm` (or `yes` here) comes in N seconds.",
+        min=TRY_MIN_SECONDS,
+        max=TRY_MAX_SECONDS,
+        help="Roll back by itself unless `op-dbus confirm` (or `yes` here) comes in N seconds "
+        "(1 to 86400).",
     ),
     json_out: bool = JSON_OPT,
 ) -> None:

@@ -1,11 +1,11 @@
 """org.opdbus on the system bus: `/org/opdbus/state`, interface `org.opdbus.StateManager`.
 
 Method calls are answered by `_on_message`, a bus-level handler that sees the whole message:
-dbus-fast's method dispatch hides the sender, and methods that change the host must check the
-caller's uid (`GetConnectionUnixUser`, root only). The `ServiceInterface` below still declares
-every method, so introspection (`busctl introspect`) describes them; it also serves the
-properties and emits the signals. The bus policy (data/dbus/org.opdbus.conf) is the first
-gate, this uid check the second.
+dbus-fast's method dispatch hides the sender, and the daemon's gate (callers.py) needs it:
+root-only methods check the caller's uid (`GetConnectionUnixUser`), costly ones take a slot.
+The `ServiceInterface` below still declares every method, so introspection (`busctl
+introspect`) describes them; it also serves the properties and emits the signals. The bus
+policy (data/dbus/org.opdbus.conf) is the first gate, the daemon's own the second.
 """
 
 # No `from __future__ import annotations`: dbus-fast reads the D-Bus signatures ("s", "b")
@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from typing import Any, Protocol
 
 from dbus_fast import Message, MessageType, NameFlag, RequestNameReply
@@ -23,18 +24,16 @@ from dbus_fast.errors import DBusError
 from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, method, signal
 
 from op_dbus.api.daemon import INTERFACE, NAME, PATH
+from op_dbus.daemon.callers import COSTLY, ROOT_ONLY, CallerSlots
 from op_dbus.errors import AccessDenied, InvalidInput, NothingPending, OpError
+from op_dbus.model.load import MAX_DOCUMENT_BYTES, size_problem
 from op_dbus.native.dbus import BUS_NAME, BUS_PATH, call, connect_system_bus
 
 log = logging.getLogger("op_dbus.daemon")
 
-ERR_ACCESS = AccessDenied.dbus_name
-ERR_INPUT = InvalidInput.dbus_name
 ERR_FAILED = OpError.dbus_name
-CHANGING = frozenset(
-    {"ApplyState", "Apply", "TryState", "Confirm", "ConfirmTry", "Rollback", "Reload"}
-)
-"""Methods that change the host or its pending try: root callers only."""
+TAKES_DOCUMENT = frozenset({"ApplyState", "Apply", "TryState", "Diff", "VerifyState"})
+"""Refused at the door when longer than the limit (in characters, so surely in bytes)."""
 ACTOR = "op-dbus-daemon"
 
 
@@ -151,6 +150,7 @@ class DbusApi:
         self.interface = StateManager(backend)
         self._bus: MessageBus | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.slots = CallerSlots()
         self.online = asyncio.Event()
         """Set while the name is ours (READY=1 waits for it, briefly)."""
 
@@ -208,18 +208,38 @@ class DbusApi:
                     "org.freedesktop.DBus.Error.InvalidArgs",
                     f"{message.member} takes ({signature}), got ({message.signature})",
                 )
-            uid = -1  # only asked for where it matters: one round trip less for reads
-            if message.member in CHANGING and (uid := await self._caller_uid(bus, message.sender)):
-                raise DBusError(ERR_ACCESS, f"{message.member} needs root (caller uid {uid})")
-            out_signature, body = await handler(self.backend, uid, list(message.body))
-            bus.send(Message.new_method_return(message, out_signature, body))
+            with ExitStack() as slots:
+                out_signature, body = await self._dispatch(bus, message, handler, slots)
+            reply = Message.new_method_return(message, out_signature, body)
         except DBusError as exc:
-            bus.send(Message.new_error(message, exc.type, exc.text))
+            reply = Message.new_error(message, exc.type, exc.text)
         except OpError as exc:
-            bus.send(Message.new_error(message, exc.dbus_name, exc.message))
+            reply = Message.new_error(message, exc.dbus_name, exc.message)
         except Exception as exc:
+            if not bus.connected:  # the bus went away mid-call: nobody to answer
+                return
             log.exception("D-Bus %s failed", message.member)
-            bus.send(Message.new_error(message, ERR_FAILED, f"{type(exc).__name__}: {exc}"))
+            reply = Message.new_error(message, ERR_FAILED, f"{message.member} failed: {exc}")
+        if bus.connected:
+            bus.send(reply)
+
+    async def _dispatch(
+        self, bus: MessageBus, message: Message, handler: "Handler", slots: ExitStack
+    ) -> tuple[str, list[Any]]:
+        """The caller's gate, then the handler; `slots` holds what the call occupies."""
+        member = message.member
+        if member in TAKES_DOCUMENT and len(message.body[0]) > MAX_DOCUMENT_BYTES:
+            raise InvalidInput(size_problem(f"the {member} document", MAX_DOCUMENT_BYTES))
+        if member in COSTLY:  # before any await: a second call of this connection is refused
+            slots.enter_context(self.slots.connection(message.sender, member))
+        uid = -1  # only asked for where it matters: one round trip less for QueryState
+        if member in COSTLY or member in ROOT_ONLY:
+            uid = await self._caller_uid(bus, message.sender)
+        if member in ROOT_ONLY and uid != 0:
+            raise AccessDenied(f"{member} needs root (caller uid {uid})")
+        if member in COSTLY and uid != 0:
+            slots.enter_context(self.slots.unprivileged(member))
+        return await handler(self.backend, uid, list(message.body))
 
     @staticmethod
     async def _caller_uid(bus: MessageBus, sender: str) -> int:
@@ -234,6 +254,11 @@ Handler = Callable[[Backend, int, list[Any]], Awaitable[tuple[str, list[Any]]]]
 
 def _text(data: dict[str, Any]) -> tuple[str, list[Any]]:
     return "s", [json.dumps(data, sort_keys=True, default=str)]
+
+
+async def _text_off_loop(data: dict[str, Any]) -> tuple[str, list[Any]]:
+    """For replies as large as the caller's document (a plan): encoded in a worker thread."""
+    return await asyncio.to_thread(_text, data)
 
 
 def _actor(uid: int, claimed: str = "") -> str:
@@ -275,7 +300,7 @@ async def _query(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list
 
 
 async def _diff(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return _text(await backend.diff(body[0]))
+    return await _text_off_loop(await backend.diff(body[0]))
 
 
 async def _verify(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:

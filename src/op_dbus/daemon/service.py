@@ -4,6 +4,10 @@ One worker handles everything that comes in from the watchers: triggers pile up 
 section names while it is busy, a short debounce gathers a burst of events into one check, and
 the reconciler's lock makes an intentional change (SIGHUP, D-Bus ApplyState) and a repair
 take turns. SIGTERM waits for the lock, so an apply in flight finishes before the exit.
+
+Nothing a caller sends is parsed on the event loop: D-Bus documents are parsed in a child
+process (parsing.py), the state file in a worker thread, both bounded before parsing
+(model/load.py), so the loop keeps answering, repairing and feeding the watchdog meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.dbus_api import DbusApi
 from op_dbus.daemon.notify import Notifier
+from op_dbus.daemon.parsing import DocumentParser, InvalidDocument
 from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler
 from op_dbus.daemon.runtime import RuntimeChanges
 from op_dbus.daemon.watchers import Session, supervise
@@ -30,13 +35,13 @@ from op_dbus.daemon.watchers.ovsdb import ovsdb_session
 from op_dbus.daemon.watchers.statefile import statefile_session
 from op_dbus.daemon.watchers.systemd import systemd_session
 from op_dbus.endpoints import Endpoints
-from op_dbus.engine.host import Change, Host, PendingTry
+from op_dbus.engine.host import Change, Host, PendingTry, check_try_seconds
 from op_dbus.engine.lock import read_holder
 from op_dbus.engine.overlay import overlay
 from op_dbus.errors import InvalidInput
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
-from op_dbus.model import LoadedState, Mode, StateInputError, load_state, parse_state
+from op_dbus.model import LoadedState, Mode, StateInputError, load_state
 from op_dbus.model.modes import SECTIONS_BY_MODE
 from op_dbus.plugins.base import Section
 
@@ -84,6 +89,7 @@ class Daemon:
         self.mode = str(mode)
         self.policy = str(options.policy)
         self.loaded: LoadedState | None = None
+        self.parser = DocumentParser()
         self._runtime: RuntimeChanges | None = None
         self._tried: tuple[dict[str, Section], dict[str, Section], str] | None = None
         """While a try pends: what was enforced before it, its sections, its actor."""
@@ -108,20 +114,27 @@ class Daemon:
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.parser.close()
             await self.reconciler.close()
 
-    def load(self) -> LoadedState | None:
-        """The state file, validated (StateInputError when it is not valid)."""
-        if self.options.state_file is None:
+    async def load(self) -> LoadedState | None:
+        """The state file, validated in a worker thread (StateInputError when it is not valid;
+        a FIFO or an oversized file is refused by the reader without blocking)."""
+        path = self.options.state_file
+        if path is None:
             return None
-        self._stamp = _stamp(self.options.state_file)
-        return load_state(self.options.state_file, mode=self.options.mode)
+        self._stamp = _stamp(path)
+        return await asyncio.to_thread(load_state, path, mode=self.options.mode)
 
     async def _boot(self) -> int:
         """The boot-time apply (on Proxmox the OVS database is wiped at every boot).
 
         Nothing is read for the cache here: every section starts stale, read when asked for."""
-        self.loaded = self.load()
+        try:
+            self.loaded = await self.load()
+        except StateInputError as err:  # checked by `op-dbus run` already; changed since
+            log.error("%s is not valid: %s", self.options.state_file, _errors(err))
+            return int(ExitCode.INVALID_INPUT)
         self._runtime = RuntimeChanges.load(self.options.endpoints.data_dir, self._file_sections())
         if self.loaded is None:
             self.notifier.status("no state file: reading the host only")
@@ -250,12 +263,12 @@ class Daemon:
             return
         self.notifier.reloading(f"reloading {self.options.state_file}")
         try:
-            loaded = self.load()
+            loaded = await self.load()
         except StateInputError as err:
             log.error(
                 "reload refused, %s is not valid (the previous state stays enforced): %s",
                 self.options.state_file,
-                "; ".join(str(e) for e in err.errors),
+                _errors(err),
             )
             self.notifier.ready(f"reload refused: {self.options.state_file} is not valid")
             return
@@ -296,11 +309,12 @@ class Daemon:
     def drift_events(self) -> int:
         return self.reconciler.drift_events
 
-    def _parse(self, text: str) -> LoadedState:
+    async def _parse(self, text: str) -> dict[str, Section]:
+        """A caller's document, bounded and validated in a child process: its sections."""
         try:
-            return parse_state(text, mode=self.options.mode, origin="<D-Bus>")
-        except StateInputError as err:
-            raise InvalidInput("; ".join(str(e) for e in err.errors)) from None
+            return (await self.parser.parse(text, self.options.mode)).sections
+        except InvalidDocument as err:
+            raise InvalidInput(str(err)) from None
 
     def _file_sections(self) -> dict[str, Section]:
         return self.loaded.state.sections() if self.loaded is not None else {}
@@ -310,7 +324,9 @@ class Daemon:
     ) -> dict[str, Any]:
         """A change through the daemon: applied now and, if it took effect, kept as a
         runtime change on top of the state file (for a try: once confirmed)."""
-        sections = self._parse(text).state.sections()
+        if confirm_within is not None:
+            check_try_seconds(confirm_within)  # before parsing: a refusal costs nothing
+        sections = await self._parse(text)
         before = dict(self.reconciler.desired)
         desired = self.runtime.desired(self._file_sections())
         change = await self.reconciler.apply_desired(
@@ -346,10 +362,11 @@ class Daemon:
         return await self.reconciler.cached_state()
 
     async def diff(self, text: str) -> dict[str, Any]:
-        return (await self.reconciler.diff(self._parse(text).state.sections())).to_json()
+        plan = await self.reconciler.diff(await self._parse(text))
+        return await asyncio.to_thread(plan.to_json)
 
     async def verify(self, text: str | None = None) -> dict[str, Any]:
-        desired = None if text is None else self._parse(text).state.sections()
+        desired = None if text is None else await self._parse(text)
         return await self.reconciler.verify(desired)
 
     async def confirm(self, actor: str) -> dict[str, Any]:
@@ -380,6 +397,10 @@ class Daemon:
             "drift": {"events": r.drift_events, "repairs": r.repairs},
             "lock_holder": read_holder(self.options.endpoints.data_dir),
         }
+
+
+def _errors(err: StateInputError) -> str:
+    return "; ".join(str(e) for e in err.errors)
 
 
 def _stamp(path: Path | None) -> tuple[int, int, int] | None:

@@ -24,9 +24,10 @@ from op_dbus.engine.inventory import read_section
 from op_dbus.engine.lock import DEFAULT_WAIT, ApplyLock
 from op_dbus.engine.plan import Plan, make_plan
 from op_dbus.engine.verify import verify_state
-from op_dbus.errors import InvalidInput, NothingPending, OpError
+from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
+from op_dbus.limits import TRY_MAX_SECONDS, TRY_MIN_SECONDS
 from op_dbus.plugins import make_plugin
 from op_dbus.plugins.base import Mismatch, Plugin, Section
 
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
     from op_dbus.ledger.store import Ledger
 
 log = logging.getLogger("op_dbus.engine")
-
-TRY_MIN_SECONDS = 1
-TRY_MAX_SECONDS = 24 * 3600
-"""A try's confirmation window: long enough to reconnect, short enough to come back today."""
 
 
 @dataclass
@@ -94,7 +91,7 @@ def check_try_seconds(seconds: float) -> None:
     if not TRY_MIN_SECONDS <= seconds <= TRY_MAX_SECONDS:
         raise InvalidInput(
             f"confirm_within must be from {TRY_MIN_SECONDS} to {TRY_MAX_SECONDS} seconds, "
-            f"got {seconds:g}"
+            f"got {seconds}"
         )
 
 
@@ -222,10 +219,12 @@ class Host:
             check_try_seconds(confirm_within)
         async with self.busy, self.lock.held(actor):
             if confirm_within is not None and self.pending is not None:
-                left = self.pending.to_json()["seconds_left"]
-                raise OpError(
-                    f"another try is waiting for its confirmation ({left} s left): "
-                    "confirm or roll it back first; nothing was changed"
+                pending = self.pending.to_json()
+                raise Refused(
+                    "try",
+                    "refused, nothing applied: another try is waiting for its confirmation "
+                    f"(rolled back at {pending['deadline']}, in {pending['seconds_left']} s, "
+                    "unless confirmed)",
                 )
             plan = await make_plan(dict(desired), self.plugins)
             if select is not None:

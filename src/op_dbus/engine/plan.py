@@ -110,7 +110,8 @@ async def _plan_one(
         return PluginPlan(name, "error", f"query failed: {describe_error(exc)}", None, desired)
     try:
         await plugin.check(current, desired, document)
-        actions = plugin.diff(current, desired)
+        # a worker thread: diffing a large document must not hold up the daemon's event loop
+        actions = await asyncio.to_thread(plugin.diff, current, desired)
     except Refused as refusal:
         return PluginPlan(name, "refused", refusal.message, None, desired)
     except Exception as exc:

@@ -6,6 +6,9 @@ tests and the lab can point op-dbus at a private bus with system-bus semantics.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
@@ -16,15 +19,51 @@ BUS_NAME = "org.freedesktop.DBus"
 BUS_PATH = "/org/freedesktop/DBus"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 
+_disconnect_waiters: set[asyncio.Task[None]] = set()
+
 
 async def connect_system_bus(address: str, *, auth_timeout: float | None = None) -> MessageBus:
     """Connect and say Hello to the system-type bus at `address` (`unix:path=...`)."""
     bus = MessageBus(bus_address=address, bus_type=BusType.SYSTEM, auth_timeout=auth_timeout)
     try:
-        return await bus.connect()
+        await bus.connect()
     except BaseException:  # also on cancellation: never leak the socket
         bus.disconnect()
         raise
+    writer = getattr(bus, "_writer", None)
+    if writer is not None and hasattr(writer, "sock"):
+        writer.sock = _SendOrWait(writer.sock)
+    waiter = asyncio.get_running_loop().create_task(_take_disconnect_reason(bus))
+    _disconnect_waiters.add(waiter)
+    waiter.add_done_callback(_disconnect_waiters.discard)
+    return bus
+
+
+class _SendOrWait:
+    """The bus socket as dbus-fast's writer uses it, except that send() on a full socket
+    buffer returns 0 (the writer then waits until the socket is writable) instead of raising.
+    dbus-fast 5.2 takes that EAGAIN for a lost connection (python-dbus-next#153): a bus slow
+    to read from us, e.g. busy with a caller's flood, made the daemon drop off the bus."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def send(self, data: bytes | memoryview) -> int:
+        try:
+            return self._sock.send(data)
+        except BlockingIOError:
+            return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+async def _take_disconnect_reason(bus: MessageBus) -> None:
+    """Retrieve why the bus went away (EOFError when dbus-daemon restarts): a connection
+    nobody waits on, such as a plugin's, would otherwise log "Future exception was never
+    retrieved" with a traceback when it is collected. Whoever cares sees the loss anyway."""
+    with contextlib.suppress(Exception):
+        await bus.wait_for_disconnect()
 
 
 async def call(
