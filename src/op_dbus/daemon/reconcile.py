@@ -186,12 +186,15 @@ class Reconciler:
         keep their cache from the plan's reads; every other touched section goes stale (read
         when someone asks). Returns the drift report, or None when the host matches."""
         names = set(names)
-        declared = {n: s for n, s in self.desired.items() if n in names}
-        self.stale |= names - set(declared)
-        if not declared:
+
+        def declared() -> dict[str, Section]:
+            return {n: s for n, s in self.desired.items() if n in names}
+
+        self.stale |= names - set(declared())
+        if not declared():
             return None
         if self.policy == Policy.OBSERVE:
-            plan = await self.host.plan(declared)
+            plan = await self.host.plan(declared())
             self._note_plan(plan)
             if not plan.pending:
                 return None
@@ -200,7 +203,7 @@ class Reconciler:
         reports: list[dict[str, Any]] = []
         started = time.monotonic()
         change = await self.host.apply(
-            declared,
+            declared,  # read under the lock: a try's rollback may change it meanwhile
             actor=f"{ACTOR}:corrective",
             mode=mode,
             select=lambda plan: reports.append(self._hold_back(plan)),

@@ -201,7 +201,7 @@ class Host:
     # -- changing ------------------------------------------------------------------------
     async def apply(
         self,
-        desired: Mapping[str, Section],
+        desired: Mapping[str, Section] | Callable[[], Mapping[str, Section]],
         *,
         actor: str,
         mode: str,
@@ -213,11 +213,17 @@ class Host:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
         record it. `on_plan` sees the plan before it runs (to show it). With
         `confirm_within`, a change that took effect becomes the pending try: rolled back
-        unless `confirm()` comes in time."""
-        self._check_names(desired)
+        unless `confirm()` comes in time. A callable `desired` is read once the lock is held:
+        a caller whose wishes may change while it waits (the daemon's drift check, behind a
+        try's rollback) plans what it wants then, not what it wanted before."""
         if confirm_within is not None:
             check_try_seconds(confirm_within)
+        if not callable(desired):
+            self._check_names(desired)
         async with self.busy, self.lock.held(actor):
+            if callable(desired):
+                desired = desired()
+                self._check_names(desired)
             if confirm_within is not None and self.pending is not None:
                 pending = self.pending.to_json()
                 raise Refused(
