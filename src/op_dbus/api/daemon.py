@@ -80,9 +80,12 @@ class DaemonApi:
         confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]:
-        options = json.dumps({"actor": actor, "confirm_within": confirm_within})
-        reply = await self._call("Apply", "ss", [_document(sections), options])
+        options = {"actor": actor, "confirm_within": confirm_within}
+        if expect_revision is not None:
+            options["expect_revision"] = expect_revision
+        reply = await self._call("Apply", "ss", [_document(sections), json.dumps(options)])
         if on_plan is not None:
             on_plan(reply["plan"])
         return reply

@@ -35,6 +35,7 @@ class LocalApi:
         confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]:
         change = await self.host.apply(
             sections,
@@ -43,6 +44,7 @@ class LocalApi:
             progress=progress,
             confirm_within=confirm_within,
             on_plan=None if on_plan is None else lambda plan: on_plan(plan.to_json()),
+            expect_revision=expect_revision,
         )
         pending = self.host.pending
         return change.to_json() | {"try": pending.to_json() if pending else None}

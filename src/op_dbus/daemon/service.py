@@ -301,7 +301,11 @@ class Daemon:
         return self.loaded.state.sections() if self.loaded is not None else {}
 
     async def apply_state(
-        self, text: str, actor: str, confirm_within: float | None = None
+        self,
+        text: str,
+        actor: str,
+        confirm_within: float | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]:
         """A change through the daemon: applied now and, if it took effect, kept as a
         runtime change on top of the state file (for a try: once confirmed)."""
@@ -314,6 +318,7 @@ class Daemon:
             actor=actor,
             confirm_within=confirm_within,
             apply=sections,
+            expect_revision=expect_revision,
         )
         code = change.result.exit_code
         if code in (ExitCode.OK, ExitCode.UNEXPECTED) and change.plan.pending:

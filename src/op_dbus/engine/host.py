@@ -24,7 +24,7 @@ from op_dbus.engine.inventory import read_section
 from op_dbus.engine.lock import DEFAULT_WAIT, ApplyLock
 from op_dbus.engine.plan import Plan, make_plan
 from op_dbus.engine.verify import verify_state
-from op_dbus.errors import InvalidInput, NothingPending, OpError
+from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
 from op_dbus.plugins import make_plugin
@@ -207,11 +207,14 @@ class Host:
         select: Select | None = None,
         confirm_within: float | None = None,
         on_plan: Callable[[Plan], None] | None = None,
+        expect_revision: str | None = None,
     ) -> Change:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
         record it. `on_plan` sees the plan before it runs (to show it). With
         `confirm_within`, a change that took effect becomes the pending try: rolled back
-        unless `confirm()` comes in time."""
+        unless `confirm()` comes in time. With `expect_revision` (a plan's `revision`), the
+        change is refused unless the host still reads as it did for that plan: a caller
+        applies only what it was shown."""
         self._check_names(desired)
         if confirm_within is not None:
             check_try_seconds(confirm_within)
@@ -223,6 +226,12 @@ class Host:
                     "confirm or roll it back first; nothing was changed"
                 )
             plan = await make_plan(dict(desired), self.plugins)
+            if expect_revision is not None and plan.revision != expect_revision:
+                raise Refused(
+                    "plan",
+                    f"the host changed since the plan was made (revision {expect_revision[:12]}, "
+                    f"now {plan.revision[:12]}); nothing was changed: make a new plan",
+                )
             if select is not None:
                 select(plan)
             if on_plan is not None:

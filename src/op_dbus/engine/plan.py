@@ -8,10 +8,12 @@ pretending the host converged.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from op_dbus.ledger.entries import canonical
 from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, Plugin, Section
 
@@ -59,6 +61,13 @@ class Plan:
         """Sections that could not be planned; applying them must be refused."""
         return [entry for entry in self.plugins if entry.status != "ready"]
 
+    @property
+    def revision(self) -> str:
+        """A digest of the readings this plan was made from: a later plan of the same state
+        with another revision means the host changed in between (a stale plan)."""
+        readings = {entry.name: [entry.status, entry.current] for entry in self.plugins}
+        return hashlib.sha256(canonical(readings)).hexdigest()
+
     def get(self, name: str) -> PluginPlan | None:
         return next((entry for entry in self.plugins if entry.name == name), None)
 
@@ -72,6 +81,7 @@ class Plan:
         """The one JSON form of a plan, on every surface (CLI --json, D-Bus, MCP)."""
         return {
             "pending": self.pending,
+            "revision": self.revision,
             "summary": self.summary(),
             "plugins": [p.to_json() for p in self.plugins],
         }
