@@ -68,6 +68,23 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _ledger_line(entry: dict[str, Any]) -> dict[str, Any]:
+    value = entry["entry"]
+    subject = f"{value.get('plugin')}:{value.get('resource')}" if value.get("plugin") else ""
+    result = value.get("result")
+    if isinstance(result, dict):
+        result = result.get("message") or f"exit {result.get('exit_code')}"
+    return {
+        "index": entry["index"],
+        "time": value.get("time"),
+        "type": value.get("type"),
+        "kind": value.get("kind"),
+        "subject": subject,
+        "actor": value.get("actor"),
+        "result": result,
+    }
+
+
 class McpService:
     """The tools' work for one server (one API, one plan book, one rate limit)."""
 
@@ -123,6 +140,24 @@ class McpService:
 
         reply = await self.api.query(PLUGIN_ORDER)
         return {**topology(reply["state"]), "skipped": reply["skipped"]}
+
+    async def snapshot(self) -> dict[str, Any]:
+        """What the live page shows: the topology, the pending try, the daemon's counters
+        and the last ledger entries."""
+        topo = await self.topology()
+        status = await self.api.status()
+        try:
+            entries = self.ledger_log(10, None, None)["entries"]
+        except InvalidInput:  # no ledger yet
+            entries = []
+        return {
+            "topology": topo,
+            "try": status.get("try"),
+            "daemon": status.get("daemon"),
+            "drift": status.get("drift"),
+            "last_apply": status.get("last_apply"),
+            "ledger": [_ledger_line(e) for e in reversed(entries)],
+        }
 
     async def plan(self, state: dict[str, Any] | str) -> dict[str, Any]:
         sections, mode = self.parse(state)

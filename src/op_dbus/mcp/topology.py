@@ -46,6 +46,20 @@ def topology(state: dict[str, Any]) -> dict[str, Any]:
                 "container": None if container is None else container.get("name"),
             }
         )
+    for container in containers:  # a container's veth is its section's, not net's port
+        bridge = bridges.get(container.get("bridge") or "")
+        veth = container.get("veth")
+        if bridge is not None and veth and veth not in {p["name"] for p in bridge["ports"]}:
+            bridge["ports"].append(
+                {
+                    "name": veth,
+                    "type": "container",
+                    "vlan": None,
+                    "addresses": [],
+                    "error": None,
+                    "container": container.get("name"),
+                }
+            )
     attached = {p["container"] for b in bridges.values() for p in b["ports"] if p["container"]}
     return {
         "bridges": list(bridges.values()),
