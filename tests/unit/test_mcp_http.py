@@ -166,3 +166,19 @@ def test_a_world_readable_token_file_is_refused(tmp_path: Path) -> None:
     done = op_dbus(tmp_path, "mcp", "--http", str(free_port()))
     assert done.returncode == 2
     assert "readable by others" in done.stderr
+
+
+def test_the_login_cookie_opens_the_page_and_never_the_mcp_endpoint(server: Server) -> None:
+    assert httpx2.get(f"{server.url}/").status_code == 303  # to the login form
+    wrong = httpx2.post(f"{server.url}/login", data={"token": "guess"})
+    assert wrong.status_code == 401 and "opdbus_mcp" not in wrong.headers.get("set-cookie", "")
+    login = httpx2.post(f"{server.url}/login", data={"token": server.token})
+    assert login.status_code == 303
+    cookie = login.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    jar = {"opdbus_mcp": server.token}
+    page = httpx2.get(f"{server.url}/", cookies=jar)
+    assert page.status_code == 200 and "EventSource" in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert httpx2.get(f"{server.url}/mcp", cookies=jar, headers=ACCEPT).status_code == 401
+    assert server.post(cookie=f"opdbus_mcp={server.token}").status_code == 401

@@ -3,8 +3,8 @@
 - Host: only names this server is meant to be reached by (DNS rebinding: a page of another
   site that resolves its own name to this address sends its own name as Host) -> else 421.
 - Origin: a browser's cross-site request carries a foreign Origin -> 403.
-- Token: `Authorization: Bearer <token>`; the live page may use the cookie the login form
-  sets (GET only, SameSite=Strict) -> else 401. The token's id goes into the ASGI scope
+- Token: `Authorization: Bearer <token>`; the live page (and only it) may use the cookie the
+  login form sets (GET only, SameSite=Strict) -> else 401. The token's id goes into the ASGI scope
   (`opdbus.token_id`) for the ledger's actor.
 - Body: bounded before anything parses it, declared or chunked -> 413 (the SDK's limiter).
 """
@@ -26,6 +26,8 @@ from op_dbus.mcp.token import TokenFile
 COOKIE = "opdbus_mcp"
 OPEN_PATHS = frozenset({"/login"})
 """Served without a token (the login form itself)."""
+COOKIE_PATHS = frozenset({"/", "/events"})
+"""Where the login cookie opens (the live page); never /mcp."""
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_BODY = 1024 * 1024
 MAX_HEADER_VALUE = 8192
@@ -91,18 +93,18 @@ class Guard:
         if self.tokens is None:
             scope["opdbus.token_id"] = "no-auth"
             return None
-        token_id = self._authenticate(headers, scope["method"])
+        token_id = self._authenticate(headers, scope["method"], scope["path"])
         if token_id is None:
             return unauthorized(scope)
         scope["opdbus.token_id"] = token_id
         return None
 
-    def _authenticate(self, headers: Headers, method: str) -> str | None:
+    def _authenticate(self, headers: Headers, method: str, path: str) -> str | None:
         assert self.tokens is not None
         auth = headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
             return self.tokens.check(auth[7:].strip())
-        if method == "GET" and (raw := headers.get("cookie")):
+        if method == "GET" and path in COOKIE_PATHS and (raw := headers.get("cookie")):
             cookie: SimpleCookie = SimpleCookie()
             try:
                 cookie.load(raw)
