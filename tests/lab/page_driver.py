@@ -43,14 +43,16 @@ def seen(driver: webdriver.Chrome) -> dict[str, list[str]]:
 
 def log_in(driver: webdriver.Chrome, url: str, token: str) -> None:
     deadline = time.monotonic() + 30
-    while True:  # the server may still be starting
+    while True:  # the server may still be starting: Chromium then shows its own error page
         try:
             driver.get(url + "/")
-            break
+            if driver.find_elements(By.ID, "token"):
+                break
         except WebDriverException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no login form at {url}: {driver.page_source[:300]}")
+        time.sleep(0.3)
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.ID, "open").click()
     deadline = time.monotonic() + 30
