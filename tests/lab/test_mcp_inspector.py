@@ -90,16 +90,19 @@ class McpDaemon:
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(lab.exec_argv(argv), stdout=out, stderr=subprocess.STDOUT)
 
-    def stop(self) -> None:
+    def stop(self) -> int:
+        """SIGTERM by PID; the daemon's exit code (SIGKILL, and -9, if it hangs)."""
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
-            self.proc.wait(timeout=30)
+            code = self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            code = self.proc.wait()
+        self.output = self.log.read_text()
         self.log.unlink()
         self.dir.rmdir()
+        return code
 
 
 @pytest.fixture
@@ -109,8 +112,9 @@ def daemon(lab: Lab) -> Iterator[McpDaemon]:
     try:
         yield started
     finally:
-        started.stop()
+        code = started.stop()
         run_in_lab(lab, "ovs-vsctl", "--timeout=10", "--if-exists", "del-br", BRIDGE)
+    assert code == 0, f"the daemon serving MCP did not stop cleanly:\n{started.output}"
 
 
 def test_inspector_over_http_to_the_daemon_plans_applies_and_confirms(

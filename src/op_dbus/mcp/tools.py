@@ -13,7 +13,7 @@ import inspect
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
@@ -57,6 +57,10 @@ class PlanReply(TypedDict):
     text: str
     plan: dict[str, Any]
     mode: str
+    expires: NotRequired[str]
+    """When plan_id stops being valid (UTC)."""
+    not_appliable: NotRequired[str]
+    """Why no plan_id: the sections that cannot be handled, and why."""
 
 
 ApplyReply = TypedDict(
