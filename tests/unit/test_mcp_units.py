@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from op_dbus.errors import Busy, InvalidInput, Refused
@@ -33,6 +33,7 @@ def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
 
 
 @given(st.text(max_size=40))
+@example("9573²")  # a digit to str.isdigit, not to int()
 def test_any_listen_text_parses_or_is_invalid_input(text: str) -> None:
     try:
         address, port = parse_listen(text)

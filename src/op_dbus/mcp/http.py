@@ -58,7 +58,7 @@ def parse_listen(text: str) -> tuple[str, int]:
         address, port_text = text[1:end], text[end + 2 :]
     elif ":" in text:
         address, port_text = text.rsplit(":", 1)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise InvalidInput(f"--http: port must be a number from 1 to 65535, got {port_text!r}")
     if address != "localhost":
         import ipaddress
