@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -59,23 +60,70 @@ def op_dbus(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int) -> None:
+    def __init__(self, data_dir: Path, port: int, ca: Path | None) -> None:
         self.data_dir = data_dir
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
+        self.verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca) if ca else True
+        """TLS: the server's self-signed certificate is the one trusted CA."""
+        self.http = httpx2.Client(verify=self.verify)
         self.token = op_dbus(data_dir, "mcp", "token").stdout.strip()
 
     def post(self, body: Any = INIT, **headers: str) -> httpx2.Response:
-        return httpx2.post(f"{self.url}/mcp", json=body, headers={**ACCEPT, **headers})
+        return self.http.post(f"{self.url}/mcp", json=body, headers={**ACCEPT, **headers})
 
     def bearer(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token}"}
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(params=["http", "https"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     port = free_port()
+    tls: list[str] = []
+    cert = None
+    if request.param == "https":
+        cert, key = self_signed(tmp_path)
+        tls = ["--tls-cert", str(cert), "--tls-key", str(key)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "op_dbus", "mcp", "--http", f"127.0.0.1:{port}"],
+        [sys.executable, "-m", "op_dbus", "mcp", "--http", f"127.0.0.1:{port}", *tls],
         env=environment(tmp_path),
         stderr=subprocess.PIPE,
         text=True,
@@ -90,7 +138,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 assert time.monotonic() < deadline, "the server did not start listening"
                 time.sleep(0.05)
-        yield Server(tmp_path, port)
+        yield Server(tmp_path, port, cert)
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -131,7 +179,7 @@ def test_the_token_file_is_private_and_stable_until_rotated(server: Server) -> N
 
 
 async def test_the_sdk_client_lists_the_tools_over_http(server: Server) -> None:
-    http = httpx2.AsyncClient(headers=server.bearer())
+    http = httpx2.AsyncClient(headers=server.bearer(), verify=server.verify)
     async with Client(streamable_http_client(f"{server.url}/mcp", http_client=http)) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
         refused = await client.call_tool("apply_plan", {"plan_id": "abc"})
@@ -169,16 +217,16 @@ def test_a_world_readable_token_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_login_cookie_opens_the_page_and_never_the_mcp_endpoint(server: Server) -> None:
-    assert httpx2.get(f"{server.url}/").status_code == 303  # to the login form
-    wrong = httpx2.post(f"{server.url}/login", data={"token": "guess"})
+    assert server.http.get(f"{server.url}/").status_code == 303  # to the login form
+    wrong = server.http.post(f"{server.url}/login", data={"token": "guess"})
     assert wrong.status_code == 401 and "opdbus_mcp" not in wrong.headers.get("set-cookie", "")
-    login = httpx2.post(f"{server.url}/login", data={"token": server.token})
+    login = server.http.post(f"{server.url}/login", data={"token": server.token})
     assert login.status_code == 303
     cookie = login.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
-    jar = {"opdbus_mcp": server.token}
-    page = httpx2.get(f"{server.url}/", cookies=jar)
+    jar = httpx2.Client(verify=server.verify, cookies={"opdbus_mcp": server.token})
+    page = jar.get(f"{server.url}/")
     assert page.status_code == 200 and "EventSource" in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
-    assert httpx2.get(f"{server.url}/mcp", cookies=jar, headers=ACCEPT).status_code == 401
+    assert jar.get(f"{server.url}/mcp", headers=ACCEPT).status_code == 401
     assert server.post(cookie=f"opdbus_mcp={server.token}").status_code == 401
