@@ -144,3 +144,11 @@ async def test_resources_are_listed(tmp_path: Any) -> None:
             "opdbus://ledger/checkpoint",
             "opdbus://topology",
         }
+
+
+async def test_list_arguments_are_bounded(tmp_path: Any) -> None:
+    async with client(tmp_path) as read_only:
+        many = await read_only.call_tool("query_state", {"names": ["x*"] * 65})
+        long = await read_only.call_tool("query_state", {"names": ["x" * 129]})
+    assert many.is_error and "names" in many.content[0].text
+    assert long.is_error and "names" in long.content[0].text

@@ -33,6 +33,8 @@ back by itself unless you call confirm within confirm_within seconds, after chec
 host still works. A plan is refused if the host changed after it was made: plan again.
 """
 
+Name = Annotated[str, Field(max_length=128)]
+"""A resource name, pattern or action description: bounded like every input."""
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True)
 CLIENT_NAME_MAX = 64
 
@@ -152,14 +154,15 @@ def build_server(service: McpService) -> MCPServer:
     @guarded
     async def query_state(
         sections: Annotated[
-            list[str] | None,
-            Field(description="Sections to read: net, lxc, systemd (default: all)."),
+            list[Name] | None,
+            Field(max_length=8, description="Sections to read: net, lxc, systemd (default: all)."),
         ] = None,
         names: Annotated[
-            list[str],
+            list[Name],
             Field(
+                max_length=64,
                 description="Keep only resources whose name matches one of these shell "
-                "patterns (bridges/ports, containers by name or id, units), e.g. ['ovsbr*']."
+                "patterns (bridges/ports, containers by name or id, units), e.g. ['ovsbr*'].",
             ),
         ] = [],  # noqa: B006 - pydantic copies defaults
     ) -> QueryReply:
@@ -204,7 +207,7 @@ def build_server(service: McpService) -> MCPServer:
     @guarded
     async def apply_plan(
         ctx: Context,
-        plan_id: Annotated[str, Field(description="The plan_id `plan` returned.")],
+        plan_id: Annotated[str, Field(max_length=64, description="The plan_id `plan` returned.")],
         confirm_within: Annotated[
             int,
             Field(
@@ -214,8 +217,11 @@ def build_server(service: McpService) -> MCPServer:
             ),
         ] = TRY_DEFAULT,
         acknowledge: Annotated[
-            list[str],
-            Field(description="Each dangerous action of the plan, as `plan` listed it."),
+            list[Name],
+            Field(
+                max_length=256,
+                description="Each dangerous action of the plan, as `plan` listed it.",
+            ),
         ] = [],  # noqa: B006
     ) -> ApplyReply:
         actor, caller = caller_of(ctx)
@@ -285,7 +291,7 @@ def build_server(service: McpService) -> MCPServer:
     @guarded
     async def doctor(
         mode: Annotated[
-            str, Field(description="agent, standalone or full: the mode to check for.")
+            Name, Field(description="agent, standalone or full: the mode to check for.")
         ] = "full",
     ) -> dict[str, Any]:
         """What the mode needs (D-Bus, systemd, Open vSwitch, LXC, ...), whether each is
@@ -296,9 +302,9 @@ def build_server(service: McpService) -> MCPServer:
     @guarded
     async def ledger_log(
         count: Annotated[int, Field(ge=1, le=500, description="How many latest entries.")] = 20,
-        plugin: Annotated[str | None, Field(description="Only this plugin's actions.")] = None,
+        plugin: Annotated[Name | None, Field(description="Only this plugin's actions.")] = None,
         since: Annotated[
-            str | None, Field(description="Only entries at or after this ISO 8601 time.")
+            Name | None, Field(description="Only entries at or after this ISO 8601 time.")
         ] = None,
     ) -> dict[str, Any]:
         """The latest entries of the tamper-evident ledger: every apply (actor, mode,
