@@ -30,7 +30,8 @@ IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
 # The seed's Full-mode file against the lab: doctor, the plan, the apply (bridges, containers
 # and openvswitch.service in one checkpointed change), cross-checks with the peer tools, a
 # no-op re-apply, addresses for the containers and gateway pinging warp across mesh, the daemon
-# repairing a port deleted behind its back, then the ledger with a verified, signed checkpoint.
+# repairing a port deleted behind its back, an independent MCP client's calls to the daemon's
+# MCP server, then the ledger with a verified, signed checkpoint.
 demo: setup
 	$(OPDBUS) lab up --name $(LAB)
 	$(IN_LAB) $(OPDBUS) doctor --mode full
@@ -46,6 +47,7 @@ demo: setup
 	$(IN_LAB) $(OPDBUS) apply examples/full-mode-addressed.json
 	$(IN_LAB) sh -c 'lxc-attach -P "$$OPDBUS_LXC_PATH" -n gateway -- ping -c 2 -W 2 10.0.0.101'
 	$(IN_LAB) sh scripts/demo-daemon $(OPDBUS) examples/full-mode-addressed.json
+	$(IN_LAB) sh scripts/demo-mcp $(OPDBUS) examples/full-mode-addressed.json
 	$(IN_LAB) $(OPDBUS) ledger log
 	$(IN_LAB) $(OPDBUS) ledger verify
 	$(IN_LAB) $(OPDBUS) ledger checkpoint

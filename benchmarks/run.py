@@ -31,6 +31,7 @@ SUITES: dict[str, tuple[str, str]] = {
         "Daemon",
         "an admin's repair by hand (`ovs-vsctl add-port`); reading the host directly",
     ),
+    "mcp_bench": ("MCP", "reading the host directly; `op-dbus diff` of the same file"),
 }
 
 

@@ -38,6 +38,7 @@ python3Packages.buildPythonApplication {
     pyroute2
     pyyaml
     cryptography
+    mcp
   ];
 
   # The test suite needs root and real OVS, systemd and LXC (the lab): `make test` runs it.

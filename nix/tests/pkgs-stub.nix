@@ -64,6 +64,7 @@ let
         "pyroute2"
         "pyyaml"
         "cryptography"
+        "mcp"
       ] package
       // {
         buildPythonApplication =

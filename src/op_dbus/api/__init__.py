@@ -36,8 +36,10 @@ class HostApi(Protocol):
         confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]:
-        """`{"plan": ..., "result": ..., "try": {...} | None}`."""
+        """`{"plan": ..., "result": ..., "try": {...} | None}`. With `expect_revision` (a
+        plan's `revision`): refused (`Refused`) when the host changed since that plan."""
 
     async def confirm(self, *, actor: str) -> dict[str, Any]: ...
 

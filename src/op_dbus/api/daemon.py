@@ -25,8 +25,21 @@ PATH = "/org/opdbus/state"
 INTERFACE = "org.opdbus.StateManager"
 
 
-def _document(sections: dict[str, Section]) -> str:
+def document(sections: dict[str, Section]) -> str:
+    """Sections as the state document the daemon's methods take."""
     return json.dumps({"version": 1, "plugins": sections})
+
+
+def narrow(reply: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The daemon's whole cached state narrowed to the sections `names`."""
+    wanted = set(names)
+    return {
+        "state": {
+            "version": 1,
+            "plugins": {n: s for n, s in reply["state"]["plugins"].items() if n in wanted},
+        },
+        "skipped": {n: why for n, why in reply["skipped"].items() if n in wanted},
+    }
 
 
 class DaemonApi:
@@ -58,18 +71,10 @@ class DaemonApi:
         return json.loads(reply) if isinstance(reply, str) else reply
 
     async def query(self, names: Iterable[str]) -> dict[str, Any]:
-        reply = await self._call("QueryState")
-        wanted = set(names)
-        return {
-            "state": {
-                "version": 1,
-                "plugins": {n: s for n, s in reply["state"]["plugins"].items() if n in wanted},
-            },
-            "skipped": {n: why for n, why in reply["skipped"].items() if n in wanted},
-        }
+        return narrow(await self._call("QueryState"), names)
 
     async def plan(self, sections: dict[str, Section]) -> dict[str, Any]:
-        return await self._call("Diff", "s", [_document(sections)])
+        return await self._call("Diff", "s", [document(sections)])
 
     async def apply(
         self,
@@ -80,9 +85,12 @@ class DaemonApi:
         confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]:
-        options = json.dumps({"actor": actor, "confirm_within": confirm_within})
-        reply = await self._call("Apply", "ss", [_document(sections), options])
+        options = {"actor": actor, "confirm_within": confirm_within}
+        if expect_revision is not None:
+            options["expect_revision"] = expect_revision
+        reply = await self._call("Apply", "ss", [document(sections), json.dumps(options)])
         if on_plan is not None:
             on_plan(reply["plan"])
         return reply
@@ -94,7 +102,7 @@ class DaemonApi:
         return await self._call("Rollback")
 
     async def verify(self, sections: dict[str, Section]) -> dict[str, Any]:
-        return await self._call("VerifyState", "s", [_document(sections)])
+        return await self._call("VerifyState", "s", [document(sections)])
 
     async def status(self) -> dict[str, Any]:
         return await self._call("Status")

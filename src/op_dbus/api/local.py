@@ -8,7 +8,7 @@ from typing import Any
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import Progress
 from op_dbus.engine.host import Host
-from op_dbus.engine.lock import read_holder
+from op_dbus.engine.lock import DEFAULT_WAIT, read_holder
 from op_dbus.plugins.base import Section
 
 
@@ -16,7 +16,12 @@ class LocalApi:
     via = "local"
 
     def __init__(
-        self, endpoints: Endpoints, names: Iterable[str], *, use_ledger: bool, lock_wait: float
+        self,
+        endpoints: Endpoints,
+        names: Iterable[str],
+        *,
+        use_ledger: bool,
+        lock_wait: float = DEFAULT_WAIT,
     ) -> None:
         self.endpoints = endpoints
         self.host = Host(endpoints, names, use_ledger=use_ledger, lock_wait=lock_wait)
@@ -37,6 +42,7 @@ class LocalApi:
         confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]:
         change = await self.host.apply(
             sections,
@@ -45,6 +51,7 @@ class LocalApi:
             progress=progress,
             confirm_within=confirm_within,
             on_plan=None if on_plan is None else lambda plan: on_plan(plan.to_json()),
+            expect_revision=expect_revision,
         )
         pending = self.host.pending
         return change.to_json() | {"try": pending.to_json() if pending else None}

@@ -56,6 +56,15 @@ def run(
         envvar="OPDBUS_CACHE",
         help="Answer queries from memory; --no-cache reads the host for each (NixOS: enableCache).",
     ),
+    mcp_http: str = typer.Option(
+        None, "--mcp-http", metavar="ADDR:PORT", help="Serve MCP over HTTP too (e.g. 9573)."
+    ),
+    mcp_token_file: Path = typer.Option(
+        None, "--mcp-token-file", help="The MCP bearer token's file (default: in the data dir)."
+    ),
+    mcp_allow_write: bool = typer.Option(
+        False, "--mcp-allow-write", help="Let MCP clients change the host (each change a try)."
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every event."),
 ) -> None:
     """Apply the state at start, then keep the host converged and answer on D-Bus."""
@@ -71,6 +80,17 @@ def run(
     cli = cli_context(ctx)
     if state_file is not None:
         load_or_exit(str(state_file), cli)  # refuse an invalid file before touching anything
+    mcp = None
+    if mcp_http is not None:
+        from op_dbus.cli.mcp import http_options
+        from op_dbus.errors import OpError
+
+        try:
+            mcp = http_options(
+                cli, mcp_http, mcp_token_file, None, None, [], False, mcp_allow_write
+            )
+        except (OpError, PermissionError) as err:
+            fail(ExitCode.INVALID_INPUT, getattr(err, "message", str(err)))
     logging.basicConfig(format="op-dbus[%(process)d]: %(levelname)s %(message)s")
     logging.getLogger("op_dbus").setLevel(logging.DEBUG if verbose else logging.INFO)
     options = DaemonOptions(
@@ -83,6 +103,8 @@ def run(
         use_cache=cache,
         poll_interval=poll_interval,
         fight_threshold=fight_threshold,
+        mcp_http=mcp,
+        mcp_allow_write=mcp_allow_write,
     )
     try:
         with DaemonLock(cli.endpoints.data_dir):

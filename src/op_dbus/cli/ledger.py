@@ -9,7 +9,6 @@ The ledger modules are imported inside the commands so that `op-dbus --help` sta
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -20,10 +19,11 @@ import typer
 
 from op_dbus.cli.context import JSON_OPT, check_plugin_names, cli_context, fail, print_json, stdout
 from op_dbus.exitcodes import ExitCode
+from op_dbus.ledger.views import b64, entry_json, report_json
 
 if TYPE_CHECKING:
     from op_dbus.ledger.audit import AuditReport
-    from op_dbus.ledger.store import Entry, Ledger
+    from op_dbus.ledger.store import Ledger
 
 ledger_app = typer.Typer(no_args_is_help=True, add_completion=False)
 proof_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -32,10 +32,6 @@ ledger_app.add_typer(proof_app, name="proof", help="Inclusion and consistency pr
 KEY_OPT = typer.Option(
     None, "--key", help="Expected public key (verifier key string, as `checkpoint --public-key`)."
 )
-
-
-def b64(value: bytes) -> str:
-    return base64.b64encode(value).decode()
 
 
 @contextmanager
@@ -103,10 +99,6 @@ def summary(value: dict[str, Any]) -> tuple[str, str, str]:
     return f"{phase}{value.get('kind', value.get('type'))}", subject, outcome
 
 
-def entry_json(entry: Entry) -> dict[str, Any]:
-    return {"index": entry.index, "leaf_hash": b64(entry.leaf_hash), "entry": entry.value}
-
-
 @ledger_app.command("log")
 def log(
     ctx: typer.Context,
@@ -166,18 +158,6 @@ def show(
     for entry in entries:
         console.print(f"[bold]entry {entry.index}[/] leaf {b64(entry.leaf_hash)}")
         console.print(Pretty(entry.value, indent_guides=True))
-
-
-def report_json(report: AuditReport) -> dict[str, Any]:
-    return {
-        "ok": report.ok,
-        "size": report.size,
-        "root": b64(report.root),
-        "checkpoints": report.checkpoints,
-        "verified_size": report.verified_size,
-        "first_bad_index": report.first_bad,
-        "problems": [{"index": p.index, "message": p.message} for p in report.problems],
-    }
 
 
 def print_report(report: AuditReport, what: str, json_out: bool) -> None:

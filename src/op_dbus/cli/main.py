@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from op_dbus.cli import daemon, doctor, lab, ledger, plan_cmds, state_cmds
+from op_dbus.cli import daemon, doctor, lab, ledger, mcp, plan_cmds, state_cmds
 from op_dbus.cli.context import MODES, CliContext
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
@@ -91,6 +91,7 @@ app.command("status", help="The daemon, runtime changes, a pending try, the appl
 app.add_typer(lab.lab_app, name="lab", help="A disposable sandbox of real OVS, systemd and LXC.")
 app.add_typer(ledger.ledger_app, name="ledger", help="The tamper-evident record of every change.")
 app.add_typer(ledger.ledger_app, name="blockchain", help="Alias of `ledger`.", hidden=True)
+app.add_typer(mcp.mcp_app, name="mcp", help="The MCP server for AI agents (stdio or HTTP).")
 
 
 def run() -> None:

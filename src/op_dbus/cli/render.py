@@ -67,9 +67,8 @@ def plugin_plan_lines(entry: dict[str, Any]) -> list[Line]:
     return lines
 
 
-def render_plan(console: Console, plan: dict[str, Any]) -> None:
-    """Print the plan in one write. Colour costs rich ~0.1 s per thousand lines, so output
-    that is not a terminal (pipes, logs, benchmarks) gets the same text without it."""
+def plan_lines(plan: dict[str, Any]) -> list[Line]:
+    """Every line of the plan, the summary last."""
     lines = [line for entry in plan["plugins"] for line in plugin_plan_lines(entry)]
     summary = plan["summary"]
     total: Line = [
@@ -83,11 +82,21 @@ def render_plan(console: Console, plan: dict[str, Any]) -> None:
     ]
     if summary["blocked"]:
         total += [(" ", ""), (f"Not handled: {', '.join(summary['blocked'])}.", "magenta")]
-    lines += [[], total]
+    return [*lines, [], total]
+
+
+def plan_text(plan: dict[str, Any]) -> str:
+    """The plan as plain text, as a terminal shows it less the colour (MCP, logs)."""
+    return "\n".join("".join(t for t, _ in line) for line in plan_lines(plan)) + "\n"
+
+
+def render_plan(console: Console, plan: dict[str, Any]) -> None:
+    """Print the plan in one write. Colour costs rich ~0.1 s per thousand lines, so output
+    that is not a terminal (pipes, logs, benchmarks) gets the same text without it."""
     if console.is_terminal:
-        console.print("\n".join(markup(line) for line in lines))
+        console.print("\n".join(markup(line) for line in plan_lines(plan)))
     else:
-        console.file.write("\n".join("".join(t for t, _ in line) for line in lines) + "\n")
+        console.file.write(plan_text(plan))
 
 
 def markup(line: Line) -> str:

@@ -35,6 +35,7 @@ ERR_FAILED = OpError.dbus_name
 TAKES_DOCUMENT = frozenset({"ApplyState", "Apply", "TryState", "Diff", "VerifyState"})
 """Refused at the door when longer than the limit (in characters, so surely in bytes)."""
 ACTOR = "op-dbus-daemon"
+HEX = frozenset("0123456789abcdef")
 
 
 class Backend(Protocol):
@@ -46,7 +47,11 @@ class Backend(Protocol):
     def last_apply_json(self) -> str: ...
     def drift_events(self) -> int: ...
     async def apply_state(
-        self, text: str, actor: str, confirm_within: float | None = None
+        self,
+        text: str,
+        actor: str,
+        confirm_within: float | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]: ...
     async def query_state(self) -> dict[str, Any]: ...
     async def diff(self, text: str) -> dict[str, Any]: ...
@@ -278,7 +283,12 @@ def _options(text: str) -> dict[str, Any]:
         raise InvalidInput("options.actor must be printable text of at most 1024 characters")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
         raise InvalidInput("options.confirm_within must be a whole number of seconds")
-    return {"actor": claimed, "confirm_within": seconds}
+    revision = options.get("expect_revision")
+    if revision is not None and not (
+        isinstance(revision, str) and len(revision) == 64 and set(revision) <= HEX
+    ):
+        raise InvalidInput("options.expect_revision must be a plan's revision (64 hex digits)")
+    return {"actor": claimed, "confirm_within": seconds, "expect_revision": revision}
 
 
 async def _apply_state(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
@@ -288,7 +298,11 @@ async def _apply_state(backend: Backend, uid: int, body: list[Any]) -> tuple[str
 async def _apply(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
     options = _options(body[1])
     actor = _actor(uid, options["actor"])
-    return _text(await backend.apply_state(body[0], actor, options["confirm_within"]))
+    return _text(
+        await backend.apply_state(
+            body[0], actor, options["confirm_within"], options["expect_revision"]
+        )
+    )
 
 
 async def _try(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:

@@ -131,6 +131,7 @@ class Reconciler:
         actor: str,
         confirm_within: float | None = None,
         apply: dict[str, Section] | None = None,
+        expect_revision: str | None = None,
     ) -> Change:
         """An intentional change: `desired` becomes what the daemon enforces, and `apply`
         (default: all of `desired`) is applied now. A resource held by backoff is forgiven:
@@ -144,6 +145,7 @@ class Reconciler:
                 actor=actor,
                 mode=mode,
                 confirm_within=confirm_within,
+                expect_revision=expect_revision,
             )
         except BaseException:
             self.desired = previous

@@ -20,7 +20,7 @@ import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.dbus_api import DbusApi
@@ -44,6 +44,9 @@ from op_dbus.ledger.entries import now_text
 from op_dbus.model import LoadedState, Mode, StateInputError, load_state
 from op_dbus.model.modes import SECTIONS_BY_MODE
 from op_dbus.plugins.base import Section
+
+if TYPE_CHECKING:
+    from op_dbus.mcp.http import HttpOptions
 
 log = logging.getLogger("op_dbus.daemon")
 
@@ -69,6 +72,9 @@ class DaemonOptions:
     """Safety net: every section is re-read this often even without events (LXC has none)."""
     fight_threshold: int = 3
     """Repairs of one resource within a minute after which it is held back (backoff)."""
+    mcp_http: HttpOptions | None = None
+    """Serve MCP over HTTP too, on this daemon's Host and cache (`--mcp-http`)."""
+    mcp_allow_write: bool = False
 
 
 class Daemon:
@@ -175,6 +181,8 @@ class Daemon:
         if "systemd" in r.names:
             session = systemd_session(opts.endpoints.system_bus, self.trigger, self._declared_units)
             jobs.append(watch(f"systemd {opts.endpoints.system_bus}", session, everything))
+        if opts.mcp_http is not None:
+            jobs.append(self._serve_mcp(opts.mcp_http))
         if opts.state_file is not None:
             session = statefile_session(opts.state_file.absolute(), self._file_changed)
             what = f"state file {opts.state_file}"
@@ -194,6 +202,20 @@ class Daemon:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         log.info("stopped")
+
+    async def _serve_mcp(self, http: HttpOptions) -> None:
+        """The MCP server as one more front end of this daemon: its cache, its Host."""
+        from op_dbus.daemon.inproc_api import InProcessApi
+        from op_dbus.mcp.http import serve_http
+        from op_dbus.mcp.service import McpOptions, McpService
+        from op_dbus.mcp.tools import build_server
+
+        options = McpOptions(allow_write=self.options.mcp_allow_write, mode=self.options.mode)
+        service = McpService(InProcessApi(self), self.options.endpoints, options)
+        try:
+            await serve_http(build_server(service), service, http, embedded=True)
+        except SystemExit:  # uvicorn's way of saying it cannot listen; it logged why
+            log.error("MCP: cannot serve on %s; the daemon runs on without it", http.url)
 
     def trigger(self, sections: frozenset[str], why: str) -> None:
         """Called by the watchers: these sections may have changed."""
@@ -320,7 +342,11 @@ class Daemon:
         return self.loaded.state.sections() if self.loaded is not None else {}
 
     async def apply_state(
-        self, text: str, actor: str, confirm_within: float | None = None
+        self,
+        text: str,
+        actor: str,
+        confirm_within: float | None = None,
+        expect_revision: str | None = None,
     ) -> dict[str, Any]:
         """A change through the daemon: applied now and, if it took effect, kept as a
         runtime change on top of the state file (for a try: once confirmed)."""
@@ -335,6 +361,7 @@ class Daemon:
             actor=actor,
             confirm_within=confirm_within,
             apply=sections,
+            expect_revision=expect_revision,
         )
         code = change.result.exit_code
         if code in (ExitCode.OK, ExitCode.UNEXPECTED) and change.plan.pending:

@@ -209,13 +209,16 @@ class Host:
         select: Select | None = None,
         confirm_within: float | None = None,
         on_plan: Callable[[Plan], None] | None = None,
+        expect_revision: str | None = None,
     ) -> Change:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
         record it. `on_plan` sees the plan before it runs (to show it). With
         `confirm_within`, a change that took effect becomes the pending try: rolled back
         unless `confirm()` comes in time. A callable `desired` is read once the lock is held:
         a caller whose wishes may change while it waits (the daemon's drift check, behind a
-        try's rollback) plans what it wants then, not what it wanted before."""
+        try's rollback) plans what it wants then, not what it wanted before. With
+        `expect_revision` (a plan's `revision`), the change is refused unless the host still
+        reads as it did for that plan: a caller applies only what it was shown."""
         if confirm_within is not None:
             check_try_seconds(confirm_within)
         if not callable(desired):
@@ -233,6 +236,12 @@ class Host:
                     "unless confirmed)",
                 )
             plan = await make_plan(dict(desired), self.plugins)
+            if expect_revision is not None and plan.revision != expect_revision:
+                raise Refused(
+                    "plan",
+                    f"the host changed since the plan was made (revision {expect_revision[:12]}, "
+                    f"now {plan.revision[:12]}); nothing was changed: make a new plan",
+                )
             if select is not None:
                 select(plan)
             if on_plan is not None:

@@ -8,11 +8,13 @@ unreachable, query failed, or the file asks for what this host rules out: "refus
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from op_dbus.errors import Refused
+from op_dbus.ledger.entries import canonical
 from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, Plugin, Section
 
@@ -65,6 +67,13 @@ class Plan:
         """Sections a plugin refused to plan (the request is at fault: exit 2, not 6)."""
         return [entry for entry in self.plugins if entry.status == "refused"]
 
+    @property
+    def revision(self) -> str:
+        """A digest of the readings this plan was made from: a later plan of the same state
+        with another revision means the host changed in between (a stale plan)."""
+        readings = {entry.name: [entry.status, entry.current] for entry in self.plugins}
+        return hashlib.sha256(canonical(readings)).hexdigest()
+
     def get(self, name: str) -> PluginPlan | None:
         return next((entry for entry in self.plugins if entry.name == name), None)
 
@@ -82,6 +91,7 @@ class Plan:
         """The one JSON form of a plan, on every surface (CLI --json, D-Bus, MCP)."""
         return {
             "pending": self.pending,
+            "revision": self.revision,
             "summary": self.summary(),
             "plugins": [p.to_json() for p in self.plugins],
         }

@@ -1,0 +1,62 @@
+"""The API over this daemon, for front ends it serves in its own process (MCP over HTTP).
+
+What `DaemonApi` asks over D-Bus, asked directly: the same daemon methods, so a change made
+this way is enforced, recorded and listed exactly like one through org.opdbus, and reads
+come from the daemon's cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from op_dbus.api.daemon import document, narrow
+from op_dbus.daemon.dbus_api import Backend
+from op_dbus.engine.apply import Progress
+from op_dbus.plugins.base import Section
+
+
+class InProcessApi:
+    via = "daemon"
+
+    def __init__(self, daemon: Backend) -> None:
+        self.daemon = daemon
+
+    async def query(self, names: Iterable[str]) -> dict[str, Any]:
+        return narrow(await self.daemon.query_state(), names)
+
+    async def plan(self, sections: dict[str, Section]) -> dict[str, Any]:
+        return await self.daemon.diff(document(sections))
+
+    async def apply(
+        self,
+        sections: dict[str, Section],
+        *,
+        actor: str,
+        mode: str,
+        confirm_within: int | None = None,
+        progress: Progress | None = None,
+        on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
+    ) -> dict[str, Any]:
+        reply = await self.daemon.apply_state(
+            document(sections), actor, confirm_within, expect_revision
+        )
+        if on_plan is not None:
+            on_plan(reply["plan"])
+        return reply
+
+    async def confirm(self, *, actor: str) -> dict[str, Any]:
+        return await self.daemon.confirm(actor)
+
+    async def rollback(self, *, actor: str) -> dict[str, Any]:
+        return await self.daemon.rollback(actor)
+
+    async def verify(self, sections: dict[str, Section]) -> dict[str, Any]:
+        return await self.daemon.verify(document(sections))
+
+    async def status(self) -> dict[str, Any]:
+        return self.daemon.status()
+
+    async def close(self) -> None:
+        """Nothing to release: the daemon owns its Host."""
