@@ -195,3 +195,21 @@ def test_plugin_option_narrows_the_plan_and_repeats() -> None:
     bad = op_dbus("diff", full, "--plugin", "ovs")
     assert bad.returncode == 2
     assert "--plugin must be one of" in bad.stderr
+
+
+def test_init_writes_yaml_or_json_by_the_output_extension(tmp_path: Path) -> None:
+    import yaml
+
+    as_yaml, as_json = tmp_path / "new.yaml", tmp_path / "new.json"
+    assert op_dbus("--mode", "agent", "init", "-o", str(as_yaml)).returncode == 0
+    assert op_dbus("--mode", "agent", "init", "-o", str(as_json)).returncode == 0
+    text = as_yaml.read_text()
+    assert not text.lstrip().startswith("{"), "YAML in a .yaml file, not JSON"
+    assert yaml.safe_load(text) == json.loads(as_json.read_text())
+    assert op_dbus("validate", str(as_yaml)).returncode == 0
+
+
+def test_query_refuses_an_unknown_format() -> None:
+    result = op_dbus("query", "--format", "xml")
+    assert result.returncode == 2 and "--format" in result.stderr
+    assert_clean(result)

@@ -86,42 +86,6 @@ def actor_text() -> str:
     return f"command={shlex.join(['op-dbus', *sys.argv[1:]])}"
 
 
-def query(
-    ctx: typer.Context,
-    plugin: list[str] = PLUGIN_OPT,
-    no_cache: bool = typer.Option(
-        False, "--no-cache", help="Read the host even when a daemon runs and caches it."
-    ),
-    json_out: bool = JSON_OPT,
-) -> None:
-    """Show the host's current state in the state file's shape."""
-    from op_dbus.model import Mode
-    from op_dbus.model.modes import SECTIONS_BY_MODE
-
-    check_plugin_names(plugin)
-    cli = cli_context(ctx)
-    names = plugin or list(SECTIONS_BY_MODE[cli.fixed_mode() or Mode.FULL])
-
-    async def work(api: HostApi) -> dict[str, Any]:
-        return await api.query(names)
-
-    reply = with_api(cli, names, work, daemon=not no_cache)
-    sections, skipped = reply["state"]["plugins"], reply["skipped"]
-    if json_out:
-        print_json(reply)
-    else:
-        from rich.pretty import Pretty
-
-        console = stdout()
-        for name, section in sections.items():
-            console.print(f"[bold]{name}[/]")
-            console.print(Pretty(section, indent_guides=True))
-        for name, reason in skipped.items():
-            console.print(f"[bold]{name:8}[/] [magenta]{reason}[/]")
-    if skipped:
-        raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
-
-
 def plan_exit_code(plan: dict[str, Any]) -> ExitCode:
     """2 when a plugin refused the request, 6 when a declared section cannot be handled,
     else 3 when anything would change."""
@@ -293,7 +257,6 @@ def verify(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("query")(query)
     app.command("diff")(diff)
     app.command("apply")(apply)
     app.command("verify")(verify)

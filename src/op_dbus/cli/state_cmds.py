@@ -15,9 +15,21 @@ from op_dbus.cli.context import (
     load_or_exit,
     print_json,
     print_warnings,
-    run_async,
     stderr,
     stdout,
+)
+from op_dbus.cli.query import (
+    ALL_UNITS_OPT,
+    BRIDGE_OPT,
+    CONTAINER_OPT,
+    PLUGIN_OPT,
+    UNIT_OPT,
+    build,
+    check_format,
+    print_notes,
+    read_host,
+    section_names,
+    selection_of,
 )
 from op_dbus.exitcodes import ExitCode
 
@@ -61,31 +73,41 @@ def init(
     introspect: bool = typer.Option(
         False, "--introspect", help="Describe the host as it is now, through the plugins."
     ),
-    output: Path = typer.Option(None, "-o", "--output", help="Write here instead of stdout."),
+    plugin: list[str] = PLUGIN_OPT,
+    unit: list[str] = UNIT_OPT,
+    all_units: bool = ALL_UNITS_OPT,
+    bridge: list[str] = BRIDGE_OPT,
+    container: list[str] = CONTAINER_OPT,
+    output: Path = typer.Option(
+        None, "-o", "--output", help="Write here (.json: JSON, else YAML) instead of stdout."
+    ),
+    form: str = typer.Option(
+        None, "--format", help="yaml or json (default: by the output's extension, else yaml)."
+    ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
 ) -> None:
-    """Write a starting state file: an empty one for the mode, or the host's current state."""
-    from op_dbus.engine.inventory import introspect_host
+    """Write a starting state file: an empty one for the mode, or the host's current state
+    (`--introspect`, the same document `op-dbus query` prints)."""
     from op_dbus.model import Mode
-    from op_dbus.model.modes import SECTIONS_BY_MODE
+    from op_dbus.model.export import dump
 
     cli = cli_context(ctx)
     mode = cli.fixed_mode() or Mode.FULL
+    if form is None:
+        form = "json" if output is not None and output.suffix == ".json" else "yaml"
+    check_format(form)
     if output is not None and os.path.lexists(output) and not force:
         fail(ExitCode.INVALID_INPUT, f"{output} exists; pass --force to overwrite it")
+    names = section_names(cli, plugin)
     if introspect:
-        from op_dbus.model.export import state_file_from
-
-        read, skipped = run_async(introspect_host(SECTIONS_BY_MODE[mode], cli.endpoints))
-        for name, reason in skipped.items():
-            stderr().print(f"[yellow]skipped[/] {name}: {reason}")
-        document = state_file_from(read)
+        selection = selection_of(unit, all_units, bridge, container)
+        reply = read_host(cli, names)
+        built = build(reply, selection)
+        print_notes(built, reply, selection)
+        document = built.document
     else:
-        sections = {name: EMPTY_SECTIONS[name] for name in SECTIONS_BY_MODE[mode]}
-        document = {"version": 1, "plugins": sections}
-    import json
-
-    text = json.dumps(document, indent=2) + "\n"
+        document = {"version": 1, "plugins": {name: EMPTY_SECTIONS[name] for name in names}}
+    text = dump(document, form)
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -1,12 +1,8 @@
-"""Reading the host as a whole, for `query`, `init --introspect` and the daemon's cache."""
+"""Reading one section of the host, for the Host's `read` (query, init) and the daemon's cache."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from op_dbus.endpoints import Endpoints
 from op_dbus.engine.plan import NOT_IMPLEMENTED, describe_error
-from op_dbus.plugins import make_plugin
 from op_dbus.plugins.base import Plugin, Section
 
 
@@ -22,23 +18,3 @@ async def read_section(plugin: Plugin | None) -> tuple[Section | None, str]:
         return await plugin.query(), ""
     except Exception as exc:
         return None, f"query failed: {describe_error(exc)}"
-
-
-async def introspect_host(
-    names: Iterable[str], endpoints: Endpoints
-) -> tuple[dict[str, Section], dict[str, str]]:
-    """Query each named plugin; return the sections read and, per plugin skipped, why."""
-    sections: dict[str, Section] = {}
-    skipped: dict[str, str] = {}
-    for name in names:
-        plugin = make_plugin(name, endpoints)
-        try:
-            section, reason = await read_section(plugin)
-        finally:
-            if plugin is not None:
-                await plugin.close()
-        if section is None:
-            skipped[name] = reason
-        else:
-            sections[name] = section
-    return sections, skipped
