@@ -113,9 +113,7 @@ def show_plan(
     if json_out:
         print_json({"file": file, "mode": str(loaded.mode), **extra, **plan})
     else:
-        console = stdout()
-        console.print(f"[bold]Plan[/] for {file} (mode {loaded.mode})\n")
-        render_plan(console, plan)
+        render_plan(stdout(), plan, heading=f"for {file} (mode {loaded.mode})")
     raise typer.Exit(int(plan_exit_code(plan)))
 
 
@@ -159,7 +157,7 @@ def apply(
 
     def show(plan: dict[str, Any]) -> None:
         if not json_out:
-            render_plan(console, plan)
+            render_plan(console, plan, heading=f"for {file} (mode {loaded.mode})")
 
     async def work(api: HostApi) -> dict[str, Any]:
         if not json_out and api.via == "daemon":

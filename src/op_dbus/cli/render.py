@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from op_dbus.model.export import DECLARED_BY_KIND, prune, without_marks
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -21,23 +23,120 @@ STATUS_TEXT = {
 came: from the engine in this process or from the daemon."""
 
 
-def field_changes(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """The leaves that differ between two JSON values, as (dotted path, before, after)."""
-    if isinstance(before, dict) and isinstance(after, dict):
-        changes: list[tuple[str, Any, Any]] = []
-        for key in sorted(set(before) | set(after), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            changes += field_changes(before.get(key), after.get(key), path)
-        return changes
-    return [] if before == after else [(prefix or "value", before, after)]
-
-
-def compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
-
-
 Line = list[tuple[str, str]]
 """One line of output as (text, rich style) segments; "" is unstyled."""
+
+INDENT = "      "
+CONSEQUENCES = {
+    "bridge": "its ports go with it (containers on them lose their link)",
+    "container": "its root filesystem and config are destroyed",
+}
+"""What else a delete of each kind of resource takes with it, beyond its own row."""
+
+
+def show(value: Any) -> str:
+    """A value as a plan shows it: strings quoted, an address as ip/prefix, JSON otherwise."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, dict) and set(value) == {"ip", "prefix"}:
+        return f"{value['ip']}/{value['prefix']}"
+    if isinstance(value, list):
+        return "[" + ", ".join(show(item) for item in value) + "]"
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def attributes(value: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """The set leaves of a resource as (dotted path, value): no nulls, no empty lists."""
+    found: list[tuple[str, Any]] = []
+    for key, item in value.items():
+        path = f"{prefix}{key}"
+        if isinstance(item, dict) and set(item) != {"ip", "prefix"}:
+            found += attributes(item, f"{path}.")
+        elif item is not None and item != [] and item != {}:
+            found.append((path, item))
+    return found
+
+
+def changes(before: Any, after: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """What a modify changes, as (dotted path, old, new). A modify's `after` is partial: only
+    its keys count, bar those that only identify the resource (`name`, and keys that are
+    not in `before`, like a port's bridge)."""
+    old = before if isinstance(before, dict) else {}
+    found: list[tuple[str, Any, Any]] = []
+    for key, new in after.items():
+        if key == "name" or (isinstance(before, dict) and key not in before):
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(new, dict) and isinstance(old.get(key), dict):
+            found += changes(old[key], new, f"{path}.")
+        elif old.get(key) != new:
+            found.append((path, old.get(key), new))
+    return found
+
+
+def _aligned(rows: list[tuple[str, Any]], sign: str, colour: str) -> list[Line]:
+    width = max((len(path) for path, _ in rows), default=0)
+    return [[(f"{INDENT}{sign} {path:<{width}} = {show(value)}", colour)] for path, value in rows]
+
+
+def declared(kind: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """What a state file would say of a resource the plan deletes: its declared fields,
+    without read-only facts (ofport, pid) and op-dbus's own marks."""
+    model = DECLARED_BY_KIND.get(kind)
+    if model is None:
+        return entry
+    return without_marks(prune(entry, model))
+
+
+def _identity(action: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
+    """`value` without the name its resource already shows."""
+    shown = action["resource"].rsplit("/", 1)[-1]
+    return {k: v for k, v in value.items() if not (k == "name" and v == shown)}
+
+
+def action_lines(action: dict[str, Any], plan_actions: list[dict[str, Any]]) -> list[Line]:
+    """One action: its header, then one attribute per line (creates: every set value;
+    modifies: the changed fields; deletes: what goes, and what goes with it)."""
+    sign, colour = SIGNS[action["kind"]]
+    lines: list[Line] = [[("  ", ""), (f"{sign} {action['resource']}", f"bold {colour}")]]
+    for mark in action.get("dangerous") or []:  # the safety checks' marks, when a plan has them
+        lines.append([(f"{INDENT}! ", "bold red"), (str(mark), "bold red")])
+    if action["kind"] == "create":
+        after = _identity(action, action["after"] or {})
+        if action["resource"].startswith("bridge/") and "ports" not in after:
+            name = action["resource"].split("/", 1)[1]
+            ports = [
+                a["resource"].split("/", 1)[1]
+                for a in plan_actions
+                if a["kind"] == "create"
+                and a["resource"].startswith("port/")
+                and (a["after"] or {}).get("bridge") == name
+            ]
+            if ports:
+                after["ports"] = ports
+        lines += _aligned(attributes(after), "+", colour)
+    elif action["kind"] == "modify":
+        rows = changes(action["before"], action["after"] or {})
+        width = max((len(path) for path, _, _ in rows), default=0)
+        for path, old, new in rows:
+            lines.append(
+                [
+                    (f"{INDENT}~ {path:<{width}} = ", ""),
+                    (show(old), "red"),
+                    (" -> ", ""),
+                    (show(new), "green"),
+                ]
+            )
+    else:
+        kind = action["resource"].split("/", 1)[0]
+        before = _identity(action, declared(kind, action["before"] or {}))
+        gone = CONSEQUENCES.get(kind)
+        if kind == "bridge" and before.get("ports"):
+            gone = f"its ports go with it: {', '.join(before.pop('ports'))}"
+        lines += _aligned(attributes(before), "-", colour)
+        if gone:
+            lines.append([(f"{INDENT}  ", ""), (gone, "red")])
+    return lines
 
 
 def plugin_plan_lines(entry: dict[str, Any]) -> list[Line]:
@@ -50,20 +149,7 @@ def plugin_plan_lines(entry: dict[str, Any]) -> list[Line]:
         return [[*name, (" ", ""), ("up to date", "dim")]]
     lines: list[Line] = [[*name]]
     for action in entry["actions"]:
-        sign, colour = SIGNS[action["kind"]]
-        lines.append([("  ", ""), (f"{sign} {action['resource']}", colour)])
-        if action["kind"] == "modify":
-            for path, old, new in field_changes(action["before"], action["after"]):
-                lines.append(
-                    [
-                        (f"      {path}: ", ""),
-                        (compact(old), "red"),
-                        (" -> ", ""),
-                        (compact(new), "green"),
-                    ]
-                )
-        elif action["kind"] == "create" and action["after"] is not None:
-            lines.append([("      ", ""), (compact(action["after"]), "green")])
+        lines += action_lines(action, entry["actions"])
     return lines
 
 
@@ -90,13 +176,16 @@ def plan_text(plan: dict[str, Any]) -> str:
     return "\n".join("".join(t for t, _ in line) for line in plan_lines(plan)) + "\n"
 
 
-def render_plan(console: Console, plan: dict[str, Any]) -> None:
-    """Print the plan in one write. Colour costs rich ~0.1 s per thousand lines, so output
-    that is not a terminal (pipes, logs, benchmarks) gets the same text without it."""
+def render_plan(console: Console, plan: dict[str, Any], *, heading: str = "") -> None:
+    """Print the plan in one write (`diff` and `apply` alike). Colour costs rich ~0.1 s per
+    thousand lines, so output that is not a terminal (pipes, logs, benchmarks) gets the same
+    text without it."""
+    lines: list[Line] = [[("Plan", "bold"), (f" {heading}" if heading else "", "")], []]
+    lines += plan_lines(plan)
     if console.is_terminal:
-        console.print("\n".join(markup(line) for line in plan_lines(plan)))
+        console.print("\n".join(markup(line) for line in lines))
     else:
-        console.file.write(plan_text(plan))
+        console.file.write("\n".join("".join(t for t, _ in line) for line in lines) + "\n")
 
 
 def markup(line: Line) -> str:

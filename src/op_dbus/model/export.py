@@ -20,7 +20,14 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from op_dbus.model.fields import RESERVED_EXTERNAL_ID_PREFIX
-from op_dbus.model.state import BRIDGE_TYPE, SECTION_ORDER, Plugins
+from op_dbus.model.state import BRIDGE_TYPE, SECTION_ORDER, Container, Interface, Plugins
+
+DECLARED_BY_KIND: dict[str, type[BaseModel]] = {
+    "bridge": Interface,
+    "port": Interface,
+    "container": Container,
+}
+"""The model of each kind of plan resource (`bridge/NAME`...), for showing what a file says."""
 
 
 @dataclass(frozen=True)
@@ -139,15 +146,17 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def _drop_reserved_ids(net: dict[str, Any]) -> None:
-    for interface in net.get("interfaces", []):
-        ids = interface.get("external_ids")
-        if ids is None:
-            continue
-        kept = {k: v for k, v in ids.items() if not k.startswith(RESERVED_EXTERNAL_ID_PREFIX)}
-        if kept:
-            interface["external_ids"] = kept
-        else:
-            del interface["external_ids"]
+    net["interfaces"] = [without_marks(i) for i in net.get("interfaces", [])]
+
+
+def without_marks(interface: dict[str, Any]) -> dict[str, Any]:
+    """An interface without op-dbus's own `op-dbus-*` external ids (its ownership marks)."""
+    ids = interface.get("external_ids")
+    if ids is None:
+        return interface
+    kept = {k: v for k, v in ids.items() if not k.startswith(RESERVED_EXTERNAL_ID_PREFIX)}
+    rest = {k: v for k, v in interface.items() if k != "external_ids"}
+    return {**rest, "external_ids": kept} if kept else rest
 
 
 def _leave_container_veths_to_lxc(net: dict[str, Any], lxc: dict[str, Any]) -> None:
