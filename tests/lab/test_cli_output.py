@@ -122,3 +122,48 @@ def test_query_round_trips_with_foreign_bridges_and_containers(host: Lab, tmp_pa
     assert facts.returncode == 0
     only = yaml.safe_load(facts.stdout)["plugins"]
     assert list(only) == ["lxc"] and only["lxc"]["containers"][0]["pid"] > 0
+
+
+def in_pty(lab: Lab, *args: str) -> tuple[int, str]:
+    """Run op-dbus with a pseudo-terminal as its stdin, stdout and stderr, as a person would."""
+    import os
+    import pty
+    import subprocess
+
+    parent, child = pty.openpty()
+    argv = lab.exec_argv([sys.executable, "-m", "op_dbus", *args])
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env)
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            data = os.read(parent, 65536)
+        except OSError:  # EIO: every writer of the terminal has gone
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(parent)
+    return process.wait(timeout=120), b"".join(chunks).decode(errors="replace")
+
+
+def test_a_slow_apply_on_a_terminal_shows_progress_frames_and_what_was_done(
+    host: Lab, tmp_path: Path
+) -> None:
+    """Stopping a container takes liblxc a couple of seconds: long enough for the display."""
+    stop = tmp_path / "stop.json"
+    stop.write_text(
+        json.dumps({"lxc": {"containers": [{"id": "190", "name": "outct", "running": False}]}})
+    )
+    code, output = in_pty(host, "apply", str(stop))
+    assert code == 0, output
+    assert "\x1b[" in output, "colours on a terminal"
+    frames = [part for part in output.split("\r") if "lxc: applying 1 action" in part]
+    assert len(frames) >= 2, f"the progress display redraws while the action runs: {output!r}"
+    summary = output.rsplit("Done:", 1)[1]
+    assert "container/outct" in summary and " s" in summary
+    assert "applied 1 action(s), verified" in summary
+    plain = opdbus(host, "apply", str(stop))
+    assert "\x1b[" not in plain.stdout + plain.stderr, "no colour and no frames in a pipe"

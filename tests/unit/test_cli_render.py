@@ -106,8 +106,8 @@ def test_a_terminal_gets_colour_and_a_pipe_the_same_text_without() -> None:
 
 @given(
     st.dictionaries(
-        st.text(min_size=1, max_size=8),
-        st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+        st.text(alphabet="abcdefgh_", min_size=1, max_size=8),
+        st.none() | st.booleans() | st.integers() | st.text(alphabet="abc xyz", max_size=8),
         max_size=6,
     )
 )
@@ -115,7 +115,7 @@ def test_no_null_is_ever_shown_for_a_create(after: dict) -> None:
     action = Action("lxc", ActionKind.CREATE, "container/x", None, {"name": "x", **after})
     plan = Plan([PluginPlan("lxc", "ready", "", {}, {}, [action])]).to_json()
     text = plan_text(plan)
-    assert "null" not in text.replace('"null"', "")
+    assert "null" not in text
     for key, value in after.items():
         if value is not None and key != "name":
             assert f" {key}" in text

@@ -148,7 +148,7 @@ def apply(
     if dry_run:
         show_plan(ctx, file, plugin, json_out, dry_run=True)
     from op_dbus.cli.progress import ApplyProgress
-    from op_dbus.cli.render import render_plan
+    from op_dbus.cli.render import render_plan, render_result
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
@@ -180,8 +180,7 @@ def apply(
     if json_out:
         print_json({"file": file, **reply})
     else:
-        colour = "green" if result["exit_code"] == ExitCode.OK else "red"
-        console.print(f"\n[{colour}]{result['message']}[/]")
+        render_result(console, result)
         if reply.get("try") and result["exit_code"] == ExitCode.OK:
             console.print(f"run `op-dbus confirm` within {confirm_within} s to keep it")
     raise typer.Exit(int(result["exit_code"]))

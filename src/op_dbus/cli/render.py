@@ -234,3 +234,41 @@ def render_status(console: Console, status: dict[str, Any]) -> None:
         if not holder
         else f"apply lock: held by pid {holder.get('pid')} ({escape(str(holder.get('actor')))})"
     )
+
+
+def result_lines(result: dict[str, Any]) -> list[Line]:
+    """What an apply did: each action with its time, the total, and how it ended."""
+    lines: list[Line] = []
+    applied = result.get("applied") or []
+    times = result.get("action_seconds") or []
+    if applied:
+        width = max(len(f"{a['plugin']} {a['resource']}") for a in applied)
+        undone = result["exit_code"] in (4, 5)
+        lines.append([("Undone by the rollback:" if undone else "Done:", "bold")])
+        for index, action in enumerate(applied):
+            sign, colour = SIGNS[action["kind"]]
+            took = f"{times[index]:.1f} s" if index < len(times) else ""
+            name = f"{action['plugin']} {action['resource']}"
+            lines.append([("  ", ""), (f"{sign} {name:<{width}}", colour), (f"  {took}", "dim")])
+    if result.get("failed"):
+        failed = result["failed"]
+        lines.append(
+            [
+                ("Failed: ", "bold red"),
+                (f"{failed['kind']} {failed['plugin']}:{failed['resource']}", "red"),
+            ]
+        )
+    if result.get("rolled_back"):
+        rolled = ", ".join(f"{a['kind']} {a['resource']}" for a in result["rolled_back"])
+        lines.append([("Rollback did: ", "bold"), (rolled, "")])
+    colour = "green" if result["exit_code"] == 0 else "red"
+    total = f" ({result['seconds']:.1f} s)" if result.get("seconds") else ""
+    lines.append([(result["message"], colour), (total, "dim")])
+    return lines
+
+
+def render_result(console: Console, result: dict[str, Any]) -> None:
+    """Print the end of an apply (also of a rollback or restore), after its plan."""
+    console.print()
+    for line in result_lines(result):
+        console.print(markup(line))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -58,6 +59,12 @@ class ApplyResult:
     rollback_left: dict[str, list[Action] | str] = field(default_factory=dict)
     message: str = ""
     rolled_back: list[Action] = field(default_factory=list)
+    action_seconds: list[float] = field(default_factory=list)
+    """Per applied action (same order): seconds from its start to when it was done. A plugin
+    that applies a batch at once reports its actions done together: each then counts from
+    the batch's start."""
+    seconds: float = 0.0
+    """The whole apply: batches, verification and any rollback."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +79,8 @@ class ApplyResult:
                 for name, left in self.rollback_left.items()
             },
             "rolled_back": [a.to_json() for a in self.rolled_back],
+            "action_seconds": [round(t, 3) for t in self.action_seconds],
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -90,7 +99,19 @@ async def apply_plan(
     """Apply `plan`; exit codes: 0 done (or nothing to do), 4 rolled back, 5 rollback failed,
     2 a plugin refused the request, 6 a declared section cannot be handled (nothing touched
     in either case)."""
-    emit = on_progress or _ignore
+    began = time.monotonic()
+    result = await _apply_plan(plan, plugins, verify_attempts, verify_delay, on_progress or _ignore)
+    result.seconds = time.monotonic() - began
+    return result
+
+
+async def _apply_plan(
+    plan: Plan,
+    plugins: Mapping[str, Plugin],
+    verify_attempts: int,
+    verify_delay: float,
+    emit: Progress,
+) -> ApplyResult:
     if plan.blocked:
         reasons = "; ".join(f"{e.name}: {e.reason or e.status}" for e in plan.blocked)
         code = ExitCode.INVALID_INPUT if plan.refused else ExitCode.COMPONENT_MISSING
@@ -142,6 +163,7 @@ async def _run_batches(
         if batch.plugin not in touched:
             touched.append(batch.plugin)
         emit(ProgressEvent(ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}"))
+        began = time.monotonic()
         try:
             done = await plugins[batch.plugin].apply(batch.actions)
         except ApplyError as exc:
@@ -150,6 +172,7 @@ async def _run_batches(
             done, result.error = [], f"{batch.plugin} apply failed: {describe_error(exc)}"
         for action in done:
             result.applied.append(action)
+            result.action_seconds.append(time.monotonic() - began)
             emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action))
         if result.error is not None:
             break
