@@ -29,7 +29,7 @@ from op_dbus.native.dbus import (
     get_properties,
     name_has_owner,
 )
-from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, ovs_summary
+from op_dbus.native.ovsdb import OvsdbClient, ovs_summary
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -257,10 +257,9 @@ async def _bounded(probe: Callable[[], Awaitable[Finding]], timeout: float) -> F
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer (timed out)"
-    text = str(exc)
-    if isinstance(exc, OvsdbError):
-        return text
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    from op_dbus.engine.plan import describe_error
+
+    return describe_error(exc)
 
 
 _NO_BUS = Finding(False, "cannot ask: the system bus is unreachable")

@@ -119,3 +119,22 @@ def test_no_null_is_ever_shown_for_a_create(after: dict) -> None:
     for key, value in after.items():
         if value is not None and key != "name":
             assert f" {key}" in text
+
+
+def test_an_unreachable_backend_says_what_to_do(monkeypatch) -> None:
+    from op_dbus.cli.render import explain
+
+    denied = "cannot connect to OVSDB at unix:/run/db.sock: [Errno 13] Permission denied"
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert explain(denied) == (
+        "cannot connect to OVSDB at unix:/run/db.sock: Permission denied; "
+        "needs root (run as root or through the daemon)"
+    )
+    missing = "no systemd on unix:path=/run/dbus/system_bus_socket"
+    assert explain(missing).endswith("(see `op-dbus doctor`)")
+    plan = {
+        "pending": False,
+        "summary": {"create": 0, "modify": 0, "delete": 0, "blocked": ["net"], "refused": []},
+        "plugins": [{"name": "net", "status": "unavailable", "reason": missing, "actions": []}],
+    }
+    assert "see `op-dbus doctor`" in plan_text(plan)

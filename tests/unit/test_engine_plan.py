@@ -95,7 +95,7 @@ async def test_query_raising_is_an_error_status_not_a_crash() -> None:
     assert net is not None
     assert (net.status, net.reason, net.actions) == (
         "error",
-        "query failed: ConnectionError: net backend down",
+        "query failed: net backend down",
         [],
     )
     assert [e.name for e in plan.blocked] == ["net"]
@@ -153,3 +153,27 @@ async def test_a_refusal_blocks_the_plan_and_apply_changes_nothing() -> None:
     assert "container/x" in result.message and "nothing changed" in result.message
     assert world.snapshot() == before and world.count("apply") == {}
     assert not (await make_plan({"lxc": {"items": {"a": 1}}}, plugins)).refused
+
+
+@pytest.mark.parametrize(
+    ("error", "text"),
+    [
+        (RuntimeError("socket closed"), "socket closed"),
+        (TimeoutError(), "timed out"),
+        (ConnectionResetError(), "the connection failed"),
+        (ValueError(), "failed without saying why"),
+        (
+            FileNotFoundError(2, "No such file or directory", "/run/x.sock"),
+            "No such file or directory: /run/x.sock",
+        ),
+        (
+            PermissionError(13, "Permission denied", "/run/db.sock"),
+            "Permission denied: /run/db.sock; needs root (run as root or through the daemon)",
+        ),
+    ],
+)
+def test_an_error_reads_in_its_own_words_without_a_class_name(error: Exception, text: str) -> None:
+    from op_dbus.engine.plan import describe_error
+
+    assert describe_error(error) == text
+    assert type(error).__name__ not in describe_error(error)

@@ -53,7 +53,7 @@ async def test_sections_without_plugin_are_skipped_and_errors_are_mismatches() -
 
     plugins["net"].verify = broken  # type: ignore[method-assign]
     found = await verify_state(DESIRED, plugins, attempts=2, delay=0)
-    assert found == {"net": [Mismatch("net", "verify", "readable state", "TimeoutError: no reply")]}
+    assert found == {"net": [Mismatch("net", "verify", "readable state", "no reply")]}
     assert world.count("verify") == {"lxc": 1}
 
 

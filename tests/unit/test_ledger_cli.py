@@ -401,3 +401,13 @@ def test_audit_commands_run_on_a_read_only_bind_mount(data_dir: Path, tmp_path: 
     )
     assert done.returncode == 0, done.stderr.decode()
     assert files_in(copy) == before
+
+
+def test_show_for_people_is_yaml_not_a_python_repr(data_dir: Path) -> None:
+    import yaml
+
+    code, out = run(data_dir, "show", "4")
+    assert code == 0
+    body = out.split("\n", 1)[1]
+    assert "'resource'" not in out and "True" not in out, "no Python repr"
+    assert yaml.safe_load(body)["resource"] == "r0"

@@ -152,12 +152,14 @@ def show(
     if json_out:
         print_json({"entries": [entry_json(e) for e in entries]})
         return
-    from rich.pretty import Pretty
+    import yaml
+    from rich.markup import escape
 
     console = stdout()
-    for entry in entries:
+    for entry in entries:  # as YAML: the entry's own fields, no Python repr
         console.print(f"[bold]entry {entry.index}[/] leaf {b64(entry.leaf_hash)}")
-        console.print(Pretty(entry.value, indent_guides=True))
+        text = yaml.safe_dump(entry.value, sort_keys=False, default_flow_style=False, width=100)
+        console.print(escape(text.rstrip()), markup=True)
 
 
 def print_report(report: AuditReport, what: str, json_out: bool) -> None:

@@ -227,7 +227,9 @@ def verify(
     json_out: bool = JSON_OPT,
 ) -> None:
     """Check the host against FILE; list every mismatch (exit 3 when any)."""
-    from op_dbus.cli.render import render_mismatches
+    from rich.markup import escape
+
+    from op_dbus.cli.render import explain, render_mismatches
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
@@ -243,7 +245,7 @@ def verify(
     else:
         console = stdout()
         for name, reason in blocked.items():
-            console.print(f"[bold]{name:8}[/] [magenta]{reason}[/]")
+            console.print(f"[bold]{name:8}[/] [magenta]{escape(explain(reason))}[/]")
         render_mismatches(console, mismatches)
         if not blocked and not mismatches:
             console.print(f"[green]verified[/]: the host matches {file}")

@@ -97,9 +97,11 @@ def print_notes(document: Document, reply: dict[str, Any], selection: Selection)
     """What the document leaves out, on stderr: stdout stays a file to paste back."""
     from rich.markup import escape
 
+    from op_dbus.cli.render import explain
+
     console = stderr()
     for name, reason in reply["skipped"].items():
-        console.print(f"[yellow]skipped[/] {name}: {escape(reason)}")
+        console.print(f"[yellow]skipped[/] {name}: {escape(explain(reason))}")
     for note in document.left_out:
         console.print(f"[dim]left out[/] {escape(note)}")
     if selection.units is None and "systemd" in reply["state"]["plugins"]:

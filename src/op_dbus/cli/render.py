@@ -139,12 +139,30 @@ def action_lines(action: dict[str, Any], plan_actions: list[dict[str, Any]]) -> 
     return lines
 
 
+def explain(reason: str, *, missing: bool = True) -> str:
+    """Why a section cannot be handled, with what to do: a refused permission needs root
+    (or the daemon, which has it); a backend that is missing is `op-dbus doctor`'s to
+    explain. OS error numbers (`[Errno 13]`) say nothing to people and go."""
+    import os
+    import re
+
+    from op_dbus.engine.plan import NEEDS_ROOT
+
+    text = re.sub(r"\[Errno \d+\] ", "", reason)
+    if "Permission denied" in text and NEEDS_ROOT not in text and os.geteuid() != 0:
+        return f"{text}; {NEEDS_ROOT}"
+    if missing and "op-dbus doctor" not in text:
+        return f"{text} (see `op-dbus doctor`)"
+    return text
+
+
 def plugin_plan_lines(entry: dict[str, Any]) -> list[Line]:
     """The lines of one plugin's part of the plan."""
     name = ((f"{entry['name']:8}", "bold"),)
     if entry["status"] != "ready":
         label = STATUS_TEXT.get(entry["status"], entry["status"])
-        return [[*name, (" ", ""), (label, "magenta"), (f": {entry['reason']}", "")]]
+        reason = explain(entry["reason"], missing=entry["status"] in ("unavailable", "error"))
+        return [[*name, (" ", ""), (label, "magenta"), (f": {reason}", "")]]
     if not entry["actions"]:
         return [[*name, (" ", ""), ("up to date", "dim")]]
     lines: list[Line] = [[*name]]

@@ -97,10 +97,29 @@ class Plan:
         }
 
 
+WITHOUT_MESSAGE: dict[type[BaseException], str] = {
+    TimeoutError: "timed out",
+    EOFError: "the connection closed",
+    ConnectionError: "the connection failed",
+    PermissionError: "permission denied",
+}
+NEEDS_ROOT = "needs root (run as root or through the daemon)"
+
+
 def describe_error(exc: BaseException) -> str:
-    """A one-line reason for the user: the message, with the type when it says more."""
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """A one-line reason for people: the error's own words, never its Python class name. An
+    OS error reads as the OS says it (`Permission denied: /run/x`, no `[Errno 13]`), and a
+    refused permission says what would do instead."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc)
+    if not text:
+        kind = next((k for k in type(exc).__mro__ if k in WITHOUT_MESSAGE), None)
+        text = WITHOUT_MESSAGE[kind] if kind else "failed without saying why"
+    if isinstance(exc, PermissionError):
+        text += f"; {NEEDS_ROOT}"
+    return text
 
 
 async def _plan_one(
