@@ -27,7 +27,7 @@ rootfs: venv
 
 IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
 
-# The seed's Full-mode file against the lab: doctor, the plan, the apply (bridges, containers
+# The seed's Full-mode file against the lab: doctor, the topology (`show`) before and after, the plan, the apply (bridges, containers
 # and openvswitch.service in one checkpointed change), cross-checks with the peer tools, a
 # no-op re-apply, addresses for the containers and gateway pinging warp across mesh, the daemon
 # repairing a port deleted behind its back, an independent MCP client's calls to the daemon's
@@ -35,10 +35,12 @@ IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
 demo: setup
 	$(OPDBUS) lab up --name $(LAB)
 	$(IN_LAB) $(OPDBUS) doctor --mode full
+	$(IN_LAB) $(OPDBUS) show
 	$(IN_LAB) $(OPDBUS) diff examples/full-mode.json; \
 	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || [ $$rc -eq 6 ]
 	$(IN_LAB) $(OPDBUS) apply examples/full-mode.json
 	$(IN_LAB) $(OPDBUS) verify examples/full-mode.json
+	$(IN_LAB) $(OPDBUS) show
 	$(IN_LAB) ovs-vsctl show
 	$(IN_LAB) $(OPDBUS) query --plugin net
 	$(IN_LAB) sh -c 'lxc-ls -P "$$OPDBUS_LXC_PATH" --fancy'

@@ -167,3 +167,37 @@ def test_a_slow_apply_on_a_terminal_shows_progress_frames_and_what_was_done(
     assert "applied 1 action(s), verified" in summary
     plain = opdbus(host, "apply", str(stop))
     assert "\x1b[" not in plain.stdout + plain.stderr, "no colour and no frames in a pipe"
+
+
+def test_show_draws_every_bridge_and_container_as_svg_dot_json_and_a_tree(
+    host: Lab, tmp_path: Path
+) -> None:
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    if shutil.which("dot") is None:
+        pytest.skip("Graphviz's dot is not installed (scripts/install-deps installs it)")
+    bridges = set(vsctl(host, "list-br").split())
+    names = set(lxc_names(host))
+    assert bridges >= {"outbr0", FOREIGN_BRIDGE} and names == {"outct", FOREIGN_CT}
+    svg = opdbus(host, "show", "--format", "svg")
+    assert svg.returncode == 0, svg.stderr
+    texts = " ".join(
+        t.text or "" for t in ET.fromstring(svg.stdout).iter("{http://www.w3.org/2000/svg}text")
+    )
+    for name in bridges | names:
+        assert name in texts, f"{name} missing from the SVG"
+    picture = json.loads(opdbus(host, "show", "--json").stdout)
+    assert {b["name"] for b in picture["bridges"]} == bridges
+    assert {c["name"] for c in picture["containers"]} == names
+    assert "digraph" in opdbus(host, "show", "--format", "dot").stdout
+
+    drift = tmp_path / "drift.json"
+    drift.write_text(
+        json.dumps({"lxc": {"containers": [{"id": "190", "name": "outct", "running": False}]}})
+    )
+    tree = opdbus(host, "show", "--file", str(drift))
+    assert tree.returncode == 0, tree.stderr
+    assert "~ outct (190) running" in tree.stdout, "the drift mark of the file's plan"
+    assert f"{FOREIGN_BRIDGE} bridge (foreign)" in tree.stdout
+    assert "outp1 internal vlan 12 ofport" in tree.stdout

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from op_dbus.engine.topology import topology
 from op_dbus.errors import Busy, InvalidInput, Refused
 from op_dbus.mcp.guard import hostname, is_loopback
 from op_dbus.mcp.http import HttpOptions, check_policy, parse_listen
 from op_dbus.mcp.plans import MAX_PLANS, PLAN_LIFETIME, PlanBook
 from op_dbus.mcp.service import McpOptions, McpService, RateLimit
-from op_dbus.mcp.topology import filter_state, topology
+from op_dbus.mcp.topology import filter_state
 
 PLAN = {"revision": "ab" * 32, "dangerous": []}
 

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from op_dbus.cli import daemon, doctor, lab, ledger, mcp, plan_cmds, query, state_cmds
+from op_dbus.cli import daemon, doctor, lab, ledger, mcp, plan_cmds, query, show, state_cmds
 from op_dbus.cli.context import MODES, CliContext
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
@@ -77,6 +77,7 @@ def main(
 state_cmds.register(app)
 app.command("query")(query.query)
 plan_cmds.register(app)
+app.command("show", help="The host as a tree: uplink, bridges, ports, containers.")(show.show)
 app.command("doctor", help="Check what the chosen mode needs, with fixes.")(doctor.doctor_command)
 app.command("run", help="Apply the state at start, then keep the host converged (the daemon).")(
     daemon.run

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from op_dbus.engine.topology import topology
 from op_dbus.errors import AccessDenied, Busy, InvalidInput, Refused
 from op_dbus.mcp.plans import PlanBook, dangerous_actions, unacknowledged
-from op_dbus.mcp.topology import filter_state, topology
+from op_dbus.mcp.topology import filter_state
 
 if TYPE_CHECKING:
     from op_dbus.api import HostApi
