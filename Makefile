@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 OPDBUS := $(BIN)/op-dbus
 LAB := opdbus-lab
 
-.PHONY: setup deps venv rootfs demo test lint bench lab-down clean
+.PHONY: setup deps venv rootfs demo test lint bench lab-down clean man schema
 
 setup: deps venv rootfs
 
@@ -59,6 +59,16 @@ demo: setup
 
 lab-down: venv
 	$(OPDBUS) lab down --name $(LAB)
+
+# Generated from the code and committed (tests/unit/test_cli_generated.py checks they are current):
+# the man page (the NixOS package installs it) and the state file's JSON Schema for editors.
+man: venv
+	mkdir -p man
+	$(BIN)/python -m op_dbus.cli.manpage > man/op-dbus.1
+
+schema: venv
+	mkdir -p schema
+	$(OPDBUS) schema > schema/op-dbus.schema.json
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

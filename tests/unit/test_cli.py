@@ -128,11 +128,12 @@ def test_unknown_mode_is_a_usage_error() -> None:
     assert_clean(result)
 
 
-def test_schema_is_json_schema_of_the_plugins_shape() -> None:
+def test_schema_is_json_schema_of_both_shapes() -> None:
     result = op_dbus("schema")
     assert result.returncode == 0
     schema = json.loads(result.stdout)
-    assert "plugins" in schema["properties"]
+    assert "plugins" in schema["$defs"]["StateFile"]["properties"]
+    assert set(schema["$defs"]["Plugins"]["properties"]) == {"net", "lxc", "systemd"}
 
 
 def test_diff_reports_sections_it_cannot_handle_and_exits_6() -> None:

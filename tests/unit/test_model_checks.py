@@ -49,13 +49,15 @@ def test_port_on_an_undeclared_bridge() -> None:
     assert host_warnings(loaded.state, {"br-ext"}, "stateConfig") == []
 
 
-def test_schema_describes_the_plugins_shape() -> None:
+def test_schema_describes_both_shapes() -> None:
     schema = state_json_schema()
     json.dumps(schema)  # plain JSON
     assert schema["$schema"].endswith("2020-12/schema")
-    assert schema["required"] == ["plugins"]
-    assert schema["properties"]["version"]["const"] == 1
     defs = schema["$defs"]
+    assert defs["StateFile"]["required"] == ["plugins"]
+    assert defs["StateFile"]["properties"]["version"]["const"] == 1
+    assert schema["then"] == {"$ref": "#/$defs/StateFile"}
+    assert schema["else"] == {"$ref": "#/$defs/Plugins"}
     for name in ("Interface", "Container", "Unit", "Address", "Plugins"):
         assert defs[name]["additionalProperties"] is False, name
     assert defs["Interface"]["required"] == ["name", "type"]

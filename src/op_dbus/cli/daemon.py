@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,10 +67,12 @@ def run(
         False, "--mcp-allow-write", help="Let MCP clients change the host (each change a try)."
     ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every event."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Log as JSON lines on stderr (time, level, message)."
+    ),
 ) -> None:
     """Apply the state at start, then keep the host converged and answer on D-Bus."""
     import asyncio
-    import logging
 
     from op_dbus.daemon.lock import AlreadyRunning, DaemonLock
     from op_dbus.daemon.reconcile import Policy
@@ -91,7 +94,13 @@ def run(
             )
         except (OpError, PermissionError) as err:
             fail(ExitCode.INVALID_INPUT, getattr(err, "message", str(err)))
-    logging.basicConfig(format="op-dbus[%(process)d]: %(levelname)s %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonLogFormatter()
+        if json_out
+        else logging.Formatter("op-dbus[%(process)d]: %(levelname)s %(message)s")
+    )
+    logging.basicConfig(handlers=[handler])
     logging.getLogger("op_dbus").setLevel(logging.DEBUG if verbose else logging.INFO)
     options = DaemonOptions(
         endpoints=cli.endpoints,
@@ -112,6 +121,23 @@ def run(
     except AlreadyRunning as err:
         fail(ExitCode.UNEXPECTED, str(err))
     raise typer.Exit(code)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log record, for journald's or a collector's parsers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        return json.dumps(
+            {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+                "pid": record.process,
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
 
 
 def _daemon_call(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
@@ -23,45 +23,70 @@ lab_app = typer.Typer(no_args_is_help=True, add_completion=False)
 NAME_OPTION = typer.Option("opdbus-lab", "--name", "-n", envvar="OPDBUS_LAB_NAME", help="Lab name.")
 
 
-def _lab(name: str) -> Lab:
+def _lab(name: str, json_out: bool = False) -> Lab:
     from op_dbus.lab import Lab, LabError
 
     if os.geteuid() != 0:
-        fail(ExitCode.INVALID_INPUT, "the lab needs root (network namespaces, mounts, cgroups)")
+        _fail(
+            json_out,
+            ExitCode.INVALID_INPUT,
+            "the lab needs root (network namespaces, mounts, cgroups)",
+        )
     try:
         return Lab(name)
     except LabError as err:
-        fail(ExitCode.INVALID_INPUT, str(err))
+        _fail(json_out, ExitCode.INVALID_INPUT, str(err))
+
+
+def _fail(json_out: bool, code: ExitCode, message: str) -> NoReturn:
+    """`fail`, or with --json the error as JSON on stdout."""
+    if json_out:
+        print_json({"error": message, "exit_code": int(code)})
+        raise typer.Exit(int(code))
+    fail(code, message)
 
 
 @lab_app.command("up")
-def up(name: str = NAME_OPTION) -> None:
+def up(name: str = NAME_OPTION, json_out: bool = JSON_OPT) -> None:
     """Build (rootfs once) and start the lab; repairs missing pieces when already up."""
     from op_dbus.lab import LabError
 
-    lab = _lab(name)
+    lab = _lab(name, json_out)
     began = time.monotonic()
     try:
         started = lab.up(log=lambda msg: stderr().print(msg))
     except LabError as err:
-        fail(ExitCode.UNEXPECTED, f"lab {name} is not up: {err} (clean up with `op-dbus lab down`)")
+        _fail(
+            json_out,
+            ExitCode.UNEXPECTED,
+            f"lab {name} is not up: {err} (clean up with `op-dbus lab down --name {name}`)",
+        )
     took = time.monotonic() - began
+    if json_out:
+        print_json({"name": name, "started": started, "seconds": round(took, 3), "env": lab.env()})
+        return
     if started:
         stdout().print(f"lab {name} up in {took:.1f} s (started: {', '.join(started)})")
     else:
         stdout().print(f"lab {name} was already up")
-    stdout().print(f'use: eval "$(op-dbus lab env --name {name})"  or  op-dbus lab exec -- CMD')
+    stdout().print(
+        f'use: eval "$(op-dbus lab env --name {name})"  or  op-dbus lab exec --name {name} -- CMD'
+    )
 
 
 @lab_app.command("down")
-def down(name: str = NAME_OPTION) -> None:
+def down(name: str = NAME_OPTION, json_out: bool = JSON_OPT) -> None:
     """Stop and remove everything of the lab (by PID); safe after a crash and when already down."""
-    lab = _lab(name)
+    lab = _lab(name, json_out)
     began = time.monotonic()
     left = lab.down()
     if left:
-        fail(ExitCode.UNEXPECTED, f"lab {name}: could not remove: {'; '.join(left)}")
-    stdout().print(f"lab {name} down in {time.monotonic() - began:.1f} s")
+        _fail(json_out, ExitCode.UNEXPECTED, f"lab {name}: could not remove: {'; '.join(left)}")
+    took = time.monotonic() - began
+    if json_out:
+        print_json({"name": name, "down": True, "seconds": round(took, 3)})
+    else:
+        stdout().print(f"lab {name} down in {took:.1f} s")
 
 
 @lab_app.command("status")
@@ -107,11 +132,14 @@ def env(name: str = NAME_OPTION, json_out: bool = JSON_OPT) -> None:
 def exec_(
     command: list[str] = typer.Argument(..., help="The command, after --."),
     name: str = NAME_OPTION,
+    json_out: bool = typer.Option(
+        False, "--json", help="Our own errors as JSON; the command's output is its own."
+    ),
 ) -> None:
     """Run a command inside the lab netns with the lab's environment; its exit code is ours."""
-    lab = _lab(name)
+    lab = _lab(name, json_out)
     if not lab.is_up():
-        fail(ExitCode.UNEXPECTED, f"lab {name} is not up (op-dbus lab up --name {name})")
+        _fail(json_out, ExitCode.UNEXPECTED, f"lab {name} is not up (op-dbus lab up --name {name})")
     argv = lab.exec_argv(command)
     os.execvp(argv[0], argv)
 
@@ -119,15 +147,20 @@ def exec_(
 @lab_app.command("build-rootfs")
 def build_rootfs(
     force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
+    json_out: bool = JSON_OPT,
 ) -> None:
     """Build the cached Debian rootfs the lab's systemd container boots (about a minute)."""
     from op_dbus.lab import LabError, rootfs
 
     if os.geteuid() != 0:
-        fail(ExitCode.INVALID_INPUT, "building the lab rootfs needs root")
+        _fail(json_out, ExitCode.INVALID_INPUT, "building the lab rootfs needs root")
     began = time.monotonic()
     try:
         path = rootfs.build(force=force, log=rootfs.CACHE_DIR / "lab-rootfs-build.log")
     except LabError as err:
-        fail(ExitCode.UNEXPECTED, str(err))
-    stdout().print(f"{path} ready ({time.monotonic() - began:.1f} s)")
+        _fail(json_out, ExitCode.UNEXPECTED, str(err))
+    took = time.monotonic() - began
+    if json_out:
+        print_json({"rootfs": str(path), "seconds": round(took, 3)})
+    else:
+        stdout().print(f"{path} ready ({took:.1f} s)")

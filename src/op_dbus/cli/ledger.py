@@ -303,7 +303,9 @@ def print_proof(
 
 @ledger_app.command("export")
 def export(
-    ctx: typer.Context, file: str = typer.Argument(..., help="Where to write the JSONL export.")
+    ctx: typer.Context,
+    file: str = typer.Argument(..., help="Where to write the JSONL export."),
+    json_out: bool = JSON_OPT,
 ) -> None:
     """Write entries, checkpoints and the public key to FILE, for an offline audit."""
     from op_dbus.ledger.export import export_ledger
@@ -314,7 +316,10 @@ def export(
             count = export_ledger(ledger, file, vkey)
         except OSError as err:
             fail(ExitCode.INVALID_INPUT, f"{file}: {err.strerror}")
-    stdout().print(f"exported {count} entries to {file}; signed by {vkey}")
+    if json_out:
+        print_json({"file": file, "entries": count, "public_key": vkey})
+    else:
+        stdout().print(f"exported {count} entries to {file}; signed by {vkey}")
 
 
 @ledger_app.command("verify-export")

@@ -11,7 +11,18 @@ import sys
 
 import typer
 
-from op_dbus.cli import daemon, doctor, lab, ledger, mcp, plan_cmds, query, show, state_cmds
+from op_dbus.cli import (
+    daemon,
+    doctor,
+    lab,
+    ledger,
+    manpage,
+    mcp,
+    plan_cmds,
+    query,
+    show,
+    state_cmds,
+)
 from op_dbus.cli.context import MODES, CliContext
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
@@ -26,9 +37,24 @@ app = typer.Typer(
 )
 
 
+def print_version(value: bool) -> None:
+    if value:
+        from op_dbus.cli.manpage import version
+
+        typer.echo(f"op-dbus {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
+    show_version: bool = typer.Option(
+        False,
+        "--version",
+        is_eager=True,
+        callback=print_version,
+        help="Print the version and exit.",
+    ),
     mode: str = typer.Option(
         "auto",
         "--mode",
@@ -94,12 +120,16 @@ app.add_typer(lab.lab_app, name="lab", help="A disposable sandbox of real OVS, s
 app.add_typer(ledger.ledger_app, name="ledger", help="The tamper-evident record of every change.")
 app.add_typer(ledger.ledger_app, name="blockchain", help="Alias of `ledger`.", hidden=True)
 app.add_typer(mcp.mcp_app, name="mcp", help="The MCP server for AI agents (stdio or HTTP).")
+app.command("completion", help="Print the shell completion script: bash, zsh or fish.")(
+    manpage.completion
+)
 
 
 def run() -> None:
     """Console entry point: usage errors exit 2, anything unexpected exits 1 without a traceback."""
+    manpage.completing()
     try:
-        app()
+        app(prog_name=manpage.PROG, complete_var=manpage.COMPLETE_VAR)
     except KeyboardInterrupt:
         sys.stderr.write("op-dbus: interrupted\n")
         sys.exit(130)

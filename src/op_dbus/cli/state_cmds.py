@@ -61,8 +61,10 @@ def validate(ctx: typer.Context, file: str = FILE_ARG, json_out: bool = JSON_OPT
     )
 
 
-def schema() -> None:
-    """Print the JSON Schema of the state file."""
+def schema(
+    json_out: bool = typer.Option(False, "--json", help="The same: the schema is JSON."),
+) -> None:
+    """Print the JSON Schema of the state file (both shapes; also schema/op-dbus.schema.json)."""
     from op_dbus.model import state_json_schema
 
     print_json(state_json_schema())
@@ -85,6 +87,9 @@ def init(
         None, "--format", help="yaml or json (default: by the output's extension, else yaml)."
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Report as JSON: the document, the file, what was left out."
+    ),
 ) -> None:
     """Write a starting state file: an empty one for the mode, or the host's current state
     (`--introspect`, the same document `op-dbus query` prints)."""
@@ -99,17 +104,25 @@ def init(
     if output is not None and os.path.lexists(output) and not force:
         fail(ExitCode.INVALID_INPUT, f"{output} exists; pass --force to overwrite it")
     names = section_names(cli, plugin)
+    left_out: list[str] = []
+    skipped: dict[str, str] = {}
     if introspect:
         selection = selection_of(unit, all_units, bridge, container)
         reply = read_host(cli, names)
         built = build(reply, selection)
-        print_notes(built, reply, selection)
-        document = built.document
+        if not json_out:
+            print_notes(built, reply, selection)
+        document, left_out, skipped = built.document, built.left_out, reply["skipped"]
     else:
         document = {"version": 1, "plugins": {name: EMPTY_SECTIONS[name] for name in names}}
     text = dump(document, form)
+    report = {"file": None if output is None else str(output), "mode": str(mode)}
+    report |= {"document": document, "left_out": left_out, "skipped": skipped}
     if output is None:
-        typer.echo(text, nl=False)
+        if json_out:
+            print_json(report)
+        else:
+            typer.echo(text, nl=False)
     else:
         from op_dbus.files import write_file
 
@@ -119,7 +132,10 @@ def init(
             fail(ExitCode.INVALID_INPUT, f"{output} exists; pass --force to overwrite it")
         except OSError as err:
             fail(ExitCode.INVALID_INPUT, f"{output}: {err.strerror}")
-        stderr().print(f"wrote {output} (mode {mode})")
+        if json_out:
+            print_json(report)
+        else:
+            stderr().print(f"wrote {output} (mode {mode})")
 
 
 EMPTY_SECTIONS: dict[str, dict] = {
