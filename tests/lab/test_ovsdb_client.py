@@ -190,7 +190,7 @@ async def test_monitor_ends_on_server_death_and_reconnect_resumes() -> None:
 
 async def test_net_plugin_reads_again_after_ovsdb_server_restarts() -> None:
     from op_dbus.endpoints import Endpoints
-    from op_dbus.plugins.net import NetPlugin
+    from op_dbus.plugins.net.plugin import NetPlugin
 
     with server_dir() as directory:
         server = start_server(directory)

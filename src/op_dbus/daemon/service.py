@@ -28,12 +28,8 @@ from op_dbus.daemon.notify import Notifier
 from op_dbus.daemon.parsing import DocumentParser, InvalidDocument
 from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler
 from op_dbus.daemon.runtime import RuntimeChanges
-from op_dbus.daemon.watchers import Session, supervise
-from op_dbus.daemon.watchers.lxc import lxc_session
-from op_dbus.daemon.watchers.netlink import netlink_session
-from op_dbus.daemon.watchers.ovsdb import ovsdb_session
+from op_dbus.daemon.watchers import supervise
 from op_dbus.daemon.watchers.statefile import statefile_session
-from op_dbus.daemon.watchers.systemd import systemd_session
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import Change, Host, PendingTry, check_try_seconds
 from op_dbus.engine.lock import read_holder
@@ -43,7 +39,10 @@ from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
 from op_dbus.model import LoadedState, Mode, StateInputError, load_state
 from op_dbus.model.modes import SECTIONS_BY_MODE
-from op_dbus.plugins.base import Section
+from op_dbus.plugins.base import Section, Session
+from op_dbus.plugins.lxc.watcher import lxc_session
+from op_dbus.plugins.net.watcher import netlink_session, ovsdb_session
+from op_dbus.plugins.systemd.watcher import systemd_session
 
 if TYPE_CHECKING:
     from op_dbus.mcp.http import HttpOptions

@@ -15,9 +15,9 @@ PLUGIN_ORDER: tuple[str, ...] = ("systemd", "net", "lxc")
 """Dependency order: creates and modifies run in this order, deletes in reverse."""
 
 IMPLEMENTED: dict[str, str] = {
-    "systemd": "op_dbus.plugins.systemd:SystemdPlugin",
-    "net": "op_dbus.plugins.net:NetPlugin",
-    "lxc": "op_dbus.plugins.lxc:LxcPlugin",
+    "systemd": "op_dbus.plugins.systemd.plugin:SystemdPlugin",
+    "net": "op_dbus.plugins.net.plugin:NetPlugin",
+    "lxc": "op_dbus.plugins.lxc.plugin:LxcPlugin",
 }
 """Section name -> "module:Class" of its plugin; a section missing here is not built yet."""
 

@@ -8,7 +8,7 @@ checkpoint is just a `query()` result and rollback is `diff(after_failure, check
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -18,6 +18,12 @@ from op_dbus.model.modes import Mode
 
 Section = dict[str, Any]
 """One plugin's part of the state file, as plain JSON-shaped data."""
+
+Trigger = Callable[[frozenset[str], str], None]
+"""`trigger(sections, why)`: these sections may have changed (a watcher's only output)."""
+Session = Callable[[Callable[[], None]], Awaitable[None]]
+"""A watcher's connection: it calls `connected()` once it listens, and returns or raises when
+the connection is lost; the daemon's `supervise` runs it again with backoff."""
 
 
 class ActionKind(StrEnum):

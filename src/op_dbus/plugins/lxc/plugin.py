@@ -29,8 +29,8 @@ from op_dbus.plugins.base import (
     Plugin,
     Section,
 )
-from op_dbus.plugins.lxc_diff import RESTART_FIELDS, container_name, diff_lxc
-from op_dbus.plugins.lxc_ovs import PortRow, attach, detach, read_bridges, read_ports
+from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc
+from op_dbus.plugins.lxc.ovs import PortRow, attach, detach, read_bridges, read_ports
 
 
 @dataclass

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from dbus_fast import Message, MessageType
 
-from op_dbus.daemon.watchers import Session, Trigger
 from op_dbus.native import systemd as sd
 from op_dbus.native.dbus import add_match, call, connect_system_bus
+from op_dbus.plugins.base import Session, Trigger
 
 UNIT = "org.freedesktop.systemd1.Unit"
 UNIT_PREFIX = "/org/freedesktop/systemd1/unit/"

@@ -1,7 +1,12 @@
-"""Netlink drift events: link, IPv4 address and IPv4 route notifications of this netns.
+"""The net section's drift events, from OVSDB and from netlink.
 
-A raw rtnetlink socket subscribed to the multicast groups, read from the event loop; messages
-are not parsed beyond their type, since the reconciler re-reads the state anyway.
+OVSDB: a `monitor_cond` on the rows the net and lxc sections are made of. Only configuration
+columns are monitored: vswitchd rewrites `statistics` and `status` all the time, and waking up
+for those would be a busy loop.
+
+Netlink: link, IPv4 address and IPv4 route notifications of this netns. A raw rtnetlink socket
+subscribed to the multicast groups, read from the event loop; messages are not parsed beyond
+their type, since the reconciler re-reads the state anyway.
 """
 
 from __future__ import annotations
@@ -11,7 +16,18 @@ import socket
 import struct
 from collections.abc import Callable
 
-from op_dbus.daemon.watchers import Session, Trigger
+from op_dbus.native.ovsdb import VSWITCH_DB, OvsdbClient, OvsdbConnectionError
+from op_dbus.plugins.base import Session, Trigger
+from op_dbus.plugins.net.ovs import BRIDGE_COLUMNS, PORT_COLUMNS
+
+TABLES: dict[str, list[str] | None] = {
+    "Open_vSwitch": ["bridges"],
+    "Bridge": BRIDGE_COLUMNS,
+    "Port": PORT_COLUMNS,
+    "Interface": ["name", "type", "options", "external_ids", "mtu_request", "ofport", "error"],
+}
+OVSDB_SECTIONS = frozenset({"net", "lxc"})
+
 
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 EVENT_TYPES = {16: "link", 17: "link", 20: "address", 21: "address", 24: "route", 25: "route"}
@@ -60,5 +76,18 @@ def netlink_session(trigger: Trigger) -> Session:
         finally:
             loop.remove_reader(sock.fileno())
             sock.close()
+
+    return session
+
+
+def ovsdb_session(target: str, trigger: Trigger) -> Session:
+    async def session(connected: Callable[[], None]) -> None:
+        async with OvsdbClient() as client:
+            await client.connect(target)
+            monitor = await client.monitor(VSWITCH_DB, TABLES)
+            connected()
+            async for update in monitor:
+                trigger(OVSDB_SECTIONS, f"ovsdb {'/'.join(sorted(update))}")
+        raise OvsdbConnectionError("monitor ended")
 
     return session

@@ -9,7 +9,7 @@ import asyncio
 import re
 from collections.abc import Callable
 
-from op_dbus.daemon.watchers import Session, Trigger
+from op_dbus.plugins.base import Session, Trigger
 
 SECTIONS = frozenset({"lxc"})
 _STATE = re.compile(r"^'(?P<name>.*)' changed state to \[(?P<state>[A-Z]+)\]$")
