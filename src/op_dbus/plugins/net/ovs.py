@@ -23,12 +23,11 @@ from op_dbus.native.ovsdb import (
     wait_op,
     where_uuid,
 )
+from op_dbus.native.vswitch import BRIDGE_COLUMNS, PORT_COLUMNS
 from op_dbus.plugins.base import Action, ActionKind
 
 OWNER_KEY = "op-dbus-owner"
 OWNER = "op-dbus"
-BRIDGE_COLUMNS = ["name", "ports", "datapath_type", "external_ids", "stp_enable", "fail_mode"]
-PORT_COLUMNS = ["name", "interfaces", "tag", "external_ids"]
 IFACE_COLUMNS = ["name", "type", "ofport", "error", "mtu", "mtu_request"]
 EMPTY_SET: list[Any] = ["set", []]
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from op_dbus.model.modes import Mode
 from op_dbus.native import netlink
 from op_dbus.native.ovsdb import (
     VSWITCH_DB,
@@ -58,7 +57,6 @@ VSWITCHD_TIMEOUT_PER_ACTION = 0.02
 @dataclass
 class NetPlugin(Plugin):
     name: ClassVar[str] = "net"
-    mode: ClassVar[Mode] = Mode.STANDALONE
     _link: OvsdbLink = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,8 +1,4 @@
-"""The net section's drift events, from OVSDB and from netlink.
-
-OVSDB: a `monitor_cond` on the rows the net and lxc sections are made of. Only configuration
-columns are monitored: vswitchd rewrites `statistics` and `status` all the time, and waking up
-for those would be a busy loop.
+"""The net section's drift events: OVSDB updates of its rows (native/vswitch.py), and netlink.
 
 Netlink: link, IPv4 address and IPv4 route notifications of this netns. A raw rtnetlink socket
 subscribed to the multicast groups, read from the event loop; messages are not parsed beyond
@@ -16,22 +12,11 @@ import socket
 import struct
 from collections.abc import Callable
 
-from op_dbus.native.ovsdb import VSWITCH_DB, OvsdbClient, OvsdbConnectionError
-from op_dbus.plugins.base import Session, Trigger
-from op_dbus.plugins.net.ovs import BRIDGE_COLUMNS, PORT_COLUMNS
-
-TABLES: dict[str, list[str] | None] = {
-    "Open_vSwitch": ["bridges"],
-    "Bridge": BRIDGE_COLUMNS,
-    "Port": PORT_COLUMNS,
-    "Interface": ["name", "type", "options", "external_ids", "mtu_request", "ofport", "error"],
-}
-OVSDB_SECTIONS = frozenset({"net", "lxc"})
-
+from op_dbus.native.vswitch import config_session
+from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 EVENT_TYPES = {16: "link", 17: "link", 20: "address", 21: "address", 24: "route", 25: "route"}
-SECTIONS = frozenset({"net"})
 _HEADER = struct.Struct("=IHHII")
 
 
@@ -48,7 +33,7 @@ def message_kinds(data: bytes) -> set[str]:
     return kinds
 
 
-def netlink_session(trigger: Trigger) -> Session:
+def netlink_session(changed: Changed) -> Session:
     async def session(connected: Callable[[], None]) -> None:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
         loop = asyncio.get_running_loop()
@@ -66,7 +51,7 @@ def netlink_session(trigger: Trigger) -> Session:
                     failed.set_exception(exc)
                 return
             if kinds:
-                trigger(SECTIONS, f"netlink {'/'.join(sorted(kinds))}")
+                changed(f"netlink {'/'.join(sorted(kinds))}")
 
         try:
             sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE))
@@ -80,14 +65,9 @@ def netlink_session(trigger: Trigger) -> Session:
     return session
 
 
-def ovsdb_session(target: str, trigger: Trigger) -> Session:
-    async def session(connected: Callable[[], None]) -> None:
-        async with OvsdbClient() as client:
-            await client.connect(target)
-            monitor = await client.monitor(VSWITCH_DB, TABLES)
-            connected()
-            async for update in monitor:
-                trigger(OVSDB_SECTIONS, f"ovsdb {'/'.join(sorted(update))}")
-        raise OvsdbConnectionError("monitor ended")
-
-    return session
+def watches(ctx: WatchContext) -> list[Watch]:
+    target = ctx.endpoints.ovsdb
+    return [
+        Watch(f"OVSDB {target}", lambda changed: config_session(target, changed), True),
+        Watch("netlink", netlink_session),
+    ]
