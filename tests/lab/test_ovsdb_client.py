@@ -15,16 +15,8 @@ from native_fixtures import VSWITCH_SCHEMA, PrivateOvs, require
 
 from op_dbus.lab.ovs import wait_until
 from op_dbus.lab.private_ovs import accepts, stop_child
-from op_dbus.native.ovsdb import (
-    VSWITCH_DB,
-    OvsdbClient,
-    OvsdbConnectionError,
-    OvsdbOpError,
-    OvsdbTimeoutError,
-    is_wait_conflict,
-    wait_op,
-    where_uuid,
-)
+from op_dbus.native.ovsdb import OvsdbClient, OvsdbConnectionError, OvsdbOpError, OvsdbTimeoutError
+from op_dbus.native.vswitch import VSWITCH_DB, is_wait_conflict, wait_op, where_uuid
 
 
 async def client_for(target: str) -> OvsdbClient:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from op_dbus.errors import Refused
-from op_dbus.native.ovsdb import OvsdbError, ovsdb_set
+from op_dbus.native.ovsdb import OvsdbError
+from op_dbus.native.vswitch import OWNER_KEY, ovsdb_set
 from op_dbus.plugins.base import Action, ActionKind
 from op_dbus.plugins.net.diff import diff_net
 from op_dbus.plugins.net.ovs import (
-    OWNER_KEY,
     ConflictError,
     Snapshot,
     TransactionBuilder,

@@ -15,12 +15,14 @@ from typing import Any, ClassVar
 
 from op_dbus.native import netlink
 from op_dbus.native.ovsdb import (
-    VSWITCH_DB,
     OvsdbClient,
     OvsdbConnectionError,
     OvsdbError,
     OvsdbLink,
     OvsdbOpError,
+)
+from op_dbus.native.vswitch import (
+    VSWITCH_DB,
     is_wait_conflict,
     vswitchd_connected,
     wait_for_cur_cfg,
