@@ -81,7 +81,9 @@ def init(
             stderr().print(f"[yellow]skipped[/] {name}: {reason}")
         document = state_file_from(read)
     else:
-        sections = {name: EMPTY_SECTIONS[name] for name in SECTIONS_BY_MODE[mode]}
+        from op_dbus.registry import REGISTRY
+
+        sections = {name: dict(REGISTRY.by_name[name].empty) for name in SECTIONS_BY_MODE[mode]}
         document = {"version": 1, "plugins": sections}
     import json
 
@@ -98,13 +100,6 @@ def init(
         except OSError as err:
             fail(ExitCode.INVALID_INPUT, f"{output}: {err.strerror}")
         stderr().print(f"wrote {output} (mode {mode})")
-
-
-EMPTY_SECTIONS: dict[str, dict] = {
-    "systemd": {"units": {}},
-    "net": {"interfaces": []},
-    "lxc": {"containers": []},
-}
 
 
 def register(app: typer.Typer) -> None:
