@@ -25,7 +25,7 @@ from op_dbus.exitcodes import ExitCode
 from op_dbus.lab import Lab, run_in_lab
 from op_dbus.native import systemd as sd
 from op_dbus.native.dbus import connect_system_bus
-from op_dbus.plugins.systemd import SystemdPlugin
+from op_dbus.plugins.systemd.plugin import SystemdPlugin
 
 COUNT = 50
 RUNS = 7

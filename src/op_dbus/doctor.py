@@ -29,7 +29,8 @@ from op_dbus.native.dbus import (
     get_properties,
     name_has_owner,
 )
-from op_dbus.native.ovsdb import OvsdbClient, ovs_summary
+from op_dbus.native.ovsdb import OvsdbClient
+from op_dbus.native.vswitch import VSWITCH_DB, ovs_summary
 
 DEFAULT_TIMEOUT = 2.0
 
@@ -295,7 +296,7 @@ async def _probe_ovs(endpoints: Endpoints, timeout: float) -> Finding:
     async with OvsdbClient(timeout=timeout) as client:
         await client.connect(endpoints.ovsdb)
         dbs = await client.list_dbs()
-        if "Open_vSwitch" not in dbs:
+        if VSWITCH_DB not in dbs:
             return Finding(False, f"ovsdb-server at {endpoints.ovsdb} has no Open_vSwitch db")
         summary = await ovs_summary(client)
     parts = [f"ovsdb-server at {endpoints.ovsdb}"]

@@ -17,12 +17,14 @@ import pytest
 from native_fixtures import PrivateOvs, private_ovs
 
 from op_dbus.native.ovsdb import (
-    VSWITCH_DB,
     OvsdbClient,
     OvsdbConnectionError,
     OvsdbOpError,
     OvsdbRpcError,
     OvsdbTimeoutError,
+)
+from op_dbus.native.vswitch import (
+    VSWITCH_DB,
     next_cfg_ops,
     ovs_summary,
     vswitchd_connected,

@@ -13,9 +13,9 @@ import pytest
 from native_fixtures import PrivateOvs
 
 from op_dbus.endpoints import Endpoints
-from op_dbus.plugins import net
 from op_dbus.plugins.base import Action, ApplyError
-from op_dbus.plugins.net import NetPlugin
+from op_dbus.plugins.net import plugin as net
+from op_dbus.plugins.net.plugin import NetPlugin
 
 
 def interfere(monkeypatch: pytest.MonkeyPatch, ovs: PrivateOvs, times: int) -> list[int]:

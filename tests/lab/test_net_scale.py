@@ -20,9 +20,9 @@ from test_net_apply import addresses, opdbus, reset, sh, state_file
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.lab import Lab, run_in_lab
-from op_dbus.plugins import net
 from op_dbus.plugins.base import ApplyError
-from op_dbus.plugins.net import NetPlugin
+from op_dbus.plugins.net import plugin as net
+from op_dbus.plugins.net.plugin import NetPlugin
 
 BUSY_BRIDGES = 300
 """Bridges someone else adds with `--no-wait` just before each apply, to keep vswitchd busy

@@ -15,16 +15,8 @@ from native_fixtures import VSWITCH_SCHEMA, PrivateOvs, require
 
 from op_dbus.lab.ovs import wait_until
 from op_dbus.lab.private_ovs import accepts, stop_child
-from op_dbus.native.ovsdb import (
-    VSWITCH_DB,
-    OvsdbClient,
-    OvsdbConnectionError,
-    OvsdbOpError,
-    OvsdbTimeoutError,
-    is_wait_conflict,
-    wait_op,
-    where_uuid,
-)
+from op_dbus.native.ovsdb import OvsdbClient, OvsdbConnectionError, OvsdbOpError, OvsdbTimeoutError
+from op_dbus.native.vswitch import VSWITCH_DB, is_wait_conflict, wait_op, where_uuid
 
 
 async def client_for(target: str) -> OvsdbClient:
@@ -190,7 +182,7 @@ async def test_monitor_ends_on_server_death_and_reconnect_resumes() -> None:
 
 async def test_net_plugin_reads_again_after_ovsdb_server_restarts() -> None:
     from op_dbus.endpoints import Endpoints
-    from op_dbus.plugins.net import NetPlugin
+    from op_dbus.plugins.net.plugin import NetPlugin
 
     with server_dir() as directory:
         server = start_server(directory)

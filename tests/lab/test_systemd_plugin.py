@@ -15,7 +15,7 @@ from op_dbus.exitcodes import ExitCode
 from op_dbus.lab import Lab
 from op_dbus.native import systemd as sd
 from op_dbus.plugins.base import ApplyError
-from op_dbus.plugins.systemd import SystemdPlugin
+from op_dbus.plugins.systemd.plugin import SystemdPlugin
 
 
 @pytest.fixture

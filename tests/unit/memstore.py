@@ -20,7 +20,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from op_dbus.model.modes import Mode
 from op_dbus.plugins.base import (
     Action,
     ActionKind,
@@ -195,15 +194,12 @@ class MemPlugin(Plugin):
 
 class MemSystemd(MemPlugin):
     name = "systemd"
-    mode = Mode.AGENT
 
 
 class MemNet(MemPlugin):
     name = "net"
-    mode = Mode.STANDALONE
     atomic = True
 
 
 class MemLxc(MemPlugin):
     name = "lxc"
-    mode = Mode.FULL

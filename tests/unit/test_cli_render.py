@@ -11,8 +11,8 @@ from rich.console import Console
 from op_dbus.cli.render import plan_text, render_plan
 from op_dbus.engine.plan import Plan, PluginPlan
 from op_dbus.plugins.base import Action, ActionKind
-from op_dbus.plugins.lxc_diff import diff_lxc
-from op_dbus.plugins.net_diff import diff_net
+from op_dbus.plugins.lxc.diff import diff_lxc
+from op_dbus.plugins.net.diff import diff_net
 
 CURRENT_NET = {
     "interfaces": [

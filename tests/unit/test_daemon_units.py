@@ -12,9 +12,9 @@ import pytest
 from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.lock import AlreadyRunning, DaemonLock
 from op_dbus.daemon.notify import Notifier
-from op_dbus.daemon.watchers.lxc import settled_change
-from op_dbus.daemon.watchers.netlink import message_kinds
-from op_dbus.daemon.watchers.systemd import unit_of_path
+from op_dbus.plugins.lxc.watcher import settled_change
+from op_dbus.plugins.net.watcher import message_kinds
+from op_dbus.plugins.systemd.watcher import unit_of_path
 
 
 def receiver(address: str) -> socket.socket:

@@ -199,7 +199,6 @@ async def test_mismatch_that_settles_too_late_rolls_back() -> None:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"lxc": None}, "lxc: not implemented yet"),
         ({"unavailable": "net"}, "net: net backend socket missing"),
         (
             {"query_error": "systemd"},
@@ -211,13 +210,11 @@ async def test_apply_refuses_when_a_section_is_not_ready(change: dict, reason: s
     world = new_world()
     before = world.snapshot()
     plugins = world.plugins()
-    if "lxc" in change:
-        plugins["lxc"] = None  # type: ignore[assignment]
     world.faults.unavailable = {change.get("unavailable", "")}
     world.faults.query_error = {change.get("query_error", "")}
     plan = await make_plan(DESIRED, plugins)
     assert plan.pending
-    result = await apply_plan(plan, plugins)  # type: ignore[arg-type]
+    result = await apply_plan(plan, plugins)
     assert result.exit_code == ExitCode.COMPONENT_MISSING
     assert result.message == f"refusing to apply, nothing changed: {reason}"
     assert result.applied == []

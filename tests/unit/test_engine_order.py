@@ -8,8 +8,8 @@ import pytest
 
 from op_dbus.engine.order import Batch, schedule
 from op_dbus.engine.plan import Plan, PluginPlan
-from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, ActionKind
+from op_dbus.registry import ORDER
 
 C, M, D = ActionKind.CREATE, ActionKind.MODIFY, ActionKind.DELETE
 KIND_SETS = [
@@ -22,7 +22,7 @@ def act(plugin: str, kind: ActionKind, n: int = 0) -> Action:
 
 
 def plan_of(actions: dict[str, list[Action]]) -> Plan:
-    return Plan([PluginPlan(n, "ready", "", {}, {}, actions[n]) for n in PLUGIN_ORDER])
+    return Plan([PluginPlan(n, "ready", "", {}, {}, actions[n]) for n in ORDER])
 
 
 def rank(action: Action) -> int:
@@ -47,7 +47,7 @@ def is_subsequence(part: list[Action], whole: list[Action]) -> bool:
 def test_every_combination_keeps_the_rule(combo: tuple[tuple[ActionKind, ...], ...]) -> None:
     actions = {
         name: [act(name, kind, i) for kind in kinds for i in range(2)]
-        for name, kinds in zip(PLUGIN_ORDER, combo, strict=True)
+        for name, kinds in zip(ORDER, combo, strict=True)
     }
     batches = schedule(plan_of(actions))
     flat = [a for b in batches for a in b.actions]
@@ -67,8 +67,8 @@ def test_every_combination_keeps_the_rule(combo: tuple[tuple[ActionKind, ...], .
 
 
 def test_full_plan_exact_batches() -> None:
-    actions = {name: [act(name, D), act(name, C), act(name, M)] for name in PLUGIN_ORDER}
-    sd, net, lxc = (actions[n] for n in PLUGIN_ORDER)
+    actions = {name: [act(name, D), act(name, C), act(name, M)] for name in ORDER}
+    sd, net, lxc = (actions[n] for n in ORDER)
     assert schedule(plan_of(actions)) == [
         Batch("systemd", [sd[1], sd[2]]),
         Batch("lxc", [lxc[0]]),
@@ -89,5 +89,5 @@ def test_neighbouring_batches_of_one_plugin_merge_in_its_own_order() -> None:
 
 
 def test_empty_plan_has_no_batches() -> None:
-    assert schedule(plan_of({n: [] for n in PLUGIN_ORDER})) == []
+    assert schedule(plan_of({n: [] for n in ORDER})) == []
     assert schedule(Plan([])) == []

@@ -13,8 +13,9 @@ from op_dbus.engine.apply import apply_plan
 from op_dbus.engine.plan import make_plan
 from op_dbus.errors import Refused
 from op_dbus.exitcodes import ExitCode
-from op_dbus.plugins import IMPLEMENTED, PLUGIN_ORDER, make_plugin
+from op_dbus.plugins import make_plugin
 from op_dbus.plugins.base import Action, ActionKind, Section
+from op_dbus.registry import ORDER
 
 
 def world_with_data() -> World:
@@ -25,7 +26,7 @@ def world_with_data() -> World:
     return world
 
 
-DESIRED = {name: {"items": {"a": f"{name}-a2", "n": 1}} for name in PLUGIN_ORDER}
+DESIRED = {name: {"items": {"a": f"{name}-a2", "n": 1}} for name in ORDER}
 
 
 def expected_actions(name: str) -> list[Action]:
@@ -37,7 +38,7 @@ def expected_actions(name: str) -> list[Action]:
 
 async def test_plan_covers_every_plugin_in_order() -> None:
     world = world_with_data()
-    plan = await make_plan({n: DESIRED[n] for n in reversed(PLUGIN_ORDER)}, world.plugins())
+    plan = await make_plan({n: DESIRED[n] for n in reversed(ORDER)}, world.plugins())
     assert [e.name for e in plan.plugins] == ["systemd", "net", "lxc"]
     for entry in plan.plugins:
         assert entry.status == "ready"
@@ -45,7 +46,7 @@ async def test_plan_covers_every_plugin_in_order() -> None:
         assert entry.desired == DESIRED[entry.name]
         assert entry.current == {"items": world.stores[entry.name].data, "owned": ["a"]}
         assert entry.actions == expected_actions(entry.name)
-    assert plan.actions == [a for n in PLUGIN_ORDER for a in expected_actions(n)]
+    assert plan.actions == [a for n in ORDER for a in expected_actions(n)]
     assert plan.pending
     assert plan.blocked == []
 
@@ -64,27 +65,21 @@ async def test_unknown_section_is_refused() -> None:
 
 async def test_matching_state_has_nothing_pending() -> None:
     world = world_with_data()
-    desired = {n: {"items": {"a": f"{n}-a"}} for n in PLUGIN_ORDER}
+    desired = {n: {"items": {"a": f"{n}-a"}} for n in ORDER}
     plan = await make_plan(desired, world.plugins())
     assert plan.actions == []
     assert not plan.pending
 
 
-async def test_not_implemented_and_unavailable_are_reported() -> None:
+async def test_unavailable_is_reported_and_not_queried() -> None:
     world = world_with_data()
     world.faults.unavailable = {"net"}
-    plugins = world.plugins()
-    plugins["systemd"] = None  # type: ignore[assignment]
-    del plugins["lxc"]
-    plan = await make_plan(DESIRED, plugins)
-    summary = [(e.name, e.status, e.reason, e.current, e.actions) for e in plan.plugins]
-    assert summary == [
-        ("systemd", "not_implemented", "not implemented yet", None, []),
-        ("net", "unavailable", "net backend socket missing", None, []),
-        ("lxc", "not_implemented", "not implemented yet", None, []),
-    ]
-    assert [e.name for e in plan.blocked] == ["systemd", "net", "lxc"]
-    assert world.count("query") == {}
+    plan = await make_plan(DESIRED, world.plugins())
+    summary = [(e.name, e.status, e.reason, e.current) for e in plan.plugins]
+    assert summary[1] == ("net", "unavailable", "net backend socket missing", None)
+    assert [e.status for e in plan.plugins] == ["ready", "unavailable", "ready"]
+    assert [e.name for e in plan.blocked] == ["net"]
+    assert "net" not in world.count("query")
 
 
 async def test_query_raising_is_an_error_status_not_a_crash() -> None:
@@ -119,11 +114,7 @@ async def test_plugins_are_queried_concurrently() -> None:
     assert [e.status for e in plan.plugins] == ["ready"] * 3
 
 
-def test_registry_reports_unbuilt_plugins_as_none() -> None:
-    assert PLUGIN_ORDER == ("systemd", "net", "lxc")
-    for name in PLUGIN_ORDER:
-        plugin = make_plugin(name, Endpoints())
-        assert (plugin is None) == (name not in IMPLEMENTED)
+def test_make_plugin_refuses_an_unknown_section() -> None:
     with pytest.raises(ValueError, match="unknown plugin 'x'"):
         make_plugin("x", Endpoints())
 

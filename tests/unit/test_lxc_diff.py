@@ -9,7 +9,7 @@ import pytest
 
 from op_dbus.errors import Refused
 from op_dbus.plugins.base import ActionKind
-from op_dbus.plugins.lxc_diff import container_name, diff_lxc
+from op_dbus.plugins.lxc.diff import container_name, diff_lxc
 
 SEED = {
     "containers": [

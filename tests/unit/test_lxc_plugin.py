@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-import op_dbus.plugins.lxc as lxc_plugin
+import op_dbus.plugins.lxc.plugin as lxc_plugin
 from op_dbus.errors import Refused
 from op_dbus.native.lxc import Driver, Observed
 from op_dbus.native.lxc_config import Parsed, Spec
 from op_dbus.plugins.base import ApplyError
-from op_dbus.plugins.lxc import LxcPlugin, container_entry
-from op_dbus.plugins.lxc_ovs import PortRow
+from op_dbus.plugins.lxc.ovs import PortRow
+from op_dbus.plugins.lxc.plugin import LxcPlugin, container_entry
 
 
 class Recorder(Driver):

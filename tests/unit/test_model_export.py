@@ -9,9 +9,9 @@ import yaml
 
 from op_dbus.model import parse_state
 from op_dbus.model.export import Selection, dump, state_document
-from op_dbus.plugins.lxc_diff import diff_lxc
-from op_dbus.plugins.net_diff import diff_net
-from op_dbus.plugins.systemd import diff_units
+from op_dbus.plugins.lxc.diff import diff_lxc
+from op_dbus.plugins.net.diff import diff_net
+from op_dbus.plugins.systemd.plugin import diff_units
 
 QUERIED = {
     "systemd": {

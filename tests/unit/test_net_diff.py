@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 
 from op_dbus.errors import Refused
-from op_dbus.native.ovsdb import OvsdbError, ovsdb_set
+from op_dbus.native.ovsdb import OvsdbError
+from op_dbus.native.vswitch import OWNER_KEY, ovsdb_set
 from op_dbus.plugins.base import Action, ActionKind
-from op_dbus.plugins.net import _picks_datapath, net_mismatches
-from op_dbus.plugins.net_diff import diff_net
-from op_dbus.plugins.net_ovs import (
-    OWNER_KEY,
+from op_dbus.plugins.net.diff import diff_net
+from op_dbus.plugins.net.ovs import (
     ConflictError,
     Snapshot,
     TransactionBuilder,
     read_snapshot,
 )
+from op_dbus.plugins.net.plugin import _picks_datapath, net_mismatches
 
 SEED = json.loads((Path(__file__).parents[2] / "examples" / "full-mode.json").read_text())["net"]
 """The seed's net section, exactly as examples/full-mode.json has it."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from op_dbus.native.netlink import OWN_PROTO, NetState, Route
-from op_dbus.plugins.net_ipv4 import steps_for
+from op_dbus.plugins.net.ipv4 import steps_for
 
 
 def view() -> NetState:

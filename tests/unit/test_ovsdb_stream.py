@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from op_dbus.native.ovsdb import JsonStreamDecoder, ovsdb_set
+from op_dbus.native.ovsdb import JsonStreamDecoder
+from op_dbus.native.vswitch import ovsdb_set
 
 # Strings rich in what can confuse a boundary scanner: quotes, backslashes, brackets, non-ASCII.
 tricky_text = st.text(alphabet=st.sampled_from('ab"\\{}[]: é€😀\n\t'), max_size=12) | st.text(

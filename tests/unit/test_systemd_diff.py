@@ -8,7 +8,7 @@ import pytest
 
 from op_dbus.native.systemd import UnitStatus
 from op_dbus.plugins.base import ActionKind
-from op_dbus.plugins.systemd import _runtime, build_section, diff_units, mismatches
+from op_dbus.plugins.systemd.plugin import _runtime, build_section, diff_units, mismatches
 
 
 def status(name: str, active: str = "inactive", load: str = "loaded") -> UnitStatus:

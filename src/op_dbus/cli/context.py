@@ -66,11 +66,11 @@ def fail(code: ExitCode, message: str) -> NoReturn:
 
 def check_plugin_names(plugins: list[str] | None) -> None:
     """Exit 2 unless every `--plugin` value names a plugin."""
-    from op_dbus.plugins import PLUGIN_ORDER
+    from op_dbus.registry import ORDER
 
     for name in plugins or []:
-        if name not in PLUGIN_ORDER:
-            fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(PLUGIN_ORDER)}")
+        if name not in ORDER:
+            fail(ExitCode.INVALID_INPUT, f"--plugin must be one of {', '.join(ORDER)}")
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 
 SIGNS = {"create": ("+", "green"), "modify": ("~", "yellow"), "delete": ("-", "red")}
 STATUS_TEXT = {
-    "not_implemented": "not implemented yet",
     "unavailable": "backend unavailable",
     "error": "could not be read",
     "refused": "refused, nothing will change",

@@ -114,7 +114,10 @@ def init(
             print_notes(built, reply, selection)
         document, left_out, skipped = built.document, built.left_out, reply["skipped"]
     else:
-        document = {"version": 1, "plugins": {name: EMPTY_SECTIONS[name] for name in names}}
+        from op_dbus.registry import REGISTRY
+
+        sections = {name: dict(REGISTRY.by_name[name].empty) for name in names}
+        document = {"version": 1, "plugins": sections}
     text = dump(document, form)
     report = {"file": None if output is None else str(output), "mode": str(mode)}
     report |= {"document": document, "left_out": left_out, "skipped": skipped}
@@ -136,13 +139,6 @@ def init(
             print_json(report)
         else:
             stderr().print(f"wrote {output} (mode {mode})")
-
-
-EMPTY_SECTIONS: dict[str, dict] = {
-    "systemd": {"units": {}},
-    "net": {"interfaces": []},
-    "lxc": {"containers": []},
-}
 
 
 def register(app: typer.Typer) -> None:

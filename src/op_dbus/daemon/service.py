@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import shutil
 import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +28,8 @@ from op_dbus.daemon.notify import Notifier
 from op_dbus.daemon.parsing import DocumentParser, InvalidDocument
 from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler
 from op_dbus.daemon.runtime import RuntimeChanges
-from op_dbus.daemon.watchers import Session, supervise
-from op_dbus.daemon.watchers.lxc import lxc_session
-from op_dbus.daemon.watchers.netlink import netlink_session
-from op_dbus.daemon.watchers.ovsdb import ovsdb_session
+from op_dbus.daemon.watchers import supervise
 from op_dbus.daemon.watchers.statefile import statefile_session
-from op_dbus.daemon.watchers.systemd import systemd_session
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import Change, Host, PendingTry, check_try_seconds
 from op_dbus.engine.lock import read_holder
@@ -43,7 +39,8 @@ from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
 from op_dbus.model import LoadedState, Mode, StateInputError, load_state
 from op_dbus.model.modes import SECTIONS_BY_MODE
-from op_dbus.plugins.base import Section
+from op_dbus.plugins import watcher_factory
+from op_dbus.plugins.base import Section, Watch, WatchContext
 
 if TYPE_CHECKING:
     from op_dbus.mcp.http import HttpOptions
@@ -159,28 +156,13 @@ class Daemon:
         r.listeners.append(api.publish)
         r.listeners.append(self._on_report)
 
-        def watch(what: str, session: Session, sections: frozenset[str]) -> Coroutine:
-            return supervise(what, session, lambda: self.trigger(sections, f"{what} connected"))
-
-        everything = frozenset(r.names)
         jobs = [
             supervise(f"D-Bus service {api.address}", api.session, lambda: None),
             self._worker(),
             self._poll(),
             self._watchdog(),
+            *self._watches(),
         ]
-        if "net" in r.names or "lxc" in r.names:
-            target = opts.endpoints.ovsdb
-            jobs.append(watch(f"OVSDB {target}", ovsdb_session(target, self.trigger), everything))
-        if "net" in r.names:
-            jobs.append(watch("netlink", netlink_session(self.trigger), frozenset({"net"})))
-        if "lxc" in r.names and shutil.which("lxc-monitor"):
-            lxc_path = opts.endpoints.lxc_path
-            session = lxc_session(lxc_path, self.trigger)
-            jobs.append(watch(f"lxc-monitor {lxc_path}", session, frozenset({"lxc"})))
-        if "systemd" in r.names:
-            session = systemd_session(opts.endpoints.system_bus, self.trigger, self._declared_units)
-            jobs.append(watch(f"systemd {opts.endpoints.system_bus}", session, everything))
         if opts.mcp_http is not None:
             jobs.append(self._serve_mcp(opts.mcp_http))
         if opts.state_file is not None:
@@ -217,6 +199,29 @@ class Daemon:
         except SystemExit:  # uvicorn's way of saying it cannot listen; it logged why
             log.error("MCP: cannot serve on %s; the daemon runs on without it", http.url)
 
+    def _watches(self) -> list[Coroutine]:
+        """The plugins' event sources for the sections this daemon manages, each supervised;
+        a source two sections watch (OVSDB for net and lxc) is one session for both."""
+        everything = frozenset(self.reconciler.names)
+        watches: dict[str, Watch] = {}
+        watchers: dict[str, set[str]] = {}
+        for name in self.reconciler.names:
+            context = WatchContext(self.options.endpoints, partial(self._enforced_section, name))
+            for watch in watcher_factory(name)(context):
+                watches.setdefault(watch.source, watch)
+                watchers.setdefault(watch.source, set()).add(name)
+        jobs = []
+        for source, watch in watches.items():
+            sections = frozenset(watchers[source])
+            session = watch.session(partial(self.trigger, sections))
+            on_connect = everything if watch.recheck_all else sections
+            connected = partial(self.trigger, on_connect, f"{source} connected")
+            jobs.append(supervise(source, session, connected))
+        return jobs
+
+    def _enforced_section(self, name: str) -> Section:
+        return self.reconciler.desired.get(name, {})
+
     def trigger(self, sections: frozenset[str], why: str) -> None:
         """Called by the watchers: these sections may have changed."""
         wanted = sections & set(self.reconciler.names)
@@ -237,9 +242,6 @@ class Daemon:
         """The watch is (re)established: a change while nobody watched is a change too."""
         if self._stamp is not None and _stamp(self.options.state_file) != self._stamp:
             self._file_changed()
-
-    def _declared_units(self) -> set[str]:
-        return set(self.reconciler.desired.get("systemd", {}).get("units", {}))
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()

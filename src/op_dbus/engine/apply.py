@@ -21,8 +21,8 @@ from op_dbus.engine.order import schedule
 from op_dbus.engine.plan import Plan, PluginPlan, describe_error
 from op_dbus.engine.verify import verify_state
 from op_dbus.exitcodes import ExitCode
-from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, ApplyError, Mismatch, Plugin, Section
+from op_dbus.registry import ORDER
 
 
 class ProgressKind(StrEnum):
@@ -241,7 +241,7 @@ async def restore(
     going past a failed batch, to restore as much as it can, and then re-reads: the final
     word is a fresh query compared with the checkpoint.
     """
-    names = [name for name in PLUGIN_ORDER if name in checkpoints]
+    names = [name for name in ORDER if name in checkpoints]
     diffs = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in names))
     restoration = Restoration(Plan([]))
     for name, diff in zip(names, diffs, strict=True):
@@ -279,5 +279,5 @@ async def restore(
             )
         )
     left = restoration.left
-    restoration.left = {name: left[name] for name in PLUGIN_ORDER if name in left}
+    restoration.left = {name: left[name] for name in ORDER if name in left}
     return restoration

@@ -115,7 +115,7 @@ class Host:
         is not shared by two requests at once); writers then take the host-wide lock."""
         self.try_listeners: list[Callable[[str, PendingTry, Change | None], None]] = []
         """Told when a try ends: ("confirmed", try, None) or ("rolled_back", try, change)."""
-        self.plugins: dict[str, Plugin | None] = {n: make_plugin(n, endpoints) for n in self.names}
+        self.plugins: dict[str, Plugin] = {n: make_plugin(n, endpoints) for n in self.names}
         self.pending: PendingTry | None = None
         self.try_ended = asyncio.Event()
         """Set when the pending try is confirmed or rolled back (a front end may wait on it)."""
@@ -136,17 +136,14 @@ class Host:
         elif self._timer is not None and not self._timer.done():
             await self._timer  # its rollback is under way: let it finish
         for plugin in self.plugins.values():
-            if plugin is not None:
-                await plugin.close()
+            await plugin.close()
 
     async def renew(self, name: str) -> None:
         """A fresh plugin after its backend failed: the next use connects anew."""
-        old = self.plugins.get(name)
-        if old is not None:
-            try:
-                await old.close()
-            except Exception as exc:
-                log.debug("closing %s plugin: %s", name, exc)
+        try:
+            await self.plugins[name].close()
+        except Exception as exc:
+            log.debug("closing %s plugin: %s", name, exc)
         self.plugins[name] = make_plugin(name, self.endpoints)
 
     async def _renew_blocked(self, plan: Plan) -> None:
@@ -163,7 +160,7 @@ class Host:
         chosen = set(self.names if names is None else names)
         wanted = [n for n in self.names if n in chosen]
         async with self.busy:
-            results = await asyncio.gather(*(read_section(self.plugins.get(n)) for n in wanted))
+            results = await asyncio.gather(*(read_section(self.plugins[n]) for n in wanted))
         sections: dict[str, Section] = {}
         skipped: dict[str, str] = {}
         for name, (section, reason) in zip(wanted, results, strict=True):
@@ -188,10 +185,7 @@ class Host:
         async with self.busy:
             blocked: dict[str, str] = {}
             for name in desired:
-                plugin = self.plugins.get(name)
-                if plugin is None:
-                    blocked[name] = "not implemented yet"
-                elif not (availability := await plugin.available()).ok:
+                if not (availability := await self.plugins[name].available()).ok:
                     blocked[name] = availability.reason
             if blocked:
                 return Verification(blocked, {})
@@ -270,7 +264,7 @@ class Host:
             return change
 
     async def _restore(self, checkpoints: Mapping[str, Section]) -> Change:
-        usable = {n: p for n, p in self.plugins.items() if p is not None and n in checkpoints}
+        usable = {n: p for n, p in self.plugins.items() if n in checkpoints}
         restoration = await restore({n: checkpoints[n] for n in usable}, usable)
         result = ApplyResult(ExitCode.OK, applied=restoration.done)
         result.error = "; ".join(f"{n}: {e}" for n, e in restoration.errors.items()) or None

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from op_dbus.engine.plan import NOT_IMPLEMENTED, describe_error
+from op_dbus.engine.plan import describe_error
 from op_dbus.plugins.base import Plugin, Section
 
 
-async def read_section(plugin: Plugin | None) -> tuple[Section | None, str]:
+async def read_section(plugin: Plugin) -> tuple[Section | None, str]:
     """The plugin's whole section, or None and why it cannot be read (never raises: one
     plugin's failure is reported while the others still answer)."""
-    if plugin is None:
-        return None, NOT_IMPLEMENTED
     try:
         availability = await plugin.available()
         if not availability.ok:

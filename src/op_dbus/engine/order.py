@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from op_dbus.engine.plan import Plan
-from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, ActionKind
+from op_dbus.registry import REGISTRY, Registry
 
-PIVOT = "net"
-"""The plugin whose actions always form one batch (all OVS changes are one OVSDB transaction)."""
+Step = tuple[str, str]
+"""(section, "upserts" | "deletes" | "whole"): a part of one section's actions."""
 
 
 @dataclass
@@ -18,42 +18,54 @@ class Batch:
     actions: list[Action]
 
 
-def schedule(plan: Plan) -> list[Batch]:
-    """Batches in the order they must run.
+def steps_in_order(registry: Registry) -> list[Step]:
+    """The order the parts of each section's actions run in.
 
-    The rule (architecture.md) is: creates and modifies in PLUGIN_ORDER, deletes in reverse.
-    Applied naively that splits the pivot's actions in two, but its changes must land in one
-    transaction, so the pivot runs once, whole, ordering its own deletes before its creates.
-    Around it, each side keeps the rule:
-
-    1. creates + modifies of plugins before the pivot (systemd: units the network needs),
-    2. deletes of plugins after the pivot, in reverse (lxc: containers leave their bridges),
-    3. the pivot's whole batch (net),
-    4. creates + modifies of plugins after the pivot (lxc: containers join the new bridges),
-    5. deletes of plugins before the pivot, in reverse (systemd: units nothing needs anymore).
-
-    Batches keep each plugin's own action order, empty ones are dropped, and neighbouring
-    batches of the same plugin merge back into that plugin's own order (one apply call).
+    The rule (architecture.md): a section's creates and modifies run after those of every
+    section it comes `after`, its deletes before theirs. A `one_batch` section (net: one
+    OVSDB transaction) runs whole, so it waits for both: the creates of the sections before
+    it (systemd: units the network needs) and the deletes of those after it (lxc: containers
+    leave their bridges). Among the steps free to run, creates and modifies in dependency
+    order come first, then deletes in reverse: for systemd -> net -> lxc with net whole that
+    is systemd upserts, lxc deletes, net whole, lxc upserts, systemd deletes.
     """
+    order = registry.order
+
+    def step(name: str, part: str) -> Step:
+        return (name, "whole") if registry.by_name[name].one_batch else (name, part)
+
+    preferred = list(
+        dict.fromkeys(
+            [step(n, "upserts") for n in order] + [step(n, "deletes") for n in reversed(order)]
+        )
+    )
+    needs: dict[Step, set[Step]] = {s: set() for s in preferred}
+    for name in order:
+        for earlier in registry.depends_on(name):
+            needs[step(name, "upserts")].add(step(earlier, "upserts"))
+            needs[step(earlier, "deletes")].add(step(name, "deletes"))
+    done: list[Step] = []
+    while len(done) < len(preferred):
+        ready = next(s for s in preferred if s not in done and needs[s] <= set(done))
+        done.append(ready)
+    return done
+
+
+def schedule(plan: Plan, registry: Registry = REGISTRY) -> list[Batch]:
+    """Batches in the order they must run (steps_in_order). Batches keep each plugin's own
+    action order, empty ones are dropped, and neighbouring batches of the same plugin merge
+    back into that plugin's own order (one apply call)."""
     actions = {entry.name: entry.actions for entry in plan.plugins}
-    pivot_at = PLUGIN_ORDER.index(PIVOT)
-    before, after = PLUGIN_ORDER[:pivot_at], PLUGIN_ORDER[pivot_at + 1 :]
 
-    def deletes(name: str) -> list[Action]:
-        return [a for a in actions.get(name, []) if a.kind == ActionKind.DELETE]
+    def part(name: str, which: str) -> list[Action]:
+        own = actions.get(name, [])
+        if which == "whole":
+            return list(own)
+        return [a for a in own if (a.kind == ActionKind.DELETE) == (which == "deletes")]
 
-    def upserts(name: str) -> list[Action]:
-        return [a for a in actions.get(name, []) if a.kind != ActionKind.DELETE]
-
-    candidates = [
-        *(Batch(name, upserts(name)) for name in before),
-        *(Batch(name, deletes(name)) for name in reversed(after)),
-        Batch(PIVOT, list(actions.get(PIVOT, []))),
-        *(Batch(name, upserts(name)) for name in after),
-        *(Batch(name, deletes(name)) for name in reversed(before)),
-    ]
     batches: list[Batch] = []
-    for batch in candidates:
+    for name, which in steps_in_order(registry):
+        batch = Batch(name, part(name, which))
         if not batch.actions:
             continue
         if batches and batches[-1].plugin == batch.plugin:

@@ -15,12 +15,10 @@ from typing import Any, Literal
 
 from op_dbus.errors import Refused
 from op_dbus.ledger.entries import canonical
-from op_dbus.plugins import PLUGIN_ORDER
 from op_dbus.plugins.base import Action, Plugin, Section
+from op_dbus.registry import ORDER
 
-PlanStatus = Literal["ready", "not_implemented", "unavailable", "error", "refused"]
-
-NOT_IMPLEMENTED = "not implemented yet"
+PlanStatus = Literal["ready", "unavailable", "error", "refused"]
 
 
 @dataclass
@@ -45,7 +43,7 @@ class PluginPlan:
 
 @dataclass
 class Plan:
-    """The per-plugin plans of one state file, in PLUGIN_ORDER."""
+    """The per-plugin plans of one state file, in dependency order."""
 
     plugins: list[PluginPlan]
 
@@ -123,10 +121,8 @@ def describe_error(exc: BaseException) -> str:
 
 
 async def _plan_one(
-    name: str, desired: Section, plugin: Plugin | None, document: Mapping[str, Section]
+    name: str, desired: Section, plugin: Plugin, document: Mapping[str, Section]
 ) -> PluginPlan:
-    if plugin is None:
-        return PluginPlan(name, "not_implemented", NOT_IMPLEMENTED, None, desired)
     try:
         availability = await plugin.available()
     except Exception as exc:  # the contract says never raises; a broken plugin must not crash plan
@@ -148,17 +144,16 @@ async def _plan_one(
     return PluginPlan(name, "ready", "", current, desired, list(actions))
 
 
-async def make_plan(desired: dict[str, Section], plugins: Mapping[str, Plugin | None]) -> Plan:
+async def make_plan(desired: dict[str, Section], plugins: Mapping[str, Plugin]) -> Plan:
     """Query and diff every declared section; plugins run concurrently (separate backends).
 
-    A plugin missing from `plugins` counts as not implemented. Sections the state file does
-    not declare are not planned at all: op-dbus leaves them alone.
+    Sections the state file does not declare are not planned at all: op-dbus leaves them alone.
     """
-    unknown = sorted(set(desired) - set(PLUGIN_ORDER))
+    unknown = sorted(set(desired) - set(ORDER))
     if unknown:
         raise ValueError(f"unknown plugin section(s): {', '.join(unknown)}")
-    names = [name for name in PLUGIN_ORDER if name in desired]
+    names = [name for name in ORDER if name in desired]
     entries = await asyncio.gather(
-        *(_plan_one(name, desired[name], plugins.get(name), desired) for name in names)
+        *(_plan_one(name, desired[name], plugins[name], desired) for name in names)
     )
     return Plan(list(entries))

@@ -32,21 +32,17 @@ async def _verify_one(
 
 async def verify_state(
     desired: dict[str, Section],
-    plugins: Mapping[str, Plugin | None],
+    plugins: Mapping[str, Plugin],
     *,
     attempts: int = 5,
     delay: float = 0.2,
 ) -> dict[str, list[Mismatch]]:
-    """Mismatches per section that remain after `attempts` tries; empty dict: all verified.
-
-    Sections without a plugin are skipped: the caller reports them (a plan says why).
-    """
+    """Mismatches per section that remain after `attempts` tries; empty dict: all verified."""
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     checks = [
-        _verify_one(name, section, plugin, attempts, delay)
+        _verify_one(name, section, plugins[name], attempts, delay)
         for name, section in desired.items()
-        if (plugin := plugins.get(name)) is not None
     ]
     results = await asyncio.gather(*checks)
     return {name: found for name, found in results if found}

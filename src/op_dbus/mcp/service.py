@@ -125,21 +125,19 @@ class McpService:
 
     # -- reading ---------------------------------------------------------------------------
     async def query(self, sections: list[str] | None, names: list[str]) -> dict[str, Any]:
-        from op_dbus.plugins import PLUGIN_ORDER
+        from op_dbus.registry import ORDER
 
-        unknown = sorted(set(sections or ()) - set(PLUGIN_ORDER))
+        unknown = sorted(set(sections or ()) - set(ORDER))
         if unknown:
-            raise InvalidInput(
-                f"sections: {', '.join(unknown)} is not one of {', '.join(PLUGIN_ORDER)}"
-            )
-        reply = await self.api.query(sections or PLUGIN_ORDER)
+            raise InvalidInput(f"sections: {', '.join(unknown)} is not one of {', '.join(ORDER)}")
+        reply = await self.api.query(sections or ORDER)
         plugins = filter_state(reply["state"]["plugins"], names)
         return {"state": {"version": 1, "plugins": plugins}, "skipped": reply["skipped"]}
 
     async def topology(self) -> dict[str, Any]:
-        from op_dbus.plugins import PLUGIN_ORDER
+        from op_dbus.registry import ORDER
 
-        reply = await self.api.query(PLUGIN_ORDER)
+        reply = await self.api.query(ORDER)
         return {**topology(reply["state"]), "skipped": reply["skipped"]}
 
     async def snapshot(self) -> dict[str, Any]:

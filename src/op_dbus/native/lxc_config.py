@@ -19,13 +19,10 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from op_dbus.native.vswitch import PORT_OWNER_KEY
+
 MARKER = "# --- op-dbus: managed below; edit the state file, not these lines ---"
 OWNER_LINE = "# op-dbus-owner = op-dbus"
-PORT_OWNER_KEY = "op-dbus-container"
-"""OVS external_ids key marking a port as a container's (value: the LXC container name).
-
-Not `op-dbus-owner`: the net plugin treats rows carrying that key as its own and would
-remove ports its state file does not list; container ports belong to the lxc plugin."""
 HOOK_UP, HOOK_DOWN, HOOK_START_HOST = "op-dbus-net-up", "op-dbus-net-down", "op-dbus-start-host"
 CREATING = "op-dbus-creating"
 """Written into the container's directory before `lxc-create` runs and removed once the

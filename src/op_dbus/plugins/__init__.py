@@ -1,34 +1,34 @@
-"""The plugin registry: which sections exist, in dependency order, and which are built.
+"""Plugins by section name, built from the registry (op_dbus/registry.py).
 
-The engine looks plugins up here so it never imports a concrete plugin itself. Plugins are
-named by import path and imported only when asked for, so `op-dbus --help` stays fast.
+The engine and the daemon look plugins and watchers up here so they never import a concrete
+plugin themselves; each is imported only when asked for, so `op-dbus --help` stays fast.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from typing import Any
 
 from op_dbus.endpoints import Endpoints
-from op_dbus.plugins.base import Plugin
-
-PLUGIN_ORDER: tuple[str, ...] = ("systemd", "net", "lxc")
-"""Dependency order: creates and modifies run in this order, deletes in reverse."""
-
-IMPLEMENTED: dict[str, str] = {
-    "systemd": "op_dbus.plugins.systemd:SystemdPlugin",
-    "net": "op_dbus.plugins.net:NetPlugin",
-    "lxc": "op_dbus.plugins.lxc:LxcPlugin",
-}
-"""Section name -> "module:Class" of its plugin; a section missing here is not built yet."""
+from op_dbus.plugins.base import Plugin, WatcherFactory
+from op_dbus.registry import REGISTRY
 
 
-def make_plugin(name: str, endpoints: Endpoints) -> Plugin | None:
-    """A plugin for section `name`, or None when that section is not implemented yet."""
-    if name not in PLUGIN_ORDER:
-        raise ValueError(f"unknown plugin {name!r}; known: {', '.join(PLUGIN_ORDER)}")
-    target = IMPLEMENTED.get(name)
-    if target is None:
-        return None
-    module_name, class_name = target.split(":")
-    cls: type[Plugin] = getattr(import_module(module_name), class_name)
+def _load(target: str) -> Any:
+    module_name, attribute = target.split(":")
+    return getattr(import_module(module_name), attribute)
+
+
+def make_plugin(name: str, endpoints: Endpoints) -> Plugin:
+    """The plugin of section `name`."""
+    spec = REGISTRY.by_name.get(name)
+    if spec is None:
+        raise ValueError(f"unknown plugin {name!r}; known: {', '.join(REGISTRY.order)}")
+    cls: type[Plugin] = _load(spec.plugin)
     return cls(endpoints=endpoints)
+
+
+def watcher_factory(name: str) -> WatcherFactory:
+    """The function that makes the daemon's event sources for section `name`."""
+    factory: WatcherFactory = _load(REGISTRY.by_name[name].watcher)
+    return factory

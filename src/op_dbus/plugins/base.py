@@ -8,16 +8,48 @@ checkpoint is just a `query()` result and rollback is `diff(after_failure, check
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from op_dbus.endpoints import Endpoints
-from op_dbus.model.modes import Mode
 
 Section = dict[str, Any]
 """One plugin's part of the state file, as plain JSON-shaped data."""
+
+Session = Callable[[Callable[[], None]], Awaitable[None]]
+"""A watcher's connection: it calls `connected()` once it listens, and returns or raises when
+the connection is lost; the daemon's `supervise` runs it again with backoff."""
+Changed = Callable[[str], None]
+"""`changed(why)`: what a watch watches may have changed (a watcher's only output: the daemon
+re-reads and diffs, so a missed or duplicated event costs a read, not a bug)."""
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One event source of the daemon, for the section whose watcher made it."""
+
+    source: str
+    """What is watched, for the log; also its identity: two sections' watches of the same
+    source are one session whose events concern both."""
+    session: Callable[[Changed], Session]
+    recheck_all: bool = False
+    """Its (re)connection re-checks every section, not only those watching it (a restarted
+    ovsdb-server or systemd may have changed anything)."""
+
+
+@dataclass(frozen=True)
+class WatchContext:
+    """What a watcher factory gets from the daemon."""
+
+    endpoints: Endpoints
+    desired: Callable[[], Section]
+    """The section the daemon enforces right now (empty when it declares nothing)."""
+
+
+WatcherFactory = Callable[[WatchContext], list[Watch]]
+"""A plugin's `watcher.py:watches`: the sources that tell the daemon its section may drift."""
 
 
 class ActionKind(StrEnum):
@@ -104,10 +136,10 @@ class ApplyError(Exception):
 
 @dataclass
 class Plugin(ABC):
-    """Base of every plugin. Subclasses set `name` and `mode` and implement the four operations."""
+    """Base of every plugin. Subclasses set `name` (their section; its mode and order are in
+    the registry) and implement the four operations."""
 
     name: ClassVar[str]
-    mode: ClassVar[Mode]
     endpoints: Endpoints = field(default_factory=Endpoints)
 
     @abstractmethod

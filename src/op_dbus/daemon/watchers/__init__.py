@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from op_dbus.engine.plan import describe_error
+from op_dbus.plugins.base import Session
 
 log = logging.getLogger("op_dbus.daemon")
-
-Trigger = Callable[[frozenset[str], str], None]
-"""`trigger(sections, why)`: these sections may have changed."""
-Session = Callable[[Callable[[], None]], Awaitable[None]]
 
 
 async def supervise(

@@ -10,8 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from op_dbus.native.lxc_config import PORT_OWNER_KEY
-from op_dbus.native.ovsdb import VSWITCH_DB, OvsdbClient, ovsdb_set, to_map, wait_op, where_uuid
+from op_dbus.native.ovsdb import OvsdbClient
+from op_dbus.native.vswitch import (
+    PORT_OWNER_KEY,
+    VSWITCH_DB,
+    from_map,
+    mutate,
+    ovsdb_set,
+    select,
+    to_map,
+    wait_op,
+    where_uuid,
+)
 
 
 @dataclass(frozen=True)
@@ -26,10 +36,6 @@ class PortRow:
 
 async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
     """Every port on a bridge, by name, read in one transaction."""
-
-    def select(table: str, *columns: str) -> dict[str, Any]:
-        return {"op": "select", "table": table, "where": [], "columns": ["_uuid", *columns]}
-
     bridges, ports = await client.transact(
         VSWITCH_DB, select("Bridge", "name", "ports"), select("Port", "name", "external_ids")
     )
@@ -52,19 +58,12 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
 
 async def read_bridges(client: OvsdbClient) -> set[str]:
     """The names of the host's OVS bridges."""
-    (reply,) = await client.transact(
-        VSWITCH_DB, {"op": "select", "table": "Bridge", "where": [], "columns": ["name"]}
-    )
+    (reply,) = await client.transact(VSWITCH_DB, select("Bridge", "name"))
     return {row["name"] for row in reply["rows"]}
 
 
 def _remove_op(port: PortRow) -> dict[str, Any]:
-    return {
-        "op": "mutate",
-        "table": "Bridge",
-        "where": where_uuid(port.bridge_uuid),
-        "mutations": [["ports", "delete", ["set", [["uuid", port.uuid]]]]],
-    }
+    return mutate("Bridge", where_uuid(port.bridge_uuid), "ports", "delete", [["uuid", port.uuid]])
 
 
 async def attach(client: OvsdbClient, bridge: str, port: str, container: str) -> None:
@@ -84,16 +83,11 @@ async def attach(client: OvsdbClient, bridge: str, port: str, container: str) ->
             "row": {
                 "name": port,
                 "interfaces": ["named-uuid", "iface"],
-                "external_ids": ["map", [[PORT_OWNER_KEY, container]]],
+                "external_ids": from_map({PORT_OWNER_KEY: container}),
             },
             "uuid-name": "port",
         },
-        {
-            "op": "mutate",
-            "table": "Bridge",
-            "where": [["name", "==", bridge]],
-            "mutations": [["ports", "insert", ["set", [["named-uuid", "port"]]]]],
-        },
+        mutate("Bridge", [["name", "==", bridge]], "ports", "insert", [["named-uuid", "port"]]),
     ]
     await client.transact(VSWITCH_DB, *ops)
 

@@ -1,17 +1,19 @@
 """LXC drift events: `lxc-monitor` on the LXC path, which liblxc's container monitors tell of
-every state change. Only settled states trigger a check: acting on STOPPING or STARTING would
-race the transition. (The safety poll covers configuration edits, which it does not report.)
+every state change, and OVSDB updates (the containers' ports; native/vswitch.py). Only settled
+states trigger a check: acting on STOPPING or STARTING would race the transition. (The safety
+poll covers configuration edits, which it does not report.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 from collections.abc import Callable
 
-from op_dbus.daemon.watchers import Session, Trigger
+from op_dbus.native.vswitch import config_session
+from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
-SECTIONS = frozenset({"lxc"})
 _STATE = re.compile(r"^'(?P<name>.*)' changed state to \[(?P<state>[A-Z]+)\]$")
 SETTLED = frozenset({"RUNNING", "STOPPED"})
 
@@ -24,7 +26,7 @@ def settled_change(line: str) -> str | None:
     return f"{match['name']} {match['state']}"
 
 
-def lxc_session(lxc_path: str, trigger: Trigger) -> Session:
+def lxc_session(lxc_path: str, changed: Changed) -> Session:
     async def session(connected: Callable[[], None]) -> None:
         proc = await asyncio.create_subprocess_exec(
             "lxc-monitor", "-P", lxc_path, "-n", ".*",
@@ -35,10 +37,20 @@ def lxc_session(lxc_path: str, trigger: Trigger) -> Session:
             connected()
             while line := await proc.stdout.readline():
                 if (change := settled_change(line.decode(errors="replace"))) is not None:
-                    trigger(SECTIONS, f"lxc {change}")
+                    changed(f"lxc {change}")
         finally:
             if proc.returncode is None:
                 proc.terminate()
                 await proc.wait()
 
     return session
+
+
+def watches(ctx: WatchContext) -> list[Watch]:
+    target, lxc_path = ctx.endpoints.ovsdb, ctx.endpoints.lxc_path
+    found = [Watch(f"OVSDB {target}", lambda changed: config_session(target, changed), True)]
+    if shutil.which("lxc-monitor"):  # else the daemon's safety poll is all there is
+        found.append(
+            Watch(f"lxc-monitor {lxc_path}", lambda changed: lxc_session(lxc_path, changed))
+        )
+    return found

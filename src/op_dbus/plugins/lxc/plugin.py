@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.errors import Refused
-from op_dbus.model.modes import Mode
 from op_dbus.model.state import BRIDGE_TYPE
 from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver, host_links
 from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Spec, UnsafeValue
@@ -29,14 +28,13 @@ from op_dbus.plugins.base import (
     Plugin,
     Section,
 )
-from op_dbus.plugins.lxc_diff import RESTART_FIELDS, container_name, diff_lxc
-from op_dbus.plugins.lxc_ovs import PortRow, attach, detach, read_bridges, read_ports
+from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc
+from op_dbus.plugins.lxc.ovs import PortRow, attach, detach, read_bridges, read_ports
 
 
 @dataclass
 class LxcPlugin(Plugin):
     name: ClassVar[str] = "lxc"
-    mode: ClassVar[Mode] = Mode.FULL
     driver: Driver | None = None
     _link: OvsdbLink = field(init=False, repr=False)
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from dbus_fast import Message, MessageType
 
-from op_dbus.daemon.watchers import Session, Trigger
 from op_dbus.native import systemd as sd
 from op_dbus.native.dbus import add_match, call, connect_system_bus
+from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
 UNIT = "org.freedesktop.systemd1.Unit"
 UNIT_PREFIX = "/org/freedesktop/systemd1/unit/"
@@ -23,7 +23,6 @@ RULES = (
     "member='UnitFilesChanged'",
     sd.JOB_REMOVED_RULE,
 )
-SECTIONS = frozenset({"systemd"})
 
 
 def unit_of_path(path: str) -> str:
@@ -57,11 +56,11 @@ def unit_of_signal(message: Message) -> str | None:
     return None
 
 
-def systemd_session(address: str, trigger: Trigger, declared: Callable[[], set[str]]) -> Session:
+def systemd_session(address: str, changed: Changed, declared: Callable[[], set[str]]) -> Session:
     def on_message(message: Message) -> None:
         unit = unit_of_signal(message)
         if unit == "" or (unit is not None and unit in declared()):
-            trigger(SECTIONS, f"systemd {message.member} {unit}".rstrip())
+            changed(f"systemd {message.member} {unit}".rstrip())
 
     async def session(connected: Callable[[], None]) -> None:
         bus = await connect_system_bus(address, auth_timeout=5.0)
@@ -76,3 +75,16 @@ def systemd_session(address: str, trigger: Trigger, declared: Callable[[], set[s
             bus.disconnect()
 
     return session
+
+
+def watches(ctx: WatchContext) -> list[Watch]:
+    address = ctx.endpoints.system_bus
+
+    def declared() -> set[str]:
+        return set(ctx.desired().get("units", {}))
+
+    return [
+        Watch(
+            f"systemd {address}", lambda changed: systemd_session(address, changed, declared), True
+        )
+    ]

@@ -1,7 +1,8 @@
-"""Netlink drift events: link, IPv4 address and IPv4 route notifications of this netns.
+"""The net section's drift events: OVSDB updates of its rows (native/vswitch.py), and netlink.
 
-A raw rtnetlink socket subscribed to the multicast groups, read from the event loop; messages
-are not parsed beyond their type, since the reconciler re-reads the state anyway.
+Netlink: link, IPv4 address and IPv4 route notifications of this netns. A raw rtnetlink socket
+subscribed to the multicast groups, read from the event loop; messages are not parsed beyond
+their type, since the reconciler re-reads the state anyway.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import socket
 import struct
 from collections.abc import Callable
 
-from op_dbus.daemon.watchers import Session, Trigger
+from op_dbus.native.vswitch import config_session
+from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 EVENT_TYPES = {16: "link", 17: "link", 20: "address", 21: "address", 24: "route", 25: "route"}
-SECTIONS = frozenset({"net"})
 _HEADER = struct.Struct("=IHHII")
 
 
@@ -32,7 +33,7 @@ def message_kinds(data: bytes) -> set[str]:
     return kinds
 
 
-def netlink_session(trigger: Trigger) -> Session:
+def netlink_session(changed: Changed) -> Session:
     async def session(connected: Callable[[], None]) -> None:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
         loop = asyncio.get_running_loop()
@@ -50,7 +51,7 @@ def netlink_session(trigger: Trigger) -> Session:
                     failed.set_exception(exc)
                 return
             if kinds:
-                trigger(SECTIONS, f"netlink {'/'.join(sorted(kinds))}")
+                changed(f"netlink {'/'.join(sorted(kinds))}")
 
         try:
             sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE))
@@ -62,3 +63,11 @@ def netlink_session(trigger: Trigger) -> Session:
             sock.close()
 
     return session
+
+
+def watches(ctx: WatchContext) -> list[Watch]:
+    target = ctx.endpoints.ovsdb
+    return [
+        Watch(f"OVSDB {target}", lambda changed: config_session(target, changed), True),
+        Watch("netlink", netlink_session),
+    ]

@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
-from op_dbus.model.modes import Mode
 from op_dbus.native import systemd as sd
 from op_dbus.native.dbus import connect_system_bus, name_has_owner
 from op_dbus.plugins.base import (
@@ -157,7 +156,6 @@ class SystemdPlugin(Plugin):
     """Units over org.freedesktop.systemd1 on `endpoints.system_bus`."""
 
     name: ClassVar[str] = "systemd"
-    mode: ClassVar[Mode] = Mode.AGENT
     job_timeout: float = 60.0
     _bus: MessageBus | None = field(default=None, init=False, repr=False)
 

@@ -12,37 +12,29 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from op_dbus.native.ovsdb import (
+from op_dbus.native.ovsdb import OvsdbClient, OvsdbError
+from op_dbus.native.vswitch import (
+    BRIDGE_COLUMNS,
+    EMPTY_SET,
+    OWNER,
+    OWNER_KEY,
+    PORT_COLUMNS,
     VSWITCH_DB,
-    OvsdbClient,
-    OvsdbError,
+    from_map,
+    mutate,
     next_cfg_ops,
     optional,
     ovsdb_set,
+    owned,
+    select,
     to_map,
+    uuids,
     wait_op,
     where_uuid,
 )
 from op_dbus.plugins.base import Action, ActionKind
 
-OWNER_KEY = "op-dbus-owner"
-OWNER = "op-dbus"
-BRIDGE_COLUMNS = ["name", "ports", "datapath_type", "external_ids", "stp_enable", "fail_mode"]
-PORT_COLUMNS = ["name", "interfaces", "tag", "external_ids"]
 IFACE_COLUMNS = ["name", "type", "ofport", "error", "mtu", "mtu_request"]
-EMPTY_SET: list[Any] = ["set", []]
-
-
-def from_map(values: dict[str, str]) -> list[Any]:
-    return ["map", [[k, v] for k, v in sorted(values.items())]]
-
-
-def uuids(value: Any) -> list[str]:
-    return [member[1] for member in ovsdb_set(value)]
-
-
-def owned(row: dict[str, Any]) -> bool:
-    return OWNER_KEY in to_map(row.get("external_ids"))
 
 
 @dataclass
@@ -97,16 +89,12 @@ class Snapshot:
 
 async def read_snapshot(client: OvsdbClient, *, kernel_datapath: bool = True) -> Snapshot:
     """Root row, bridges, ports and interfaces, read in one transaction."""
-
-    def select(table: str, columns: list[str]) -> dict[str, Any]:
-        return {"op": "select", "table": table, "where": [], "columns": ["_uuid", *columns]}
-
     root, bridges, ports, ifaces = await client.transact(
         VSWITCH_DB,
-        select("Open_vSwitch", ["bridges", "datapath_types"]),
-        select("Bridge", BRIDGE_COLUMNS),
-        select("Port", PORT_COLUMNS),
-        select("Interface", IFACE_COLUMNS),
+        select(VSWITCH_DB, "bridges", "datapath_types"),
+        select("Bridge", *BRIDGE_COLUMNS),
+        select("Port", *PORT_COLUMNS),
+        select("Interface", *IFACE_COLUMNS),
     )
     if not root["rows"]:
         raise OvsdbError("the Open_vSwitch table has no row (run `ovs-vsctl init`)")
@@ -306,15 +294,7 @@ class TransactionBuilder:
             row["fail_mode"] = after["fail_mode"]
         bridge = self._name("b")
         self._emit(action, {"op": "insert", "table": "Bridge", "row": row, "uuid-name": bridge})
-        self._emit(
-            action,
-            {
-                "op": "mutate",
-                "table": "Open_vSwitch",
-                "where": [],
-                "mutations": [["bridges", "insert", ["set", [["named-uuid", bridge]]]]],
-            },
-        )
+        self._emit(action, mutate(VSWITCH_DB, [], "bridges", "insert", [["named-uuid", bridge]]))
 
     def _modify_bridge(self, action: Action) -> None:
         after = action.after
@@ -355,15 +335,7 @@ class TransactionBuilder:
             raise ConflictError(action, f"bridge {row['name']} is not owned by op-dbus")
         self._guard(action, "Bridge", row, ["name", "external_ids", "ports"])
         self._released.update(port["name"] for port in self.snap.ports_of(row))
-        self._emit(
-            action,
-            {
-                "op": "mutate",
-                "table": "Open_vSwitch",
-                "where": [],
-                "mutations": [["bridges", "delete", ["set", [["uuid", row["_uuid"][1]]]]]],
-            },
-        )
+        self._emit(action, mutate(VSWITCH_DB, [], "bridges", "delete", [row["_uuid"]]))
 
     # --- ports ----------------------------------------------------------------------------
     def _port_on(self, action: Action, bridge: str, name: str) -> dict[str, Any]:
@@ -376,15 +348,8 @@ class TransactionBuilder:
         bridge = self._bridge(action, action.after["bridge"])
         port = self._new_port(action, action.after)
         self._guard(action, "Bridge", bridge, ["name"])
-        self._emit(
-            action,
-            {
-                "op": "mutate",
-                "table": "Bridge",
-                "where": where_uuid(bridge["_uuid"][1]),
-                "mutations": [["ports", "insert", ["set", [["named-uuid", port]]]]],
-            },
-        )
+        where = where_uuid(bridge["_uuid"][1])
+        self._emit(action, mutate("Bridge", where, "ports", "insert", [["named-uuid", port]]))
 
     def _delete_port(self, action: Action) -> None:
         bridge = self._bridge(action, action.before["bridge"])
@@ -393,15 +358,8 @@ class TransactionBuilder:
             raise ConflictError(action, f"port {port['name']} is not owned by op-dbus")
         self._guard(action, "Port", port, ["name", "external_ids", "interfaces"])
         self._released.add(port["name"])
-        self._emit(
-            action,
-            {
-                "op": "mutate",
-                "table": "Bridge",
-                "where": where_uuid(bridge["_uuid"][1]),
-                "mutations": [["ports", "delete", ["set", [["uuid", port["_uuid"][1]]]]]],
-            },
-        )
+        where = where_uuid(bridge["_uuid"][1])
+        self._emit(action, mutate("Bridge", where, "ports", "delete", [port["_uuid"]]))
 
     def _modify_port(self, action: Action) -> None:
         after = action.after

@@ -1,10 +1,10 @@
 """The net plugin: Open vSwitch bridges and ports over OVSDB, addresses and routes over netlink.
 
 An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` operations
-(net_ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
+(ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
 bounded number of times. When an ovs-vswitchd serves the database, it then waits until
 vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
-rule). Then netlink (net_ipv4.py): links up, addresses, the default route. Both act in the
+rule). Then netlink (ipv4.py): links up, addresses, the default route. Both act in the
 namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
@@ -13,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from op_dbus.model.modes import Mode
 from op_dbus.native import netlink
 from op_dbus.native.ovsdb import (
-    VSWITCH_DB,
     OvsdbClient,
     OvsdbConnectionError,
     OvsdbError,
     OvsdbLink,
     OvsdbOpError,
+)
+from op_dbus.native.vswitch import (
+    VSWITCH_DB,
     is_wait_conflict,
     vswitchd_connected,
     wait_for_cur_cfg,
@@ -35,9 +36,9 @@ from op_dbus.plugins.base import (
     Plugin,
     Section,
 )
-from op_dbus.plugins.net_diff import diff_net, split
-from op_dbus.plugins.net_ipv4 import apply_ipv4, ipv4_of
-from op_dbus.plugins.net_ovs import (
+from op_dbus.plugins.net.diff import diff_net, split
+from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
+from op_dbus.plugins.net.ovs import (
     ConflictError,
     Snapshot,
     TransactionBuilder,
@@ -58,7 +59,6 @@ VSWITCHD_TIMEOUT_PER_ACTION = 0.02
 @dataclass
 class NetPlugin(Plugin):
     name: ClassVar[str] = "net"
-    mode: ClassVar[Mode] = Mode.STANDALONE
     _link: OvsdbLink = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

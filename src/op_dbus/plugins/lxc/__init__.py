@@ -1,0 +1,1 @@
+"""The lxc section: LXC containers, each wired by a veth into an Open vSwitch bridge."""

@@ -1,0 +1,2 @@
+"""The net section: Open vSwitch bridges and ports (one OVSDB transaction), addresses and routes
+(netlink)."""
