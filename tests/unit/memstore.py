@@ -28,6 +28,8 @@ from op_dbus.plugins.base import (
     Mismatch,
     Plugin,
     Section,
+    Steps,
+    report,
 )
 
 NAMES = ("systemd", "net", "lxc")
@@ -141,7 +143,7 @@ class MemPlugin(Plugin):
         ]
         return deletes + creates + modifies
 
-    async def apply(self, actions: list[Action]) -> list[Action]:
+    async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         self.world.calls.append((self.name, "apply"))
         faults = self.world.faults
         if faults.failed and self.name in faults.apply_down:
@@ -153,8 +155,10 @@ class MemPlugin(Plugin):
                 if faults.partial and not self.atomic:
                     self._write(target, action, done)
                 raise ApplyError(action, "injected failure", [] if self.atomic else done)
+            report(steps, [action], False)
             self._write(target, action, done)
             done.append(action)
+            report(steps, [action], True)
         if self.atomic:
             self.world.stores[self.name] = target
         return done

@@ -103,7 +103,7 @@ async def test_unexpected_exception_in_apply_rolls_back() -> None:
     before = world.snapshot()
     plugins = world.plugins()
 
-    async def explode(actions: list[Action]) -> list[Action]:
+    async def explode(actions: list[Action], steps: object = None) -> list[Action]:
         raise RuntimeError("socket closed")
 
     plugins["lxc"].apply = explode  # type: ignore[method-assign]
@@ -244,3 +244,27 @@ async def test_rollback_runs_in_dependency_order() -> None:
     results = [(e.plugin, e.detail) for e in events if e.kind == ProgressKind.ROLLBACK]
     assert results[0] == ("", "delete systemd:b: injected failure")
     assert results[1:] == [(n, "restored") for n in NAMES]
+
+
+async def test_each_action_is_reported_as_it_starts_and_ends_with_its_time() -> None:
+    from op_dbus.engine.apply import ProgressKind
+
+    world = new_world()
+    plugins = world.plugins()
+    events: list[ProgressEvent] = []
+    plan = await make_plan(DESIRED, plugins)
+    result = await apply_plan(plan, plugins, verify_delay=0, on_progress=events.append)
+    assert result.exit_code == ExitCode.OK
+    steps = [(e.kind, e.action.resource) for e in events if e.action is not None]
+    expected = []
+    for action in result.applied:
+        expected += [
+            (ProgressKind.STARTED, action.resource),
+            (ProgressKind.ACTION, action.resource),
+        ]
+    assert steps == expected, "each start before its end, one action after another"
+    assert len(result.action_seconds) == len(result.applied)
+    assert all(t >= 0 for t in result.action_seconds) and result.seconds >= max(
+        result.action_seconds
+    )
+    assert result.to_json()["action_seconds"] and "seconds" in result.to_json()

@@ -1,7 +1,7 @@
 """A live display of an apply on a terminal, shown once the apply has run for a second.
 
 Short applies print nothing extra; long ones (containers starting, vswitchd realising
-bridges) show each action as it starts and as it is done, with its time, on stderr so
+bridges) show each action as its plugin starts it and as it is done, with its time, on stderr so
 `--json` output stays clean. Nothing is drawn when stderr is not a terminal: the summary
 at the end (`render.render_result`) says what was done either way.
 """
@@ -42,6 +42,8 @@ class ApplyProgress:
         self.steps: list[Step] = []
         self.running: dict[str, Step] = {}
         """The step of each plugin's batch under way, by plugin name."""
+        self.actions: dict[int, Step] = {}
+        """The steps of actions under way, by the action's id()."""
         self.live: Live | None = None
 
     def __enter__(self) -> ApplyProgress:
@@ -61,12 +63,19 @@ class ApplyProgress:
             step = Step(f"{prefix}{event.plugin}: applying {what}", now)
             self.running[event.plugin] = step
             self.steps.append(step)
+        elif event.kind == ProgressKind.STARTED and event.action is not None:
+            self._end(event.plugin, now)  # the batch's own line gives way to its actions'
+            step = Step(f"{prefix}{event.action.kind} {event.action.resource}", now)
+            self.actions[id(event.action)] = step
+            self.steps.append(step)
         elif event.kind == ProgressKind.ACTION and event.action is not None:
-            batch = self.running.get(event.plugin)
-            began = batch.started if batch is not None else now
-            self.steps.append(
-                Step(f"{prefix}{event.action.kind} {event.action.resource}", began, now, "green")
-            )
+            step = self.actions.pop(id(event.action), None)
+            if step is None:
+                batch = self.running.get(event.plugin)
+                began = batch.started if batch is not None else now
+                step = Step(f"{prefix}{event.action.kind} {event.action.resource}", began)
+                self.steps.append(step)
+            step.ended, step.style = now, "green"
         elif event.kind == ProgressKind.VERIFY:
             self._end(event.plugin, now)
             if event.detail == "started":

@@ -27,6 +27,7 @@ from op_dbus.registry import ORDER
 
 class ProgressKind(StrEnum):
     BATCH = "batch"  # a batch starts: detail says how many actions
+    STARTED = "started"  # one action starts (as its plugin reports it)
     ACTION = "action"  # one action took effect
     VERIFY = "verify"  # a plugin's verification: detail "started", then "<n> mismatches"
     ROLLBACK = "rollback"  # starts (plugin "", detail: why), then per plugin "restored"/"left"
@@ -86,6 +87,32 @@ class ApplyResult:
 
 def _ignore(event: ProgressEvent) -> None:
     """Default progress sink."""
+
+
+class StepTimes:
+    """One batch's actions as its plugin reports them: each start and end becomes a
+    ProgressEvent as it happens, and its time from start to end is kept. An action the
+    plugin did not report counts from the batch's start to its end."""
+
+    def __init__(self, plugin: str, emit: Progress) -> None:
+        self.plugin = plugin
+        self.emit = emit
+        self.began = time.monotonic()
+        self.started: dict[int, float] = {}
+        self.ended: dict[int, float] = {}
+
+    def report(self, action: Action, done: bool) -> None:
+        times = self.ended if done else self.started
+        if id(action) in times:
+            return
+        times[id(action)] = time.monotonic()
+        kind = ProgressKind.ACTION if done else ProgressKind.STARTED
+        self.emit(ProgressEvent(kind, self.plugin, action))
+
+    def seconds(self, action: Action) -> float:
+        """Its time; an action done but never reported is reported now."""
+        self.report(action, True)
+        return self.ended[id(action)] - self.started.get(id(action), self.began)
 
 
 async def apply_plan(
@@ -163,17 +190,16 @@ async def _run_batches(
         if batch.plugin not in touched:
             touched.append(batch.plugin)
         emit(ProgressEvent(ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}"))
-        began = time.monotonic()
+        steps = StepTimes(batch.plugin, emit)
         try:
-            done = await plugins[batch.plugin].apply(batch.actions)
+            done = await plugins[batch.plugin].apply(batch.actions, steps.report)
         except ApplyError as exc:
             done, result.failed, result.error = exc.done, exc.failed, exc.reason
         except Exception as exc:
             done, result.error = [], f"{batch.plugin} apply failed: {describe_error(exc)}"
         for action in done:
             result.applied.append(action)
-            result.action_seconds.append(time.monotonic() - began)
-            emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action))
+            result.action_seconds.append(steps.seconds(action))
         if result.error is not None:
             break
     return touched

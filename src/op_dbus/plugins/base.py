@@ -95,6 +95,17 @@ class Action:
         }
 
 
+Steps = Callable[["Action", bool], None]
+"""Told `(action, False)` when an action starts and `(action, True)` when it took effect."""
+
+
+def report(steps: Steps | None, actions: list[Action], done: bool) -> None:
+    """Tell `steps` (if any) that each of `actions` started, or took effect."""
+    if steps is not None:
+        for action in actions:
+            steps(action, done)
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether a plugin can reach its backend, and if not, why (shown to the user)."""
@@ -177,8 +188,10 @@ class Plugin(ABC):
         default: none."""
 
     @abstractmethod
-    async def apply(self, actions: list[Action]) -> list[Action]:
-        """Carry out `actions`; return those done. Raise ApplyError naming the failed one."""
+    async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
+        """Carry out `actions`; return those done. Raise ApplyError naming the failed one.
+        `steps`, when given, is told as each action starts and as it takes effect (a
+        progress display); a plugin that changes several at once reports them together."""
 
     @abstractmethod
     async def verify(self, desired: Section) -> list[Mismatch]:

@@ -27,6 +27,8 @@ from op_dbus.plugins.base import (
     Mismatch,
     Plugin,
     Section,
+    Steps,
+    report,
 )
 from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc
 from op_dbus.plugins.lxc.ovs import PortRow, attach, detach, read_bridges, read_ports
@@ -110,10 +112,11 @@ class LxcPlugin(Plugin):
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
         return diff_lxc(current, desired, exhaustive=exhaustive)
 
-    async def apply(self, actions: list[Action]) -> list[Action]:
+    async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         done: list[Action] = []
         found: dict[str, Observed] = {}  # listed once, at the first modify
         for action in actions:
+            report(steps, [action], False)
             try:
                 if action.kind == ActionKind.MODIFY and not found:
                     found = {o.name: o for o in await self._driver().list()}
@@ -121,6 +124,7 @@ class LxcPlugin(Plugin):
             except (LxcError, OvsdbError, OSError, UnsafeValue) as exc:
                 raise ApplyError(action, str(exc), done) from exc
             done.append(action)
+            report(steps, [action], True)
         return done
 
     async def _apply_one(self, action: Action, found: dict[str, Observed]) -> None:

@@ -35,6 +35,8 @@ from op_dbus.plugins.base import (
     Mismatch,
     Plugin,
     Section,
+    Steps,
+    report,
 )
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
@@ -104,11 +106,20 @@ class NetPlugin(Plugin):
     def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
         return diff_net(current, desired, exhaustive=exhaustive)
 
-    async def apply(self, actions: list[Action]) -> list[Action]:
+    async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
+        """The OVS actions in one transaction (they start and take effect together), then
+        the addresses."""
         ovs = [a for a in actions if not a.resource.startswith("ipv4/")]
         addresses = [a for a in actions if a.resource.startswith("ipv4/")]
+        report(steps, ovs, False)
         done = await self._transact(ovs) if ovs else []
-        return await apply_ipv4(addresses, done) if addresses else done
+        report(steps, done, True)
+        if not addresses:
+            return done
+        report(steps, addresses, False)
+        finished = await apply_ipv4(addresses, done)
+        report(steps, finished[len(done) :], True)
+        return finished
 
     async def _transact(self, actions: list[Action]) -> list[Action]:
         """All OVS actions in one guarded transaction, rebuilt from a fresh read on conflict;

@@ -26,6 +26,8 @@ from op_dbus.plugins.base import (
     Mismatch,
     Plugin,
     Section,
+    Steps,
+    report,
 )
 
 log = logging.getLogger(__name__)
@@ -195,7 +197,7 @@ class SystemdPlugin(Plugin):
     async def verify(self, desired: Section) -> list[Mismatch]:
         return mismatches(await self.query(desired), desired)
 
-    async def apply(self, actions: list[Action]) -> list[Action]:
+    async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """Unit files first (unmask, enable/disable, mask), one Reload, then start/stop jobs.
 
         On failure, `done` holds every other action that changed something: its unit files,
@@ -212,6 +214,7 @@ class SystemdPlugin(Plugin):
                 )
 
         done: list[Action] = []
+        report(steps, actions, False)
         for action in actions:
             try:
                 if await self._change_files(bus, action):
@@ -221,6 +224,7 @@ class SystemdPlugin(Plugin):
         if done:
             await sd.reload(bus)
         jobs_to_run = [a for a in actions if "active_state" in a.after]
+        report(steps, [a for a in done if a not in jobs_to_run], True)
         if jobs_to_run:
             async with sd.JobWatcher(bus) as jobs:
                 for action in jobs_to_run:
@@ -228,6 +232,7 @@ class SystemdPlugin(Plugin):
                         raise ApplyError(action, failure, [a for a in done if a is not action])
                     if action not in done:
                         done.append(action)
+                    report(steps, [action], True)
         return actions
 
     async def _change_files(self, bus: MessageBus, action: Action) -> bool:
