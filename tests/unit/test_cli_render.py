@@ -24,6 +24,13 @@ CURRENT_NET = {
             "ports": ["vi100", "p1"],
             "external_ids": {"op-dbus-owner": "op-dbus"},
         },
+        {
+            "name": "vi100",
+            "type": "ovs-port",
+            "bridge": "old",
+            "owned": False,
+            "external_ids": {"op-dbus-container": "gateway"},
+        },
         {"name": "p1", "type": "ovs-port", "bridge": "old", "owned": True, "ofport": 1},
         {
             "name": "up",
@@ -80,7 +87,7 @@ def test_a_modify_shows_only_changed_fields_never_its_identity() -> None:
 def test_a_delete_shows_its_details_and_what_goes_with_it() -> None:
     text = plan_text(plan_json())
     bridge = text.split("- bridge/old\n", 1)[1].split("\n  + ", 1)[0]
-    assert "its ports go with it: vi100, p1" in bridge
+    assert "its ports go with it: vi100, p1; containers gateway lose their link" in bridge
     assert '- type = "ovs-bridge"' in bridge
     assert "ofport" not in bridge and "owned" not in bridge, "facts are not details"
     assert "op-dbus-owner" not in bridge, "ownership marks are op-dbus's own"

@@ -132,6 +132,9 @@ def action_lines(action: dict[str, Any], plan_actions: list[dict[str, Any]]) -> 
         gone = CONSEQUENCES.get(kind)
         if kind == "bridge" and before.get("ports"):
             gone = f"its ports go with it: {', '.join(before.pop('ports'))}"
+            containers = (action["before"] or {}).get("containers")
+            if containers:
+                gone += f"; containers {', '.join(containers)} lose their link"
         lines += _aligned(attributes(before), "-", colour)
         if gone:
             lines.append([(f"{INDENT}  ", ""), (gone, "red")])

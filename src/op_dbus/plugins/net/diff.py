@@ -14,6 +14,7 @@ from typing import Any
 from op_dbus.errors import Refused
 from op_dbus.model.rules import DHCP_REFUSED
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
+from op_dbus.native.vswitch import PORT_OWNER_KEY
 from op_dbus.plugins.base import Action, ActionKind, Section
 
 PLUGIN = "net"
@@ -44,6 +45,18 @@ def split(section: Section | None) -> tuple[dict[str, dict], dict[str, dict]]:
         if entry.get("type") in PORT_TYPES:
             ports[entry["name"]] = {**ports.get(entry["name"], {}), **entry}
     return bridges, ports
+
+
+def _containers_on(bridge: str, ports: dict[str, dict]) -> dict[str, list[str]]:
+    """`{"containers": [...]}` naming the containers whose ports are on `bridge` (they lose
+    their link when it goes), for the plan to show; {} when there are none."""
+    names = sorted(
+        owner
+        for port in ports.values()
+        if port["bridge"] == bridge
+        and (owner := (port.get("external_ids") or {}).get(PORT_OWNER_KEY))
+    )
+    return {"containers": names} if names else {}
 
 
 def check_desired(desired: Section) -> None:
@@ -132,9 +145,8 @@ def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) ->
         ):
             deletes.append(Action(PLUGIN, ActionKind.DELETE, f"port/{name}", before=port))
     for name in sorted(gone_bridges):
-        deletes.append(
-            Action(PLUGIN, ActionKind.DELETE, f"bridge/{name}", before=cur_bridges[name])
-        )
+        before = {**cur_bridges[name], **_containers_on(name, cur_ports)}
+        deletes.append(Action(PLUGIN, ActionKind.DELETE, f"bridge/{name}", before=before))
 
     for name, want in want_bridges.items():
         have = cur_bridges.get(name)
