@@ -201,3 +201,25 @@ def test_show_draws_every_bridge_and_container_as_svg_dot_json_and_a_tree(
     assert "~ outct (190) running" in tree.stdout, "the drift mark of the file's plan"
     assert f"{FOREIGN_BRIDGE} bridge (foreign)" in tree.stdout
     assert "outp1 internal vlan 12 ofport" in tree.stdout
+
+
+def test_a_failed_start_reports_the_hooks_own_message(host: Lab, tmp_path: Path) -> None:
+    """liblxc says only "The container failed to start"; the hook's ovs-vsctl says why. The
+    hook is pointed at a bridge that is gone, as when one is deleted behind op-dbus's back
+    between the plan and the start."""
+    stop = tmp_path / "stop.json"
+    stop.write_text(
+        json.dumps({"lxc": {"containers": [{"id": "190", "name": "outct", "running": False}]}})
+    )
+    assert opdbus(host, "apply", str(stop)).returncode == 0
+    hook = host.lxc_path / "outct" / "op-dbus-net-up"
+    hook.write_text(hook.read_text().replace("add-port outbr0", "add-port gonebr0"))
+    start = tmp_path / "start.json"
+    start.write_text(
+        json.dumps({"lxc": {"containers": [{"id": "190", "name": "outct", "running": True}]}})
+    )
+    result = opdbus(host, "apply", str(start))
+    assert result.returncode == 4, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert "its hook failed: ovs-vsctl: no bridge named gonebr0" in said
+    assert "failed to start" not in said and "Error" not in said

@@ -243,3 +243,14 @@ async def test_the_directory_appears_with_its_intent_already_inside(tmp_path: Pa
     await LxcCliDriver(str(tmp_path), "unix:/db.sock", runner).create(SPEC)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway"]
     assert not (tmp_path / "gateway" / "junk").exists()
+
+
+def test_hook_errors_are_read_bounded_on_one_line(tmp_path) -> None:
+    from op_dbus.native.lxc import HOOK_ERRORS_MAX_BYTES, hook_errors
+
+    path = tmp_path / "op-dbus-hook.err"
+    assert hook_errors(path) == "", "no file: nothing to say"
+    path.write_text("ovs-vsctl: no bridge named x\n\n  second line \n" + "y" * 10_000)
+    said = hook_errors(path)
+    assert said.startswith("ovs-vsctl: no bridge named x; second line; y")
+    assert len(said) <= HOOK_ERRORS_MAX_BYTES

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from op_dbus.native.lxc_config import (
     CREATING,
+    HOOK_ERRORS,
     LXC_PARTIAL,
     OWNER_LINE,
     Parsed,
@@ -115,6 +116,19 @@ class Driver(ABC):
     @abstractmethod
     async def destroy(self, name: str) -> None:
         """Stop (forcibly) and delete the container with its rootfs."""
+
+
+HOOK_ERRORS_MAX_BYTES = 2000
+
+
+def hook_errors(path: Path) -> str:
+    """What a failed start's hooks wrote on stderr (bounded, one line), or ""."""
+    try:
+        with path.open("rb") as stream:
+            text = stream.read(HOOK_ERRORS_MAX_BYTES).decode(errors="replace")
+    except OSError:
+        return ""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _failure(argv: Sequence[str], result: Result) -> LxcError:
@@ -220,7 +234,15 @@ class LxcCliDriver(Driver):
         write_container_files(spec, self.path / spec.name, self.ovsdb)
 
     async def _start(self, name: str) -> None:
-        await self._run(*self._lxc("lxc-start", name, "-d"))
+        errors = self.path / name / HOOK_ERRORS
+        errors.unlink(missing_ok=True)
+        try:
+            await self._run(*self._lxc("lxc-start", name, "-d"))
+        except LxcError as exc:
+            said = hook_errors(errors)
+            if said:  # liblxc only says "failed to start": the hook says why
+                raise LxcError(f"container {name} did not start: its hook failed: {said}") from exc
+            raise
 
     async def stop(self, name: str) -> None:
         await self._run(*self._lxc("lxc-stop", name, "-t", str(STOP_TIMEOUT)))

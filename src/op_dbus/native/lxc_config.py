@@ -24,6 +24,9 @@ from op_dbus.native.vswitch import PORT_OWNER_KEY
 MARKER = "# --- op-dbus: managed below; edit the state file, not these lines ---"
 OWNER_LINE = "# op-dbus-owner = op-dbus"
 HOOK_UP, HOOK_DOWN, HOOK_START_HOST = "op-dbus-net-up", "op-dbus-net-down", "op-dbus-start-host"
+HOOK_ERRORS = "op-dbus-hook.err"
+"""Beside the hooks: what the last start's hooks wrote on stderr. liblxc logs only "Script
+exited with status 1"; a failed start reports this instead (the root cause)."""
 CREATING = "op-dbus-creating"
 """Written into the container's directory before `lxc-create` runs and removed once the
 config carries the owner mark: a creation cut short (op-dbus killed) is still known as ours."""
@@ -173,13 +176,17 @@ def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
     else:
         up = ":"
     nsenter, ethtool = shlex.quote(_tool("nsenter")), shlex.quote(_tool("ethtool"))
+    errors = f'exec 2>"${{0%/*}}/{HOOK_ERRORS}"\n'  # the script's own directory
     return {
-        HOOK_UP: head.format(spec.name, "attach the host veth to its OVS bridge") + f"exec {up}\n",
+        HOOK_UP: head.format(spec.name, "attach the host veth to its OVS bridge")
+        + errors
+        + f"exec {up}\n",
         HOOK_DOWN: head.format(spec.name, "detach the host veth from its OVS bridge")
         + f'exec {vsctl} -- --if-exists del-port "$5"\n',
         # TCP through OVS's userspace (netdev) datapath needs TX checksum offload off on the
         # container's end; harmless with the kernel datapath.
         HOOK_START_HOST: head.format(spec.name, "TX checksum offload off in the container")
+        + errors.replace("2>", "2>>")
         + f'exec {nsenter} -t "$LXC_PID" -n {ethtool} -K eth0 tx off\n',
     }
 
