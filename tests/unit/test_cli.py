@@ -77,6 +77,7 @@ def test_a_value_that_looks_like_console_markup_or_emoji_is_printed_as_it_is() -
     result = op_dbus("validate", "-", stdin=json.dumps(doc).encode())
     assert result.returncode == 2, result.stderr
     assert "lxc.containers[0].veth: must be 1 to 15 characters" in result.stderr
+    assert "(line 1, column " in result.stderr
     assert '"[/]x"' in result.stderr and '"[bold]busybox"' in result.stderr
     assert '"a :smile:"' in result.stderr
     assert_clean(result)

@@ -90,7 +90,10 @@ def load_or_exit(source: str, cli: CliContext, *, json_out: bool = False) -> Loa
         loaded = load_state(source, mode=cli.fixed_mode())
     except StateInputError as err:
         if json_out:
-            errors = [{"path": e.path, "message": e.message} for e in err.errors]
+            errors = [
+                {"path": e.path, "message": e.message, "line": e.line, "column": e.column}
+                for e in err.errors
+            ]
             print_json({"valid": False, "file": source, "errors": errors})
             raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
         console = stderr()
@@ -98,7 +101,8 @@ def load_or_exit(source: str, cli: CliContext, *, json_out: bool = False) -> Loa
             f"[bold red]error:[/] {escape(source)} is not a valid state file:", markup=True
         )
         for error in err.errors:  # a path or message may quote a `[tag]` of the user's
-            console.print(f"  [red]{escape(error.path)}[/]: {escape(error.message)}", markup=True)
+            line = f"  [red]{escape(error.path)}[/]: {escape(error.message)}"
+            console.print(line + f"[dim]{error.place}[/]", markup=True)
         raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
     print_warnings(loaded.warnings)
     return loaded

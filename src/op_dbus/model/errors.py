@@ -11,6 +11,14 @@ class FieldError:
 
     path: str
     message: str
+    line: int | None = None
+    """Where `path` points in the user's text (1-based), when it could be found."""
+    column: int | None = None
+
+    @property
+    def place(self) -> str:
+        """` (line 3, column 5)` when known, else ""."""
+        return "" if self.line is None else f" (line {self.line}, column {self.column})"
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from op_dbus.model.documents import MAX_DEPTH, MAX_NODES, decode
 from op_dbus.model.errors import FieldError, FieldWarning, StateInputError
+from op_dbus.model.marks import with_marks
 from op_dbus.model.messages import field_errors
 from op_dbus.model.modes import SECTIONS_BY_MODE, Mode, smallest_mode_for
 from op_dbus.model.paths import DOCUMENT, Loc, describe, format_path
@@ -175,7 +176,7 @@ def parse_state(
         errors += field_errors(exc, StateFile if shape == "plugins" else Plugins)
     errors += rule_errors(sections, base)
     if errors or state is None:
-        raise StateInputError(list(dict.fromkeys(errors)))
+        raise StateInputError(with_marks(data, list(dict.fromkeys(errors))))
     warnings = []
     if not present:
         warnings.append(FieldWarning(DOCUMENT, "declares no sections: nothing will be managed"))
