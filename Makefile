@@ -61,6 +61,7 @@ lab-down: venv
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/pytest -q

@@ -217,8 +217,13 @@ async def ask_on_terminal(seconds: float) -> bool:
     loop = asyncio.get_running_loop()
     line: asyncio.Future[str] = loop.create_future()
     fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        if not line.done():
+            line.set_result(sys.stdin.readline())
+
     try:
-        loop.add_reader(fd, lambda: line.done() or line.set_result(sys.stdin.readline()))
+        loop.add_reader(fd, readable)
     except PermissionError:  # a file or /dev/null cannot be polled, and never blocks either
         return sys.stdin.readline().strip().lower() in ("y", "yes")
     try:

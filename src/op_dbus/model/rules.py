@@ -216,7 +216,7 @@ class _Rules:
         elif declared in PORT_TYPES:
             self.error(
                 (*loc, "bridge"),
-                f"{quoted(bridge)} is declared as an {declared}, not an ovs-bridge",
+                f"{quoted(bridge or '')} is declared as an {declared}, not an ovs-bridge",
             )
         elif name in claims and claims[name][0] != bridge:
             owner, where = claims[name]
@@ -277,7 +277,7 @@ class _Rules:
         if declared in PORT_TYPES:
             self.error(
                 (*loc, "bridge"),
-                f"{quoted(bridge)} is declared as an {declared}, not an ovs-bridge",
+                f"{quoted(bridge or '')} is declared as an {declared}, not an ovs-bridge",
             )
         if ct.get("state") == "absent" and ct.get("running") is True:
             self.error((*loc, "running"), 'is true, but state is "absent"')
