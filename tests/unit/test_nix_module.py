@@ -278,6 +278,26 @@ def test_mcp_options_make_the_arguments_and_open_the_firewall() -> None:
     assert "--mcp-http" not in run_args("mcpFirewallOnly")
 
 
+@pytest.mark.parametrize("name", ["mcp", "mcpDefaults", "mcpIpv6"])
+def test_the_cli_takes_the_mcp_arguments_the_module_generates(name: str, tmp_path: Path) -> None:
+    """Each generated `run` argument is one the CLI has: `run --oneshot` without a state file
+    parses them, reads nothing and exits 0 (an unknown flag would exit 2)."""
+    from typer.testing import CliRunner
+
+    from op_dbus.cli.main import app
+
+    argv = run_args(name)
+    if "--state-file" in argv:
+        at = argv.index("--state-file")
+        del argv[at : at + 2]
+    token = tmp_path / "token"
+    token.write_text("x" * 32)
+    token.chmod(0o600)
+    argv = [str(token) if a == "/run/keys/op-dbus-mcp" else a for a in argv]
+    done = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "run", "--oneshot", *argv])
+    assert done.exit_code == 0, done.output
+
+
 # -- assertions ----------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("name", "messages"),
