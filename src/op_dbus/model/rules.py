@@ -12,6 +12,7 @@ from typing import Any
 
 from op_dbus.model.errors import FieldError
 from op_dbus.model.fields import check_ipv4
+from op_dbus.model.firewall import firewall_rule_errors
 from op_dbus.model.paths import Loc, format_path, quoted
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 
@@ -27,7 +28,7 @@ def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
     rules.net(net)
     rules.lxc(lxc)
     rules.systemd(systemd)
-    return rules.errors
+    return rules.errors + firewall_rule_errors(sections.get("firewall"), (*base, "firewall"))
 
 
 def _items(section: Any, key: str) -> list[tuple[int, dict[str, Any]]]:

@@ -28,12 +28,13 @@ from op_dbus.model.fields import (
     UnitName,
     Vlan,
 )
+from op_dbus.model.firewall import FirewallSection
 from op_dbus.model.paths import describe
 
 InterfaceType = Literal["ovs-bridge", "ovs-port", "ovs-internal"]
 BRIDGE_TYPE = "ovs-bridge"
 PORT_TYPES = ("ovs-port", "ovs-internal")
-SECTION_ORDER = ("systemd", "net", "lxc")
+SECTION_ORDER = ("systemd", "net", "lxc", "firewall")
 
 
 class _Model(BaseModel):
@@ -121,6 +122,7 @@ class Plugins(_Model):
     net: NetSection | None = None
     lxc: LxcSection | None = None
     systemd: SystemdSection | None = None
+    firewall: FirewallSection | None = None
 
 
 def _check_version(value: Any) -> int:
