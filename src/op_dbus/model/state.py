@@ -97,6 +97,9 @@ class Container(_Model):
     template: Template | None = None
     ipv4: ContainerIpv4 | None = None
     hwaddr: Mac | None = None
+    protected: bool | None = None
+    """OVS `Port.protected` on its port: protected ports cannot reach each other, only
+    unprotected ones (a gateway container's, the bridge's own)."""
     autostart: bool | None = None
     memory: Memory | None = None
     cpus: Cpus | None = None
