@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from test_lxc_apply import lxc, opdbus, reset, sh, write
 
 from op_dbus.lab import Lab, run_in_lab
@@ -328,3 +329,23 @@ asyncio.run(main())
 def test_the_watcher_hears_a_change_to_any_table(clean: Lab) -> None:
     result = run_in_lab(clean, sys.executable, "-c", WATCH, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "heard", result.stderr
+
+
+def test_the_gateway_host_example_isolates_and_masquerades(clean: Lab, tmp_path: Path) -> None:
+    """examples/gateway-host.yaml as written, bar the container names (fw-*: cgroup names are
+    host-wide) and its addresses, which follow."""
+    example = Path(__file__).parents[2] / "examples" / "gateway-host.yaml"
+    state = yaml.safe_load(example.read_text())
+    renamed = dict(zip(("gateway", "warp", "xray-client"), ADDRESSES, strict=True))
+    for ct in state["lxc"]["containers"]:
+        ct["name"] = renamed[ct["name"]]
+        ct["ipv4"]["address"][0]["ip"] = ADDRESSES[ct["name"]]
+    path = write(tmp_path, state)
+    result = opdbus(clean, "apply", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert opdbus(clean, "verify", path).returncode == 0
+    assert read_by_nft(clean) == {k: state["firewall"].get(k, v) for k, v in NOTHING.items()}
+    assert ip_forward(clean) == "1"
+    assert ping(clean, "fw-a", ADDRESSES["fw-gw"]) and ping(clean, "fw-b", ADDRESSES["fw-gw"])
+    assert not ping(clean, "fw-a", ADDRESSES["fw-b"])
+    assert ping(clean, "fw-a", UPSTREAM_GATEWAY) and ping(clean, "fw-gw", UPSTREAM_GATEWAY)

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from op_dbus.errors import Refused
-from op_dbus.model import StateInputError, parse_state
+from op_dbus.model import StateInputError, load_state, parse_state
 from op_dbus.plugins.base import ActionKind
 from op_dbus.plugins.firewall.plugin import FirewallPlugin, diff_firewall
 from op_dbus.plugins.firewall.ruleset import FILTER, NAT, empty_section, parse, render
@@ -177,6 +177,14 @@ def test_a_bare_address_is_a_32_and_every_example_stays_valid() -> None:
     ]
     for example in EXAMPLES.glob("*.json"):
         parse_state(example.read_text(), origin=str(example))
+    gateway_host = load_state(EXAMPLES / "gateway-host.yaml")
+    assert str(gateway_host.mode) == "full" and gateway_host.shape == "stateConfig"
+    sections = gateway_host.state.sections()
+    assert sections["firewall"]["masquerade"] == [
+        {"source": "10.0.0.0/24", "out_interface": "ovsbr0"}
+    ]
+    protected = {c["name"]: c["protected"] for c in sections["lxc"]["containers"]}
+    assert protected == {"gateway": False, "warp": True, "xray-client": True}
 
 
 def test_forward_ports_may_not_send_one_port_two_ways() -> None:
