@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from test_daemon_lab import Daemon, wait_for
 from test_lxc_apply import lxc, opdbus, reset, sh, write
 
 from op_dbus.lab import Lab, run_in_lab
@@ -349,3 +350,22 @@ def test_the_gateway_host_example_isolates_and_masquerades(clean: Lab, tmp_path:
     assert ping(clean, "fw-a", ADDRESSES["fw-gw"]) and ping(clean, "fw-b", ADDRESSES["fw-gw"])
     assert not ping(clean, "fw-a", ADDRESSES["fw-b"])
     assert ping(clean, "fw-a", UPSTREAM_GATEWAY) and ping(clean, "fw-gw", UPSTREAM_GATEWAY)
+
+
+def test_the_daemon_hears_our_table_deleted_by_hand_and_puts_it_back(
+    clean: Lab, tmp_path: Path
+) -> None:
+    """Well within the daemon's 5-minute safety poll: nftables' own events set it off."""
+    runtime = Path(clean.data_dir) / "runtime.json"
+    runtime.unlink(missing_ok=True)
+    path = Path(write(tmp_path, {"firewall": {"enable": True, "allow_tcp": [22]}}))
+    daemon = Daemon(clean, path)
+    try:
+        daemon.wait_message("READY=1")
+        assert read_by_nft(clean)["allow_tcp"] == [22], "the boot-time apply"
+        sh(clean, "nft", "delete", "table", "inet", "op-dbus")
+        wait_for(lambda: read_by_nft(clean)["allow_tcp"] == [22], 60, "the filter to come back")
+        assert "nftables" in daemon.output()
+    finally:
+        daemon.close()
+        runtime.unlink(missing_ok=True)
