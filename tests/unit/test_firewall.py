@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from op_dbus.errors import Refused
 from op_dbus.model import StateInputError, load_state, parse_state
+from op_dbus.model.fields import check_cidr, check_target
 from op_dbus.plugins.base import ActionKind
 from op_dbus.plugins.firewall.plugin import FirewallPlugin, diff_firewall
 from op_dbus.plugins.firewall.ruleset import FILTER, NAT, empty_section, parse, render
@@ -238,3 +240,23 @@ def test_filter_fields_without_the_filter_are_refused() -> None:
         asyncio.run(plugin.check(current(), {"allow_tcp": [22]}, {}))
     asyncio.run(plugin.check(current(enable=True), {"allow_tcp": [22]}, {}))
     asyncio.run(plugin.check(current(), {"allow_tcp": [22], "enable": True}, {}))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="0123456789./: -x", max_size=24))
+def test_cidr_and_target_accept_only_what_ipaddress_agrees_with(text: str) -> None:
+    try:
+        cidr = check_cidr(text)
+    except ValueError as exc:
+        assert str(exc).startswith(("must be", "has host bits set"))
+    else:
+        network = ipaddress.IPv4Network(cidr)  # strict: host bits are zero
+        assert str(network) == cidr and cidr.split("/")[0] == text.split("/")[0]
+    try:
+        target = check_target(text)
+    except ValueError as exc:
+        assert str(exc).startswith("must")
+    else:
+        address, _, port = target.partition(":")
+        ipaddress.IPv4Address(address)
+        assert not port or 1 <= int(port) <= 65535

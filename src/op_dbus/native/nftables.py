@@ -67,7 +67,9 @@ async def list_ruleset() -> list[dict[str, Any]]:
     return [obj for obj in reply.get("nftables", []) if "metainfo" not in obj]
 
 
-def tables_of(ruleset: Iterable[dict[str, Any]], tables: set[tuple[str, str]]) -> list[dict]:
+def tables_of(
+    ruleset: Iterable[dict[str, Any]], tables: set[tuple[str, str]]
+) -> list[dict[str, Any]]:
     """The objects (tables, chains, rules, ...) that belong to `tables` ((family, name) pairs)."""
     found = []
     for obj in ruleset:
