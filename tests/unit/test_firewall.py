@@ -239,6 +239,11 @@ def test_filter_fields_without_the_filter_are_refused() -> None:
     with pytest.raises(Refused, match="allow_tcp would apply only with the input filter on"):
         asyncio.run(plugin.check(current(), {"allow_tcp": [22]}, {}))
     asyncio.run(plugin.check(current(enable=True), {"allow_tcp": [22]}, {}))
+    filtering = current(enable=True, allow_tcp=[22])
+    asyncio.run(plugin.check(filtering, {"enable": False}, {}))
+    (action,) = diff_firewall(filtering, {"enable": False})
+    assert action.after["allow_tcp"] == [], "the filter's lists go with it"
+    assert diff_firewall(current(), {"enable": False, "allow_tcp": []}) == []
     asyncio.run(plugin.check(current(), {"allow_tcp": [22], "enable": True}, {}))
 
 

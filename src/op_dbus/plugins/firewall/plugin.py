@@ -31,8 +31,12 @@ FILTER_FIELDS = ("allow_tcp", "allow_udp", "trusted_interfaces")
 
 
 def _wanted(current: Section, desired: Section) -> dict[str, Any]:
-    """The ruleset fields after the change: the file's where it has them, else the host's."""
-    return {key: desired.get(key, current.get(key)) for key in RULESET_FIELDS}
+    """The ruleset fields after the change: the file's where it has them, else the host's;
+    with the filter off, its lists are empty (they live in its chain)."""
+    wanted = {key: desired.get(key, current.get(key)) for key in RULESET_FIELDS}
+    if not wanted.get("enable"):
+        wanted |= {key: [] for key in FILTER_FIELDS}
+    return wanted
 
 
 def diff_firewall(current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
@@ -84,9 +88,8 @@ class FirewallPlugin(Plugin):
     async def check(
         self, current: Section, desired: Section, document: Mapping[str, Section]
     ) -> None:
-        after = _wanted(current, desired)
-        if not after.get("enable"):
-            given = [key for key in FILTER_FIELDS if after.get(key)]
+        if not _wanted(current, desired).get("enable"):
+            given = [key for key in FILTER_FIELDS if desired.get(key)]
             if given:
                 raise Refused(
                     "firewall/ruleset",
