@@ -83,6 +83,7 @@ let
     "ethtool"
     "lxc"
     "lxcfs"
+    "nftables"
     "openvswitch"
     "vim"
     "git"

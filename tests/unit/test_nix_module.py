@@ -174,6 +174,13 @@ def test_full_mode_has_the_tools_liblxc_and_the_hooks_call_on_its_path() -> None
     assert unit("standalone")["path"] == []
 
 
+def test_a_firewall_section_puts_nft_on_the_path_and_lets_it_set_ip_forward() -> None:
+    assert [p.split("-", 1)[1] for p in unit("standaloneFirewall")["path"]] == ["nftables"]
+    assert unit("standaloneFirewall")["serviceConfig"]["ProtectKernelTunables"] is False
+    assert unit("standalone")["serviceConfig"]["ProtectKernelTunables"] is True
+    assert generated("standaloneFirewall")["firewall"]["forward"] is True
+
+
 def test_only_a_state_change_reloads_the_unit_without_stopping_it() -> None:
     before, after = unit("seed"), unit("seedStateChanged")
     assert before["stopIfChanged"] is False
