@@ -119,8 +119,8 @@ def chains_of(section: dict[str, Any]) -> list[tuple[str, str]]:
 def render(section: dict[str, Any]) -> list[dict[str, Any]]:
     """One transaction's commands: both our tables dropped, then what `section` needs."""
     commands: list[dict[str, Any]] = []
-    for table in (FILTER, NAT):
-        commands += [{"add": _table(table)}, {"delete": _table(table)}]
+    for pair in (FILTER, NAT):
+        commands += [{"add": _table(pair)}, {"delete": _table(pair)}]
     chains = chains_of(section)
     families = {FILTER[1]: FILTER[0], NAT[1]: NAT[0]}
     for table in dict.fromkeys(t for t, _ in chains):
@@ -165,7 +165,9 @@ def _entry(comment: str, expr: list[dict[str, Any]]) -> tuple[str, Any] | None:
         return comment, {"source": source} | ({"out_interface": out} if out else {})
     if comment == "forward_ports":
         proto = next((p for p in ("tcp", "udp") if _dport(expr, p) is not None), None)
-        dnat = next((i["dnat"] for i in expr if isinstance(i.get("dnat"), dict)), {})
+        dnat: dict[str, Any] = next(
+            (i["dnat"] for i in expr if isinstance(i.get("dnat"), dict)), {}
+        )
         target = str(dnat.get("addr")) + (f":{dnat['port']}" if "port" in dnat else "")
         entry = {"proto": proto, "port": _dport(expr, proto or ""), "to": target}
         iif = _value(expr, _meta("iifname"))
