@@ -46,6 +46,7 @@ from op_dbus.model.modes import SECTIONS_BY_MODE
 from op_dbus.plugins.base import Section
 
 if TYPE_CHECKING:
+    from op_dbus.fleet.agent import AgentOptions
     from op_dbus.mcp.http import HttpOptions
 
 log = logging.getLogger("op_dbus.daemon")
@@ -75,6 +76,8 @@ class DaemonOptions:
     mcp_http: HttpOptions | None = None
     """Serve MCP over HTTP too, on this daemon's Host and cache (`--mcp-http`)."""
     mcp_allow_write: bool = False
+    fleet: AgentOptions | None = None
+    """Take desired state from etcd too (`--fleet`), through this daemon's Host."""
 
 
 class Daemon:
@@ -183,6 +186,8 @@ class Daemon:
             jobs.append(watch(f"systemd {opts.endpoints.system_bus}", session, everything))
         if opts.mcp_http is not None:
             jobs.append(self._serve_mcp(opts.mcp_http))
+        if opts.fleet is not None:
+            jobs.append(self._serve_fleet(opts.fleet))
         if opts.state_file is not None:
             session = statefile_session(opts.state_file.absolute(), self._file_changed)
             what = f"state file {opts.state_file}"
@@ -216,6 +221,16 @@ class Daemon:
             await serve_http(build_server(service), service, http, embedded=True)
         except SystemExit:  # uvicorn's way of saying it cannot listen; it logged why
             log.error("MCP: cannot serve on %s; the daemon runs on without it", http.url)
+
+    async def _serve_fleet(self, options: AgentOptions) -> None:
+        """The fleet agent as one more front end of this daemon: what it applies becomes a
+        runtime change, enforced like one made over D-Bus."""
+        from op_dbus.daemon.inproc_api import InProcessApi
+        from op_dbus.fleet.agent import Agent
+
+        agent = Agent(InProcessApi(self), options)
+        self.reconciler.listeners.append(agent.changed)
+        await agent.run()
 
     def trigger(self, sections: frozenset[str], why: str) -> None:
         """Called by the watchers: these sections may have changed."""
