@@ -52,13 +52,10 @@ async def put_document(
         if expected
         else client.transactions.create(key.encode()) == 0
     )
-    ok, responses = await client.transaction(
-        compare=[compare], success=[client.transactions.put(key.encode(), value)]
-    )
+    ok, revision = await client.txn([compare], [client.transactions.put(key.encode(), value)])
     if not ok:
         _, now = await read_key(client, key)
         raise _changed(key, expected, now)
-    revision = responses[0].response_put.header.revision
     return {"key": key, "revision": revision, "previous_revision": current, "bytes": len(value)}
 
 
@@ -77,9 +74,7 @@ async def set_membership(client: EtcdClient, group: str, hosts: list[str], join:
     for host in hosts:
         key = keys.member(group, keys.check_name(host, "host")).encode()
         ops.append(client.transactions.put(key, b"{}") if join else client.transactions.delete(key))
-    _, responses = await client.transaction(compare=[], success=ops)
-    reply = responses[0]
-    return (reply.response_put if join else reply.response_delete_range).header.revision
+    return (await client.txn([], ops))[1]
 
 
 async def desired_mirror(client: EtcdClient) -> tuple[dict[str, tuple[bytes, int]], int]:

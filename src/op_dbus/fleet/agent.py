@@ -281,6 +281,8 @@ class Agent:
         result = reply["result"]
         if result["exit_code"] != ExitCode.OK or reply["try"] is None:
             return _brief(result)  # failed and rolled back, or nothing to change
+        if self.options.probe.gateway:  # the gateways it had, and those the change gave it
+            gateways = sorted(set(gateways) | set(await default_gateways()))
         probe = await run_probes(gateways, self.options.probe)
         actor = f"{ACTOR}:{self.host}@{desired.revision}:probe"
         if probe.ok:

@@ -58,12 +58,10 @@ async def publish_checkpoint(client: EtcdClient, host: str, data_dir: str) -> No
     signer = record.pop("signer")
     if signer is not None:
         key = keys.signer(host).encode()
-        await client.transaction(
-            compare=[client.transactions.create(key) == 0],
-            success=[client.transactions.put(key, signer.encode())],
+        await client.txn(
+            [client.transactions.create(key) == 0], [client.transactions.put(key, signer.encode())]
         )
     key = keys.checkpoint(host, count + 1).encode()
-    await client.transaction(  # never over one published before
-        compare=[client.transactions.create(key) == 0],
-        success=[client.transactions.put(key, encode(record))],
+    await client.txn(  # never over one published before
+        [client.transactions.create(key) == 0], [client.transactions.put(key, encode(record))]
     )

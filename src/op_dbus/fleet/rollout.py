@@ -97,9 +97,9 @@ async def _start(client: EtcdClient, group: str, record: dict[str, Any]) -> None
         compare = client.transactions.create(state_key) == 0
     t = client.transactions
     prefix = keys.rollout_prefix(group).encode()
-    ok, _ = await client.transaction(
-        compare=[compare],
-        success=[
+    ok, _ = await client.txn(
+        [compare],
+        [
             t.delete(prefix, aetcd.utils.prefix_range_end(prefix)),
             t.put(state_key, encode(_active(record))),
             t.put(keys.rollout_record(record["id"]).encode(), encode(record)),
@@ -117,8 +117,7 @@ def _active(record: dict[str, Any]) -> dict[str, Any]:
 async def _release(client: EtcdClient, group: str, batch: list[str]) -> int:
     t = client.transactions
     ops = [t.put(keys.rollout_release(group, h).encode(), b"{}") for h in batch]
-    _, responses = await client.transaction(compare=[], success=ops)
-    return responses[0].response_put.header.revision
+    return (await client.txn([], ops))[1]
 
 
 async def _save(client: EtcdClient, record: dict[str, Any]) -> None:
@@ -129,9 +128,9 @@ async def _finish(client: EtcdClient, group: str, record: dict[str, Any]) -> Non
     record.update(status="complete", ended=now_text())
     t = client.transactions
     prefix = keys.rollout_prefix(group).encode()
-    await client.transaction(
-        compare=[],
-        success=[
+    await client.txn(
+        [],
+        [
             t.put(keys.group_state(group).encode(), encode(record["state"])),
             t.delete(prefix, aetcd.utils.prefix_range_end(prefix)),
             t.put(keys.rollout_record(record["id"]).encode(), encode(record)),

@@ -183,6 +183,17 @@ class EtcdClient(aetcd.Client):
             self.kvstub.Range, rpc.RangeRequest(key=key.encode(), revision=revision)
         )
 
+    async def txn(self, compare: list[Any], success: list[Any]) -> tuple[bool, int]:
+        """One transaction: did its comparisons hold, and the revision after it."""
+        await self.connect()
+        request = rpc.TxnRequest(
+            compare=[c.build_message() for c in compare],
+            success=self._ops_to_requests(success),
+            failure=[],
+        )
+        reply = await self._call(self.kvstub.Txn, request)
+        return reply.succeeded, reply.header.revision
+
     async def _call(self, method: Any, request: Any) -> Any:
         try:
             return await method(request, timeout=self._timeout, metadata=self.metadata)
