@@ -113,8 +113,8 @@ def applied(*names: str) -> Callable[[dict[str, dict[str, Any]]], bool]:
     return lambda status: all(status.get(n, {}).get("state") == "applied" for n in names)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+@pytest.fixture(scope="module", name="fleet")
+def fleet_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     if os.geteuid() != 0:
         pytest.skip("fleet lab tests need root")
     pid = os.getpid()

@@ -7,11 +7,19 @@ the agents did with the stock tools (`ovs-vsctl` in each host's netns, `etcdctl`
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import subprocess
 from typing import Any
 
-from fleet_fixtures import HOSTS, Fleet, applied
-from fleet_fixtures import fleet as fleet_fixture  # noqa: F401 (the module fixture `fleet`)
+from fleet_fixtures import (
+    HOSTS,
+    Fleet,
+    applied,
+    fleet_fixture,  # noqa: F401 (the module's fixture `fleet`)
+)
+
+from op_dbus.ledger.store import DB_NAME, Ledger
 
 
 def uplink(index: int, *extra: dict[str, Any]) -> dict[str, Any]:
@@ -56,3 +64,148 @@ def test_put_per_host_converges(fleet: Fleet) -> None:
         assert any("gateway 192.168.1.1" in c["check"] and c["ok"] for c in reported["probe"])
     table = fleet.cli("status")
     assert table.returncode == 0 and all(name in table.stdout for name in HOSTS)
+
+
+def test_change_converges_with_one_etcd_member_killed(fleet: Fleet) -> None:
+    fleet.cluster.kill_member(1)
+    try:
+        doc = uplink(1, bridge("brk1"))
+        done = fleet.cli("put", fleet.write("h1-k.json", doc), "--host", "h1")
+        assert done.returncode == 0, done.stderr
+        fleet.wait(applied("h1"), "h1 applied with member 1 down")
+        assert "brk1" in fleet.hosts["h1"].bridges()
+        assert "brk1" not in fleet.hosts["h2"].bridges()
+    finally:
+        fleet.cluster.start_member(1)
+        fleet.cluster.wait_healthy()
+
+
+def test_rollout_halts_where_a_probe_fails(fleet: Fleet) -> None:
+    done = fleet.cli("join", "web", *HOSTS)
+    assert done.returncode == 0, done.stderr
+    fleet.wait(applied(*HOSTS), "joining a group without a state changes nothing")
+    h2 = fleet.hosts["h2"]
+    gateway_link = ["ip", "-n", h2.lab.upstream_netns, "link", "set", "gw0"]
+    subprocess.run([*gateway_link, "down"], check=True)  # h2 loses its gateway
+    try:
+        doc = {"version": 1, "plugins": {"net": {"interfaces": [bridge("brweb")]}}}
+        done = fleet.cli(
+            "rollout", fleet.write("web.json", doc), "--group", "web", "--max-unavailable", "1",
+            "--timeout", "120", "--json",
+        )  # fmt: skip
+    finally:
+        subprocess.run([*gateway_link, "up"], check=True)
+    assert done.returncode == 4, done.stdout + done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "halted"
+    conditions = {h: c["condition"] for h, c in record["hosts"].items()}
+    assert conditions == {"h1": "Available", "h2": "Failed", "h3": "Pending"}
+    assert "gateway 192.168.1.1" in record["hosts"]["h2"]["message"]
+    assert "brweb" in fleet.hosts["h1"].bridges()
+    assert "brweb" not in h2.bridges()  # rolled itself back
+    assert "brweb" not in fleet.hosts["h3"].bridges()  # never released
+    assert "ovsbr0" in h2.bridges()  # its own state stays
+    status = fleet.status()
+    assert status["h2"]["exit_code"] == 4 and status["h2"]["state"] == "failed"
+    stored = fleet.etcd_json(f"/op-dbus/v1/rollouts/{record['id']}")
+    assert stored["status"] == "halted"
+    assert fleet.etcd_json("/op-dbus/v1/desired/groups/web") is None  # the group never took it
+
+
+def ledger_size(host: Any) -> int:
+    with Ledger.open(host.lab.data_dir, readonly=True) as ledger:
+        return ledger.size()
+
+
+def test_killed_agent_shows_dead_then_resumes_without_reapplying(fleet: Fleet) -> None:
+    h3 = fleet.hosts["h3"]
+    before = fleet.status()["h3"]
+    size = ledger_size(h3)
+    h3.stop_agent(signal.SIGKILL)
+    fleet.wait(lambda s: s["h3"]["alive"] is False, "h3's lease lapses", timeout=60)
+    assert fleet.cluster.etcdctl("get", "/op-dbus/v1/alive/h3").stdout == ""
+    h3.start_agent()
+    after = fleet.wait(lambda s: s["h3"]["alive"] is True, "h3 back")
+    after = fleet.wait(applied("h3"), "h3 resumed")
+    assert after["h3"]["applied_revision"] == before["applied_revision"]
+    assert ledger_size(h3) == size  # nothing applied again, nothing recorded
+
+
+def test_compaction_while_an_agent_is_away(fleet: Fleet) -> None:
+    h3 = fleet.hosts["h3"]
+    # cut off from etcd: its watch stays at an old revision, which is then compacted
+    fleet.cluster.cut(h3.index)
+    try:
+        fleet.wait(lambda s: s["h3"]["alive"] is False, "h3 cut off", timeout=60)
+        done = fleet.cli("put", fleet.write("h3-c.json", uplink(3, bridge("brc3"))), "--host", "h3")
+        assert done.returncode == 0, done.stderr
+        fleet.cli("put", fleet.write("h1-c.json", uplink(1, bridge("brc1"))), "--host", "h1")
+        fleet.cluster.etcdctl("compact", str(fleet.revision()))
+    finally:
+        fleet.cluster.cut(h3.index, up=True)
+    fleet.wait(applied("h3"), "h3 converged after the compaction")
+    assert "brc3" in h3.bridges()
+    assert "revision" in h3.log.read_text() and "compacted" in h3.log.read_text()
+    # killed while a change and a compaction happen: it reads everything again at start
+    h3.stop_agent(signal.SIGKILL)
+    fleet.cli("put", fleet.write("h3-d.json", uplink(3, bridge("brd3"))), "--host", "h3")
+    fleet.cluster.etcdctl("compact", str(fleet.revision()))
+    h3.start_agent()
+    fleet.wait(applied("h3"), "h3 converged after restart")
+    assert "brd3" in h3.bridges()
+
+
+def test_two_concurrent_puts_on_one_revision_one_refused(fleet: Fleet) -> None:
+    key = "/op-dbus/v1/desired/hosts/h2"
+    read = json.loads(fleet.cluster.etcdctl("get", key, "-w", "json").stdout)
+    revision = read["kvs"][0]["mod_revision"]
+    version = read["kvs"][0]["version"]
+    files = [fleet.write(f"h2-{n}.json", uplink(2, bridge(f"brp{n}"))) for n in (1, 2)]
+    admins = [
+        fleet.cli_popen("put", f, "--host", "h2", "--expect-revision", str(revision)) for f in files
+    ]
+    results = [(a.wait(120), *a.communicate()) for a in admins]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, _, err in results if code == 2)
+    assert f"changed since revision {revision}" in refused
+    after = json.loads(fleet.cluster.etcdctl("get", key, "-w", "json").stdout)["kvs"][0]
+    assert after["version"] == version + 1  # exactly one stored
+    # without --expect-revision, a put reads the revision itself and stores
+    done = fleet.cli("put", files[0], "--host", "h2")
+    assert done.returncode == 0, done.stderr
+    fleet.wait(applied("h2"), "h2 converged")
+
+
+def truncate(data_dir: Any, size: int) -> None:
+    """What an intruder with root does: cut the ledger back to `size` consistently (entries,
+    stored tree, checkpoints), so that op-dbus appends to it again and it verifies locally."""
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    with conn:
+        conn.execute("DELETE FROM entries WHERE idx >= ?", (size,))
+        conn.execute("DELETE FROM nodes WHERE ((idx + 1) << level) > ?", (size,))
+        conn.execute("DELETE FROM checkpoints WHERE size > ?", (size,))
+    conn.close()
+
+
+def test_audit_names_a_host_whose_ledger_was_rewritten(fleet: Fleet) -> None:
+    done = fleet.cli("audit", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {h["host"] for h in json.loads(done.stdout)["hosts"]} == set(HOSTS)
+    h2 = fleet.hosts["h2"]
+    h2.stop_agent()
+    with Ledger.open(h2.lab.data_dir, readonly=True) as ledger:
+        sizes = sorted({int(note.split("\n")[1]) for note in ledger.checkpoints()})
+    truncate(h2.lab.data_dir, sizes[0])
+    h2.start_agent()
+    doc = uplink(2, bridge("brr1"), bridge("brr2"), bridge("brr3"))
+    done = fleet.cli("put", fleet.write("h2-r.json", doc), "--host", "h2")
+    assert done.returncode == 0, done.stderr
+    fleet.wait(applied("h2"), "h2 re-extended its ledger")
+    with Ledger.open(h2.lab.data_dir, readonly=True) as ledger:
+        assert ledger.verify().ok  # locally the rewritten ledger looks fine
+    done = fleet.cli("audit", "--json")
+    assert done.returncode == 3, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["rewritten"] == ["h2"]
+    assert "h2: REWRITTEN" in fleet.cli("audit").stdout

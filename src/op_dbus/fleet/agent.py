@@ -20,11 +20,10 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aetcd.exceptions
 
-from op_dbus.api import HostApi
 from op_dbus.errors import OpError
 from op_dbus.exitcodes import ExitCode
 from op_dbus.fleet import keys
@@ -40,6 +39,26 @@ log = logging.getLogger("op_dbus.fleet")
 ACTOR = "op-dbus-fleet"
 MEMORY_FILE = "fleet-agent.json"
 BACKOFF_MAX = 30.0
+
+
+class FleetHost(Protocol):
+    """What the agent asks of its host: `op_dbus.api.HostApi`'s calls, where a change
+    replaces the fleet's previous desired state (the daemon's FleetApi)."""
+
+    async def apply(
+        self,
+        sections: dict[str, Any],
+        *,
+        actor: str,
+        mode: str,
+        confirm_within: int | None = None,
+    ) -> dict[str, Any]: ...
+
+    async def confirm(self, *, actor: str) -> dict[str, Any]: ...
+
+    async def rollback(self, *, actor: str) -> dict[str, Any]: ...
+
+    async def status(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,7 @@ class Memory:
 
 
 class Agent:
-    def __init__(self, api: HostApi, options: AgentOptions) -> None:
+    def __init__(self, api: FleetHost, options: AgentOptions) -> None:
         self.api = api
         self.options = options
         self.host = options.host
@@ -135,21 +154,30 @@ class Agent:
         lease = await client.lease(self.options.lease_ttl)
         alive = {"pid": os.getpid(), "since": now_text(), "ttl": self.options.lease_ttl}
         await client.put(keys.alive(self.host).encode(), encode(alive), lease=lease)
-        stream = await self._watch(client)
         tasks = [
             asyncio.create_task(self._keepalive(client, lease.id)),
             asyncio.create_task(self._publisher(client)),
             asyncio.create_task(self._converger()),
         ]
-        self._wake.set()
         try:
-            await self._consume(stream, tasks)
+            while True:
+                stream = await self._watch(client)
+                self._wake.set()
+                try:
+                    await self._consume(stream, tasks)
+                    return
+                except aetcd.exceptions.RevisionCompactedError as err:
+                    log.info(
+                        "fleet: revision %d was compacted (%s): reading again", self.revision, err
+                    )
+                    self.revision = 0
+                finally:
+                    with contextlib.suppress(Exception):
+                        await stream.cancel()
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await stream.cancel()
 
     async def _watch(self, client: EtcdClient) -> Any:
         """The one watch: from the revision after the mirror, or after a fresh read."""
@@ -159,7 +187,7 @@ class Agent:
                     keys.DESIRED.encode(), start_revision=self.revision + 1
                 )
             except aetcd.exceptions.RevisionCompactedError as err:
-                log.info("fleet: revision %d compacted (%s): reading again", self.revision, err)
+                log.info("fleet: revision %d was compacted (%s): reading again", self.revision, err)
         await self._read(client)
         return await client.watch_prefix(keys.DESIRED.encode(), start_revision=self.revision + 1)
 

@@ -56,6 +56,10 @@ def rollout_release(group: str, host: str) -> str:
     return f"{ACTIVE_ROLLOUT}{group}/hosts/{host}"
 
 
+def rollout_releases(group: str) -> str:
+    return f"{ACTIVE_ROLLOUT}{group}/hosts/"
+
+
 def rollout_prefix(group: str) -> str:
     return f"{ACTIVE_ROLLOUT}{group}/"
 

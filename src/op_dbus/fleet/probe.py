@@ -1,9 +1,10 @@
 """The check after a try applies: does the host still reach what it must?
 
 Like kubernetes-nmstate's probes: each default gateway the host had before the change, and
-each it has after it, must answer a ping, and every configured target (`--probe-target ADDR:PORT`) must accept a
-TCP connection. Pass: the agent confirms the try; fail: it rolls the try back. Each check
-gets a few attempts, since a changed link may take a moment to carry traffic again.
+each it has after it, must answer a ping, and every configured target (`--probe-target
+ADDR:PORT`) must accept a TCP connection. Pass: the agent confirms the try; fail: it rolls
+the try back. Each check gets a few attempts: a changed link may take a moment to carry
+traffic again.
 """
 
 from __future__ import annotations

@@ -96,7 +96,7 @@ async def _start(client: EtcdClient, group: str, record: dict[str, Any]) -> None
     else:
         compare = client.transactions.create(state_key) == 0
     t = client.transactions
-    prefix = keys.rollout_prefix(group).encode()
+    prefix = keys.rollout_releases(group).encode()  # a halted rollout's releases go
     ok, _ = await client.txn(
         [compare],
         [

@@ -23,7 +23,7 @@ import aetcd.exceptions
 import grpc
 from aetcd import rpc, watcher
 
-from op_dbus.errors import ComponentMissing, InvalidInput
+from op_dbus.errors import ComponentMissing, InvalidInput, OpError
 
 ENV_ENDPOINTS = "OPDBUS_ETCD"
 DEFAULT_ENDPOINTS = "http://127.0.0.1:2379"
@@ -31,6 +31,26 @@ CALL_TIMEOUT = 5
 """Seconds one unary call may take (a watch stream has no deadline)."""
 MAX_VALUE_BYTES = 1 << 20
 """The largest value op-dbus reads from etcd (its state documents are bounded alike)."""
+
+RETRY_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{"service": f"etcdserverpb.{s}"} for s in ("KV", "Lease", "Maintenance")],
+                "retryPolicy": {
+                    "maxAttempts": 5,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    }
+)
+"""A call that meets a member going away or a leader election is tried again (up to 5
+times): a put is the same put again, and a compare-and-swap that did land the first time
+fails its comparison the second time, so nothing is ever written twice."""
 
 Unavailable = (
     aetcd.exceptions.ConnectionFailedError,
@@ -136,6 +156,8 @@ class EtcdClient(aetcd.Client):
                 "grpc.max_receive_message_length": 8 * MAX_VALUE_BYTES,
                 "grpc.initial_reconnect_backoff_ms": 200,
                 "grpc.max_reconnect_backoff_ms": 2000,
+                "grpc.enable_retries": 1,
+                "grpc.service_config": RETRY_CONFIG,
             },
         )
         self.fleet_options = options
@@ -240,7 +262,14 @@ async def connected(options: EtcdOptions) -> AsyncIterator[EtcdClient]:
             ) from None
         except aetcd.exceptions.UnauthenticatedError as err:
             raise InvalidInput(f"etcd at {options.describe()} refused the login: {err}") from None
-        yield client
+        try:
+            yield client
+        except Unavailable as err:
+            raise ComponentMissing(
+                f"etcd at {options.describe()} stopped answering ({_reason(err)})"
+            ) from None
+        except aetcd.exceptions.ClientError as err:
+            raise OpError(f"etcd at {options.describe()}: {_reason(err)}") from None
     finally:
         with contextlib.suppress(Exception):
             await client.close()
