@@ -155,6 +155,21 @@ def test_compaction_while_an_agent_is_away(fleet: Fleet) -> None:
     assert "brd3" in h3.bridges()
 
 
+def test_a_half_written_state_is_reported_and_never_applied(fleet: Fleet) -> None:
+    h1 = fleet.hosts["h1"]
+    bridges = h1.bridges()
+    half = '{"version": 1, "plugins": {"net": {"interfaces": [{"name": "brhalf", "type": "ovs-'
+    fleet.cluster.etcdctl("put", "/op-dbus/v1/desired/hosts/h1", half)
+    status = fleet.wait(lambda s: s["h1"]["exit_code"] == 2, "h1 reports the invalid state")
+    assert status["h1"]["state"] == "invalid"
+    assert "/op-dbus/v1/desired/hosts/h1" in status["h1"]["message"]
+    assert h1.bridges() == bridges  # nothing applied
+    done = fleet.cli("put", fleet.write("h1-ok.json", uplink(1)), "--host", "h1")
+    assert done.returncode == 0, done.stderr
+    fleet.wait(applied("h1"), "h1 applies the next valid state")
+    assert "brc1" not in h1.bridges()  # what the new revision dropped is gone
+
+
 def test_two_concurrent_puts_on_one_revision_one_refused(fleet: Fleet) -> None:
     key = "/op-dbus/v1/desired/hosts/h2"
     read = json.loads(fleet.cluster.etcdctl("get", key, "-w", "json").stdout)

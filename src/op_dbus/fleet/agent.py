@@ -316,7 +316,7 @@ class Agent:
         if probe.ok:
             await self.api.confirm(actor=actor)
             log.info("fleet: revision %d applied, %s", desired.revision, probe.describe())
-            message = f"{result['message']}; {probe.describe()}"
+            message = f"applied {len(result['applied'])} action(s); {probe.describe()}; confirmed"
             return {"exit_code": 0, "message": message, "probe": probe.checks}
         log.error("fleet: revision %d: %s; rolling back", desired.revision, probe.describe())
         back = (await self.api.rollback(actor=actor))["result"]
