@@ -10,6 +10,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import time
 from typing import Any
 
 from fleet_fixtures import (
@@ -110,6 +111,23 @@ def test_rollout_halts_where_a_probe_fails(fleet: Fleet) -> None:
     stored = fleet.etcd_json(f"/op-dbus/v1/rollouts/{record['id']}")
     assert stored["status"] == "halted"
     assert fleet.etcd_json("/op-dbus/v1/desired/groups/web") is None  # the group never took it
+    # with the gateway back, the next rollout completes and becomes the group's own state
+    done = fleet.cli(
+        "rollout", fleet.write("web.json", doc), "--group", "web", "--max-unavailable", "2",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)
+    assert record["status"] == "complete"
+    assert {c["condition"] for c in record["hosts"].values()} == {"Available"}
+    assert all("brweb" in fleet.hosts[h].bridges() for h in HOSTS)
+    assert fleet.etcd_json("/op-dbus/v1/desired/groups/web") == doc
+    left = fleet.cluster.etcdctl("get", "--prefix", "--keys-only", "/op-dbus/v1/desired/rollouts/")
+    assert left.stdout.strip() == ""
+    fleet.wait(applied(*HOSTS), "hosts take the group's state (nothing to change)")
+    history = json.loads(fleet.cli("history", "--group", "web", "--json", check=True).stdout)
+    assert [r["status"] for r in history["rollouts"]] == ["complete", "halted"]
+    assert len(history["versions"]) == 1
 
 
 def ledger_size(host: Any) -> int:
@@ -192,6 +210,25 @@ def test_two_concurrent_puts_on_one_revision_one_refused(fleet: Fleet) -> None:
     fleet.wait(applied("h2"), "h2 converged")
 
 
+def test_diff_and_history_of_a_host(fleet: Fleet) -> None:
+    stored = fleet.work / "h2-1.json"
+    assert fleet.cli("diff", str(stored), "--host", "h2").returncode == 0
+    other = fleet.write("h2-x.json", uplink(2, bridge("brdiff")))
+    done = fleet.cli("diff", other, "--host", "h2")
+    assert done.returncode == 3, done.stdout + done.stderr
+    added = [line for line in done.stdout.splitlines() if line.startswith("+ ")]
+    assert added == ['+        "name": "brdiff",'], done.stdout
+    history = json.loads(fleet.cli("history", "--host", "h2", "--json", check=True).stdout)
+    revisions = [v["revision"] for v in history["versions"]]
+    # back to an earlier test's compaction: the two puts since, and the version it kept
+    assert len(revisions) == 3 and revisions == sorted(revisions, reverse=True)
+    key = "/op-dbus/v1/desired/hosts/h2"
+    now = json.loads(fleet.cluster.etcdctl("get", key, "-w", "json").stdout)
+    assert revisions[0] == now["kvs"][0]["mod_revision"]
+    older = fleet.cluster.etcdctl("get", key, f"--rev={revisions[1]}", "-w", "json")
+    assert json.loads(older.stdout)["kvs"][0]["version"] == history["versions"][1]["version"]
+
+
 def truncate(data_dir: Any, size: int) -> None:
     """What an intruder with root does: cut the ledger back to `size` consistently (entries,
     stored tree, checkpoints), so that op-dbus appends to it again and it verifies locally."""
@@ -224,3 +261,23 @@ def test_audit_names_a_host_whose_ledger_was_rewritten(fleet: Fleet) -> None:
     report = json.loads(done.stdout)
     assert report["rewritten"] == ["h2"]
     assert "h2: REWRITTEN" in fleet.cli("audit").stdout
+
+
+def test_restarted_with_etcd_unreachable_it_enforces_the_last_applied_state(fleet: Fleet) -> None:
+    h1 = fleet.hosts["h1"]
+    done = fleet.cli("put", fleet.write("h1-m.json", uplink(1, bridge("brm1"))), "--host", "h1")
+    assert done.returncode == 0, done.stderr
+    fleet.wait(applied("h1"), "h1 applied brm1")
+    fleet.cluster.cut(h1.index)
+    try:
+        h1.stop_agent()
+        assert h1.vsctl("del-br", "brm1").returncode == 0  # behind its back, while it is down
+        h1.start_agent()
+        deadline = time.monotonic() + 60
+        while "brm1" not in h1.bridges():
+            assert time.monotonic() < deadline, h1.log.read_text()[-3000:]
+            time.sleep(0.3)
+        assert "etcd session ended" in h1.log.read_text()
+    finally:
+        fleet.cluster.cut(h1.index, up=True)
+    fleet.wait(lambda s: s["h1"]["alive"] and s["h1"]["state"] == "applied", "h1 back")

@@ -262,6 +262,9 @@ def rollout(
     timeout: float = typer.Option(
         180.0, "--timeout", min=1.0, help="Seconds a batch may take before it counts as failed."
     ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Take over from a running rollout whose command died."
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
     """Roll a group's new state out in batches; a failing host rolls itself back and halts
@@ -284,6 +287,7 @@ def rollout(
             sections,
             max_unavailable=max_unavailable,
             timeout=timeout,
+            replace=replace,
             on_change=progress,
         ),
     )

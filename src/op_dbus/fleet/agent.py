@@ -81,19 +81,29 @@ class Memory:
     path: Path
     applied_revision: int = 0
     failed_revision: int = 0
+    sections: dict[str, Any] = field(default_factory=dict)
+    """The state applied last: enforced at start, before etcd is reached."""
 
     @classmethod
     def load(cls, data_dir: str) -> Memory:
         path = Path(data_dir) / MEMORY_FILE
         try:
             data = json.loads(path.read_text())
-            return cls(path, int(data["applied_revision"]), int(data["failed_revision"]))
+            sections = data.get("sections") or {}
+            if not isinstance(sections, dict):
+                raise TypeError("sections")
+            return cls(path, int(data["applied_revision"]), int(data["failed_revision"]), sections)
         except (OSError, ValueError, KeyError, TypeError):
             return cls(path)
 
     def save(self) -> None:
+        """Written whole or not at all (a new file renamed over the old)."""
         tmp = self.path.with_suffix(".tmp")
-        data = {"applied_revision": self.applied_revision, "failed_revision": self.failed_revision}
+        data = {
+            "applied_revision": self.applied_revision,
+            "failed_revision": self.failed_revision,
+            "sections": self.sections,
+        }
         tmp.write_text(json.dumps(data) + "\n")
         tmp.replace(self.path)
 
@@ -130,7 +140,18 @@ class Agent:
 
     # -- life --------------------------------------------------------------------------
     async def run(self) -> None:
-        """Until cancelled: sessions with etcd, with backoff between them."""
+        """Until cancelled: the remembered state enforced first (etcd may be unreachable),
+        then sessions with etcd, with backoff between them. The converger outlives the
+        sessions: a lost connection never cancels a change half-way."""
+        await self._enforce_remembered()
+        converger = asyncio.create_task(self._converger())
+        try:
+            await self._sessions()
+        finally:
+            converger.cancel()
+            await asyncio.gather(converger, return_exceptions=True)
+
+    async def _sessions(self) -> None:
         delay = 0.5
         while True:
             started = time.monotonic()
@@ -145,39 +166,56 @@ class Agent:
                     text,
                     delay,
                 )
+            except Exception:  # a bug must not end the agent; the daemon enforces meanwhile
+                log.exception("fleet: etcd session failed; reconnecting in %.1f s", delay)
             if time.monotonic() - started > BACKOFF_MAX:
                 delay = 0.5  # a session that lasted: start the backoff over
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_MAX)
 
+    async def _enforce_remembered(self) -> None:
+        """After a restart: the state applied last, enforced again before etcd answers."""
+        if not self.memory.sections:
+            return
+        desired = Desired(self.host, self.memory.sections, self.memory.applied_revision)
+        if await self.converge(desired) == ExitCode.OK:
+            self.handled = desired.revision  # the same revision from etcd: nothing to do
+
     async def _session(self, client: EtcdClient) -> None:
+        """Liveness, publishing and the watch; whichever ends first ends the session."""
         lease = await client.lease(self.options.lease_ttl)
         alive = {"pid": os.getpid(), "since": now_text(), "ttl": self.options.lease_ttl}
         await client.put(keys.alive(self.host).encode(), encode(alive), lease=lease)
+        self._dirty.set()  # what could not be published in the last session, now
+        self.ledger_changed = True
         tasks = [
             asyncio.create_task(self._keepalive(client, lease.id)),
             asyncio.create_task(self._publisher(client)),
-            asyncio.create_task(self._converger()),
+            asyncio.create_task(self._follow(client)),
         ]
         try:
-            while True:
-                stream = await self._watch(client)
-                self._wake.set()
-                try:
-                    await self._consume(stream, tasks)
-                    return
-                except aetcd.exceptions.RevisionCompactedError as err:
-                    log.info(
-                        "fleet: revision %d was compacted (%s): reading again", self.revision, err
-                    )
-                    self.revision = 0
-                finally:
-                    with contextlib.suppress(Exception):
-                        await stream.cancel()
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # its error ends the session
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow(self, client: EtcdClient) -> None:
+        """The one watch of the desired keys, again after a compaction."""
+        while True:
+            stream = await self._watch(client)
+            self._wake.set()
+            try:
+                await self._consume(stream)
+                raise OpError("the watch ended")
+            except aetcd.exceptions.RevisionCompactedError as err:
+                log.info("fleet: revision %d compacted (%s): reading again", self.revision, err)
+                self.revision = 0
+            finally:
+                with contextlib.suppress(Exception):
+                    await stream.cancel()
 
     async def _watch(self, client: EtcdClient) -> Any:
         """The one watch: from the revision after the mirror, or after a fresh read."""
@@ -187,7 +225,7 @@ class Agent:
                     keys.DESIRED.encode(), start_revision=self.revision + 1
                 )
             except aetcd.exceptions.RevisionCompactedError as err:
-                log.info("fleet: revision %d was compacted (%s): reading again", self.revision, err)
+                log.info("fleet: revision %d compacted (%s): reading again", self.revision, err)
         await self._read(client)
         return await client.watch_prefix(keys.DESIRED.encode(), start_revision=self.revision + 1)
 
@@ -196,7 +234,7 @@ class Agent:
         self.mirror = {kv.key.decode(): (kv.value, kv.mod_revision) for kv in reply.kvs}
         self.revision = reply.header.revision
 
-    async def _consume(self, stream: Any, tasks: list[asyncio.Task[None]]) -> None:
+    async def _consume(self, stream: Any) -> None:
         """Feed the mirror. Every event of one etcd revision arrives before the converger
         runs again (aetcd queues a whole response at once), so a transaction is seen whole."""
         async for event in stream:
@@ -207,10 +245,6 @@ class Agent:
                 self.mirror.pop(key, None)
             self.revision = max(self.revision, event.kv.mod_revision)
             self._wake.set()
-            for task in tasks:
-                if task.done():  # keepalive or publishing failed: the session is over
-                    task.result()
-                    raise OpError("etcd session lost")
 
     async def _keepalive(self, client: EtcdClient, lease_id: int) -> None:
         while True:
@@ -251,14 +285,17 @@ class Agent:
                 log.exception("fleet: converging on revision %d failed", desired.revision)
             self._dirty.set()
 
-    async def converge(self, desired: Desired) -> None:
+    async def converge(self, desired: Desired) -> int | None:
         """Reach `desired`; the report changes in one step at the end, so a status published
-        meanwhile never pairs the new revision with the old outcome."""
+        meanwhile never pairs the new revision with the old outcome. Returns the exit code."""
+        tried = desired.revision != self.memory.applied_revision
         outcome = await self._outcome(desired)
-        if outcome["exit_code"] == ExitCode.OK:
+        code = outcome["exit_code"]
+        if code == ExitCode.OK:
             self.memory.applied_revision = desired.revision
-        elif outcome["exit_code"] is not None and desired.sections and desired.valid:
-            self.memory.failed_revision = desired.revision
+            self.memory.sections = desired.sections
+        elif tried and code in (ExitCode.ROLLED_BACK, ExitCode.ROLLBACK_FAILED):
+            self.memory.failed_revision = desired.revision  # not tried again
         self.memory.save()
         self.report.update(
             outcome,
@@ -266,6 +303,7 @@ class Agent:
             applied_revision=self.memory.applied_revision,
             rollouts=desired.rollouts,
         )
+        return code
 
     async def _outcome(self, desired: Desired) -> dict[str, Any]:
         if not desired.valid:
@@ -274,7 +312,7 @@ class Agent:
             )
             log.error("fleet: %s", message)
             return {"exit_code": int(ExitCode.INVALID_INPUT), "message": message, "probe": None}
-        if not desired.sections:
+        if not desired.sections and not self.memory.sections:
             return {"exit_code": 0, "message": "nothing is desired for this host", "probe": None}
         if desired.revision == self.memory.failed_revision:
             return {
@@ -282,6 +320,10 @@ class Agent:
                 "message": f"revision {desired.revision} failed before: not tried again",
             }
         try:
+            if not desired.sections:  # no longer any fleet state: stop enforcing the last one
+                result = (await self._apply(desired, None))["result"]
+                message = "nothing is desired for this host: the fleet state is no longer enforced"
+                return {"exit_code": result["exit_code"], "message": message, "probe": None}
             if desired.revision == self.memory.applied_revision:
                 # after a restart: enforce it again, no try (a no-op when the host is as left)
                 return _brief((await self._apply(desired, None))["result"])

@@ -41,6 +41,7 @@ async def rollout(
     *,
     max_unavailable: int,
     timeout: float = DEFAULT_TIMEOUT,
+    replace: bool = False,
     on_change: Callable[[dict[str, Any]], None] = lambda _record: None,
 ) -> dict[str, Any]:
     """Run the rollout to its end; the final record (`status` complete or halted)."""
@@ -59,7 +60,7 @@ async def rollout(
         "started": now_text(),
         "hosts": {h: {"condition": "Pending"} for h in hosts},
     }
-    await _start(client, group, record)
+    await _start(client, group, record, replace)
     on_change(record)
     for start in range(0, len(hosts), max_unavailable):
         batch = hosts[start : start + max_unavailable]
@@ -81,22 +82,27 @@ async def rollout(
     return record
 
 
-async def _start(client: EtcdClient, group: str, record: dict[str, Any]) -> None:
-    """Refused while another rollout of the group runs; a halted one is replaced."""
+async def _start(client: EtcdClient, group: str, record: dict[str, Any], replace: bool) -> None:
+    """Refused while another rollout of the group runs (its record says so) unless
+    `replace`; a halted or complete one is replaced. The state key agents read is written
+    once per rollout: a status change there would be a new revision for every host."""
     state_key = keys.rollout_state(group).encode()
     reply = await client.get_at(keys.rollout_state(group))
     if reply.kvs:
-        previous = decode(reply.kvs[0].value, keys.rollout_state(group))
-        if previous.get("status") == "running":
+        active = decode(reply.kvs[0].value, keys.rollout_state(group))
+        previous = await client.get_at(keys.rollout_record(str(active.get("id", ""))))
+        status = decode(previous.kvs[0].value, "rollout").get("status") if previous.kvs else None
+        if status == "running" and not replace:
             raise Refused(
                 f"group {group}",
-                f"rollout {previous.get('id')} is running since {previous.get('started')}",
+                f"rollout {active.get('id')} is running since {active.get('started')} "
+                "(--replace takes over from one whose command died)",
             )
         compare = client.transactions.mod(state_key) == reply.kvs[0].mod_revision
     else:
         compare = client.transactions.create(state_key) == 0
     t = client.transactions
-    prefix = keys.rollout_releases(group).encode()  # a halted rollout's releases go
+    prefix = keys.rollout_releases(group).encode()  # the previous rollout's releases go
     ok, _ = await client.txn(
         [compare],
         [
@@ -111,7 +117,7 @@ async def _start(client: EtcdClient, group: str, record: dict[str, Any]) -> None
 
 def _active(record: dict[str, Any]) -> dict[str, Any]:
     """What agents read: the state and whose rollout it is (not the conditions)."""
-    return {k: record[k] for k in ("id", "group", "state", "status", "started")}
+    return {k: record[k] for k in ("id", "group", "state", "started")}
 
 
 async def _release(client: EtcdClient, group: str, batch: list[str]) -> int:
