@@ -39,6 +39,9 @@ log = logging.getLogger("op_dbus.fleet")
 ACTOR = "op-dbus-fleet"
 MEMORY_FILE = "fleet-agent.json"
 BACKOFF_MAX = 30.0
+RETRY_DELAY = 5.0
+"""Seconds after which a change that could not be made now (refused, a backend away) is
+tried again."""
 
 
 class FleetHost(Protocol):
@@ -135,7 +138,9 @@ class Agent:
         self.ledger_changed = True
 
     def changed(self, *_: object) -> None:
-        """Something worth publishing happened (drift, a repair): publish the status."""
+        """Something worth publishing happened (drift, a repair): publish the status, and
+        the ledger's checkpoint if a repair made a new one."""
+        self.ledger_changed = True
         self._dirty.set()
 
     # -- life --------------------------------------------------------------------------
@@ -291,6 +296,10 @@ class Agent:
         tried = desired.revision != self.memory.applied_revision
         outcome = await self._outcome(desired)
         code = outcome["exit_code"]
+        if outcome.pop("retry", False) or code in (ExitCode.UNEXPECTED, ExitCode.COMPONENT_MISSING):
+            # busy, a try of someone else's pending, a backend away: look again later
+            self.handled = -1
+            asyncio.get_running_loop().call_later(RETRY_DELAY, self._wake.set)
         if code == ExitCode.OK:
             self.memory.applied_revision = desired.revision
             self.memory.sections = desired.sections
@@ -329,8 +338,15 @@ class Agent:
                 return _brief((await self._apply(desired, None))["result"])
             return await self._try(desired)
         except OpError as err:
-            log.error("fleet: revision %d: %s", desired.revision, err.message)
-            return {"exit_code": int(err.code), "message": err.message, "probe": None}
+            log.error(
+                "fleet: revision %d: %s; again in %g s", desired.revision, err.message, RETRY_DELAY
+            )
+            return {
+                "exit_code": int(err.code),
+                "message": err.message,
+                "probe": None,
+                "retry": True,
+            }
 
     async def _apply(self, desired: Desired, confirm_within: int | None) -> dict[str, Any]:
         reply = await self.api.apply(

@@ -73,6 +73,9 @@ def desired_for(host: str, mirror: Mirror, mode: Mode | None = None) -> Desired:
         result.revision = max(result.revision, revision)
         data = value
         if key.startswith(keys.ACTIVE_ROLLOUT):
+            if len(value) > 2 * MAX_DOCUMENT_BYTES:
+                result.errors.append(f"{key}: larger than {2 * MAX_DOCUMENT_BYTES} bytes")
+                return
             try:
                 data = json.dumps(json.loads(value)["state"]).encode()
             except (ValueError, KeyError, TypeError, UnicodeDecodeError):

@@ -42,11 +42,13 @@ def _read_ledger(data_dir: str, previous: int) -> dict[str, Any] | None:
 
 
 async def latest_published(client: EtcdClient, host: str) -> tuple[int, dict[str, Any] | None]:
-    """How many checkpoints `host` published, and the last one."""
-    reply = await client.range_at(keys.checkpoints(host))
+    """The number of the last checkpoint `host` published, and that checkpoint."""
+    reply = await client.range_at(keys.checkpoints(host), last=True)
     if not reply.kvs:
         return 0, None
-    return len(reply.kvs), decode(reply.kvs[-1].value, reply.kvs[-1].key.decode())
+    key = reply.kvs[0].key.decode()
+    number = key.rsplit("/", 1)[1]
+    return int(number) if number.isdigit() else 0, decode(reply.kvs[0].value, key)
 
 
 async def publish_checkpoint(client: EtcdClient, host: str, data_dir: str) -> None:

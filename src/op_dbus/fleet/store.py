@@ -189,14 +189,20 @@ class EtcdClient(aetcd.Client):
         )
         self._connected.set()
 
-    async def range_at(self, prefix: str, revision: int = 0) -> rpc.RangeResponse:
+    async def range_at(
+        self, prefix: str, revision: int = 0, *, last: bool = False
+    ) -> rpc.RangeResponse:
         """Every key under `prefix` as of `revision` (0: now), in key order, one consistent
-        read (aetcd's own get_prefix cannot ask for a revision)."""
+        read (aetcd's own get_prefix cannot ask for a revision); `last`: only the last key."""
         await self.connect()
         key = prefix.encode()
         request = rpc.RangeRequest(
             key=key, range_end=aetcd.utils.prefix_range_end(key), revision=revision
         )
+        if last:
+            request.limit = 1
+            request.sort_order = rpc.RangeRequest.DESCEND
+            request.sort_target = rpc.RangeRequest.KEY
         return await self._call(self.kvstub.Range, request)
 
     async def get_at(self, key: str, revision: int = 0) -> rpc.RangeResponse:
