@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,10 +114,29 @@ def applied(*names: str) -> Callable[[dict[str, dict[str, Any]]], bool]:
     return lambda status: all(status.get(n, {}).get("state") == "applied" for n in names)
 
 
+def remove_orphans() -> None:
+    """Lab hosts and etcd namespaces of fleet test runs whose pytest process is gone."""
+    from op_dbus.lab import netns
+    from op_dbus.lab.lab import RUN_ROOT
+
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    names = {line.split()[0] for line in listing.stdout.splitlines() if line}
+    names |= {p.name for p in RUN_ROOT.glob("fh*")}
+    for name in sorted(names):
+        match = re.fullmatch(r"(fh|fe)(\d+)-(\d+|m)(-up)?", name)
+        if match is None or Path(f"/proc/{match[2]}").exists():
+            continue
+        if match[1] == "fh":
+            Lab(name.removesuffix("-up")).down()
+        else:
+            netns.delete(name)
+
+
 @pytest.fixture(scope="module", name="fleet")
 def fleet_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     if os.geteuid() != 0:
         pytest.skip("fleet lab tests need root")
+    remove_orphans()
     pid = os.getpid()
     work = tmp_path_factory.mktemp("fleet")
     hosts: dict[str, FleetHost] = {}

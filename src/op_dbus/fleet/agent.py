@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -148,7 +149,7 @@ class Agent:
         """Until cancelled: the remembered state enforced first (etcd may be unreachable),
         then sessions with etcd, with backoff between them. The converger outlives the
         sessions: a lost connection never cancels a change half-way."""
-        await self._enforce_remembered()
+        await self._guarded(self._enforce_remembered(), self.memory.applied_revision)
         converger = asyncio.create_task(self._converger())
         try:
             await self._sessions()
@@ -280,15 +281,22 @@ class Agent:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if not self.revision:  # etcd not read (yet, or again): the remembered state holds
+                if self.handled == -1 and self.memory.sections:
+                    await self._guarded(self._enforce_remembered(), self.memory.applied_revision)
+                continue
             desired = desired_for(self.host, self.mirror, self.options.mode)
             if desired.revision == self.handled:
                 continue  # an event about other hosts or groups
             self.handled = desired.revision
-            try:
-                await self.converge(desired)
-            except Exception:  # a bug or a backend surprise must not end the agent
-                log.exception("fleet: converging on revision %d failed", desired.revision)
+            await self._guarded(self.converge(desired), desired.revision)
             self._dirty.set()
+
+    async def _guarded(self, work: Awaitable[object], revision: int) -> None:
+        try:
+            await work
+        except Exception:  # a bug or a backend surprise must not end the agent
+            log.exception("fleet: converging on revision %d failed", revision)
 
     async def converge(self, desired: Desired) -> int | None:
         """Reach `desired`; the report changes in one step at the end, so a status published
