@@ -257,28 +257,34 @@ def _credentials(options: EtcdOptions) -> grpc.ChannelCredentials:
 
 @contextlib.asynccontextmanager
 async def connected(options: EtcdOptions) -> AsyncIterator[EtcdClient]:
-    """A client whose first call succeeded (ComponentMissing when no member answers)."""
+    """A client whose first call succeeded; etcd's errors, then and later, become ours:
+    no member answering is ComponentMissing, a refused login or permission InvalidInput."""
     client = EtcdClient(options)
     try:
         try:
             await client.status()
+            yield client
         except Unavailable as err:
             raise ComponentMissing(
                 f"etcd at {options.describe()} does not answer ({_reason(err)})"
             ) from None
-        except aetcd.exceptions.UnauthenticatedError as err:
-            raise InvalidInput(f"etcd at {options.describe()} refused the login: {err}") from None
-        try:
-            yield client
-        except Unavailable as err:
-            raise ComponentMissing(
-                f"etcd at {options.describe()} stopped answering ({_reason(err)})"
-            ) from None
         except aetcd.exceptions.ClientError as err:
+            if _refused(err):
+                raise InvalidInput(
+                    f"etcd at {options.describe()} refused the login or the request: "
+                    f"{_reason(err)} (see --etcd-user, --etcd-password-file)"
+                ) from None
             raise OpError(f"etcd at {options.describe()}: {_reason(err)}") from None
     finally:
         with contextlib.suppress(Exception):
             await client.close()
+
+
+def _refused(err: Exception) -> bool:
+    text = str(err).lower()
+    return isinstance(err, aetcd.exceptions.UnauthenticatedError) or any(
+        word in text for word in ("authentication", "user name is empty", "permission denied")
+    )
 
 
 def _reason(err: Exception) -> str:

@@ -40,6 +40,14 @@ class EtcdCluster:
     members: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     attached: list[tuple[str, str]] = field(default_factory=list)
     """(netns, device in the management namespace) of each attachment."""
+    tls: Path | None = None
+    """A directory with server.crt, server.key and ca.crt: clients speak TLS."""
+    etcdctl_auth: tuple[str, ...] = ()
+    """Extra etcdctl options (e.g. `--user=root:PW` once auth is on)."""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def netns(self) -> str:
@@ -50,17 +58,20 @@ class EtcdCluster:
 
     @property
     def endpoints(self) -> str:
-        return ",".join(f"http://{self.address(i)}:2379" for i in range(1, self.size + 1))
+        return ",".join(self.endpoint(i) for i in range(1, self.size + 1))
 
     def endpoint(self, member: int) -> str:
-        return f"http://{self.address(member)}:2379"
+        return f"{self.scheme}://{self.address(member)}:2379"
 
     def exec_argv(self, *argv: str) -> list[str]:
         """`argv` inside the management namespace (etcdctl, `op-dbus fleet ...`)."""
         return ["ip", "netns", "exec", self.netns, *argv]
 
     def etcdctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        argv = self.exec_argv("etcdctl", f"--endpoints={self.endpoints}", *args)
+        tls = [f"--cacert={self.tls / 'ca.crt'}"] if self.tls else []
+        argv = self.exec_argv(
+            "etcdctl", f"--endpoints={self.endpoints}", *tls, *self.etcdctl_auth, *args
+        )
         env = {"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
         return subprocess.run(argv, capture_output=True, text=True, check=check, env=env)
 
@@ -81,10 +92,16 @@ class EtcdCluster:
         peers = ",".join(f"m{j}=http://{self.address(j)}:2380" for j in range(1, self.size + 1))
         data = self.dir / f"m{i}"
         state = "existing" if data.exists() else "new"
+        tls = []
+        if self.tls:
+            tls = [
+                f"--cert-file={self.tls / 'server.crt'}",
+                f"--key-file={self.tls / 'server.key'}",
+            ]
         return self.exec_argv(
-            "etcd", f"--name=m{i}", f"--data-dir={data}",
-            f"--listen-client-urls=http://{self.address(i)}:2379",
-            f"--advertise-client-urls=http://{self.address(i)}:2379",
+            "etcd", f"--name=m{i}", f"--data-dir={data}", *tls,
+            f"--listen-client-urls={self.endpoint(i)}",
+            f"--advertise-client-urls={self.endpoint(i)}",
             f"--listen-peer-urls=http://{self.address(i)}:2380",
             f"--initial-advertise-peer-urls=http://{self.address(i)}:2380",
             f"--initial-cluster={peers}", f"--initial-cluster-state={state}",
@@ -140,8 +157,8 @@ class EtcdCluster:
 
 
 @contextlib.contextmanager
-def etcd_cluster(name: str, size: int = 3) -> Iterator[EtcdCluster]:
-    cluster = EtcdCluster(name, size)
+def etcd_cluster(name: str, size: int = 3, tls: Path | None = None) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(name, size, tls=tls)
     try:
         cluster.start()
         yield cluster
