@@ -32,7 +32,8 @@ IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
 # no-op re-apply, addresses for the containers and gateway pinging warp across mesh, the daemon
 # repairing a port deleted behind its back, an independent MCP client's calls to the daemon's
 # MCP server, the container-gateway host (protected containers, NAT, firewall) proved by pings,
-# then the ledger with a verified, signed checkpoint.
+# then the ledger with a verified, signed checkpoint; last, two more lab hosts converging from
+# desired state kept in a 3-member etcd cluster (fleet mode).
 demo: setup
 	$(OPDBUS) lab up --name $(LAB)
 	$(IN_LAB) $(OPDBUS) doctor --mode full
@@ -53,6 +54,7 @@ demo: setup
 	$(IN_LAB) $(OPDBUS) ledger log
 	$(IN_LAB) $(OPDBUS) ledger verify
 	$(IN_LAB) $(OPDBUS) ledger checkpoint
+	$(BIN)/python scripts/demo-fleet
 	@echo
 	@echo "The lab stays up: 'eval \"\$$($(OPDBUS) lab env --name $(LAB))\"' points op-dbus at it,"
 	@echo "'$(OPDBUS) lab exec --name $(LAB) -- CMD' runs CMD inside it, 'make lab-down' removes it."

@@ -65,6 +65,7 @@ let
         "pyyaml"
         "cryptography"
         "mcp"
+        "aetcd"
       ] package
       // {
         buildPythonApplication =
