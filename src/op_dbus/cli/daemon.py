@@ -20,10 +20,22 @@ from op_dbus.cli.context import (
     stderr,
     stdout,
 )
+from op_dbus.cli.fleet import (
+    CACERT_OPT,
+    CERT_OPT,
+    ETCD_OPT,
+    KEY_OPT,
+    PASSWORD_OPT,
+    USER_OPT,
+    etcd_options,
+)
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from op_dbus.api.daemon import DaemonApi
+    from op_dbus.cli.context import CliContext
+    from op_dbus.fleet.agent import AgentOptions
+    from op_dbus.fleet.store import EtcdOptions
 
 POLICIES = ("enforce", "observe")
 
@@ -66,6 +78,21 @@ def run(
     mcp_allow_write: bool = typer.Option(
         False, "--mcp-allow-write", help="Let MCP clients change the host (each change a try)."
     ),
+    fleet: bool = typer.Option(
+        False, "--fleet", help="Also take desired state from etcd (docs/fleet.md)."
+    ),
+    host_name: str = typer.Option(
+        None, "--host-name", envvar="OPDBUS_HOST_NAME", help="This host's name in the fleet."
+    ),
+    etcd: str = ETCD_OPT,
+    etcd_cacert: Path = CACERT_OPT,
+    etcd_cert: Path = CERT_OPT,
+    etcd_key: Path = KEY_OPT,
+    etcd_user: str = USER_OPT,
+    etcd_password_file: Path = PASSWORD_OPT,
+    probe_target: list[str] = typer.Option(
+        [], "--probe-target", metavar="ADDR:PORT", help="Must accept TCP after a fleet change."
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every event."),
     json_out: bool = typer.Option(
         False, "--json", help="Log as JSON lines on stderr (time, level, message)."
@@ -94,6 +121,14 @@ def run(
             )
         except (OpError, PermissionError) as err:
             fail(ExitCode.INVALID_INPUT, getattr(err, "message", str(err)))
+    agent = None
+    if fleet:
+        agent = _agent_options(
+            cli,
+            host_name,
+            etcd_options(etcd, etcd_cacert, etcd_cert, etcd_key, etcd_user, etcd_password_file),
+            probe_target,
+        )
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonLogFormatter()
@@ -114,6 +149,7 @@ def run(
         fight_threshold=fight_threshold,
         mcp_http=mcp,
         mcp_allow_write=mcp_allow_write,
+        fleet=agent,
     )
     try:
         with DaemonLock(cli.endpoints.data_dir):
@@ -138,6 +174,30 @@ class JsonLogFormatter(logging.Formatter):
                 "message": record.getMessage(),
             }
         )
+
+
+def _agent_options(
+    cli: CliContext, host_name: str | None, etcd: EtcdOptions, probe_targets: list[str]
+) -> AgentOptions:
+    from op_dbus.errors import InvalidInput
+    from op_dbus.fleet.agent import AgentOptions
+    from op_dbus.fleet.keys import check_name
+    from op_dbus.fleet.probe import ProbeOptions, parse_target
+
+    if host_name is None:
+        fail(ExitCode.INVALID_INPUT, "--fleet needs --host-name NAME")
+    try:
+        probe = ProbeOptions(targets=tuple(parse_target(t) for t in probe_targets))
+        check_name(host_name, "--host-name")
+    except InvalidInput as err:
+        fail(ExitCode.INVALID_INPUT, err.message)
+    return AgentOptions(
+        host=host_name,
+        etcd=etcd,
+        data_dir=cli.endpoints.data_dir,
+        mode=cli.fixed_mode(),
+        probe=probe,
+    )
 
 
 def _daemon_call(
@@ -243,8 +303,13 @@ async def ask_on_terminal(seconds: float) -> bool:
     loop = asyncio.get_running_loop()
     line: asyncio.Future[str] = loop.create_future()
     fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        if not line.done():
+            line.set_result(sys.stdin.readline())
+
     try:
-        loop.add_reader(fd, lambda: line.done() or line.set_result(sys.stdin.readline()))
+        loop.add_reader(fd, readable)
     except PermissionError:  # a file or /dev/null cannot be polled, and never blocks either
         return sys.stdin.readline().strip().lower() in ("y", "yes")
     try:

@@ -45,7 +45,8 @@ def version() -> str:
         return "unknown"
 
 
-def root_command() -> click.Command:
+def root_command() -> Any:
+    """The click command typer builds from the table (typer's own vendored click)."""
     from op_dbus.cli.main import app
 
     return typer.main.get_command(app)

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
     from rich.live import Live
 
     from op_dbus.engine.apply import ProgressEvent
@@ -69,13 +69,13 @@ class ApplyProgress:
             self.actions[id(event.action)] = step
             self.steps.append(step)
         elif event.kind == ProgressKind.ACTION and event.action is not None:
-            step = self.actions.pop(id(event.action), None)
-            if step is None:
+            done: Step | None = self.actions.pop(id(event.action), None)
+            if done is None:
                 batch = self.running.get(event.plugin)
                 began = batch.started if batch is not None else now
-                step = Step(f"{prefix}{event.action.kind} {event.action.resource}", began)
-                self.steps.append(step)
-            step.ended, step.style = now, "green"
+                done = Step(f"{prefix}{event.action.kind} {event.action.resource}", began)
+                self.steps.append(done)
+            done.ended, done.style = now, "green"
         elif event.kind == ProgressKind.VERIFY:
             self._end(event.plugin, now)
             if event.detail == "started":
@@ -112,6 +112,7 @@ class ApplyProgress:
             return
         table = Table.grid(padding=(0, 1))
         for step in self.steps[-20:]:  # the last ones: a terminal has only so many lines
+            mark: RenderableType
             if step.ended is None:
                 mark = Spinner("dots", style="cyan")
                 took = f"{now - step.started:.1f} s"

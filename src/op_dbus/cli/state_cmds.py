@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -119,7 +120,7 @@ def init(
         sections = {name: dict(REGISTRY.by_name[name].empty) for name in names}
         document = {"version": 1, "plugins": sections}
     text = dump(document, form)
-    report = {"file": None if output is None else str(output), "mode": str(mode)}
+    report: dict[str, Any] = {"file": None if output is None else str(output), "mode": str(mode)}
     report |= {"document": document, "left_out": left_out, "skipped": skipped}
     if output is None:
         if json_out:

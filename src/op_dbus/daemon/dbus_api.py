@@ -206,7 +206,7 @@ class DbusApi:
         bus = self._bus
         if bus is None:
             return
-        handler, signature = _HANDLERS[message.member]
+        handler, signature = _HANDLERS[message.member or ""]
         try:
             if message.signature != signature:
                 raise DBusError(

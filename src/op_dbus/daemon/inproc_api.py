@@ -8,12 +8,15 @@ come from the daemon's cache.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from op_dbus.api.daemon import document, narrow
 from op_dbus.daemon.dbus_api import Backend
 from op_dbus.engine.apply import Progress
 from op_dbus.plugins.base import Section
+
+if TYPE_CHECKING:
+    from op_dbus.daemon.service import Daemon
 
 
 class InProcessApi:
@@ -60,3 +63,28 @@ class InProcessApi:
 
     async def close(self) -> None:
         """Nothing to release: the daemon owns its Host."""
+
+
+class FleetApi(InProcessApi):
+    """The API the fleet agent drives: a change replaces the fleet's previous desired state
+    instead of adding a runtime change on top of it (`Daemon.apply_fleet`)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(daemon)
+        self.fleet_daemon = daemon
+
+    async def apply(
+        self,
+        sections: dict[str, Section],
+        *,
+        actor: str,
+        mode: str,
+        confirm_within: int | None = None,
+        progress: Progress | None = None,
+        on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
+    ) -> dict[str, Any]:
+        reply = await self.fleet_daemon.apply_fleet(sections, actor, confirm_within)
+        if on_plan is not None:
+            on_plan(reply["plan"])
+        return reply
