@@ -146,3 +146,9 @@ def test_without_lxc_the_ports_stay_ports() -> None:
     names = [i["name"] for i in document["plugins"]["net"]["interfaces"]]
     assert names == ["mesh", "uplink", "vi100"]
     assert "external_ids" not in document["plugins"]["net"]["interfaces"][2]
+
+
+def test_a_filter_leaves_out_sections_it_does_not_name_whatever_they_are() -> None:
+    other = {**QUERIED, "firewall": {"enable": False}}
+    only = Selection(containers=["gate*"], narrowed=True)
+    assert list(state_document(other, only).document["plugins"]) == ["lxc"]

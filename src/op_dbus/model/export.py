@@ -97,6 +97,8 @@ def select(sections: dict[str, dict[str, Any]], selection: Selection) -> dict[st
                     if _matches(c.get("name") or "", selection.containers)
                     or _matches(str(c.get("id") or ""), selection.containers)
                 ]
+        elif selection.narrowed:  # a section no filter names
+            continue
         chosen[name] = section
     return chosen
 
