@@ -39,8 +39,13 @@ def test_addresses_are_made_exact_and_the_view_follows() -> None:
     net = view()
     after = {"name": "a", "address": [{"ip": "10.0.0.2", "prefix": 24}]}
     steps = steps_for(after, net)
-    assert [s.what for s in steps] == ["removing 10.0.0.1/24 from a", "adding 10.0.0.2/24 to a"]
-    assert all(dict(s.args)["index"] == 2 for s in steps)
+    assert [s.what for s in steps] == [
+        "adding 10.0.0.2/24 to a",
+        "setting a's promote_secondaries to 1",
+        "removing 10.0.0.1/24 from a",
+        "setting a's promote_secondaries to 0",
+    ]
+    assert all(dict(s.args)["index"] == 2 for s in steps if s.method == "addr")
     assert steps_for(after, net) == []
 
 

@@ -21,25 +21,28 @@ if TYPE_CHECKING:
 lab_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 NAME_OPTION = typer.Option("opdbus-lab", "--name", "-n", envvar="OPDBUS_LAB_NAME", help="Lab name.")
+BARE_OPTION = typer.Option(
+    False, "--bare", help="eth0 without the host's address and default route (made at first up)."
+)
 
 
-def _lab(name: str) -> Lab:
+def _lab(name: str, *, bare: bool = False) -> Lab:
     from op_dbus.lab import Lab, LabError
 
     if os.geteuid() != 0:
         fail(ExitCode.INVALID_INPUT, "the lab needs root (network namespaces, mounts, cgroups)")
     try:
-        return Lab(name)
+        return Lab(name, bare=bare)
     except LabError as err:
         fail(ExitCode.INVALID_INPUT, str(err))
 
 
 @lab_app.command("up")
-def up(name: str = NAME_OPTION) -> None:
+def up(name: str = NAME_OPTION, bare: bool = BARE_OPTION) -> None:
     """Build (rootfs once) and start the lab; repairs missing pieces when already up."""
     from op_dbus.lab import LabError
 
-    lab = _lab(name)
+    lab = _lab(name, bare=bare)
     began = time.monotonic()
     try:
         started = lab.up(log=lambda msg: stderr().print(msg))
