@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,3 +167,12 @@ def test_a_failure_during_the_move_restores_eth0_exactly(host: Lab, tmp_path: Pa
     assert run_in_lab(host, "ovs-vsctl", "list-br").stdout.split() == []
     assert seen.reset == "", seen.reset
     run_in_lab(host, "ping", "-c", "1", "-W", "2", "192.168.1.1")
+
+
+def test_lab_canary_reports_the_session_around_a_command(host: Lab) -> None:
+    cli = [sys.executable, "-m", "op_dbus", "lab", "canary", "--name", host.name, "--"]
+    result = subprocess.run([*cli, "sleep", "0.3"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "longest stall" in result.stdout and "no reset" in result.stdout
+    failed = subprocess.run([*cli, "false"], capture_output=True, text=True, check=False)
+    assert failed.returncode == 1

@@ -119,6 +119,37 @@ def exec_(
     os.execvp(argv[0], argv)
 
 
+@lab_app.command(
+    "canary",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def canary(
+    command: list[str] = typer.Argument(..., help="The command, after --."),
+    name: str = NAME_OPTION,
+) -> None:
+    """Run a command inside the lab while an operator's TCP session (upstream -> 192.168.1.10)
+    is open; then print the session's longest stall and any reset. CMD's exit code is ours."""
+    import subprocess
+
+    from op_dbus.lab import LabError
+
+    lab = _lab(name)
+    if not lab.is_up():
+        fail(ExitCode.UNEXPECTED, f"lab {name} is not up (op-dbus lab up --name {name})")
+    try:
+        with lab.canary() as seen:
+            code = subprocess.run(lab.exec_argv(command), check=False).returncode
+            time.sleep(0.5)  # a stall that starts at the end of the command counts too
+    except LabError as err:
+        fail(ExitCode.UNEXPECTED, str(err))
+    ended = f"reset: {seen.reset}" if seen.reset else "no reset"
+    stdout().print(
+        f"canary: {seen.exchanges} exchanges, longest stall {seen.longest_stall * 1000:.0f} ms,"
+        f" {ended}"
+    )
+    raise typer.Exit(code or (ExitCode.UNEXPECTED if seen.reset else 0))
+
+
 @lab_app.command("build-rootfs")
 def build_rootfs(
     force: bool = typer.Option(False, "--force", help="Rebuild even if cached."),
