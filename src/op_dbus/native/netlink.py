@@ -209,11 +209,13 @@ def _read(sock: socket.socket) -> NetState:
     body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
     for data, start, end in _dump(sock, _RTM_GETROUTE, body):
         family, dst_len, _, tos, table, proto, scope, kind, _ = _RTMSG.unpack_from(data, start)
+        if family != socket.AF_INET or table == LOCAL_TABLE:
+            continue  # the local table: the kernel's own routes for each address
         attrs = _attrs(data, start + _RTMSG.size, end, _ROUTE_ATTRS)
         if _RTA_TABLE in attrs:
             (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
         oif = struct.unpack("=i", attrs[_RTA_OIF])[0] if _RTA_OIF in attrs else None
-        if family != socket.AF_INET or table == LOCAL_TABLE or oif not in names:
+        if table == LOCAL_TABLE or oif not in names:
             continue  # multipath routes name no single device: not read
         ip = {
             k: socket.inet_ntoa(attrs[k])

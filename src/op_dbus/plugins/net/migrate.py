@@ -71,13 +71,13 @@ def moves(
 ) -> list[Action]:
     """The moves a plan needs: each declared system port holding addresses gives them to its
     bridge; with `checkpoint` (a rollback's `port_addresses`), each port that held addresses
-    then gets back what it lacks now, from the bridge it is on."""
+    then gets back what it lacks now, from the bridge it is on (and nothing moves forward)."""
     held = current.get("port_addresses") or {}
     found: list[Action] = []
-    for name, port in sorted(want_ports.items()):
-        if port.get("type", "ovs-port") == "ovs-port" and held.get(name):
-            found.append(move_action(name, port["bridge"], held[name]))
     if checkpoint is None:
+        for name, port in sorted(want_ports.items()):
+            if port.get("type", "ovs-port") == "ovs-port" and held.get(name):
+                found.append(move_action(name, port["bridge"], held[name]))
         return found
     for name, was in sorted((checkpoint.get("port_addresses") or {}).items()):
         now = held.get(name) or {"address": [], "routes": []}
