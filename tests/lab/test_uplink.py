@@ -176,3 +176,22 @@ def test_lab_canary_reports_the_session_around_a_command(host: Lab) -> None:
     assert "longest stall" in result.stdout and "no reset" in result.stdout
     failed = subprocess.run([*cli, "false"], capture_output=True, text=True, check=False)
     assert failed.returncode == 1
+
+
+def test_a_failure_after_the_move_moves_everything_back(host: Lab, tmp_path: Path) -> None:
+    """The move completes; then the lxc section fails for real (a template that does not
+    exist). The engine's rollback moves eth0's address and routes back from the checkpoint."""
+    run_in_lab(host, "ip", "route", "add", *FOREIGN, "dev", "eth0")
+    before = (inet(host, "eth0"), routes(host, "eth0"))
+    full = json.loads((Path(__file__).parents[2] / "examples" / "full-mode.json").read_text())
+    container = {**full["lxc"]["containers"][0], "template": "no-such-template"}
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"net": SEED_NET, "lxc": {"containers": [container]}}))
+    with host.canary() as seen:
+        result = opdbus(host, "apply", str(path))
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "rolled back, the host is as before" in result.stdout
+    assert (inet(host, "eth0"), routes(host, "eth0")) == before
+    assert run_in_lab(host, "ovs-vsctl", "list-br").stdout.split() == []
+    assert seen.reset == "", seen.reset
+    run_in_lab(host, "ping", "-c", "1", "-W", "2", "192.168.1.1")
