@@ -27,8 +27,10 @@ rootfs: venv
 
 IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
 
-# The seed's Full-mode file against the lab: doctor, the topology (`show`) before and after, the plan, the apply (bridges, containers
-# and openvswitch.service in one checkpointed change), cross-checks with the peer tools, a
+# The seed's Full-mode file against the lab: doctor, the topology (`show`) before and after, the
+# plan, the apply (bridges, containers and openvswitch.service in one checkpointed change;
+# eth0's address and default route move into ovsbr0 while the lab's canary, an operator's TCP
+# session, reports its longest stall), cross-checks with the peer tools, a
 # no-op re-apply, addresses for the containers and gateway pinging warp across mesh, the daemon
 # repairing a port deleted behind its back, an independent MCP client's calls to the daemon's
 # MCP server, the container-gateway host (protected containers, NAT, firewall) proved by pings,
@@ -40,7 +42,9 @@ demo: setup
 	$(IN_LAB) $(OPDBUS) show
 	$(IN_LAB) $(OPDBUS) diff examples/full-mode.json; \
 	  rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 3 ] || [ $$rc -eq 6 ]
-	$(IN_LAB) $(OPDBUS) apply examples/full-mode.json
+	$(IN_LAB) ip -4 -br addr show dev eth0
+	$(OPDBUS) lab canary --name $(LAB) -- $(OPDBUS) apply examples/full-mode.json
+	$(IN_LAB) ip -4 -br addr; $(IN_LAB) ip route
 	$(IN_LAB) $(OPDBUS) verify examples/full-mode.json
 	$(IN_LAB) $(OPDBUS) show
 	$(IN_LAB) ovs-vsctl show

@@ -25,6 +25,10 @@ SUITES: dict[str, tuple[str, str]] = {
     "cli_startup": ("CLI start-up", "the peer tools' own `--help`"),
     "systemd_bench": ("systemd plugin", "one `busctl` call per unit"),
     "net_bench": ("net plugin", "the same work with batched `ovs-vsctl` and `ip` calls"),
+    "uplink_bench": (
+        "Uplink move (canary: longest TCP stall)",
+        "the same move as one script of ovs-vsctl and ip commands",
+    ),
     "lxc_bench": ("lxc plugin", "a shell script doing the same lxc-*/ovs-vsctl steps"),
     "ledger_bench": ("Ledger", "plain SQLite work of the same size"),
     "daemon_bench": (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,9 +88,13 @@ def test_up_down_leaves_nothing(fresh_lab: Lab) -> None:
 
 
 def test_tcp_to_the_gateway_through_an_ovs_bridge(fresh_lab: Lab) -> None:
-    """The topology op-dbus builds in the lab (eth0 in ovsbr0, 192.168.1.10/24) carries TCP."""
-    lab = fresh_lab
+    """The topology op-dbus builds in the lab (eth0 in ovsbr0, 192.168.1.10/24) carries TCP;
+    built by hand on a bare lab, whose eth0 has no address."""
+    lab = Lab(fresh_lab.name, bare=True)
     lab.up()
+    bare = json.loads(run_in_lab(lab, "ip", "-j", "-4", "addr", "show", "dev", "eth0").stdout)
+    assert bare == [], "no IPv4 address on eth0"
+    assert run_in_lab(lab, "ip", "route", "show", "default").stdout == ""
     setup = (
         "ovs-vsctl add-br ovsbr0 -- set Bridge ovsbr0 datapath_type=netdev"
         " && ovs-vsctl add-port ovsbr0 eth0"

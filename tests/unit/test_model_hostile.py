@@ -348,9 +348,9 @@ def test_host_addresses_are_usable_hosts(
     "ipv4",
     [
         {"address": [{"ip": "10.0.0.0", "prefix": 31}], "gateway": "10.0.0.1"},  # RFC 3021
-        {"address": [{"ip": "10.0.0.1", "prefix": 31}], "gateway": "10.0.0.0"},
+        {"address": [{"ip": "10.0.0.5", "prefix": 31}], "gateway": "10.0.0.4"},
         {"address": [{"ip": "10.0.0.7", "prefix": 32}]},
-        {"address": [{"ip": "10.0.0.1", "prefix": 1}]},
+        {"address": [{"ip": "10.0.0.9", "prefix": 1}]},  # not mesh's 10.0.0.1: one owner each
         {"address": [{"ip": "10.0.0.2", "prefix": 30}], "gateway": "10.0.0.1"},
     ],
 )

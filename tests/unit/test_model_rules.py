@@ -274,3 +274,48 @@ def test_an_interface_with_a_bad_type_is_reported_once() -> None:
     doc = full()
     doc["net"]["interfaces"][1]["type"] = "linux-bridge"
     only(doc, "net.interfaces[1].type", '"ovs-bridge"')
+
+
+def bridge(name: str, *addresses: str) -> dict[str, Any]:
+    listed = [{"ip": a.split("/")[0], "prefix": int(a.split("/")[1])} for a in addresses]
+    return {"name": name, "type": "ovs-bridge", "ipv4": {"address": listed}}
+
+
+def warnings(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(w.path, w.message) for w in parse_state(json.dumps(doc)).warnings]
+
+
+def test_the_seed_draws_no_warning() -> None:
+    assert warnings(full()) == []
+
+
+def test_the_same_address_on_two_interfaces_is_refused_at_the_second() -> None:
+    doc = add_interfaces(full(), bridge("br9", "192.168.1.10/16"))
+    only(doc, "net.interfaces[2].ipv4.address[0].ip", "192.168.1.10", "net.interfaces[0]")
+
+
+def test_an_interface_address_on_a_container_is_refused() -> None:
+    doc = full()
+    doc["lxc"]["containers"][0]["ipv4"] = {"address": [{"ip": "10.0.0.1", "prefix": 24}]}
+    only(doc, "lxc.containers[0].ipv4.address[0].ip", "already declared at net.interfaces[1]")
+
+
+def test_overlapping_subnets_on_two_bridges_warn() -> None:
+    doc = add_interfaces(full(), bridge("br9", "10.0.5.1/16"))
+    assert warnings(doc) == [
+        (
+            "net.interfaces[2].ipv4.address[0]",
+            'subnet 10.0.0.0/16 overlaps 10.0.0.0/24 of bridge "mesh" at'
+            " net.interfaces[1].ipv4.address[0]",
+        )
+    ]
+
+
+def test_a_container_outside_its_bridges_subnets_warns() -> None:
+    doc = full()
+    doc["lxc"]["containers"][0]["ipv4"] = {"address": [{"ip": "10.7.0.2", "prefix": 24}]}
+    ((path, message),) = warnings(doc)
+    assert path == "lxc.containers[0].ipv4.address[0]"
+    assert 'outside the subnets of bridge "mesh" (10.0.0.0/24)' in message
+    doc["lxc"]["containers"][0]["ipv4"]["address"][0]["ip"] = "10.0.0.2"
+    assert warnings(doc) == []

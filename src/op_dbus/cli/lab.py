@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 lab_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 NAME_OPTION = typer.Option("opdbus-lab", "--name", "-n", envvar="OPDBUS_LAB_NAME", help="Lab name.")
+BARE_OPTION = typer.Option(
+    False, "--bare", help="eth0 without the host's address and default route (made at first up)."
+)
 
 
-def _lab(name: str, json_out: bool = False) -> Lab:
+def _lab(name: str, json_out: bool = False, *, bare: bool = False) -> Lab:
     from op_dbus.lab import Lab, LabError
 
     if os.geteuid() != 0:
@@ -33,7 +36,7 @@ def _lab(name: str, json_out: bool = False) -> Lab:
             "the lab needs root (network namespaces, mounts, cgroups)",
         )
     try:
-        return Lab(name)
+        return Lab(name, bare=bare)
     except LabError as err:
         _fail(json_out, ExitCode.INVALID_INPUT, str(err))
 
@@ -47,11 +50,11 @@ def _fail(json_out: bool, code: ExitCode, message: str) -> NoReturn:
 
 
 @lab_app.command("up")
-def up(name: str = NAME_OPTION, json_out: bool = JSON_OPT) -> None:
+def up(name: str = NAME_OPTION, bare: bool = BARE_OPTION, json_out: bool = JSON_OPT) -> None:
     """Build (rootfs once) and start the lab; repairs missing pieces when already up."""
     from op_dbus.lab import LabError
 
-    lab = _lab(name, json_out)
+    lab = _lab(name, json_out, bare=bare)
     began = time.monotonic()
     try:
         started = lab.up(log=lambda msg: stderr().print(msg))
@@ -142,6 +145,49 @@ def exec_(
         _fail(json_out, ExitCode.UNEXPECTED, f"lab {name} is not up (op-dbus lab up --name {name})")
     argv = lab.exec_argv(command)
     os.execvp(argv[0], argv)
+
+
+@lab_app.command(
+    "canary",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def canary(
+    command: list[str] = typer.Argument(..., help="The command, after --."),
+    name: str = NAME_OPTION,
+    json_out: bool = JSON_OPT,
+) -> None:
+    """Run a command inside the lab while an operator's TCP session (upstream -> 192.168.1.10)
+    is open; then print the session's longest stall and any reset. CMD's exit code is ours."""
+    import subprocess
+
+    from op_dbus.lab import LabError
+
+    lab = _lab(name, json_out)
+    if not lab.is_up():
+        _fail(json_out, ExitCode.UNEXPECTED, f"lab {name} is not up (op-dbus lab up --name {name})")
+    try:
+        with lab.canary() as seen:
+            code = subprocess.run(lab.exec_argv(command), check=False).returncode
+            time.sleep(0.5)  # a stall that starts at the end of the command counts too
+    except LabError as err:
+        _fail(json_out, ExitCode.UNEXPECTED, str(err))
+    exit_code = code or (ExitCode.UNEXPECTED if seen.reset else 0)
+    if json_out:
+        print_json(
+            {
+                "exchanges": seen.exchanges,
+                "longest_stall": seen.longest_stall,
+                "reset": seen.reset,
+                "exit_code": int(exit_code),
+            }
+        )
+        raise typer.Exit(int(exit_code))
+    ended = f"reset: {seen.reset}" if seen.reset else "no reset"
+    stdout().print(
+        f"canary: {seen.exchanges} exchanges, longest stall {seen.longest_stall * 1000:.0f} ms,"
+        f" {ended}"
+    )
+    raise typer.Exit(int(exit_code))
 
 
 @lab_app.command("build-rootfs")

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from op_dbus.lab import cgroups, container, netns, nsexec, procs, rootfs
+from op_dbus.lab import canary, cgroups, container, netns, nsexec, procs, rootfs
 from op_dbus.lab import lxc as lxcpath
 from op_dbus.lab.errors import LabError
 from op_dbus.lab.ovs import Ovs
@@ -33,12 +33,14 @@ def _repo_dbus_policies() -> Path | None:
 
 
 class Lab:
-    """A named lab; constructing it touches nothing."""
+    """A named lab; constructing it touches nothing. `bare`: its eth0 starts without the
+    host's address and default route."""
 
-    def __init__(self, name: str = DEFAULT_NAME) -> None:
+    def __init__(self, name: str = DEFAULT_NAME, *, bare: bool = False) -> None:
         if not _NAME.fullmatch(name):
             raise LabError(f"invalid lab name {name!r}: use 1-21 of a-z, 0-9 and '-'")
         self.name = name
+        self.bare = bare
         self.upstream_netns = f"{name}-up"
         self.dir = RUN_ROOT / name
         self.rootfs = self.dir / "rootfs"
@@ -94,7 +96,7 @@ class Lab:
         self._save(state)
         started = []
         if not netns.healthy(self.name, self.upstream_netns):
-            netns.create(self.name, self.upstream_netns)
+            netns.create(self.name, self.upstream_netns, bare=self.bare)
             started.append("netns")
         if not self.ovs.running():
             self.ovs.start()
@@ -164,6 +166,18 @@ class Lab:
         if container.is_mounted(self.rootfs):
             left.append(f"mount {self.rootfs}")
         return left
+
+    # --- the uplink and the operator's session ------------------------------------------------
+    def host_uplink(self) -> None:
+        """Put eth0 back as a real host's uplink (address, default route via the gateway); eth0
+        must not be in a bridge."""
+        netns.host_uplink(self.name, self.upstream_netns)
+
+    def canary(self) -> contextlib.AbstractContextManager[canary.CanaryStats]:
+        """A TCP session from the upstream netns to the lab host (192.168.1.10) for a `with`
+        block: `with lab.canary() as seen: ...`, then `seen.longest_stall`, `seen.reset`."""
+        host = netns.HOST_ADDRESS.split("/")[0]
+        return canary.canary(self.name, self.upstream_netns, host)
 
     # --- OVS handles for tests ----------------------------------------------------------------
     def stop_ovs(self) -> None:

@@ -27,7 +27,7 @@ from op_dbus.model.marks import with_marks
 from op_dbus.model.messages import field_errors
 from op_dbus.model.modes import SECTIONS_BY_MODE, Mode, smallest_mode_for
 from op_dbus.model.paths import DOCUMENT, Loc, describe, format_path
-from op_dbus.model.rules import rule_errors
+from op_dbus.model.rules import rule_errors, rule_warnings
 from op_dbus.model.state import SECTION_ORDER, Plugins, StateFile
 
 Shape = Literal["plugins", "stateConfig"]
@@ -180,6 +180,7 @@ def parse_state(
     warnings = []
     if not present:
         warnings.append(FieldWarning(DOCUMENT, "declares no sections: nothing will be managed"))
+    warnings += rule_warnings(sections, base)
     return LoadedState(state=state, mode=resolved, shape=shape, warnings=warnings)
 
 

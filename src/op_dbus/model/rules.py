@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from op_dbus.model.errors import FieldError
+from op_dbus.model.errors import FieldError, FieldWarning
 from op_dbus.model.fields import check_ipv4
 from op_dbus.model.paths import Loc, describe, format_path, quoted
 from op_dbus.model.state import BRIDGE_TYPE, FIREWALL_LIST_MAX, PORT_TYPES
@@ -28,6 +28,50 @@ def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
     rules.lxc(lxc)
     rules.systemd(systemd)
     return rules.errors + firewall_rule_errors(sections.get("firewall"), (*base, "firewall"))
+
+
+def rule_warnings(sections: Any, base: Loc) -> list[FieldWarning]:
+    """What a user most likely did not mean, though op-dbus can do it: two bridges whose
+    subnets overlap (the kernel routes the shared part through one of them), and a container
+    address outside every subnet of its bridge (it reaches nobody on that bridge)."""
+    if not isinstance(sections, dict):
+        return []
+    found: list[FieldWarning] = []
+    bridges: dict[str, list[tuple[ipaddress.IPv4Network, Loc]]] = {}
+    for i, iface in _items(sections.get("net"), "interfaces"):
+        name = _text(iface, "name")
+        if iface.get("type") == BRIDGE_TYPE and name is not None:
+            loc = (*base, "net", "interfaces", i, "ipv4", "address")
+            bridges[name] = [(a.network, (*loc, j)) for j, a in _addresses(iface)]
+    seen: list[tuple[str, ipaddress.IPv4Network, Loc]] = []
+    for name, networks in bridges.items():
+        for network, loc in networks:
+            for other, other_net, other_loc in seen:
+                if other != name and network.overlaps(other_net):
+                    why = f"subnet {network} overlaps {other_net} of bridge {quoted(other)}"
+                    found.append(
+                        FieldWarning(format_path(loc), f"{why} at {format_path(other_loc)}")
+                    )
+        seen += [(name, network, loc) for network, loc in networks]
+    for i, ct in _items(sections.get("lxc"), "containers"):
+        subnets = [network for network, _ in bridges.get(_text(ct, "bridge") or "", [])]
+        for j, address in _addresses(ct) if subnets else ():
+            if not any(address.ip in network for network in subnets):
+                loc = (*base, "lxc", "containers", i, "ipv4", "address", j)
+                where = ", ".join(str(n) for n in subnets)
+                why = f"{address} is outside the subnets of bridge {quoted(ct['bridge'])} ({where})"
+                found.append(FieldWarning(format_path(loc), why))
+    return found
+
+
+def _addresses(item: dict[str, Any]) -> list[tuple[int, ipaddress.IPv4Interface]]:
+    """The valid addresses of an interface's or a container's `ipv4`, with their positions."""
+    ipv4 = item.get("ipv4")
+    listed = ipv4.get("address") if isinstance(ipv4, dict) else None
+    pairs = [
+        (j, _ip_interface(a)) for j, a in enumerate(listed if isinstance(listed, list) else [])
+    ]
+    return [(j, a) for j, a in pairs if a is not None]
 
 
 def _items(section: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
@@ -128,6 +172,7 @@ class _Rules:
         self.errors: list[FieldError] = []
         self.interfaces: dict[str, tuple[str, Loc]] = {}  # name -> (type, loc of its name)
         self.port_names: dict[str, Loc] = {}  # entries of bridges' `ports` lists
+        self.ips: dict[ipaddress.IPv4Address, Loc] = {}  # every declared address, first seen
 
     def error(self, loc: Loc, message: str) -> None:
         self.errors.append(FieldError(format_path(loc), message))
@@ -242,6 +287,13 @@ class _Rules:
         addresses = ipv4.get("address")
         for j, why in _address_problems(addresses if isinstance(addresses, list) else []):
             self.error((*loc, "address", j, "ip"), why)
+        for j, address in _addresses({"ipv4": ipv4}):
+            here = (*loc, "address", j, "ip")
+            first = self.ips.setdefault(address.ip, here)
+            if first != here:
+                where = format_path(first)
+                self.error(here, f"{address.ip} is already declared at {where}; an address"
+                           " belongs to one interface or container")  # fmt: skip
         problem = _gateway_problem(ipv4, owner)
         if problem:
             self.error((*loc, "gateway"), problem)

@@ -1,8 +1,9 @@
 """Links, IPv4 addresses and default routes over rtnetlink, for the net plugin.
 
 Reads are our own rtnetlink dumps (standard library sockets) that decode only what the plugin
-uses: a link's name, index and up flag, an address's IPv4 and prefix, a route's table, gateway
-and device. pyroute2 decodes every attribute of every message, which for 2000 links is about
+uses: a link's name, index and up flag, an address's IPv4 and prefix, a route's destination,
+device, gateway and the attributes a copy of it must keep (table, metric, proto, scope, type,
+preferred source). pyroute2 decodes every attribute of every message, which for 2000 links is about
 0.4 s idle and 1.7 s on a busy machine, per read (docs/net.md). Changes go through pyroute2,
 all steps of one apply phase on one socket in one worker thread. Everything acts on the calling
 process's network namespace. Default routes op-dbus adds carry the routing protocol number
@@ -18,7 +19,8 @@ import socket
 import struct
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 OWN_PROTO = 73
@@ -34,7 +36,13 @@ _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _RTM_NEWLINK, _RTM_GETLINK, _RTM_GETADDR, _RTM_GETROUTE = 16, 18, 22, 26
 _NLM_F_REQUEST, _NLM_F_DUMP, _NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
 _IFLA_IFNAME, _IFA_ADDRESS, _IFA_LOCAL = 3, 1, 2
-_RTA_OIF, _RTA_GATEWAY, _RTA_TABLE = 4, 5, 15
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_PREFSRC, _RTA_TABLE = 1, 4, 5, 6, 7, 15
+_ROUTE_ATTRS = frozenset(
+    {_RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_PREFSRC, _RTA_TABLE}
+)
+LOCAL_TABLE = 255
+KERNEL_PROTO = 2
+"""Routes the kernel makes itself (a subnet's route when its address is added)."""
 _RTMGRP_LINK = 0x1
 _IFF_UP = 0x1
 _DUMP_TRIES = 3  # a dump the kernel marks interrupted (the table changed under it) is redone
@@ -51,6 +59,7 @@ class StepError(NetlinkError):
     def __init__(self, index: int, message: str) -> None:
         super().__init__(message)
         self.index = index
+        self.undone = False
 
 
 @dataclass(frozen=True)
@@ -64,15 +73,59 @@ class Route:
         return self.proto == OWN_PROTO
 
 
+@dataclass(frozen=True)
+class KernelRoute:
+    """One IPv4 route through one device, with every attribute a copy must keep."""
+
+    dst: str  # "0.0.0.0" with dst_len 0: a default route
+    dst_len: int
+    ifname: str
+    gateway: str = ""
+    table: int = MAIN_TABLE
+    metric: int = 0
+    proto: int = 4  # RTPROT_STATIC, what `ip route add` sets
+    scope: int = 0
+    type: int = 1  # RTN_UNICAST
+    prefsrc: str = ""
+    tos: int = 0
+
+    def on(self, ifname: str) -> KernelRoute:
+        """The same route through `ifname`."""
+        return KernelRoute(**{**self.as_dict(), "ifname": ifname})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+    def describe(self) -> str:
+        via = f" via {self.gateway}" if self.gateway else ""
+        where = f"dev {self.ifname} table {self.table} metric {self.metric}"
+        return f"{self.dst}/{self.dst_len}{via} {where}"
+
+    def request(self, index: int) -> tuple[tuple[str, Any], ...]:
+        """pyroute2 `route()` arguments naming exactly this route."""
+        args: list[tuple[str, Any]] = [
+            ("dst", f"{self.dst}/{self.dst_len}"), ("oif", index), ("table", self.table),
+            ("priority", self.metric), ("proto", self.proto), ("scope", self.scope),
+            ("type", self.type), ("tos", self.tos),
+        ]  # fmt: skip
+        if self.gateway:
+            args.append(("gateway", self.gateway))
+        if self.prefsrc:
+            args.append(("prefsrc", self.prefsrc))
+        return tuple(args)
+
+
 @dataclass
 class NetState:
     """One read of the namespace: link indexes and up flags, IPv4 addresses per link, IPv4
-    default routes of the main table. The apply keeps it current as it plans its steps."""
+    default routes of the main table, and every IPv4 route through a device outside the local
+    table. The apply keeps it current as it plans its steps."""
 
     index: dict[str, int] = field(default_factory=dict)
     up: dict[str, bool] = field(default_factory=dict)
     addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     default_routes: list[Route] = field(default_factory=list)
+    routes: list[KernelRoute] = field(default_factory=list)
 
 
 # --- reading: our own dumps ---------------------------------------------------------------
@@ -153,19 +206,30 @@ def _read(sock: socket.socket) -> NetState:
         address = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
         if family == socket.AF_INET and index in names and address:
             state.addresses[names[index]].append((socket.inet_ntoa(address), prefix))
-    wanted = frozenset({_RTA_OIF, _RTA_GATEWAY, _RTA_TABLE})
     body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
     for data, start, end in _dump(sock, _RTM_GETROUTE, body):
-        family, dst_len, _, _, table, proto, _, _, _ = _RTMSG.unpack_from(data, start)
-        if family != socket.AF_INET or dst_len:
-            continue
-        attrs = _attrs(data, start + _RTMSG.size, end, wanted)
+        family, dst_len, _, tos, table, proto, scope, kind, _ = _RTMSG.unpack_from(data, start)
+        if family != socket.AF_INET or table == LOCAL_TABLE:
+            continue  # the local table: the kernel's own routes for each address
+        attrs = _attrs(data, start + _RTMSG.size, end, _ROUTE_ATTRS)
         if _RTA_TABLE in attrs:
             (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
         oif = struct.unpack("=i", attrs[_RTA_OIF])[0] if _RTA_OIF in attrs else None
-        if table == MAIN_TABLE and oif in names:
-            gateway = socket.inet_ntoa(attrs[_RTA_GATEWAY]) if _RTA_GATEWAY in attrs else ""
-            state.default_routes.append(Route(gateway, names[oif], proto))
+        if table == LOCAL_TABLE or oif not in names:
+            continue  # multipath routes name no single device: not read
+        ip = {
+            k: socket.inet_ntoa(attrs[k])
+            for k in (_RTA_DST, _RTA_GATEWAY, _RTA_PREFSRC)
+            if k in attrs
+        }
+        metric = struct.unpack("=I", attrs[_RTA_PRIORITY])[0] if _RTA_PRIORITY in attrs else 0
+        route = KernelRoute(
+            ip.get(_RTA_DST, "0.0.0.0"), dst_len, names[oif], ip.get(_RTA_GATEWAY, ""), table,
+            metric, proto, scope, kind, ip.get(_RTA_PREFSRC, ""), tos,
+        )  # fmt: skip
+        state.routes.append(route)
+        if table == MAIN_TABLE and not dst_len:
+            state.default_routes.append(Route(route.gateway, route.ifname, proto))
     return state
 
 
@@ -233,21 +297,61 @@ class Step:
     command: str
     args: tuple[tuple[str, Any], ...]
     hint: str = ""
+    undo: Step | None = None
+    """The request that takes this one back, for undoing a failed batch (None: nothing to undo)."""
+    exists_ok: bool = False
+    """A request that finds its object already there (EEXIST) is done, and has nothing to undo."""
 
 
-def set_up(index: int, name: str, up: bool) -> Step:
+def set_up(index: int, name: str, up: bool, *, undo: bool = True) -> Step:
     state = "up" if up else "down"
-    return Step(f"setting {name} {state}", "link", "set", (("index", index), ("state", state)))
+    back = set_up(index, name, not up, undo=False) if undo else None
+    args = (("index", index), ("state", state))
+    return Step(f"setting {name} {state}", "link", "set", args, undo=back)
 
 
-def add_address(index: int, name: str, ip: str, prefix: int) -> Step:
+def add_address(index: int, name: str, ip: str, prefix: int, *, undo: bool = True) -> Step:
     args = (("index", index), ("address", ip), ("prefixlen", prefix))
-    return Step(f"adding {ip}/{prefix} to {name}", "addr", "add", args)
+    back = remove_address(index, name, ip, prefix, undo=False) if undo else None
+    return Step(f"adding {ip}/{prefix} to {name}", "addr", "add", args, undo=back)
 
 
-def remove_address(index: int, name: str, ip: str, prefix: int) -> Step:
+def remove_address(index: int, name: str, ip: str, prefix: int, *, undo: bool = True) -> Step:
     args = (("index", index), ("address", ip), ("prefixlen", prefix))
-    return Step(f"removing {ip}/{prefix} from {name}", "addr", "del", args)
+    back = add_address(index, name, ip, prefix, undo=False) if undo else None
+    return Step(f"removing {ip}/{prefix} from {name}", "addr", "del", args, undo=back)
+
+
+def add_route(route: KernelRoute, index: int, *, undo: bool = True) -> Step:
+    """`route` added beside any route of the same destination and metric (`ip route append`):
+    a copy on another device is made before the original goes."""
+    back = remove_route(route, index, undo=False) if undo else None
+    what = f"adding route {route.describe()}"
+    return Step(what, "route", "append", route.request(index), undo=back)
+
+
+def remove_route(route: KernelRoute, index: int, *, undo: bool = True) -> Step:
+    back = add_route(route, index, undo=False) if undo else None
+    return Step(
+        f"removing route {route.describe()}", "route", "del", route.request(index), undo=back
+    )
+
+
+def promote_secondaries(name: str, on: bool, *, undo: bool = True) -> Step:
+    """The device's `promote_secondaries` sysctl: on, removing a primary address keeps the
+    secondaries of its subnet (one becomes primary) instead of deleting them with it."""
+    back = promote_secondaries(name, not on, undo=False) if undo else None
+    args = (("path", f"/proc/sys/net/ipv4/conf/{name}/promote_secondaries"), ("value", int(on)))
+    return Step(f"setting {name}'s promote_secondaries to {int(on)}", "sysctl", "", args, undo=back)
+
+
+def promotes_secondaries(name: str) -> bool:
+    try:
+        return (
+            Path(f"/proc/sys/net/ipv4/conf/{name}/promote_secondaries").read_text().strip() == "1"
+        )
+    except OSError:
+        return False
 
 
 def _route_args(gateway: str, index: int) -> tuple[tuple[str, Any], ...]:
@@ -255,10 +359,15 @@ def _route_args(gateway: str, index: int) -> tuple[tuple[str, Any], ...]:
     return (*route, ("gateway", gateway)) if gateway else route
 
 
-def add_default_route(index: int, name: str, gateway: str, hint: str = "") -> Step:
-    """A default route via `gateway` on `name`, marked as op-dbus's (proto OWN_PROTO)."""
+def add_default_route(
+    index: int, name: str, gateway: str, hint: str = "", *, exists_ok: bool = False
+) -> Step:
+    """A default route via `gateway` on `name`, marked as op-dbus's (proto OWN_PROTO).
+    `exists_ok`: re-asserting one the plan saw, which an address change may have taken."""
     what = f"adding default route via {gateway} dev {name}"
-    return Step(what, "route", "add", _route_args(gateway, index), hint)
+    back = Step(f"removing default route via {gateway} dev {name}", "route", "del",
+                _route_args(gateway, index))  # fmt: skip
+    return Step(what, "route", "add", _route_args(gateway, index), hint, back, exists_ok)
 
 
 def remove_default_route(route: Route, index: int) -> Step:
@@ -266,24 +375,60 @@ def remove_default_route(route: Route, index: int) -> Step:
     if not route.owned:
         raise NetlinkError(f"default route via {route.gateway} dev {route.ifname} is not ours")
     what = f"removing default route via {route.gateway} dev {route.ifname}"
-    return Step(what, "route", "del", _route_args(route.gateway, index))
+    back = add_default_route(index, route.ifname, route.gateway)
+    return Step(
+        what, "route", "del", _route_args(route.gateway, index), undo=replace(back, undo=None)
+    )
+
+
+def _run_one(ipr: Any, step: Step) -> bool:
+    """Send one request; False when an `exists_ok` request found its object there."""
+    if step.method == "sysctl":
+        args = dict(step.args)
+        Path(args["path"]).write_text(f"{args['value']}\n")
+        return True
+    try:
+        getattr(ipr, step.method)(step.command, **dict(step.args))
+    except Exception as exc:
+        if step.exists_ok and getattr(exc, "code", None) == errno.EEXIST:
+            return False
+        raise
+    return True
+
+
+def _why(step: Step, exc: Exception) -> str:
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+    why = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    return f"{step.what}: {why + ' ' if why else ''}{exc}{step.hint}"
 
 
 async def run_steps(steps: Sequence[Step]) -> None:
-    """Run `steps` in order on one socket; StepError names the first that failed."""
+    """Run `steps` in order on one socket; StepError names the first that failed, after the
+    steps before it were undone in reverse order (`undone` says whether all of them were)."""
 
     def run() -> None:
         from pyroute2 import IPRoute
 
         with IPRoute() as ipr:
+            undo: list[Step] = []
             for position, step in enumerate(steps):
                 try:
-                    getattr(ipr, step.method)(step.command, **dict(step.args))
+                    if _run_one(ipr, step) and step.undo is not None:
+                        undo.append(step.undo)
                 except Exception as exc:
-                    code = getattr(exc, "code", None)
-                    why = errno.errorcode.get(code, "") if isinstance(code, int) else ""
-                    message = f"{step.what}: {why + ' ' if why else ''}{exc}{step.hint}"
-                    raise StepError(position, message) from exc
+                    failed = []
+                    for back in reversed(undo):
+                        try:
+                            _run_one(ipr, back)
+                        except Exception as back_exc:
+                            failed.append(_why(back, back_exc))
+                    error = StepError(position, _why(step, exc))
+                    error.undone = not failed
+                    if failed:
+                        error.args = (
+                            f"{error}; undoing the steps before it failed: {'; '.join(failed)}",
+                        )
+                    raise error from exc
 
     if steps:
         await asyncio.to_thread(run)

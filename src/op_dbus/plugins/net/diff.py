@@ -16,6 +16,7 @@ from op_dbus.model.rules import DHCP_REFUSED
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 from op_dbus.native.vswitch import PORT_OWNER_KEY
 from op_dbus.plugins.base import Action, ActionKind, Section
+from op_dbus.plugins.net import migrate
 
 PLUGIN = "net"
 BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
@@ -118,11 +119,14 @@ def _ipv4_changes(current: dict, desired: dict, exhaustive: bool) -> dict[str, A
             changes["address"] = [dict(a) for a in want["address"]]
     if ("gateway" in want or exhaustive) and want.get("gateway") != have.get("gateway"):
         changes["gateway"] = want.get("gateway")
+    elif "address" in changes and want.get("gateway"):  # re-asserted after the change
+        changes["gateway"] = want["gateway"]
     return changes
 
 
 def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
-    """Deletes (ports, then bridges), then bridge and port creates/modifies, then ipv4."""
+    """Deletes (ports, then bridges), then bridge and port creates/modifies, then the moves of
+    ports' addresses to their bridges (migrate.py), then ipv4."""
     if not exhaustive:
         check_desired(desired)
     cur_bridges, cur_ports = split(current)
@@ -186,4 +190,5 @@ def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) ->
             before = {k: (have.get("ipv4") or {}).get(k) for k in changes}
             after = {"name": name, **changes}
             addresses.append(Action(PLUGIN, ActionKind.MODIFY, f"ipv4/{name}", before, after))
-    return [*deletes, *upserts, *addresses]
+    moved = migrate.moves(want_ports, current, desired if exhaustive else None)
+    return [*deletes, *upserts, *moved, *addresses]

@@ -1,9 +1,13 @@
-"""The net plugin's netlink side: links up or down, IPv4 addresses, op-dbus's default route.
+"""The net plugin's netlink side: links up or down, IPv4 addresses, op-dbus's default route,
+and ports' addresses moved to their bridges (migrate.py).
 
 An apply phase reads the namespace once (waiting there for devices vswitchd has not created
 yet), plans every interface's steps against that one view, keeping the view current as it
 goes (a route the first interface removes is gone for the next), and runs all steps on one
-socket. The cost grows with the number of interfaces, never with its square.
+socket; if one fails, the ones before it are undone in reverse. The cost grows with the
+number of interfaces, never with its square. Addresses change make-before-break: new ones
+are added before old ones go, with `promote_secondaries` on while a primary is removed, and
+the declared gateway is asserted again after the change.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from op_dbus.native import netlink
 from op_dbus.plugins.base import Action, ApplyError
+from op_dbus.plugins.net import migrate
 
 LINK_TIMEOUT = 5.0
 """How long a device may take to appear once vswitchd has applied the OVSDB change."""
@@ -31,10 +36,12 @@ def ipv4_of(name: str, net: netlink.NetState) -> dict[str, Any]:
 
 
 async def apply_ipv4(actions: list[Action], done: list[Action]) -> list[Action]:
-    """Carry out the `ipv4/` actions; `done` are the batch's actions that took effect before.
+    """Carry out the `ipv4/` and `address-move/` actions; `done` are the batch's actions that
+    took effect before.
 
     Returns `done` with these added; ApplyError names the action that failed (a device that
-    did not appear, or a refused request) with the ones done before it."""
+    did not appear, or a refused request) with `done` (the phase's steps were undone) or, if
+    undoing failed too, with the actions before it."""
     names = [action.after["name"] for action in actions]
     try:
         net = await netlink.read_state(wait_for=names, timeout=LINK_TIMEOUT)
@@ -51,14 +58,18 @@ async def apply_ipv4(actions: list[Action], done: list[Action]) -> list[Action]:
     steps: list[netlink.Step] = []
     owner: list[int] = []  # owner[i]: the position in `actions` of the action step i serves
     for position, action in enumerate(actions):
-        planned = steps_for(action.after, net)
+        if action.resource.startswith(migrate.RESOURCE):
+            planned = migrate.move_steps(action.after, net)
+        else:
+            planned = steps_for(action.after, net)
         steps += planned
         owner += [position] * len(planned)
     try:
         await netlink.run_steps(steps)
     except netlink.StepError as exc:
         failed = owner[exc.index]
-        raise ApplyError(actions[failed], str(exc), [*done, *actions[:failed]]) from exc
+        took = done if exc.undone else [*done, *actions[:failed]]
+        raise ApplyError(actions[failed], str(exc), took) from exc
     return [*done, *actions]
 
 
@@ -74,25 +85,49 @@ def steps_for(after: dict[str, Any], net: netlink.NetState) -> list[netlink.Step
     if want_up is not None and net.up.get(name) != want_up:
         steps.append(netlink.set_up(index, name, want_up))
         net.up[name] = want_up
+    changed = False
     if "address" in after:
-        wanted = {(a["ip"], a["prefix"]) for a in after["address"]}
-        have = set(net.addresses.get(name, []))
-        steps += [netlink.remove_address(index, name, *a) for a in sorted(have - wanted)]
-        steps += [netlink.add_address(index, name, *a) for a in sorted(wanted - have)]
-        net.addresses[name] = sorted(wanted)
+        steps += _address_steps(name, index, after["address"], net)
+        changed = bool(steps)
     if "gateway" in after:
-        steps += _gateway_steps(name, after["gateway"], net)
+        steps += _gateway_steps(name, after["gateway"], net, reassert=changed)
     return steps
 
 
-def _gateway_steps(name: str, gateway: str | None, net: netlink.NetState) -> list[netlink.Step]:
+def _address_steps(
+    name: str, index: int, declared: list[dict[str, Any]], net: netlink.NetState
+) -> list[netlink.Step]:
+    """Make before break: the missing addresses first, then the others removed, secondaries
+    before primaries, with promote_secondaries on meanwhile (set back after) so that removing
+    a primary never takes a kept address of its subnet with it."""
+    wanted = [(a["ip"], a["prefix"]) for a in declared]
+    have = list(net.addresses.get(name, []))
+    steps = [netlink.add_address(index, name, *a) for a in wanted if a not in have]
+    gone = [a for a in reversed(have) if a not in wanted]
+    promote = gone and not netlink.promotes_secondaries(name)
+    if promote:
+        steps.append(netlink.promote_secondaries(name, True))
+    steps += [netlink.remove_address(index, name, *a) for a in gone]
+    if promote:
+        steps.append(netlink.promote_secondaries(name, False))
+    net.addresses[name] = [*[a for a in have if a in wanted], *[a for a in wanted if a not in have]]
+    return steps
+
+
+def _gateway_steps(
+    name: str, gateway: str | None, net: netlink.NetState, *, reassert: bool = False
+) -> list[netlink.Step]:
     """Our default route via `gateway` on `name` (None: none of ours on `name`).
 
     Only routes op-dbus created are ever removed; a foreign default route stays, and if it
-    occupies the slot, adding ours fails with a message saying so.
+    occupies the slot, adding ours fails with a message saying so. `reassert`: the device's
+    addresses change first, which can take the route with them, so it is added again unless
+    still there.
     """
     routes = net.default_routes
     if gateway is not None and any(r.gateway == gateway and r.ifname == name for r in routes):
+        if reassert:
+            return [netlink.add_default_route(net.index[name], name, gateway, exists_ok=True)]
         return []
     gone = [r for r in routes if r.owned and (r.ifname == name or gateway is not None)]
     steps = [netlink.remove_default_route(r, net.index[r.ifname]) for r in gone]

@@ -38,6 +38,7 @@ from op_dbus.plugins.base import (
     Steps,
     report,
 )
+from op_dbus.plugins.net import migrate
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
 from op_dbus.plugins.net.ovs import (
@@ -86,11 +87,19 @@ class NetPlugin(Plugin):
         that needs no netlink never imports pyroute2 (~60 ms)."""
         snap = await self._snapshot()
         touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
-        return entries_with_ipv4(snap, await netlink.read_state() if touched else None)
+        net = await netlink.read_state() if touched else None
+        return entries_with_ipv4(snap, net, _port_names(scope))
 
     def reads_all(self, scope: Section | None) -> bool:
-        return scope is None or any(
-            entry.get("ipv4") is not None for entry in scope.get("interfaces", [])
+        """Whether netlink is read: the scope declares `ipv4` or ports (whose addresses move),
+        or is a checkpoint with addresses to restore."""
+        return (
+            scope is None
+            or "port_addresses" in scope
+            or any(
+                entry.get("ipv4") is not None or entry.get("ports") or entry.get("bridge")
+                for entry in scope.get("interfaces", [])
+            )
         )
 
     async def _snapshot(self, *, kernel_datapath: bool = True) -> Snapshot:
@@ -108,9 +117,10 @@ class NetPlugin(Plugin):
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
-        the addresses."""
-        ovs = [a for a in actions if not a.resource.startswith("ipv4/")]
-        addresses = [a for a in actions if a.resource.startswith("ipv4/")]
+        the netlink phase: addresses, and a port's addresses moving into its bridge."""
+        netlink_phase = ("ipv4/", migrate.RESOURCE)
+        ovs = [a for a in actions if not a.resource.startswith(netlink_phase)]
+        addresses = [a for a in actions if a.resource.startswith(netlink_phase)]
         report(steps, ovs, False)
         done = await self._transact(ovs) if ovs else []
         report(steps, done, True)
@@ -165,6 +175,7 @@ def net_mismatches(current: Section, desired: Section) -> list[Mismatch]:
         mismatch
         for action in diff_net(current, desired)
         for mismatch in action.mismatches(("name", "bridge"))
+        if mismatch.expected != mismatch.actual  # a gateway re-asserted, not missing
     ]
     if not current.get("datapath_types"):
         return found
@@ -203,6 +214,14 @@ def _drops_owned(snap: Snapshot, scope: Section) -> bool:
     return any(owned(row) and row["name"] not in named for row in rows)
 
 
+def _port_names(scope: Section | None) -> set[str]:
+    """Devices whose addresses a plan may move: the ports `scope` declares, and those a
+    checkpoint (a rollback's scope) saw holding addresses."""
+    if not scope:
+        return set()
+    return set(split(scope)[1]) | set(scope.get("port_addresses") or {})
+
+
 def _picks_datapath(actions: list[Action]) -> bool:
     """Whether a bridge gets OVS's default datapath (created without one, or one cleared), so
     whether the kernel's datapath must be checked for."""
@@ -216,8 +235,13 @@ def _picks_datapath(actions: list[Action]) -> bool:
     )
 
 
-def entries_with_ipv4(snap: Snapshot, net: netlink.NetState | None) -> Section:
-    """The section from one OVSDB snapshot and one netlink read (None: ipv4 left out)."""
+def entries_with_ipv4(
+    snap: Snapshot,
+    net: netlink.NetState | None,
+    declared_ports: frozenset[str] | set[str] = frozenset(),
+) -> Section:
+    """The section from one OVSDB snapshot and one netlink read (None: ipv4 left out), with
+    `port_addresses`: what system ports, and devices declared as ports, hold (migrate.py)."""
     interfaces: list[dict[str, Any]] = []
     ports: list[dict[str, Any]] = []
     for name in sorted(snap.bridges):
@@ -231,4 +255,10 @@ def entries_with_ipv4(snap: Snapshot, net: netlink.NetState | None) -> Section:
     for entry in interfaces:
         if net is not None and entry["type"] != "ovs-port" and entry["name"] in net.up:
             entry["ipv4"] = ipv4_of(entry["name"], net)
-    return {"interfaces": interfaces, "datapath_types": snap.datapath_types}
+    section: Section = {"interfaces": interfaces, "datapath_types": snap.datapath_types}
+    if net is not None:
+        system_ports = {p["name"] for p in ports if p["type"] == "ovs-port"}
+        held = migrate.port_addresses(system_ports | declared_ports, net)
+        if held:
+            section["port_addresses"] = held
+    return section
