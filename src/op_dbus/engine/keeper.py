@@ -1,0 +1,90 @@
+"""The try keeper: the timer of a try made without a daemon, in a process of its own.
+
+`op-dbus apply --confirm-within N` starts `op-dbus try-keeper <id>` detached (its own
+session, stdin from /dev/null, output to a log in the data dir, SIGHUP ignored), so the
+terminal closing, the SSH session ending or the command being killed does not take the
+timer with it. The keeper watches the try's journal file: gone means confirmed (or rolled
+back by someone else) and it ends; at the deadline it rolls the try back through a Host,
+taking the apply lock and recording it, like any rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from op_dbus.endpoints import Endpoints
+from op_dbus.engine.journal import PENDING_DIR, Journal
+
+POLL = 0.2
+"""How often the keeper looks for a confirmation (seconds): the rollback comes at most this
+late."""
+
+
+def start_keeper(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int:
+    """Start the keeper of try `apply_id` detached; return its pid."""
+    log_path = Path(endpoints.data_dir) / PENDING_DIR / f"{apply_id}.keeper.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "op_dbus",
+        "--data-dir",
+        endpoints.data_dir,
+        "--ovsdb",
+        endpoints.ovsdb,
+        "--system-bus",
+        endpoints.system_bus,
+        "--lxc-path",
+        endpoints.lxc_path,
+        "--ledger" if use_ledger else "--no-ledger",
+        "try-keeper",
+        apply_id,
+    ]
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
+    finally:
+        os.close(fd)
+    return child.pid
+
+
+async def keep(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int:
+    """Wait for the try's confirmation or deadline; the exit code of what came of it."""
+    from op_dbus.engine.host import Host
+    from op_dbus.exitcodes import ExitCode
+
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    journal = Journal(endpoints.data_dir)
+    while True:
+        change = journal.get(apply_id)
+        if change is None or change.deadline is None:
+            print(f"try {apply_id}: over (confirmed or rolled back elsewhere)", flush=True)
+            return int(ExitCode.OK)
+        if change.state == "rollback" or change.expired:
+            break
+        await asyncio.sleep(min(POLL, max(0.0, change.deadline - time.time())))
+    host = Host(endpoints, sorted(change.checkpoints), use_ledger=use_ledger)
+    try:
+        outcome = await host.rollback_journalled(
+            apply_id, actor="op-dbus:try-keeper", why=f"not confirmed within {change.window:g} s"
+        )
+    finally:
+        await host.close()
+    if outcome is None:
+        print(f"try {apply_id}: confirmed just in time", flush=True)
+        return int(ExitCode.OK)
+    print(f"try {apply_id}: {outcome.result.message}", flush=True)
+    return int(outcome.result.exit_code)
