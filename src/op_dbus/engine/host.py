@@ -216,8 +216,8 @@ class Host:
         reads as it did for that plan: a caller applies only what it was shown.
 
         Before anything is planned, what an earlier process left in the journal is settled:
-        tries past their deadline are rolled back, and an apply that was killed half-way
-        refuses this one until `op-dbus rollback` or `confirm` decides it."""
+        tries past their deadline are rolled back, and an apply that was killed half-way is
+        named in the result (its checkpoint stays for `op-dbus rollback`)."""
         if confirm_within is not None:
             check_try_seconds(confirm_within)
         if not callable(desired):
@@ -226,7 +226,7 @@ class Host:
             if callable(desired):
                 desired = desired()
                 self._check_names(desired)
-            await self._settle()
+            notes = await self._settle()
             waiting = self._waiting_try()
             if confirm_within is not None and waiting is not None:
                 shown = waiting.to_json()
@@ -249,8 +249,11 @@ class Host:
                 on_plan(plan)
             await self._renew_blocked(plan)
             if not plan.pending or plan.blocked:  # nothing to do, or refused: nothing to record
-                return Change(plan, await apply_plan(plan, self.plugins))
-            return await self._change(plan, desired, actor, mode, progress, confirm_within)
+                change = Change(plan, await apply_plan(plan, self.plugins))
+            else:
+                change = await self._change(plan, desired, actor, mode, progress, confirm_within)
+            change.result.message += "".join(f"; {note}" for note in notes)
+            return change
 
     async def _change(
         self,
@@ -273,17 +276,21 @@ class Host:
             deadline=None if confirm_within is None else time.time() + confirm_within,
             window=confirm_within,
         )
-        with self._ledger() as ledger:
+        with self._ledger() as ledger, self._interrupts() as interrupts:
             self._write_ahead(ledger, plan, pending)
-            with self._interrupts() as interrupts:
-                result = await apply_plan(
-                    plan, self.plugins, on_progress=progress, interrupts=interrupts
-                )
+            result = await apply_plan(
+                plan, self.plugins, on_progress=progress, interrupts=interrupts
+            )
             self._record(ledger, plan, result, desired, mode=mode, actor=actor, pending=pending)
         change = Change(plan, result)
         if confirm_within is not None and result.exit_code == ExitCode.OK and result.applied:
             self._hold(pending, confirm_within)
             result.message += f"; confirm within {confirm_within:g} s or it is rolled back"
+        elif result.exit_code == ExitCode.ROLLBACK_FAILED:  # the checkpoint is still needed
+            result.message += (
+                f"; the checkpoint stays in {self.journal.dir}/{pending.apply_id}.json: "
+                "`op-dbus rollback` restores it"
+            )
         else:
             self.journal.remove(pending.apply_id)
         return change
@@ -411,17 +418,22 @@ class Host:
         except (OSError, JournalError) as err:
             raise OpError(f"the journal of changes in flight cannot be read: {err}") from None
 
-    async def _settle(self) -> None:
+    async def _settle(self) -> list[str]:
         """Under the lock: roll back what an earlier process left past its deadline (or
-        half rolled back); refuse while an apply killed half-way waits for a decision."""
+        half rolled back); return what to tell of that and of applies killed half-way."""
+        notes = []
         for change in self._journalled():
             if self.pending is not None and change.apply_id == self.pending.apply_id:
                 continue
             if change.state == "rollback" or (change.deadline is not None and change.expired):
-                why = f"{describe_change(change)} found past its deadline"
-                await self._roll_back_journalled(change, "op-dbus:recovery", why)
+                why = f"{describe_change(change)} was found past its deadline"
+                done = await self._roll_back_journalled(change, "op-dbus:recovery", why)
+                if done is not None:
+                    notes.append(done.result.message)
             elif change.state == "applying" and change.deadline is None:
-                raise Refused("apply", interrupted_message(change))
+                notes.append(interrupted_message(change))
+                log.warning("%s", notes[-1])
+        return notes
 
     def confirm(self, *, actor: str) -> PendingTry:
         """Keep the tried state (NothingPending when no try waits): this Host's try, or one
@@ -622,8 +634,8 @@ def describe_change(change: PendingChange) -> str:
 def interrupted_message(change: PendingChange) -> str:
     """What to say of an apply killed before its result was recorded."""
     return (
-        f"{describe_change(change)} was interrupted before its result was recorded: the host "
-        "may be half-changed, and nothing more is applied until that is decided. "
-        "`op-dbus rollback` restores its checkpoint (kept in the data dir, "
-        f"pending/{change.apply_id}.json); `op-dbus confirm` keeps the host as it is"
+        f"{describe_change(change)} was interrupted before its result was recorded, so the "
+        "host may have been half-changed then. `op-dbus rollback` restores the checkpoint "
+        f"taken before it (kept in the data dir, pending/{change.apply_id}.json); "
+        "`op-dbus confirm` keeps the host as it is and drops that checkpoint"
     )
