@@ -128,7 +128,7 @@ def test_sighup_of_the_try_s_session_still_rolls_it_back(net_lab: Lab, tmp_path:
     assert TRY_BRIDGE not in bridges(net_lab), "rolled back within the deadline plus 2 s"
     values = ledger_values(data_dir)
     rollback = next(v for v in values if v.get("recovers") == waiting["apply_id"])
-    assert rollback["actor"] == "op-dbus:try-keeper"
+    assert rollback["actor"] == f"{waiting['actor']}:timeout:try-keeper"
     assert rollback["result"]["exit_code"] == 0 and rollback["result"]["applied"] >= 1
     assert journal(data_dir) == [] and not list((data_dir / "pending").glob("*.rollback"))
 

@@ -79,7 +79,9 @@ async def keep(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int:
     host = Host(endpoints, sorted(change.checkpoints), use_ledger=use_ledger)
     try:
         outcome = await host.rollback_journalled(
-            apply_id, actor="op-dbus:try-keeper", why=f"not confirmed within {change.window:g} s"
+            apply_id,
+            actor=f"{change.actor}:timeout:try-keeper",
+            why=f"not confirmed within {change.window:g} s",
         )
     finally:
         await host.close()
