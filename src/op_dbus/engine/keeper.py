@@ -26,9 +26,14 @@ POLL = 0.2
 late."""
 
 
+def keeper_log(data_dir: str, apply_id: str) -> Path:
+    """Where the keeper of try `apply_id` writes; removed when the try ended cleanly."""
+    return Path(data_dir) / PENDING_DIR / f"{apply_id}.keeper.log"
+
+
 def start_keeper(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int:
     """Start the keeper of try `apply_id` detached; return its pid."""
-    log_path = Path(endpoints.data_dir) / PENDING_DIR / f"{apply_id}.keeper.log"
+    log_path = keeper_log(endpoints.data_dir, apply_id)
     argv = [
         sys.executable,
         "-m",
@@ -62,31 +67,40 @@ def start_keeper(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> in
 
 
 async def keep(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int:
-    """Wait for the try's confirmation or deadline; the exit code of what came of it."""
+    """Wait for the try's confirmation or deadline; the exit code of what came of it. A
+    clean end (kept, or fully rolled back) removes the keeper's log; a failed one keeps it."""
+    from op_dbus.exitcodes import ExitCode
+
+    code = await _keep(endpoints, apply_id, use_ledger=use_ledger)
+    if code in (ExitCode.OK, ExitCode.ROLLED_BACK):
+        keeper_log(endpoints.data_dir, apply_id).unlink(missing_ok=True)
+    return code
+
+
+async def _keep(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int:
     from op_dbus.engine.host import Host
     from op_dbus.exitcodes import ExitCode
+    from op_dbus.ledger import store  # noqa: F401  (imported now: the deadline is no time to)
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     journal = Journal(endpoints.data_dir)
-    while True:
-        change = journal.get(apply_id)
-        if change is None or change.deadline is None:
-            print(f"try {apply_id}: over (confirmed or rolled back elsewhere)", flush=True)
-            return int(ExitCode.OK)
-        if change.state == "rollback" or change.expired:
-            break
-        await asyncio.sleep(min(POLL, max(0.0, change.deadline - time.time())))
-    host = Host(endpoints, sorted(change.checkpoints), use_ledger=use_ledger)
+    change = journal.get(apply_id)
+    host = Host(endpoints, sorted(change.checkpoints) if change else (), use_ledger=use_ledger)
     try:
-        outcome = await host.rollback_journalled(
-            apply_id,
-            actor=f"{change.actor}:timeout:try-keeper",
-            why=f"not confirmed within {change.window:g} s",
-        )
+        while change is not None and change.deadline is not None:
+            if change.state == "rollback" or change.expired:
+                outcome = await host.rollback_journalled(
+                    apply_id,
+                    actor=f"{change.actor}:timeout:try-keeper",
+                    why=f"not confirmed within {change.window:g} s",
+                )
+                if outcome is None:
+                    break
+                print(f"try {apply_id}: {outcome.result.message}", flush=True)
+                return int(outcome.result.exit_code)
+            await asyncio.sleep(min(POLL, max(0.0, change.deadline - time.time())))
+            change = journal.get(apply_id)
     finally:
         await host.close()
-    if outcome is None:
-        print(f"try {apply_id}: confirmed just in time", flush=True)
-        return int(ExitCode.OK)
-    print(f"try {apply_id}: {outcome.result.message}", flush=True)
-    return int(outcome.result.exit_code)
+    print(f"try {apply_id}: over (confirmed, or rolled back elsewhere)", flush=True)
+    return int(ExitCode.OK)
