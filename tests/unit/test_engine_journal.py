@@ -4,6 +4,7 @@ and that a signal at any action position restores the checkpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import time
@@ -177,3 +178,24 @@ async def test_a_second_signal_stops_the_rollback_and_names_what_is_left() -> No
     assert result.exit_code == ExitCode.ROLLBACK_FAILED
     assert "stopped by a second interrupt" in result.message
     assert result.rolled_back == [] and set(result.rollback_left) == {"systemd"}
+
+
+async def test_a_host_that_keeps_timers_adopts_a_try_whose_timer_died(tmp_path: Path) -> None:
+    world = new_world()
+    before = world.snapshot()
+    maker = host_over(world, tmp_path, keeps_timer=False)
+    await maker.apply(DESIRED, actor="me", mode="full", confirm_within=60)
+    maker.pending = None  # the maker and its keeper are gone (no keeper log is flocked)
+    await maker.close()
+    (waiting,) = Journal(tmp_path).all()
+    waiting.deadline = time.time() + 1
+    Journal(tmp_path).write(waiting)
+
+    daemon = host_over(world, tmp_path)  # keeps_timer: like the daemon's
+    await daemon.apply({"net": {"items": {}}}, actor="daemon", mode="full")
+    assert daemon.pending is not None and daemon.pending.apply_id == waiting.apply_id
+    await asyncio.wait_for(daemon.try_ended.wait(), 30)
+    assert world.snapshot() == before and Journal(tmp_path).all() == []
+    recovered = [v for v in values(tmp_path) if v.get("recovers") == waiting.apply_id]
+    assert recovered and recovered[0]["actor"] == "me:timeout"
+    await daemon.close()

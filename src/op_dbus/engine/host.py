@@ -433,7 +433,26 @@ class Host:
             elif change.state == "applying" and change.deadline is None:
                 notes.append(interrupted_message(change))
                 log.warning("%s", notes[-1])
+            elif change.state == "try" and self.keeps_timer and self.pending is None:
+                self._adopt(change)
         return notes
+
+    def _adopt(self, change: PendingChange) -> None:
+        """A try whose timer died with its holder (a daemon that crashed, a keeper killed):
+        this Host, which keeps timers, holds it until its deadline."""
+        from op_dbus.engine.keeper import keeper_alive
+
+        if change.deadline is None or keeper_alive(self.endpoints.data_dir, change.apply_id):
+            return
+        self.pending = change
+        self.try_ended.clear()
+        left = max(0.0, change.deadline - time.time())
+        self._timer = asyncio.create_task(self._expire(left))
+        log.warning(
+            "%s: its timer was lost; rolling back in %.0f s unless confirmed",
+            describe_change(change),
+            left,
+        )
 
     def confirm(self, *, actor: str) -> PendingTry:
         """Keep the tried state (NothingPending when no try waits): this Host's try, or one

@@ -11,6 +11,8 @@ taking the apply lock and recording it, like any rollback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -29,6 +31,21 @@ late."""
 def keeper_log(data_dir: str, apply_id: str) -> Path:
     """Where the keeper of try `apply_id` writes; removed when the try ended cleanly."""
     return Path(data_dir) / PENDING_DIR / f"{apply_id}.keeper.log"
+
+
+def keeper_alive(data_dir: str, apply_id: str) -> bool:
+    """Whether a keeper holds try `apply_id`: it flocks its log for as long as it runs."""
+    try:
+        fd = os.open(keeper_log(data_dir, apply_id), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def start_keeper(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int:
@@ -83,6 +100,8 @@ async def _keep(endpoints: Endpoints, apply_id: str, *, use_ledger: bool) -> int
     from op_dbus.ledger import store  # noqa: F401  (imported now: the deadline is no time to)
 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # stdout is the log: held while this keeper lives
+        fcntl.flock(sys.stdout.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     journal = Journal(endpoints.data_dir)
     change = journal.get(apply_id)
     host = Host(endpoints, sorted(change.checkpoints) if change else (), use_ledger=use_ledger)
