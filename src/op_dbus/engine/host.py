@@ -458,6 +458,7 @@ class Host:
         """Keep the tried state (NothingPending when no try waits): this Host's try, or one
         another process made (its keeper sees the journal file gone and ends). An apply
         killed half-way is confirmed too: the host stays as it is."""
+        own = self.pending is not None
         pending = self.pending or self._confirmable()
         if pending.expired:
             raise NothingPending(
@@ -479,7 +480,8 @@ class Host:
             "state": pending.state,
         }
         self._record_events([event])
-        self._try_over("confirmed", pending, None)
+        if own:
+            self._try_over("confirmed", pending, None)
         log.info("try: confirmed by %s", actor)
         return pending
 
@@ -496,6 +498,7 @@ class Host:
         """Roll back now (NothingPending when nothing waits): the pending try, else the
         newest journalled try or apply killed half-way."""
         pending, self.pending = self.pending, None
+        own = pending is not None
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
         self._timer = None
@@ -505,7 +508,7 @@ class Host:
                 if not journalled:
                     raise NothingPending("nothing to roll back: no tried state is waiting")
                 pending = journalled[-1]
-            change = await self._roll_back_journalled(pending, actor, why)
+            change = await self._roll_back_journalled(pending, actor, why, own=own)
         if change is None:
             raise NothingPending(f"nothing to roll back: {describe_change(pending)} is over")
         return change
@@ -520,10 +523,11 @@ class Host:
             return await self._roll_back_journalled(pending, actor, why)
 
     async def _roll_back_journalled(
-        self, pending: PendingChange, actor: str, why: str
+        self, pending: PendingChange, actor: str, why: str, *, own: bool = False
     ) -> Change | None:
         """Under the lock: claim the change (None: confirmed or rolled back meanwhile),
-        restore its checkpoint, record, and drop it from the journal."""
+        restore its checkpoint, record, and drop it from the journal. `own`: it is this
+        Host's try, whose end the listeners are told of."""
         claimed = self.journal.claim_rollback(pending.apply_id)
         if claimed is None:
             return None
@@ -540,8 +544,9 @@ class Host:
                 f"{why}; {change.result.message} (the checkpoint stays in "
                 f"{self.journal.dir}/{claimed.apply_id}.rollback: `op-dbus rollback` retries)"
             )
-        self.last_try_outcome = change
-        self._try_over("rolled_back", claimed, change)
+        if own:
+            self.last_try_outcome = change
+            self._try_over("rolled_back", claimed, change)
         return change
 
     def _try_over(self, how: str, pending: PendingTry, change: Change | None) -> None:
