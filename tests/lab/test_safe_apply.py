@@ -312,7 +312,14 @@ def test_try_past_its_deadline_is_rolled_back_at_the_next_start(
     proc, master = start_try_on_a_pty(net_lab, data_dir, write(tmp_path, NET_ONLY), 60)
     try:
         (waiting,) = journal(data_dir)
-        keepers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and keeper_of(p, waiting)]
+        log = data_dir / "pending" / f"{waiting['apply_id']}.keeper.log"
+        keepers: list[Path] = []
+
+        def found() -> bool:
+            keepers[:] = [p for p in Path("/proc").iterdir() if keeper_of(p, waiting)]
+            return bool(keepers)
+
+        wait_for(found, f"the keeper runs (its log: {log.read_text() if log.exists() else ''})")
         for keeper in keepers:  # as a reboot would: the keeper is gone, the journal stays
             os.kill(int(keeper.name), signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
@@ -333,6 +340,8 @@ def test_try_past_its_deadline_is_rolled_back_at_the_next_start(
 
 
 def keeper_of(proc: Path, waiting: dict[str, Any]) -> bool:
+    if not proc.name.isdigit():
+        return False
     try:
         argv = (proc / "cmdline").read_bytes().split(b"\0")
     except OSError:
