@@ -218,7 +218,9 @@ def test_boot_apply_then_ovs_drift_is_repaired_and_recorded(
 
     def corrective() -> list[dict[str, Any]]:
         new = ledger_values(lab)[before:]
-        return [v for v in new if v.get("actor") == "op-dbus-daemon:corrective"]
+        return [
+            v for v in new if v.get("actor") == "op-dbus-daemon:corrective" and v["type"] == "apply"
+        ]
 
     wait_for(lambda: bool(corrective()), 10, "the corrective apply in the ledger")
     assert corrective()[0]["result"]["exit_code"] == 0
@@ -582,7 +584,11 @@ def test_a_replaced_state_file_is_reloaded_without_a_signal(
     new.rename(tmp_path / "state.json")  # how editors and config managers replace a file
     wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the changed file to be applied")
     assert "changed: reloading" in daemon.output()
-    ledger = [v for v in ledger_values(lab) if v.get("actor") == "op-dbus-daemon:reload"]
+    ledger = [
+        v
+        for v in ledger_values(lab)
+        if v.get("actor") == "op-dbus-daemon:reload" and v["type"] == "apply"
+    ]
     assert ledger and ledger[-1]["result"]["exit_code"] == 0
 
 
@@ -652,7 +658,9 @@ def test_sigterm_lets_the_apply_in_flight_finish(
         caller.wait(timeout=30)
     assert active_state(lab, slow_unit) == "active"
     new = ledger_values(lab)[before:]
-    applies = [v for v in new if v.get("actor") == "op-dbus-daemon:dbus uid=0"]
+    applies = [
+        v for v in new if v.get("actor") == "op-dbus-daemon:dbus uid=0" and v["type"] == "apply"
+    ]
     assert len(applies) == 1 and applies[0]["result"]["exit_code"] == 0, "and recorded it"
 
 

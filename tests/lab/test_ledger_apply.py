@@ -64,10 +64,13 @@ def test_apply_in_the_lab_is_recorded_and_verifies(clean_lab: Lab, tmp_path: Pat
         report = ledger.verify()
         values = [entry.value for entry in ledger.entries()]
     assert report.ok, report.problems
-    assert report.checkpoints == 1 and report.verified_size == report.size == len(values)
+    assert report.checkpoints == 2, "the intent and the result are each signed"
+    assert report.verified_size == report.size == len(values)
     headers = [v for v in values if v["type"] == "apply"]
     assert len(headers) == 1
     header = headers[0]
+    assert values[0]["type"] == "intent" and values[0]["apply_id"] == header["apply_id"]
+    assert values[0]["plan_digest"] == header["plan_digest"]
     assert header["actor"].endswith(f"apply {state}")
     assert header["result"]["exit_code"] == 0
     actions = [v for v in values if v["type"] == "action"]
@@ -77,3 +80,5 @@ def test_apply_in_the_lab_is_recorded_and_verifies(clean_lab: Lab, tmp_path: Pat
     assert all(a["plugin"] == "net" and a["result"] == "applied" for a in actions)
     create = [a for a in actions if a["kind"] == "create" and BRIDGE in a["resource"]]
     assert create and create[0]["before_digest"] is None and create[0]["after_digest"]
+    assert create[0]["before"] is None and create[0]["after"]["name"] == BRIDGE
+    assert create[0]["after_digest"] == digest(create[0]["after"])

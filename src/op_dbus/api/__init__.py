@@ -59,9 +59,11 @@ async def connect(
     use_ledger: bool = True,
     daemon: bool = True,
     lock_wait: float = DEFAULT_WAIT,
+    catch_signals: bool = False,
 ) -> HostApi:
     """The daemon when one answers on the system bus (and `daemon`), else a local Host over
-    the sections `names`."""
+    the sections `names` (`catch_signals`: a signal during a change rolls it back; for a
+    process that owns its signals, the CLI)."""
     if daemon:
         from op_dbus.api.daemon import DaemonApi
 
@@ -70,4 +72,6 @@ async def connect(
             return remote
     from op_dbus.api.local import LocalApi
 
-    return LocalApi(endpoints, names, use_ledger=use_ledger, lock_wait=lock_wait)
+    return LocalApi(
+        endpoints, names, use_ledger=use_ledger, lock_wait=lock_wait, catch_signals=catch_signals
+    )

@@ -32,6 +32,7 @@ from op_dbus.cli.fleet import (
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
+    from op_dbus.api import HostApi
     from op_dbus.api.daemon import DaemonApi
     from op_dbus.cli.context import CliContext
     from op_dbus.fleet.agent import AgentOptions
@@ -201,21 +202,41 @@ def _agent_options(
 
 
 def _daemon_call(
-    ctx: typer.Context, json_out: bool, work: Callable[[DaemonApi], Awaitable[dict[str, Any]]]
+    ctx: typer.Context,
+    json_out: bool,
+    work: Callable[[DaemonApi], Awaitable[dict[str, Any]]],
+    local: Callable[[HostApi], Awaitable[dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """`work(api)` against the running daemon; exit 6 when none runs, an op-dbus error's
-    own code otherwise."""
+    """`work(api)` against the running daemon; with none, `local(api)` on a local Host
+    (exit 6 without `local`); an op-dbus error's own code otherwise."""
     from op_dbus.api.daemon import DaemonApi
     from op_dbus.errors import OpError
 
-    address = cli_context(ctx).endpoints.system_bus
+    cli = cli_context(ctx)
+    address = cli.endpoints.system_bus
 
     async def call() -> dict[str, Any] | None:
-        api = await DaemonApi.connect(address)
+        api: HostApi | None = await DaemonApi.connect(address)
         if api is None:
-            return None
+            if local is None:
+                return None
+            from op_dbus.api import connect
+            from op_dbus.registry import ORDER
+
+            api = await connect(
+                cli.endpoints,
+                ORDER,
+                use_ledger=cli.ledger,
+                daemon=False,
+                lock_wait=cli.lock_wait,
+                catch_signals=True,
+            )
+            try:
+                return await local(api)
+            finally:
+                await api.close()
         try:
-            return await work(api)
+            return await work(api)  # type: ignore[arg-type]
         finally:
             await api.close()
 
@@ -227,10 +248,7 @@ def _daemon_call(
             raise typer.Exit(int(err.code)) from None
         fail(err.code, err.message)
     if reply is None:
-        message = (
-            f"no op-dbus daemon answers on {address} (a try made without a daemon is "
-            "confirmed on the terminal that started it)"
-        )
+        message = f"no op-dbus daemon answers on {address}"
         if json_out:
             print_json({"error": message, "exit_code": int(ExitCode.COMPONENT_MISSING)})
             raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
@@ -238,9 +256,26 @@ def _daemon_call(
     return reply
 
 
+def _actor(command: str) -> str:
+    """Who decides a try, for the ledger: the uid (and the sudo user) and the command."""
+    import os
+
+    from op_dbus.engine.record import command_actor
+
+    sudo = os.environ.get("SUDO_USER", "")
+    actor = command_actor(["op-dbus", command])
+    return f"{actor} sudo_user={sudo}" if sudo.isidentifier() else actor
+
+
 def confirm(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
-    """Keep the state of a pending `apply --confirm-within` (else it is rolled back)."""
-    reply = _daemon_call(ctx, json_out, lambda api: api.confirm(actor="command=op-dbus confirm"))
+    """Keep the state of a pending `apply --confirm-within` (else it is rolled back), or of
+    an apply that was interrupted. Works with the daemon, or without it from any shell."""
+    actor = _actor("confirm")
+
+    async def both(api: Any) -> dict[str, Any]:
+        return await api.confirm(actor=actor)
+
+    reply = _daemon_call(ctx, json_out, both, both)
     if json_out:
         print_json(reply)
     else:
@@ -248,13 +283,34 @@ def confirm(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
 
 
 def rollback(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
-    """Roll the pending try back now, without waiting for its deadline."""
-    reply = _daemon_call(ctx, json_out, lambda api: api.rollback(actor="command=op-dbus rollback"))
+    """Roll the pending try (or an interrupted apply) back to its checkpoint now."""
+    actor = _actor("rollback")
+
+    async def both(api: Any) -> dict[str, Any]:
+        return await api.rollback(actor=actor)
+
+    reply = _daemon_call(ctx, json_out, both, both)
     if json_out:
         print_json(reply)
     else:
         stdout().print(reply["result"]["message"])
     raise typer.Exit(int(reply["result"]["exit_code"]))
+
+
+def try_keeper(
+    ctx: typer.Context, try_id: str = typer.Argument(..., help="The try's id (32 hex digits).")
+) -> None:
+    """Hold the timer of a try made without a daemon (started by `apply --confirm-within`)."""
+    import logging
+
+    from op_dbus.engine.journal import ID_PATTERN
+    from op_dbus.engine.keeper import keep
+
+    if not ID_PATTERN.fullmatch(try_id):
+        fail(ExitCode.INVALID_INPUT, "TRY_ID must be 32 hex digits")
+    cli = cli_context(ctx)
+    logging.basicConfig(format="op-dbus try-keeper[%(process)d]: %(levelname)s %(message)s")
+    raise typer.Exit(run_async(keep(cli.endpoints, try_id, use_ledger=cli.ledger)))
 
 
 def reload(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
@@ -281,13 +337,39 @@ def status(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
         finally:
             await api.close()
 
+    from op_dbus.api.local import in_flight
+
     reply = run_async(ask())
+    reply["in_flight"] = in_flight(cli.endpoints.data_dir)
     if json_out:
         print_json(reply)
         return
     from op_dbus.cli.render import render_status
 
-    render_status(stdout(), reply)
+    console = stdout()
+    render_status(console, reply)
+    render_in_flight(console, reply["in_flight"])
+
+
+def render_in_flight(console: Any, changes: list[dict[str, Any]]) -> None:
+    """The journal's changes for people: above all an apply that was interrupted."""
+    from rich.markup import escape
+
+    from op_dbus.engine.host import interrupted_message
+    from op_dbus.engine.journal import PendingChange
+
+    for item in changes:
+        if "error" in item:
+            console.print(f"[red]journal[/]: {escape(item['error'])}")
+        elif item["interrupted"]:
+            shown = PendingChange(item["id"], item["state"], {}, item["actor"], "", item["started"])
+            console.print(f"[red]interrupted[/]: {escape(interrupted_message(shown))}")
+        elif item["state"] == "try" and "deadline" in item:
+            console.print(
+                f"[yellow]try in the data dir[/]: {item['id'][:12]} "
+                f"({', '.join(item['sections'])}), rolled back at {item['deadline']} "
+                f"({item['seconds_left']} s left) unless `op-dbus confirm`"
+            )
 
 
 async def ask_on_terminal(seconds: float) -> bool:

@@ -88,9 +88,17 @@ def parse_since(since: str | None) -> str | None:
 
 def summary(value: dict[str, Any]) -> tuple[str, str, str]:
     """(what, subject, outcome) columns of one entry for the log table."""
-    if value.get("type") == "apply":
+    kind = value.get("type")
+    if kind == "apply":
         result = value.get("result", {})
-        return "apply", str(value.get("actor", "")), f"exit {result.get('exit_code')}"
+        outcome = f"exit {result.get('exit_code')}"
+        if value.get("recovers"):
+            outcome += f", rolls back {str(value['recovers'])[:8]}"
+        return "apply", str(value.get("actor", "")), outcome
+    if kind == "intent":  # written before the host is touched; its result follows
+        return "intent", str(value.get("actor", "")), f"{value.get('actions')} action(s) ahead"
+    if kind == "confirm":
+        return "confirm", str(value.get("actor", "")), f"kept {str(value.get('apply_id'))[:8]}"
     phase = "rollback " if value.get("phase") == "rollback" else ""
     subject = f"{value.get('plugin')}:{value.get('resource')}"
     outcome = str(value.get("result", ""))

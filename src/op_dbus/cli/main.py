@@ -110,7 +110,12 @@ app.command("run", help="Apply the state at start, then keep the host converged 
     daemon.run
 )
 app.command("confirm", help="Keep the state of a pending `apply --confirm-within`.")(daemon.confirm)
-app.command("rollback", help="Roll a pending try back now.")(daemon.rollback)
+app.command("rollback", help="Roll a pending try (or an interrupted apply) back now.")(
+    daemon.rollback
+)
+app.command("try-keeper", hidden=True, help="Hold a try's timer (started by apply).")(
+    daemon.try_keeper
+)
 app.command("reload", help="Drop the daemon's runtime changes, re-apply its state file.")(
     daemon.reload
 )

@@ -65,7 +65,12 @@ def with_api(
 
     async def run() -> T:
         api = await connect(
-            cli.endpoints, names, use_ledger=cli.ledger, daemon=daemon, lock_wait=cli.lock_wait
+            cli.endpoints,
+            names,
+            use_ledger=cli.ledger,
+            daemon=daemon,
+            lock_wait=cli.lock_wait,
+            catch_signals=True,
         )
         try:
             return await work(api)

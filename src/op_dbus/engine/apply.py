@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.order import schedule
 from op_dbus.engine.plan import Plan, PluginPlan, describe_error
 from op_dbus.engine.verify import verify_state
@@ -122,12 +123,21 @@ async def apply_plan(
     verify_attempts: int = 5,
     verify_delay: float = 0.2,
     on_progress: Progress | None = None,
+    interrupts: Interrupts | None = None,
 ) -> ApplyResult:
     """Apply `plan`; exit codes: 0 done (or nothing to do), 4 rolled back, 5 rollback failed,
     2 a plugin refused the request, 6 a declared section cannot be handled (nothing touched
-    in either case)."""
+    in either case). A signal noted in `interrupts` ends the apply after its batch in flight
+    and rolls back (4); a second one stops that rollback after its batch in flight (5)."""
     began = time.monotonic()
-    result = await _apply_plan(plan, plugins, verify_attempts, verify_delay, on_progress or _ignore)
+    result = await _apply_plan(
+        plan,
+        plugins,
+        verify_attempts,
+        verify_delay,
+        on_progress or _ignore,
+        interrupts or Interrupts(),
+    )
     result.seconds = time.monotonic() - began
     return result
 
@@ -138,6 +148,7 @@ async def _apply_plan(
     verify_attempts: int,
     verify_delay: float,
     emit: Progress,
+    interrupts: Interrupts,
 ) -> ApplyResult:
     if plan.blocked:
         reasons = "; ".join(f"{e.name}: {e.reason or e.status}" for e in plan.blocked)
@@ -151,12 +162,15 @@ async def _apply_plan(
         raise ValueError(f"no plugin given for planned section(s): {', '.join(missing)}")
 
     result = ApplyResult(ExitCode.OK)
-    touched = await _run_batches(plan, plugins, result, emit)
+    touched = await _run_batches(plan, plugins, result, emit, interrupts)
     if result.error is None:
         desired = {e.name: e.desired for e in plan.plugins if e.actions}
-        if await _verify(desired, plugins, result, verify_attempts, verify_delay, emit):
+        verified = await _verify(desired, plugins, result, verify_attempts, verify_delay, emit)
+        if verified and interrupts.first is None:
             result.message = f"applied {len(result.applied)} action(s), verified"
             return result
+        if verified:  # the signal came while verifying: undo it all the same
+            result.error = f"interrupted by {interrupts.first}"
 
     what = (
         result.error or ""
@@ -164,7 +178,9 @@ async def _apply_plan(
         else f"{result.failed.describe()}: {result.error}"
     )
     emit(ProgressEvent(ProgressKind.ROLLBACK, "", detail=what, rollback=True))
-    restoration = await restore({n: checkpoints[n] for n in touched}, plugins, emit)
+    restoration = await restore(
+        {n: checkpoints[n] for n in touched}, plugins, emit, stop=lambda: interrupts.stop
+    )
     result.rolled_back = restoration.done
     result.rollback_left = restoration.left
     if not result.rollback_left:
@@ -172,6 +188,12 @@ async def _apply_plan(
         result.message = f"apply failed ({what}); rolled back, the host is as before"
         return result
     result.exit_code = ExitCode.ROLLBACK_FAILED
+    if restoration.stopped:
+        result.message = (
+            f"apply failed ({what}); the rollback was stopped by a second interrupt."
+            f" Left to restore the checkpoint: {describe_left(result.rollback_left)}"
+        )
+        return result
     errors = "".join(
         f" (rollback error: {name}: {err})" for name, err in restoration.errors.items()
     )
@@ -183,14 +205,22 @@ async def _apply_plan(
 
 
 async def _run_batches(
-    plan: Plan, plugins: Mapping[str, Plugin], result: ApplyResult, emit: Progress
+    plan: Plan,
+    plugins: Mapping[str, Plugin],
+    result: ApplyResult,
+    emit: Progress,
+    interrupts: Interrupts,
 ) -> list[str]:
-    """Run the scheduled batches until one fails (noted in `result`); return plugins touched.
+    """Run the scheduled batches until one fails or a signal comes (noted in `result`);
+    return plugins touched.
 
     The failing batch's plugin counts as touched: it may have changed something before failing.
     """
     touched: list[str] = []
     for batch in schedule(plan):
+        if interrupts.first is not None:
+            result.error = f"interrupted by {interrupts.first}"
+            break
         if batch.plugin not in touched:
             touched.append(batch.plugin)
         emit(ProgressEvent(ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}"))
@@ -206,6 +236,9 @@ async def _run_batches(
             result.action_seconds.append(steps.seconds(action))
         if result.error is not None:
             break
+    else:
+        if interrupts.first is not None:  # during the last batch: undo it all the same
+            result.error = f"interrupted by {interrupts.first}"
     return touched
 
 
@@ -259,17 +292,28 @@ class Restoration:
     done: list[Action] = field(default_factory=list)
     left: dict[str, list[Action] | str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    stopped: bool = False
+    """A second interrupt stopped it before its last batch."""
+
+
+def _never() -> bool:
+    return False
 
 
 async def restore(
-    checkpoints: dict[str, Section], plugins: Mapping[str, Plugin], emit: Progress = _ignore
+    checkpoints: dict[str, Section],
+    plugins: Mapping[str, Plugin],
+    emit: Progress = _ignore,
+    *,
+    stop: Callable[[], bool] = _never,
 ) -> Restoration:
     """Put every checkpointed section back: rollback after a failure, and an unconfirmed try.
 
     The restoring actions are scheduled like any plan, which is the reverse of how the
     change ran (undoing a create is a delete, and deletes run in reverse order). It keeps
     going past a failed batch, to restore as much as it can, and then re-reads: the final
-    word is a fresh query compared with the checkpoint.
+    word is a fresh query compared with the checkpoint. `stop()` true between two batches
+    ends it early (a second interrupt); the re-read still runs and names what is left.
     """
     names = [name for name in ORDER if name in checkpoints]
     diffs = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in names))
@@ -282,6 +326,9 @@ async def restore(
             restoration.plan.plugins.append(entry)
 
     for batch in schedule(restoration.plan):
+        if stop():
+            restoration.stopped = True
+            break
         emit(
             ProgressEvent(
                 ProgressKind.BATCH, batch.plugin, detail=f"{len(batch.actions)}", rollback=True

@@ -14,14 +14,17 @@ import contextlib
 import copy
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import ApplyResult, Progress, apply_plan, restore
+from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.inventory import read_section
-from op_dbus.engine.lock import DEFAULT_WAIT, ApplyLock
+from op_dbus.engine.journal import Journal, JournalError, PendingChange
+from op_dbus.engine.lock import DEFAULT_WAIT, ApplyLock, read_holder
 from op_dbus.engine.plan import Plan, make_plan
 from op_dbus.engine.verify import verify_state
 from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused
@@ -48,24 +51,8 @@ class Change:
         return {"plan": self.plan.to_json(), "result": self.result.to_json()}
 
 
-@dataclass
-class PendingTry:
-    """An applied change that is rolled back unless confirmed by `deadline` (epoch seconds)."""
-
-    checkpoints: dict[str, Section]
-    deadline: float
-    actor: str
-    mode: str
-    started: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor,
-            "started": self.started,
-            "deadline": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.deadline)),
-            "seconds_left": max(0.0, round(self.deadline - time.time(), 1)),
-            "sections": sorted(self.checkpoints),
-        }
+PendingTry = PendingChange
+"""A try: an applied change rolled back unless confirmed by its `deadline` (epoch seconds)."""
 
 
 @dataclass
@@ -96,7 +83,14 @@ def check_try_seconds(seconds: float) -> None:
 
 
 class Host:
-    """The host as one transactional object. Close it when done (`async with` does)."""
+    """The host as one transactional object. Close it when done (`async with` does).
+
+    Every change is journalled in the data dir (engine/journal.py) and announced in the
+    ledger before its first action. A try's timer is this Host's when `keeps_timer` (the
+    daemon); otherwise a detached try keeper holds it (engine/keeper.py) and this Host only
+    writes the try down. `catch_signals` (the CLI): SIGINT, SIGTERM, SIGHUP during a change
+    roll it back (engine/interrupts.py).
+    """
 
     def __init__(
         self,
@@ -105,11 +99,16 @@ class Host:
         *,
         use_ledger: bool = True,
         lock_wait: float = DEFAULT_WAIT,
+        keeps_timer: bool = True,
+        catch_signals: bool = False,
     ) -> None:
         self.endpoints = endpoints
         self.names = tuple(names)
         self.use_ledger = use_ledger
+        self.keeps_timer = keeps_timer
+        self.catch_signals = catch_signals
         self.lock = ApplyLock(endpoints.data_dir, lock_wait)
+        self.journal = Journal(endpoints.data_dir)
         self.busy = asyncio.Lock()
         """One use of the plugins at a time in this process (reads too: a backend's client
         is not shared by two requests at once); writers then take the host-wide lock."""
@@ -117,6 +116,7 @@ class Host:
         """Told when a try ends: ("confirmed", try, None) or ("rolled_back", try, change)."""
         self.plugins: dict[str, Plugin] = {n: make_plugin(n, endpoints) for n in self.names}
         self.pending: PendingTry | None = None
+        """The try this Host made and still answers for (closing it rolls it back)."""
         self.try_ended = asyncio.Event()
         """Set when the pending try is confirmed or rolled back (a front end may wait on it)."""
         self._timer: asyncio.Task[None] | None = None
@@ -132,7 +132,8 @@ class Host:
         """Release the plugins. A try still pending is rolled back first: closing is no
         confirmation (the safe side)."""
         if self.pending is not None:
-            await self.rollback(actor="op-dbus:shutdown", why="closed before the confirmation")
+            with contextlib.suppress(NothingPending):  # its keeper may have been first
+                await self.rollback(actor="op-dbus:shutdown", why="closed before the confirmation")
         elif self._timer is not None and not self._timer.done():
             await self._timer  # its rollback is under way: let it finish
         for plugin in self.plugins.values():
@@ -212,7 +213,11 @@ class Host:
         a caller whose wishes may change while it waits (the daemon's drift check, behind a
         try's rollback) plans what it wants then, not what it wanted before. With
         `expect_revision` (a plan's `revision`), the change is refused unless the host still
-        reads as it did for that plan: a caller applies only what it was shown."""
+        reads as it did for that plan: a caller applies only what it was shown.
+
+        Before anything is planned, what an earlier process left in the journal is settled:
+        tries past their deadline are rolled back, and an apply that was killed half-way is
+        named in the result (its checkpoint stays for `op-dbus rollback`)."""
         if confirm_within is not None:
             check_try_seconds(confirm_within)
         if not callable(desired):
@@ -221,12 +226,14 @@ class Host:
             if callable(desired):
                 desired = desired()
                 self._check_names(desired)
-            if confirm_within is not None and self.pending is not None:
-                pending = self.pending.to_json()
+            notes = await self._settle()
+            waiting = self._waiting_try()
+            if confirm_within is not None and waiting is not None:
+                shown = waiting.to_json()
                 raise Refused(
                     "try",
                     "refused, nothing applied: another try is waiting for its confirmation "
-                    f"(rolled back at {pending['deadline']}, in {pending['seconds_left']} s, "
+                    f"(rolled back at {shown['deadline']}, in {shown['seconds_left']} s, "
                     "unless confirmed)",
                 )
             plan = await make_plan(dict(desired), self.plugins)
@@ -242,50 +249,154 @@ class Host:
                 on_plan(plan)
             await self._renew_blocked(plan)
             if not plan.pending or plan.blocked:  # nothing to do, or refused: nothing to record
-                result = await apply_plan(plan, self.plugins)
+                change = Change(plan, await apply_plan(plan, self.plugins))
             else:
-                with self._ledger() as ledger:
-                    result = await apply_plan(plan, self.plugins, on_progress=progress)
-                    self._record(ledger, plan, result, desired, mode=mode, actor=actor)
-            change = Change(plan, result)
-            if confirm_within is not None and result.exit_code == ExitCode.OK and result.applied:
-                self._hold(plan, confirm_within, actor=actor, mode=mode)
-                result.message += f"; confirm within {confirm_within:g} s or it is rolled back"
+                change = await self._change(plan, desired, actor, mode, progress, confirm_within)
+            change.result.message += "".join(f"; {note}" for note in notes)
             return change
 
-    async def restore(self, checkpoints: Mapping[str, Section], *, actor: str, mode: str) -> Change:
+    async def _change(
+        self,
+        plan: Plan,
+        desired: Mapping[str, Section],
+        actor: str,
+        mode: str,
+        progress: Progress | None,
+        confirm_within: float | None,
+    ) -> Change:
+        """The write-ahead part of an apply: journal and intent first, then the host."""
+        checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+        pending = PendingChange(
+            apply_id=uuid.uuid4().hex,
+            state="applying",
+            checkpoints=checkpoints,
+            actor=actor,
+            mode=str(mode),
+            started=now_text(),
+            deadline=None if confirm_within is None else time.time() + confirm_within,
+            window=confirm_within,
+        )
+        with self._ledger() as ledger, self._interrupts() as interrupts:
+            self._write_ahead(ledger, plan, pending)
+            result = await apply_plan(
+                plan, self.plugins, on_progress=progress, interrupts=interrupts
+            )
+            self._record(ledger, plan, result, desired, mode=mode, actor=actor, pending=pending)
+        change = Change(plan, result)
+        if confirm_within is not None and result.exit_code == ExitCode.OK and result.applied:
+            self._hold(pending, confirm_within)
+            result.message += f"; confirm within {confirm_within:g} s or it is rolled back"
+        elif result.exit_code == ExitCode.ROLLBACK_FAILED:  # the checkpoint is still needed
+            result.message += (
+                f"; the checkpoint stays in {self.journal.dir}/{pending.apply_id}.json: "
+                "`op-dbus rollback` restores it"
+            )
+        else:
+            self.journal.remove(pending.apply_id)
+        return change
+
+    def _write_ahead(self, ledger: Ledger | None, plan: Plan, pending: PendingChange) -> None:
+        """The checkpoint to the journal, the intent to the ledger: either fails, nothing
+        was changed."""
+        from op_dbus.engine.record import record_intent
+
+        where = self.endpoints.data_dir
+        try:
+            self.journal.write(pending)
+        except OSError as err:
+            raise OpError(
+                f"the data dir {where} cannot be written ({err}); nothing was changed"
+            ) from None
+        if ledger is None:
+            return
+        try:
+            record_intent(
+                ledger,
+                apply_id=pending.apply_id,
+                plan=plan,
+                checkpoints=pending.checkpoints,
+                mode=pending.mode,
+                actor=pending.actor,
+                deadline=pending.deadline,
+            )
+        except Exception as err:
+            self.journal.remove(pending.apply_id)
+            raise OpError(
+                f"the ledger in {where} cannot record the change ({err}); nothing was changed"
+            ) from None
+
+    @contextlib.contextmanager
+    def _interrupts(self) -> Iterator[Interrupts]:
+        interrupts = Interrupts()
+        if not self.catch_signals:
+            yield interrupts
+            return
+        with interrupts.catching():
+            yield interrupts
+
+    async def restore(
+        self,
+        checkpoints: Mapping[str, Section],
+        *,
+        actor: str,
+        mode: str,
+        recovers: str | None = None,
+    ) -> Change:
         """Put the host back to `checkpoints` exactly (an unconfirmed try, a recovery)."""
         async with self.busy, self.lock.held(actor):
-            with self._ledger() as ledger:
-                change = await self._restore(checkpoints)
-                self._record(
-                    ledger, change.plan, change.result, checkpoints, mode=mode, actor=actor
-                )
-            return change
+            return await self._restore_recorded(checkpoints, actor, mode, recovers)
 
-    async def _restore(self, checkpoints: Mapping[str, Section]) -> Change:
-        usable = {n: p for n, p in self.plugins.items() if n in checkpoints}
-        restoration = await restore({n: checkpoints[n] for n in usable}, usable)
+    async def _restore_recorded(
+        self, checkpoints: Mapping[str, Section], actor: str, mode: str, recovers: str | None
+    ) -> Change:
+        with self._ledger() as ledger:
+            with self._interrupts() as interrupts:
+                change = await self._restore(checkpoints, interrupts)
+            self._record(
+                ledger,
+                change.plan,
+                change.result,
+                checkpoints,
+                mode=mode,
+                actor=actor,
+                recovers=recovers,
+            )
+        return change
+
+    async def _restore(self, checkpoints: Mapping[str, Section], interrupts: Interrupts) -> Change:
+        for name in checkpoints:  # a journalled checkpoint may name sections this Host lacks
+            if name not in self.plugins:
+                self.plugins[name] = make_plugin(name, self.endpoints)
+        restoration = await restore(
+            {n: checkpoints[n] for n in checkpoints},
+            self.plugins,
+            stop=lambda: interrupts.first is not None,
+        )
         result = ApplyResult(ExitCode.OK, applied=restoration.done)
         result.error = "; ".join(f"{n}: {e}" for n, e in restoration.errors.items()) or None
         if restoration.left:
             from op_dbus.engine.apply import describe_left
 
+            stopped = "stopped by an interrupt, " if restoration.stopped else ""
             result.exit_code = ExitCode.ROLLBACK_FAILED
             result.rollback_left = restoration.left
-            result.message = f"rollback incomplete, left: {describe_left(restoration.left)}"
+            result.message = (
+                f"rollback {stopped}incomplete, left: {describe_left(restoration.left)}"
+            )
         else:
             result.message = f"rolled back {len(result.applied)} action(s) to the checkpoint"
         return Change(restoration.plan, result)
 
-    # -- tries ---------------------------------------------------------------------------
-    def _hold(self, plan: Plan, seconds: float, *, actor: str, mode: str) -> None:
-        checkpoints = {
-            e.name: copy.deepcopy(e.current) for e in plan.plugins if e.actions and e.current
-        }
-        self.pending = PendingTry(checkpoints, time.time() + seconds, actor, mode, now_text())
+    # -- tries and interrupted changes ---------------------------------------------------
+    def _hold(self, pending: PendingChange, seconds: float) -> None:
+        """The applied change becomes the try: its deadline starts now, on disk first."""
+        pending.state = "try"
+        pending.deadline = time.time() + seconds
+        self.journal.write(pending)
+        self.pending = pending
         self.try_ended.clear()
-        self._timer = asyncio.create_task(self._expire(seconds))
+        if self.keeps_timer:
+            self._timer = asyncio.create_task(self._expire(seconds))
         log.warning("try: applied; rolling back in %g s unless confirmed", seconds)
 
     async def _expire(self, seconds: float) -> None:
@@ -295,36 +406,147 @@ class Host:
             why=f"not confirmed within {seconds:g} s",
         )
 
+    def _waiting_try(self) -> PendingChange | None:
+        """The try waiting for its confirmation, this Host's or another process's."""
+        if self.pending is not None:
+            return self.pending
+        return next((c for c in self._journalled() if c.state == "try"), None)
+
+    def _journalled(self) -> list[PendingChange]:
+        try:
+            return self.journal.all()
+        except (OSError, JournalError) as err:
+            raise OpError(f"the journal of changes in flight cannot be read: {err}") from None
+
+    async def _settle(self) -> list[str]:
+        """Under the lock: roll back what an earlier process left past its deadline (or
+        half rolled back); return what to tell of that and of applies killed half-way."""
+        notes = []
+        for change in self._journalled():
+            if self.pending is not None and change.apply_id == self.pending.apply_id:
+                continue
+            if change.state == "rollback" or (change.deadline is not None and change.expired):
+                why = f"{describe_change(change)} was found past its deadline"
+                done = await self._roll_back_journalled(change, "op-dbus:recovery", why)
+                if done is not None:
+                    notes.append(done.result.message)
+            elif change.state == "applying" and change.deadline is None:
+                notes.append(interrupted_message(change))
+                log.warning("%s", notes[-1])
+            elif change.state == "try" and self.keeps_timer and self.pending is None:
+                self._adopt(change)
+        return notes
+
+    def _adopt(self, change: PendingChange) -> None:
+        """A try whose timer died with its holder (a daemon that crashed, a keeper killed):
+        this Host, which keeps timers, holds it until its deadline."""
+        from op_dbus.engine.keeper import keeper_alive
+
+        if change.deadline is None or keeper_alive(self.endpoints.data_dir, change.apply_id):
+            return
+        self.pending = change
+        self.try_ended.clear()
+        left = max(0.0, change.deadline - time.time())
+        self._timer = asyncio.create_task(self._expire(left))
+        log.warning(
+            "%s: its timer was lost; rolling back in %.0f s unless confirmed",
+            describe_change(change),
+            left,
+        )
+
     def confirm(self, *, actor: str) -> PendingTry:
-        """Keep the tried state (NothingPending when no try waits)."""
-        pending, self.pending = self.pending, None
-        if pending is None:
-            raise NothingPending("nothing to confirm: no tried state is waiting")
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._record_events([{"type": "confirm", "actor": actor, "try_actor": pending.actor}])
-        self._try_over("confirmed", pending, None)
+        """Keep the tried state (NothingPending when no try waits): this Host's try, or one
+        another process made (its keeper sees the journal file gone and ends). An apply
+        killed half-way is confirmed too: the host stays as it is."""
+        own = self.pending is not None
+        pending = self.pending or self._confirmable()
+        if pending.expired:
+            raise NothingPending(
+                f"too late: {describe_change(pending)} passed its deadline; it is rolled back"
+            )
+        if not self.journal.remove(pending.apply_id):
+            self.pending = None
+            raise NothingPending(f"nothing to confirm: {describe_change(pending)} is over")
+        if pending is self.pending:
+            self.pending = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        event = {
+            "type": "confirm",
+            "apply_id": pending.apply_id,
+            "actor": actor,
+            "try_actor": pending.actor,
+            "state": pending.state,
+        }
+        self._record_events([event])
+        if own:
+            self._try_over("confirmed", pending, None)
         log.info("try: confirmed by %s", actor)
         return pending
 
+    def _confirmable(self) -> PendingChange:
+        holder = read_holder(self.endpoints.data_dir)
+        for change in reversed(self._journalled()):
+            if change.state == "try":
+                return change
+            if change.state == "applying" and (holder is None or holder.get("pid") != change.pid):
+                return change
+        raise NothingPending("nothing to confirm: no tried state is waiting")
+
     async def rollback(self, *, actor: str, why: str) -> Change:
-        """Roll the pending try back now (NothingPending when no try waits)."""
+        """Roll back now (NothingPending when nothing waits): the pending try, else the
+        newest journalled try or apply killed half-way."""
         pending, self.pending = self.pending, None
-        if pending is None:
-            raise NothingPending("nothing to roll back: no tried state is waiting")
+        own = pending is not None
         if self._timer is not None and self._timer is not asyncio.current_task():
             self._timer.cancel()
         self._timer = None
-        log.warning("try: %s; rolling back", why)
-        change = await self.restore(pending.checkpoints, actor=actor, mode=pending.mode)
+        async with self.busy, self.lock.held(actor):
+            if pending is None:
+                journalled = self._journalled()  # under the lock: none of them is in flight
+                if not journalled:
+                    raise NothingPending("nothing to roll back: no tried state is waiting")
+                pending = journalled[-1]
+            change = await self._roll_back_journalled(pending, actor, why, own=own)
+        if change is None:
+            raise NothingPending(f"nothing to roll back: {describe_change(pending)} is over")
+        return change
+
+    async def rollback_journalled(self, apply_id: str, *, actor: str, why: str) -> Change | None:
+        """Roll back journalled change `apply_id` (a try keeper at the deadline); None when
+        it was confirmed or rolled back first."""
+        async with self.busy, self.lock.held(actor):
+            pending = self.journal.get(apply_id)
+            if pending is None:
+                return None
+            return await self._roll_back_journalled(pending, actor, why)
+
+    async def _roll_back_journalled(
+        self, pending: PendingChange, actor: str, why: str, *, own: bool = False
+    ) -> Change | None:
+        """Under the lock: claim the change (None: confirmed or rolled back meanwhile),
+        restore its checkpoint, record, and drop it from the journal. `own`: it is this
+        Host's try, whose end the listeners are told of."""
+        claimed = self.journal.claim_rollback(pending.apply_id)
+        if claimed is None:
+            return None
+        log.warning("%s: %s; rolling back", describe_change(claimed), why)
+        change = await self._restore_recorded(
+            claimed.checkpoints, actor, claimed.mode, claimed.apply_id
+        )
         if change.result.exit_code == ExitCode.OK:
+            self.journal.done_rollback(claimed.apply_id)
             change.result.exit_code = ExitCode.ROLLED_BACK
             change.result.message = f"{why}: rolled back"
         else:
-            change.result.message = f"{why}; {change.result.message}"
-        self.last_try_outcome = change
-        self._try_over("rolled_back", pending, change)
+            change.result.message = (
+                f"{why}; {change.result.message} (the checkpoint stays in "
+                f"{self.journal.dir}/{claimed.apply_id}.rollback: `op-dbus rollback` retries)"
+            )
+        if own:
+            self.last_try_outcome = change
+            self._try_over("rolled_back", claimed, change)
         return change
 
     def _try_over(self, how: str, pending: PendingTry, change: Change | None) -> None:
@@ -368,10 +590,12 @@ class Host:
         *,
         mode: str,
         actor: str,
+        pending: PendingChange | None = None,
+        recovers: str | None = None,
     ) -> None:
         """Applies that set out to change the host are recorded whatever their outcome; a
         no-op or a refused apply changed nothing and records nothing. A change that cannot
-        be recorded is exit 1, loudly."""
+        be recorded is exit 1, loudly. The result carries its intent's id (`pending`)."""
         if ledger is None or not plan.pending or result.exit_code == ExitCode.COMPONENT_MISSING:
             return
         import sqlite3
@@ -380,7 +604,16 @@ class Host:
         from op_dbus.ledger.store import LedgerError
 
         try:
-            record_apply(ledger, plan=plan, result=result, desired=desired, mode=mode, actor=actor)
+            record_apply(
+                ledger,
+                plan=plan,
+                result=result,
+                desired=desired,
+                mode=mode,
+                actor=actor,
+                apply_id=pending.apply_id if pending else uuid.uuid4().hex,
+                recovers=recovers,
+            )
         except (OSError, sqlite3.Error, LedgerError) as err:
             result.exit_code = ExitCode.UNEXPECTED
             result.message += (
@@ -415,3 +648,18 @@ class Host:
                 f"section(s) {', '.join(unknown)} not handled here (this host handles "
                 f"{', '.join(self.names)})"
             )
+
+
+def describe_change(change: PendingChange) -> str:
+    what = "the try" if change.deadline is not None else "the apply"
+    return f"{what} {change.apply_id[:12]} ({change.actor}, started {change.started})"
+
+
+def interrupted_message(change: PendingChange) -> str:
+    """What to say of an apply killed before its result was recorded."""
+    return (
+        f"{describe_change(change)} was interrupted before its result was recorded, so the "
+        "host may have been half-changed then. `op-dbus rollback` restores the checkpoint "
+        f"taken before it (kept in the data dir, pending/{change.apply_id}.json); "
+        "`op-dbus confirm` keeps the host as it is and drops that checkpoint"
+    )

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from op_dbus.errors import Busy
+from op_dbus.errors import Busy, OpError
 
 LOCK_NAME = "apply.lock"
 DEFAULT_WAIT = 30.0
@@ -85,8 +85,14 @@ class ApplyLock:
             os.close(fd)
 
     async def _acquire(self, actor: str) -> int:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as err:
+            raise OpError(
+                f"the data dir {self.path.parent} cannot be written "
+                f"({err.strerror or err}); nothing was changed"
+            ) from None
         deadline = time.monotonic() + self.wait
         while not _try_lock(fd):
             if time.monotonic() >= deadline:

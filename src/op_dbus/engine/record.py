@@ -1,7 +1,10 @@
-"""Write one apply into the ledger: a header entry, then one entry per action that ran.
+"""Write one apply into the ledger: an intent before the host is touched, then the result (a
+header entry and one entry per action that ran), all under one `apply_id`.
 
-Entries carry digests of the desired state, the plan and each action's before/after rather
-than the values themselves: the ledger proves what changed without copying host secrets.
+The intent (plan and checkpoint digests, actor) is appended and signed before the first
+action, so an apply killed half-way leaves an intent without a result. Action entries carry
+each action's before and after values (bounded: `MAX_VALUE_BYTES` of canonical JSON each,
+larger ones are cut and marked) next to their digests, so `ledger show` says what changed.
 Failed and rolled-back applies are recorded as faithfully as successful ones.
 """
 
@@ -9,11 +12,10 @@ from __future__ import annotations
 
 import os
 import shlex
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from op_dbus.ledger.entries import digest, now_text
+from op_dbus.ledger.entries import canonical, digest, now_text
 
 if TYPE_CHECKING:
     from op_dbus.engine.apply import ApplyResult
@@ -31,6 +33,47 @@ def _plan_value(plan: Plan) -> list[dict[str, Any]]:
     return [p.to_json() for p in plan.plugins]
 
 
+MAX_VALUE_BYTES = 64 * 1024
+"""The most of one before/after value an entry copies (canonical JSON bytes)."""
+
+
+def bounded_value(value: Any) -> Any:
+    """`value` itself when small enough, else its cut canonical text, marked as cut."""
+    if value is None:
+        return None
+    text = canonical(value)
+    if len(text) <= MAX_VALUE_BYTES:
+        return value
+    cut = text[:MAX_VALUE_BYTES].decode(errors="ignore")
+    return {"truncated": True, "bytes": len(text), "canonical_prefix": cut}
+
+
+def record_intent(
+    ledger: Ledger,
+    *,
+    apply_id: str,
+    plan: Plan,
+    checkpoints: Mapping[str, Section],
+    mode: str,
+    actor: str,
+    deadline: float | None = None,
+) -> None:
+    """Append (and sign) what is about to change, before the first action runs."""
+    entry: dict[str, Any] = {
+        "type": "intent",
+        "apply_id": apply_id,
+        "time": now_text(),
+        "actor": actor,
+        "mode": str(mode),
+        "plan_digest": digest(_plan_value(plan)),
+        "checkpoint_digest": digest(dict(checkpoints)),
+        "actions": sum(len(p.actions) for p in plan.plugins),
+    }
+    if deadline is not None:
+        entry["try_deadline"] = round(deadline, 3)
+    ledger.append([entry])
+
+
 def _action_entry(
     base: dict[str, Any], action: Action, phase: str, outcome: str, error: str | None
 ) -> dict[str, Any]:
@@ -43,6 +86,8 @@ def _action_entry(
         "resource": action.resource,
         "before_digest": digest(action.before),
         "after_digest": digest(action.after),
+        "before": bounded_value(action.before),
+        "after": bounded_value(action.after),
         "result": outcome,
         "error": error,
     }
@@ -56,12 +101,12 @@ def record_apply(
     desired: Mapping[str, Section],
     mode: str,
     actor: str,
+    apply_id: str,
+    recovers: str | None = None,
 ) -> None:
-    """Append the apply (header, applied, failed, rollback actions) and sign a checkpoint."""
-    base = {
-        "apply_id": uuid.uuid4().hex,
-        "time": now_text(),
-    }
+    """Append the apply's result (header, applied, failed, rollback actions) and sign a
+    checkpoint. `recovers`: the id of the try or interrupted apply this one rolled back."""
+    base = {"apply_id": apply_id, "time": now_text()}
     left = {
         name: rest if isinstance(rest, str) else [a.describe() for a in rest]
         for name, rest in result.rollback_left.items()
@@ -82,6 +127,8 @@ def record_apply(
             "rollback_left": left,
         },
     }
+    if recovers is not None:
+        header["recovers"] = recovers
     entries = [header]
     entries += [_action_entry(base, a, "apply", "applied", None) for a in result.applied]
     if result.failed is not None:
