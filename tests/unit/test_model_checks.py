@@ -63,6 +63,9 @@ def test_schema_describes_the_plugins_shape() -> None:
         "ovs-bridge",
         "ovs-port",
         "ovs-internal",
+        "ovs-patch",
+        "ovs-tunnel",
+        "ovs-bond",
     ]
     assert defs["Address"]["properties"]["prefix"] == {
         "maximum": 32,

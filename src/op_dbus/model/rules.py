@@ -16,6 +16,11 @@ from op_dbus.model.paths import Loc, format_path, quoted
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 
 _BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
+_PORT_ONLY = ("vlan", "trunks", "vlan_mode")
+_TYPE_ONLY = {"peer": "ovs-patch", "tunnel": "ovs-tunnel", "bond": "ovs-bond"}
+"""Fields one port type needs (and only it may have)."""
+VNI_MAX = 2**24 - 1
+"""VXLAN's and Geneve's network identifier is 24 bits; GRE's key is 32."""
 
 
 def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
@@ -128,6 +133,7 @@ class _Rules:
         self.errors: list[FieldError] = []
         self.interfaces: dict[str, tuple[str, Loc]] = {}  # name -> (type, loc of its name)
         self.port_names: dict[str, Loc] = {}  # entries of bridges' `ports` lists
+        self.patches: dict[str, Any] = {}  # ovs-patch name -> its peer
 
     def error(self, loc: Loc, message: str) -> None:
         self.errors.append(FieldError(format_path(loc), message))
@@ -147,6 +153,11 @@ class _Rules:
             else:
                 self.interfaces[name] = (kind if isinstance(kind, str) else "", (*base, i, "name"))
         claims: dict[str, tuple[str, Loc]] = {}  # port -> (bridge, loc of the claim)
+        self.patches = {
+            name: iface.get("peer")
+            for _, iface in items
+            if iface.get("type") == "ovs-patch" and (name := _text(iface, "name"))
+        }
         for i, iface in items:
             if iface.get("type") == BRIDGE_TYPE:
                 self._bridge(iface, (*base, i), claims)
@@ -166,8 +177,12 @@ class _Rules:
         name = _text(iface, "name") or ""
         if iface.get("bridge") is not None:
             self.error((*loc, "bridge"), "not allowed on an ovs-bridge: ports name their bridge")
-        if iface.get("vlan") is not None:
-            self.error((*loc, "vlan"), "only ports (ovs-port, ovs-internal) carry a VLAN tag")
+        for field in _PORT_ONLY:
+            if iface.get(field) is not None:
+                self.error((*loc, field), "only ports (ovs-port, ovs-internal, ...) carry VLANs")
+        for field in _TYPE_ONLY:
+            if iface.get(field) is not None:
+                self.error((*loc, field), f"only an {_TYPE_ONLY[field]} has {field}")
         ports = iface.get("ports")
         for j, port in enumerate(ports if isinstance(ports, list) else []):
             if not isinstance(port, str) or not port:
@@ -200,11 +215,12 @@ class _Rules:
                 self.error(
                     (*loc, field), f"not allowed on an {kind}: only an ovs-bridge has {field}"
                 )
-        if kind == "ovs-port" and iface.get("ipv4") is not None:
+        if kind != "ovs-internal" and iface.get("ipv4") is not None:
             self.error(
                 (*loc, "ipv4"),
-                "not allowed on an ovs-port: address the bridge or an ovs-internal port instead",
+                f"not allowed on an {kind}: address the bridge or an ovs-internal port instead",
             )
+        self._port_kind(iface, loc, kind, claims)
         if bridge is None:
             self.error((*loc, "bridge"), f"is required on an {kind}: the bridge it joins")
             return
@@ -227,6 +243,54 @@ class _Rules:
             )
         elif name:
             claims[name] = (bridge, (*loc, "bridge"))
+
+    def _port_kind(
+        self, iface: dict[str, Any], loc: Loc, kind: str, claims: dict[str, tuple[str, Loc]]
+    ) -> None:
+        """What one port type needs: a patch its peer, a tunnel its endpoint, a bond its
+        members; and VLAN fields that agree with each other."""
+        name = _text(iface, "name") or ""
+        for field, owner in _TYPE_ONLY.items():
+            if owner == kind and iface.get(field) is None:
+                self.error((*loc, field), f"is required on an {kind}")
+            elif owner != kind and iface.get(field) is not None:
+                self.error((*loc, field), f"not allowed on an {kind}: only an {owner} has it")
+        peer = iface.get("peer")
+        if kind == "ovs-patch" and peer == name and name:
+            self.error((*loc, "peer"), f"patch port {quoted(name)} cannot be its own peer")
+        elif kind == "ovs-patch" and isinstance(peer, str) and peer in self.patches:
+            back = self.patches[peer]
+            if back != name:
+                self.error(
+                    (*loc, "peer"),
+                    f"{quoted(peer)} is an ovs-patch of this file whose peer is "
+                    f"{quoted(str(back))}, not {quoted(name)}: a patch pair names each other",
+                )
+        tunnel = iface.get("tunnel")
+        if kind == "ovs-tunnel" and isinstance(tunnel, dict):
+            key = tunnel.get("key")
+            if tunnel.get("type") in ("vxlan", "geneve") and type(key) is int and key > VNI_MAX:
+                self.error(
+                    (*loc, "tunnel", "key"),
+                    f"must be at most {VNI_MAX} for {tunnel['type']} (a 24-bit VNI), got {key}",
+                )
+        bond = iface.get("bond")
+        members = bond.get("interfaces") if isinstance(bond, dict) else None
+        seen: set[str] = set()
+        for j, member in enumerate(members if isinstance(members, list) else []):
+            if not isinstance(member, str) or not member:
+                continue
+            here = (*loc, "bond", "interfaces", j)
+            if member in seen:
+                self.error(here, f"{quoted(member)} is listed twice")
+            elif member == name or member in self.interfaces or member in claims:
+                self.error(here, f"{quoted(member)} is also a bridge or port of this file")
+            seen.add(member)
+        trunks = iface.get("trunks")
+        if isinstance(trunks, list) and len(set(map(repr, trunks))) != len(trunks):
+            self.error((*loc, "trunks"), "lists a VLAN twice")
+        if trunks and iface.get("vlan_mode") == "access":
+            self.error((*loc, "trunks"), 'not allowed with vlan_mode "access" (one VLAN, tagged)')
 
     def _interface_ipv4(self, ipv4: dict[str, Any], loc: Loc) -> None:
         if ipv4.get("dhcp") is True:

@@ -25,14 +25,19 @@ from op_dbus.model.fields import (
     Mtu,
     Prefix,
     Template,
+    TunnelKey,
+    UdpPort,
     UnitName,
     Vlan,
 )
 from op_dbus.model.paths import describe
 
-InterfaceType = Literal["ovs-bridge", "ovs-port", "ovs-internal"]
+InterfaceType = Literal[
+    "ovs-bridge", "ovs-port", "ovs-internal", "ovs-patch", "ovs-tunnel", "ovs-bond"
+]
 BRIDGE_TYPE = "ovs-bridge"
-PORT_TYPES = ("ovs-port", "ovs-internal")
+PORT_TYPES = ("ovs-port", "ovs-internal", "ovs-patch", "ovs-tunnel", "ovs-bond")
+VlanMode = Literal["access", "trunk", "native-tagged", "native-untagged"]
 SECTION_ORDER = ("systemd", "net", "lxc")
 
 
@@ -55,6 +60,23 @@ class InterfaceIpv4(_Model):
     gateway: Ipv4 | None = None
 
 
+class Tunnel(_Model):
+    """An `ovs-tunnel`'s Interface: its `type` and `options` (docs/net.md, Tunnels)."""
+
+    type: Literal["vxlan", "geneve", "gre"]
+    remote_ip: Ipv4
+    key: TunnelKey | None = None
+    dst_port: UdpPort | None = None
+
+
+class Bond(_Model):
+    """An `ovs-bond`: one Port over several Interfaces (system devices), OVS's bond_mode/lacp."""
+
+    interfaces: Annotated[list[IfName], Field(min_length=2, max_length=32)]
+    mode: Literal["active-backup", "balance-slb", "balance-tcp"] | None = None
+    lacp: Literal["active", "passive", "off"] | None = None
+
+
 class Interface(_Model):
     """An OVS bridge, or a port declared on its own (`bridge` names the bridge it joins).
 
@@ -73,6 +95,11 @@ class Interface(_Model):
     fail_mode: Literal["standalone", "secure"] | None = None
     mtu: Mtu | None = None
     vlan: Vlan | None = None
+    trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
+    vlan_mode: VlanMode | None = None
+    peer: IfName | None = None
+    tunnel: Tunnel | None = None
+    bond: Bond | None = None
 
 
 class NetSection(_Model):
