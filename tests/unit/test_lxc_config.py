@@ -245,3 +245,17 @@ def test_a_foreign_config_with_unlimited_cgroup2_values_parses() -> None:
     text = TEMPLATE_CONFIG + "lxc.cgroup2.cpu.max = max 100000\nlxc.cgroup2.memory.max = max\n"
     parsed = parse(text)
     assert (parsed.cpus, parsed.memory) == (None, None)
+
+
+def test_vlan_trunks_and_mtu_reach_the_hook_and_the_config_and_read_back() -> None:
+    spec = Spec(
+        name="ovm-a", id="100", veth="vi100", bridge="br0", vlan=10, trunks=(30, 20), mtu=1400
+    )
+    up = hook_scripts(spec, "unix:/run/db.sock")[HOOK_UP]
+    assert up.rstrip().endswith("external_ids:op-dbus-container=ovm-a tag=10 trunks=20,30"), up
+    block = managed_block(spec, Path("/var/lib/lxc/ovm-a"), cgroup_v1=False)
+    assert "lxc.net.0.mtu = 1400" in block
+    parsed = parse("\n".join(block))
+    assert (parsed.vlan, parsed.trunks, parsed.mtu) == (10, [20, 30], 1400)
+    plain = parse("\n".join(managed_block(Spec(name="b", id="101"), Path("/x"), cgroup_v1=False)))
+    assert (plain.vlan, plain.trunks, plain.mtu) == (None, [], None)

@@ -62,7 +62,9 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     """What the plugin did to OVSDB: ("attach", bridge, port) and ("detach", port)."""
     done: list[tuple[str, ...]] = []
 
-    async def attach(_client: object, bridge: str, name: str, _container: str) -> None:
+    async def attach(
+        _client: object, bridge: str, name: str, _container: str, *_vlan: object
+    ) -> None:
         done.append(("attach", bridge, name))
 
     async def detach(_client: object, name: str) -> None:

@@ -123,6 +123,9 @@ class Container(_Model):
     template: Template | None = None
     ipv4: ContainerIpv4 | None = None
     hwaddr: Mac | None = None
+    vlan: Vlan | None = None
+    trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
+    mtu: Mtu | None = None
     autostart: bool | None = None
     memory: Memory | None = None
     cpus: Cpus | None = None

@@ -50,6 +50,9 @@ class Spec:
     hwaddr: str | None = None
     addresses: tuple[tuple[str, int], ...] = ()
     gateway: str | None = None
+    vlan: int | None = None
+    trunks: tuple[int, ...] = ()
+    mtu: int | None = None
     autostart: bool = False
     template: str = DEFAULT_TEMPLATE
     memory: int | None = None
@@ -80,6 +83,9 @@ class Parsed:
     hwaddr: str | None = None
     addresses: list[tuple[str, int]] = field(default_factory=list)
     gateway: str | None = None
+    vlan: int | None = None
+    trunks: list[int] = field(default_factory=list)
+    mtu: int | None = None
     autostart: bool = False
     memory: int | None = None
     cpus: int | None = None
@@ -168,7 +174,7 @@ def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
         bridge = shlex.quote(plain("bridge", spec.bridge))
         up = (
             f'{vsctl} -- --if-exists del-port "$5" -- add-port {bridge} "$5"'
-            f' -- set Port "$5" {owner}'
+            f' -- set Port "$5" {owner}{"".join(f" {c}" for c in vlan_columns(spec))}'
         )
     else:
         up = ":"
@@ -184,6 +190,14 @@ def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
     }
 
 
+def vlan_columns(spec: Spec) -> list[str]:
+    """`ovs-vsctl set Port` arguments for the container port's VLAN fields (integers only)."""
+    columns = [f"tag={int(spec.vlan)}"] if spec.vlan is not None else []
+    if spec.trunks:
+        columns.append(f"trunks={','.join(str(int(t)) for t in sorted(set(spec.trunks)))}")
+    return columns
+
+
 def managed_block(spec: Spec, container_dir: Path, cgroup_v1: bool) -> list[str]:
     """The lines op-dbus appends to the config (after `MARKER`). Every value is checked
     (UnsafeValue): nothing may end a line, and what liblxc hands to a shell (hook paths,
@@ -197,11 +211,17 @@ def managed_block(spec: Spec, container_dir: Path, cgroup_v1: bool) -> list[str]
     ]
     if spec.bridge:
         lines.append(f"# op-dbus-bridge = {plain('bridge', spec.bridge)}")
+    if spec.vlan is not None:
+        lines.append(f"# op-dbus-vlan = {int(spec.vlan)}")
+    if spec.trunks:
+        lines.append(f"# op-dbus-trunks = {','.join(str(int(t)) for t in sorted(spec.trunks))}")
     lines += ["lxc.net.0.type = veth", "lxc.net.0.name = eth0", "lxc.net.0.flags = up"]
     if spec.veth:
         lines.append(f"lxc.net.0.veth.pair = {shell_word('veth', spec.veth)}")
     if spec.hwaddr:
         lines.append(f"lxc.net.0.hwaddr = {plain('hwaddr', spec.hwaddr)}")
+    if spec.mtu is not None:
+        lines.append(f"lxc.net.0.mtu = {int(spec.mtu)}")
     for ip, prefix in spec.addresses:
         address = ipaddress.IPv4Interface(f"{ip}/{prefix}")
         lines.append(f"lxc.net.0.ipv4.address = {address} {address.network.broadcast_address}")
@@ -253,6 +273,12 @@ def parse(text: str) -> Parsed:
         key, value = (part.strip() for part in line.split("=", 1))
         if key in ("# op-dbus-id", "# op-dbus-bridge", "# op-dbus-template"):
             setattr(parsed, key.removeprefix("# op-dbus-"), value)
+        elif key == "# op-dbus-vlan" and value.isdigit():
+            parsed.vlan = int(value)
+        elif key == "# op-dbus-trunks":
+            parsed.trunks = sorted(int(t) for t in value.split(",") if t.isdigit())
+        elif key == "lxc.net.0.mtu" and value.isdigit():
+            parsed.mtu = int(value)
         elif key == "lxc.net.0.veth.pair":
             parsed.veth = value
         elif key == "lxc.net.0.hwaddr":

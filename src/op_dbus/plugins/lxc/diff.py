@@ -22,9 +22,11 @@ from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, default_hwaddr, memory_m
 from op_dbus.plugins.base import Action, ActionKind, Section
 
 PLUGIN = "lxc"
-RESTART_FIELDS = ("veth", "hwaddr", "ipv4", "memory", "cpus")
+RESTART_FIELDS = ("veth", "hwaddr", "ipv4", "memory", "cpus", "vlan", "trunks", "mtu")
 """Fields that only take effect when the container starts: a running one is restarted."""
 LIMITS = ("memory", "cpus")
+PORT_FIELDS = ("vlan", "trunks", "mtu")
+"""The container port's VLAN tag, trunks (a set) and the NIC's MTU; null clears one."""
 
 
 def container_name(entry: dict[str, Any]) -> str:
@@ -61,6 +63,10 @@ def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> di
     for key, value in _limits(want).items():
         if (value is not None or exhaustive) and value != have.get(key):
             changed[key] = value
+    for key in PORT_FIELDS:
+        value = sorted(set(want[key] or [])) if key == "trunks" and key in want else want.get(key)
+        if key in want and (value is not None or exhaustive) and value != have.get(key):
+            changed[key] = value
     for key in ("veth", "hwaddr", "autostart", "running"):
         if want.get(key) is not None and want[key] != have.get(key):
             changed[key] = want[key]
@@ -90,6 +96,9 @@ def creation(want: dict[str, Any]) -> dict[str, Any]:
         "template": want.get("template") or DEFAULT_TEMPLATE,
         "ipv4": {"address": list(ipv4.get("address") or []), "gateway": ipv4.get("gateway")},
         "hwaddr": want.get("hwaddr") or default_hwaddr(want["id"]),
+        "vlan": want.get("vlan"),
+        "trunks": sorted(set(want.get("trunks") or [])),
+        "mtu": want.get("mtu"),
         "autostart": bool(want.get("autostart")),
         "memory": None,
         "cpus": None,

@@ -12,10 +12,12 @@ from typing import Any
 
 from op_dbus.native.ovsdb import OvsdbClient
 from op_dbus.native.vswitch import (
+    EMPTY_SET,
     PORT_OWNER_KEY,
     VSWITCH_DB,
     from_map,
     mutate,
+    optional,
     ovsdb_set,
     select,
     to_map,
@@ -32,12 +34,16 @@ class PortRow:
     bridge_uuid: str
     container: str | None
     """The container whose port this is (external_ids), None for ports op-dbus did not add."""
+    vlan: int | None = None
+    trunks: tuple[int, ...] = ()
 
 
 async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
     """Every port on a bridge, by name, read in one transaction."""
     bridges, ports = await client.transact(
-        VSWITCH_DB, select("Bridge", "name", "ports"), select("Port", "name", "external_ids")
+        VSWITCH_DB,
+        select("Bridge", "name", "ports"),
+        select("Port", "name", "external_ids", "tag", "trunks"),
     )
     port_rows = {row["_uuid"][1]: row for row in ports["rows"]}
     found: dict[str, PortRow] = {}
@@ -52,6 +58,8 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
                 bridge["name"],
                 bridge["_uuid"][1],
                 to_map(row["external_ids"]).get(PORT_OWNER_KEY),
+                optional(row["tag"]),
+                tuple(sorted(ovsdb_set(row["trunks"]))),
             )
     return found
 
@@ -66,8 +74,16 @@ def _remove_op(port: PortRow) -> dict[str, Any]:
     return mutate("Bridge", where_uuid(port.bridge_uuid), "ports", "delete", [["uuid", port.uuid]])
 
 
-async def attach(client: OvsdbClient, bridge: str, port: str, container: str) -> None:
-    """Put `port` on `bridge` (off any other first), marked as `container`'s, in one transaction.
+async def attach(
+    client: OvsdbClient,
+    bridge: str,
+    port: str,
+    container: str,
+    vlan: int | None = None,
+    trunks: tuple[int, ...] = (),
+) -> None:
+    """Put `port` on `bridge` (off any other first), marked as `container`'s, with its VLAN
+    tag and trunks, in one transaction.
 
     Fails, changing nothing, when `bridge` does not exist."""
     ops: list[dict[str, Any]] = [
@@ -84,6 +100,8 @@ async def attach(client: OvsdbClient, bridge: str, port: str, container: str) ->
                 "name": port,
                 "interfaces": ["named-uuid", "iface"],
                 "external_ids": from_map({PORT_OWNER_KEY: container}),
+                "tag": EMPTY_SET if vlan is None else vlan,
+                "trunks": ["set", sorted(set(trunks))],
             },
             "uuid-name": "port",
         },

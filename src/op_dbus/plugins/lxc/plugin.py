@@ -160,7 +160,7 @@ class LxcPlugin(Plugin):
         elif running and want and "bridge" in after and spec.veth:
             client = await self._ovsdb()
             if after["bridge"]:
-                await attach(client, after["bridge"], spec.veth, name)
+                await attach(client, after["bridge"], spec.veth, name, spec.vlan, spec.trunks)
             else:
                 await detach(client, spec.veth)
         if want and not running:
@@ -192,6 +192,9 @@ def entry_of(observed: Observed) -> dict[str, Any]:
         "ipv4": {"address": [{"ip": ip, "prefix": p} for ip, p in cfg.addresses]}
         | ({"gateway": cfg.gateway} if cfg.gateway else {}),
         "hwaddr": cfg.hwaddr,
+        "vlan": cfg.vlan,
+        "trunks": list(cfg.trunks),
+        "mtu": cfg.mtu,
         "autostart": cfg.autostart,
         "memory": cfg.memory,
         "cpus": cfg.cpus,
@@ -208,6 +211,8 @@ def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, 
     if observed.running:
         port = ports.get(observed.config.veth or "")
         entry["bridge"] = port.bridge if port is not None else None
+        entry["vlan"] = port.vlan if port is not None else None  # what the port carries now
+        entry["trunks"] = list(port.trunks) if port is not None else []
     cfg = observed.config
     facts = {
         "configured_bridge": cfg.bridge,
@@ -233,6 +238,9 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         hwaddr=entry.get("hwaddr"),
         addresses=tuple((a["ip"], a["prefix"]) for a in ipv4.get("address") or []),
         gateway=ipv4.get("gateway"),
+        vlan=entry.get("vlan"),
+        trunks=tuple(sorted(set(entry.get("trunks") or []))),
+        mtu=entry.get("mtu"),
         autostart=bool(entry.get("autostart")),
         template=entry.get("template") or DEFAULT_TEMPLATE,
         memory=entry.get("memory"),
