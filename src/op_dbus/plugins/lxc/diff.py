@@ -64,9 +64,10 @@ def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> di
         if (value is not None or exhaustive) and value != have.get(key):
             changed[key] = value
     for key in PORT_FIELDS:
-        value = sorted(set(want[key] or [])) if key == "trunks" and key in want else want.get(key)
-        if key in want and (value is not None or exhaustive) and value != have.get(key):
-            changed[key] = value
+        port: Any = want.get(key)
+        port = sorted(set(port or [])) if key == "trunks" else port
+        if key in want and (port is not None or exhaustive) and port != have.get(key):
+            changed[key] = port
     for key in ("veth", "hwaddr", "autostart", "running"):
         if want.get(key) is not None and want[key] != have.get(key):
             changed[key] = want[key]
