@@ -249,3 +249,15 @@ def test_rollback_never_claims_a_container_that_appeared_is_gone() -> None:
     (action,) = diff_lxc(now, checkpoint, exhaustive=True)
     assert (action.kind, action.resource) == (ActionKind.DELETE, "container/--busybox-path")
     assert action.before["owned"] is False
+
+
+def test_vlan_trunks_and_mtu_change_and_a_rollback_clears_them() -> None:
+    have = {"containers": [host("gateway", "100", vlan=None, trunks=[], mtu=None)]}
+    want = {"containers": [{"id": "100", "name": "gateway", "vlan": 10, "trunks": [30, 20, 30]}]}
+    (action,) = diff_lxc(have, want)
+    assert action.after == {"name": "gateway", "vlan": 10, "trunks": [20, 30]}
+    tagged = {"containers": [host("gateway", "100", vlan=10, trunks=[20, 30], mtu=1400)]}
+    assert diff_lxc(tagged, want) == []
+    (back,) = diff_lxc(tagged, have, exhaustive=True)
+    assert back.after == {"name": "gateway", "vlan": None, "trunks": [], "mtu": None}
+    assert diff_lxc(tagged, {"containers": [{"id": "100", "name": "gateway"}]}) == []
