@@ -13,7 +13,7 @@ from typing import Any
 from op_dbus.model.errors import FieldError
 from op_dbus.model.fields import check_ipv4
 from op_dbus.model.paths import Loc, format_path, quoted
-from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
+from op_dbus.model.state import BRIDGE_TYPE, NIC_FIELDS, PORT_TYPES
 
 _BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
 _PORT_ONLY = ("vlan", "trunks", "vlan_mode")
@@ -314,19 +314,24 @@ class _Rules:
         base = (*self.base, "lxc", "containers")
         seen: dict[tuple[str, str], Loc] = {}
         for i, ct in _items(lxc, "containers"):
-            for field in ("id", "name", "veth"):
-                value = _text(ct, field)
+            nics = [(j, nic) for j, nic in _items(ct, "nics")]
+            fields = [(f, ct, (*base, i, f)) for f in ("id", "name", "veth")]
+            fields += [("veth", nic, (*base, i, "nics", j, "veth")) for j, nic in nics]
+            for field, holder, loc in fields:
+                value = _text(holder, field)
                 if value is None:
                     continue
                 if (field, value) in seen:
                     first = format_path(seen[field, value])
                     self.error(
-                        (*base, i, field),
-                        f"duplicate container {field} {quoted(value)} (also at {first})",
+                        loc, f"duplicate container {field} {quoted(value)} (also at {first})"
                     )
                 else:
-                    seen[field, value] = (*base, i, field)
+                    seen[field, value] = loc
             self._container(ct, (*base, i))
+            for j, nic in nics:
+                self._container(nic, (*base, i, "nics", j))
+            self._nics(ct, nics, (*base, i))
 
     def _container(self, ct: dict[str, Any], loc: Loc) -> None:
         veth, bridge = _text(ct, "veth"), _text(ct, "bridge")
@@ -347,6 +352,23 @@ class _Rules:
             self.error((*loc, "running"), 'is true, but state is "absent"')
         if isinstance(ct.get("ipv4"), dict):
             self._host_addresses(ct["ipv4"], (*loc, "ipv4"), "container")
+
+    def _nics(self, ct: dict[str, Any], nics: list[tuple[int, dict]], loc: Loc) -> None:
+        """`nics` replaces the single-NIC fields, and only one NIC may carry the gateway."""
+        if ct.get("nics") is None:
+            return
+        for field in NIC_FIELDS:
+            if ct.get(field) is not None:
+                self.error(
+                    (*loc, field),
+                    f"not allowed beside nics: write it as nics[0].{field} (or leave nics out)",
+                )
+        gateways = [j for j, nic in nics if (nic.get("ipv4") or {}).get("gateway") is not None]
+        for j in gateways[1:]:
+            self.error(
+                (*loc, "nics", j, "ipv4", "gateway"),
+                f"is a second default route in this container (the first is nics[{gateways[0]}])",
+            )
 
     def systemd(self, systemd: Any) -> None:
         units = systemd.get("units") if isinstance(systemd, dict) else None

@@ -111,6 +111,23 @@ class ContainerIpv4(_Model):
     gateway: Ipv4 | None = None
 
 
+class Nic(_Model):
+    """One of a container's NICs (eth0, eth1, ... in order), like the single-NIC fields."""
+
+    veth: IfName | None = None
+    bridge: IfName | None = None
+    hwaddr: Mac | None = None
+    vlan: Vlan | None = None
+    trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
+    mtu: Mtu | None = None
+    ipv4: ContainerIpv4 | None = None
+
+
+NIC_FIELDS = ("veth", "bridge", "hwaddr", "vlan", "trunks", "mtu", "ipv4")
+"""The single-NIC fields of a container, which `nics` replaces."""
+NICS_MAX = 16
+
+
 class Container(_Model):
     """An LXC container. Only `state: absent` destroys one; leaving it out never does."""
 
@@ -126,6 +143,7 @@ class Container(_Model):
     vlan: Vlan | None = None
     trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
     mtu: Mtu | None = None
+    nics: Annotated[list[Nic], Field(min_length=1, max_length=NICS_MAX)] | None = None
     autostart: bool | None = None
     memory: Memory | None = None
     cpus: Cpus | None = None

@@ -415,6 +415,8 @@ def pct_options(spec: Spec) -> list[str]:
         raise LxcError(
             f"pct names the host veth {pct_veth(spec.id)}; it cannot be called {spec.veth}"
         )
+    if spec.more_nics:
+        raise LxcError("pct: a container with more than one NIC (nics[1:]) is not supported yet")
     net = ["name=eth0", "type=veth"]
     if spec.bridge:
         net.append(f"bridge={spec.bridge}")

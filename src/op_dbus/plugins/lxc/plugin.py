@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.errors import Refused
 from op_dbus.model.state import BRIDGE_TYPE
 from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver, host_links
-from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Spec, UnsafeValue
+from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Nic, Spec, UnsafeValue
 from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, OvsdbLink
 from op_dbus.plugins.base import (
     Action,
@@ -28,7 +28,7 @@ from op_dbus.plugins.base import (
     Plugin,
     Section,
 )
-from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc
+from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc, nics_of
 from op_dbus.plugins.lxc.ovs import PortRow, attach, detach, read_bridges, read_ports
 
 
@@ -65,7 +65,12 @@ class LxcPlugin(Plugin):
         observed = await self._driver().list()
         ports = await read_ports(await self._ovsdb())
         containers = [container_entry(o, ports) for o in observed]
-        live = {(o.name, o.config.veth) for o in observed if o.running}
+        live = {
+            (o.name, veth)
+            for o in observed
+            if o.running
+            for veth in (o.config.veth, *(nic.veth for nic in o.config.more_nics))
+        }
         stale = [
             {"name": p.name, "bridge": p.bridge, "container": p.container}
             for p in sorted(ports.values(), key=lambda p: p.name)
@@ -97,7 +102,12 @@ class LxcPlugin(Plugin):
             for i in (document.get("net") or {}).get("interfaces") or []
             if i.get("type") == BRIDGE_TYPE and i.get("state") != "absent"
         }
-        needed = {c["bridge"]: container_name(c) for c in wanted if c.get("bridge")}
+        needed = {
+            nic["bridge"]: container_name(c)
+            for c in wanted
+            for nic in nics_of(c)
+            if nic.get("bridge")
+        }
         missing = set(needed) - declared
         if missing:
             missing -= await read_bridges(await self._ovsdb())
@@ -181,9 +191,10 @@ def choose_driver(endpoints: Endpoints) -> Driver:
 
 
 def entry_of(observed: Observed) -> dict[str, Any]:
-    """A container's declared fields as its config records them."""
+    """A container's declared fields as its config records them (`nics` when it has more
+    than one, eth0 also in the single-NIC fields)."""
     cfg = observed.config
-    return {
+    single: dict[str, Any] = {
         "id": cfg.id,
         "name": observed.name,
         "veth": cfg.veth,
@@ -199,6 +210,25 @@ def entry_of(observed: Observed) -> dict[str, Any]:
         "memory": cfg.memory,
         "cpus": cfg.cpus,
     }
+    if cfg.more_nics:
+        first = Nic(cfg.veth, cfg.bridge, cfg.hwaddr, tuple(cfg.addresses), cfg.gateway)
+        first = replace(first, vlan=cfg.vlan, trunks=tuple(cfg.trunks), mtu=cfg.mtu)
+        single["nics"] = [nic_entry(nic) for nic in (first, *cfg.more_nics)]
+    return single
+
+
+def nic_entry(nic: Nic) -> dict[str, Any]:
+    """A NIC in the state file's shape."""
+    ipv4 = {"address": [{"ip": ip, "prefix": p} for ip, p in nic.addresses]}
+    return {
+        "veth": nic.veth,
+        "bridge": nic.bridge,
+        "hwaddr": nic.hwaddr,
+        "vlan": nic.vlan,
+        "trunks": list(nic.trunks),
+        "mtu": nic.mtu,
+        "ipv4": ipv4 | ({"gateway": nic.gateway} if nic.gateway else {}),
+    }
 
 
 def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, Any]:
@@ -213,6 +243,11 @@ def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, 
         entry["bridge"] = port.bridge if port is not None else None
         entry["vlan"] = port.vlan if port is not None else None  # what the port carries now
         entry["trunks"] = list(port.trunks) if port is not None else []
+        for nic in entry.get("nics") or []:
+            port = ports.get(nic["veth"] or "")
+            nic["bridge"] = port.bridge if port is not None else None
+            nic["vlan"] = port.vlan if port is not None else None
+            nic["trunks"] = list(port.trunks) if port is not None else []
     cfg = observed.config
     facts = {
         "configured_bridge": cfg.bridge,
@@ -229,6 +264,12 @@ def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, 
 
 
 def spec_of(entry: dict[str, Any]) -> Spec:
+    """The Spec of an entry; with `nics`, eth0 is its first NIC (the single-NIC fields are
+    then ignored) and the others follow."""
+    if entry.get("nics"):
+        first, *more = entry["nics"]
+        spec = spec_of({**{k: v for k, v in entry.items() if k != "nics"}, **first})
+        return replace(spec, more_nics=tuple(_nic_of(nic) for nic in more))
     ipv4 = entry.get("ipv4") or {}
     return Spec(
         name=entry["name"],
@@ -245,4 +286,18 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         template=entry.get("template") or DEFAULT_TEMPLATE,
         memory=entry.get("memory"),
         cpus=entry.get("cpus"),
+    )
+
+
+def _nic_of(nic: dict[str, Any]) -> Nic:
+    ipv4 = nic.get("ipv4") or {}
+    return Nic(
+        veth=nic.get("veth"),
+        bridge=nic.get("bridge"),
+        hwaddr=nic.get("hwaddr"),
+        addresses=tuple((a["ip"], a["prefix"]) for a in ipv4.get("address") or []),
+        gateway=ipv4.get("gateway"),
+        vlan=nic.get("vlan"),
+        trunks=tuple(sorted(set(nic.get("trunks") or []))),
+        mtu=nic.get("mtu"),
     )
