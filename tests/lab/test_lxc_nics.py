@@ -68,3 +68,33 @@ def test_two_nics_on_two_bridges_are_both_wired_and_reached(clean: Lab, tmp_path
     assert query_lxc(clean)["ovm-n"]["nics"][1]["vlan"] == 7
     untagged_peer = run_in_lab(clean, "ping", "-c1", "-W2", f"{SUBNETS[1]}.2", check=False)
     assert untagged_peer.returncode != 0  # the bridge's own port is untagged, the NIC on VLAN 7
+
+
+def test_a_later_failure_restores_the_nics_exactly(clean: Lab, tmp_path: Path) -> None:  # noqa: F811
+    first = state()
+    single = {"id": "921", "name": "ovm-o", "veth": "vi921", "bridge": "ovmn1", "running": False}
+    first["plugins"]["lxc"]["containers"].append(single)
+    result = opdbus(clean, "apply", write(tmp_path, first))
+    assert result.returncode == 0, result.stdout + result.stderr
+    before = query_lxc(clean)["ovm-n"]["nics"]
+
+    changed = state(second_vlan=9)
+    nics = changed["plugins"]["lxc"]["containers"][0]["nics"]
+    nics[0]["mtu"] = 1300
+    nics.append({"veth": "vi920n3", "bridge": "ovmn2"})
+    changed["plugins"]["lxc"]["containers"].append({**single, "running": True})
+    # The fault: a device named like ovm-o's veth, so starting ovm-o (after ovm-n's restart
+    # with three NICs, in the same apply) fails.
+    run_in_lab(clean, "ip", "link", "add", "vi921", "type", "veth", "peer", "name", "vi921p")
+    try:
+        result = opdbus(clean, "apply", write(tmp_path, changed, "changed.json"))
+    finally:
+        run_in_lab(clean, "ip", "link", "del", "vi921", check=False)
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "ovm-o" in result.stdout + result.stderr
+    after = query_lxc(clean)["ovm-n"]
+    assert after["nics"] == before and after["running"] is True
+    assert vsctl(clean, "list-ports", "ovmn2").split() == ["vi920n2"]
+    assert vsctl(clean, "get", "Port", "vi920n2", "tag") == "[]"
+    assert run_in_lab(clean, "ping", "-c1", "-W2", f"{SUBNETS[1]}.2", check=False).returncode == 0
