@@ -259,3 +259,24 @@ def test_vlan_trunks_and_mtu_reach_the_hook_and_the_config_and_read_back() -> No
     assert (parsed.vlan, parsed.trunks, parsed.mtu) == (10, [20, 30], 1400)
     plain = parse("\n".join(managed_block(Spec(name="b", id="101"), Path("/x"), cgroup_v1=False)))
     assert (plain.vlan, plain.trunks, plain.mtu) == (None, [], None)
+
+
+def test_each_nic_gets_its_config_lines_and_its_own_start_hook_and_reads_back() -> None:
+    from op_dbus.native.lxc_config import Nic
+
+    second = Nic(veth="vi100b", bridge="br1", hwaddr="02:01:00:00:00:64", vlan=7, mtu=1300,
+                 addresses=(("10.9.0.2", 24),))  # fmt: skip
+    spec = Spec(name="ovm-a", id="100", veth="vi100", bridge="br0", more_nics=(second,))
+    hooks = hook_scripts(spec, "unix:/run/db.sock")
+    assert "add-port br0" in hooks[HOOK_UP] and "tag=" not in hooks[HOOK_UP]
+    assert "add-port br1" in hooks[f"{HOOK_UP}.1"] and hooks[f"{HOOK_UP}.1"].rstrip().endswith(
+        "tag=7"
+    )
+    assert "-K eth1 tx off" in hooks[HOOK_START_HOST]
+    block = managed_block(spec, Path("/var/lib/lxc/ovm-a"), cgroup_v1=False)
+    assert "lxc.net.1.veth.pair = vi100b" in block
+    assert "lxc.net.1.script.up = /var/lib/lxc/ovm-a/op-dbus-net-up.1" in block
+    assert "lxc.net.1.ipv4.address = 10.9.0.2/24 10.9.0.255" in block
+    parsed = parse("\n".join(block))
+    assert (parsed.veth, parsed.bridge, parsed.vlan) == ("vi100", "br0", None)
+    assert parsed.more_nics == [second]

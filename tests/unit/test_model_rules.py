@@ -274,3 +274,32 @@ def test_an_interface_with_a_bad_type_is_reported_once() -> None:
     doc = full()
     doc["net"]["interfaces"][1]["type"] = "linux-bridge"
     only(doc, "net.interfaces[1].type", '"ovs-bridge"')
+
+
+def test_nics_replace_the_single_nic_fields_and_carry_one_gateway() -> None:
+    doc = full()
+    addr = [{"ip": "10.0.0.9", "prefix": 24}]
+    doc["lxc"]["containers"][0]["nics"] = [
+        {"veth": "vi100", "bridge": "mesh", "ipv4": {"address": addr, "gateway": "10.0.0.1"}},
+        {"veth": "vi100b", "bridge": "ovsbr0", "ipv4": {"address": addr, "gateway": "10.0.0.1"}},
+    ]
+    found = dict(problems(doc))
+    assert set(found) == {
+        "lxc.containers[0].nics[0].veth",  # the same veth as the single-NIC field's
+        "lxc.containers[0].veth",
+        "lxc.containers[0].bridge",
+        "lxc.containers[0].nics[1].ipv4.gateway",
+    }, found
+    assert "nics[0].veth" in found["lxc.containers[0].veth"]
+    for field in ("veth", "bridge"):
+        del doc["lxc"]["containers"][0][field]
+    del doc["lxc"]["containers"][0]["nics"][1]["ipv4"]["gateway"]
+    parse_state(json.dumps(doc))
+
+
+def test_a_nic_veth_may_not_repeat_another_containers() -> None:
+    doc = full()
+    doc["lxc"]["containers"][1].pop("veth")
+    doc["lxc"]["containers"][1].pop("bridge")
+    doc["lxc"]["containers"][1]["nics"] = [{"veth": "vi100", "bridge": "mesh"}]
+    only(doc, "lxc.containers[1].nics[0].veth", "duplicate container veth", "containers[0].veth")
