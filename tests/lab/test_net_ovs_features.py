@@ -18,6 +18,8 @@ from test_net_apply import apply_ok, opdbus, reset, state_file, vsctl
 from op_dbus.lab import Lab, run_in_lab
 
 DUMMIES = ("ovmd1", "ovmd2")
+SPARE = "ovmd3"
+"""A third device: the changed file's bond takes it instead of ovmd2."""
 """System devices for the bond to sit on: veths in the lab's netns (this kernel may lack the
 dummy module), their peers `NAMEp` left unattached."""
 
@@ -68,14 +70,14 @@ def features() -> dict[str, Any]:
 @pytest.fixture
 def ovs_lab(lab: Lab) -> Iterator[Lab]:
     reset(lab)
-    for name in DUMMIES:
+    for name in (*DUMMIES, SPARE):
         run_in_lab(lab, "ip", "link", "add", name, "type", "veth", "peer", "name", f"{name}p")
         run_in_lab(lab, "ip", "link", "set", name, "up")
     try:
         yield lab
     finally:
         reset(lab)
-        for name in DUMMIES:
+        for name in (*DUMMIES, SPARE):
             run_in_lab(lab, "ip", "link", "del", name, check=False)
 
 
@@ -147,7 +149,7 @@ def changed(net: dict[str, Any]) -> dict[str, Any]:
         {"name": "ovmp4", "type": "ovs-patch", "bridge": "ovmbr3", "peer": "ovmp2"},
     ]
     by_name["ovmvx"]["tunnel"] = {"type": "geneve", "remote_ip": "192.0.2.9", "dst_port": 6082}
-    by_name["ovmbond"]["bond"] = {"interfaces": list(DUMMIES), "mode": "active-backup"}
+    by_name["ovmbond"]["bond"] = {"interfaces": ["ovmd1", SPARE], "mode": "active-backup"}
     # The gateway sits on a bridge of its own: the tunnels' underlay route (the default one)
     # must not lead back into the bridges they are on, or each ARP would loop through them.
     gateway = {"enabled": True, "address": [{"ip": "10.31.0.1", "prefix": 24}]}
@@ -173,6 +175,7 @@ SNAPSHOT_COLUMNS = [
 def test_a_later_failure_restores_every_field_exactly(ovs_lab: Lab, tmp_path: Path) -> None:
     apply_ok(ovs_lab, state_file(tmp_path, features()))
     before = {key: get(ovs_lab, *key) for key in SNAPSHOT_COLUMNS}
+    ifaces_before = sorted(vsctl(ovs_lab, "list-ifaces", "ovmbr2").split())
     run_in_lab(ovs_lab, "ip", "route", "add", "default", "dev", "ovmd1")  # the fault
 
     result = opdbus(ovs_lab, "apply", state_file(tmp_path, changed(features()), "changed.json"))
@@ -180,6 +183,7 @@ def test_a_later_failure_restores_every_field_exactly(ovs_lab: Lab, tmp_path: Pa
     assert result.returncode == 4, result.stdout + result.stderr
     assert {key: get(ovs_lab, *key) for key in SNAPSHOT_COLUMNS} == before
     assert before[("Port", "ovmv10", "tag")] == "10"
+    assert sorted(vsctl(ovs_lab, "list-ifaces", "ovmbr2").split()) == ifaces_before  # ovmd2 back
 
     run_in_lab(ovs_lab, "ip", "route", "del", "default", "dev", "ovmd1")
     apply_ok(ovs_lab, state_file(tmp_path, changed(features()), "changed.json"))
@@ -188,3 +192,6 @@ def test_a_later_failure_restores_every_field_exactly(ovs_lab: Lab, tmp_path: Pa
     assert kept == [("Port", "ovmbond", "lacp")], after  # left out of the bond: left alone
     assert after[("Interface", "ovmvx", "options")] == '{dst_port="6082", remote_ip="192.0.2.9"}'
     assert after[("Port", "ovmtr", "trunks")] == "[40]"
+    assert set(vsctl(ovs_lab, "list-ifaces", "ovmbr2").split()) >= {"ovmd1", SPARE}
+    assert "ovmd2" not in vsctl(ovs_lab, "list-ifaces", "ovmbr2").split()
+    assert queried(ovs_lab)["ovmbond"]["bond"]["interfaces"] == ["ovmd1", SPARE]
