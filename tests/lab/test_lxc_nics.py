@@ -98,3 +98,17 @@ def test_a_later_failure_restores_the_nics_exactly(clean: Lab, tmp_path: Path) -
     assert vsctl(clean, "list-ports", "ovmn2").split() == ["vi920n2"]
     assert vsctl(clean, "get", "Port", "vi920n2", "tag") == "[]"
     assert run_in_lab(clean, "ping", "-c1", "-W2", f"{SUBNETS[1]}.2", check=False).returncode == 0
+
+
+def test_a_second_nic_named_like_a_host_device_is_refused_before_anything_changes(
+    clean: Lab,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    run_in_lab(clean, "ip", "link", "add", "vi920n2", "type", "veth", "peer", "name", "vi920n2p")
+    try:
+        result = opdbus(clean, "apply", write(tmp_path, state()))
+    finally:
+        run_in_lab(clean, "ip", "link", "del", "vi920n2", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "container/ovm-n" in result.stdout and "vi920n2" in result.stdout
+    assert vsctl(clean, "list-br") == ""

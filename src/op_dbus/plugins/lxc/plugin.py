@@ -85,18 +85,21 @@ class LxcPlugin(Plugin):
         (other than the container's own, from an earlier run), or a bridge that neither the
         host nor the file's net section has."""
         have = {c["name"]: c for c in current.get("containers") or []}
-        veth_of = {c["veth"]: c["name"] for c in have.values() if c.get("veth")}
+        veth_of = {n["veth"]: c["name"] for c in have.values() for n in nics_of(c) if n.get("veth")}
         links = host_links()
         wanted = [c for c in desired.get("containers") or [] if c.get("state") != "absent"]
         for want in wanted:
-            name, veth = container_name(want), want.get("veth")
-            own = (have.get(name) or {}).get("veth")
-            if veth and veth != own and veth_of.get(veth, name) != name:
-                raise Refused(f"container/{name}", f"veth {veth} is container {veth_of[veth]}'s")
-            if veth and veth != own and veth in links:
-                raise Refused(
-                    f"container/{name}", f"veth {veth}: the host already has a device {veth}"
-                )
+            name = container_name(want)
+            own = {n.get("veth") for n in nics_of(have.get(name) or {})}
+            for veth in (n.get("veth") for n in nics_of(want)):
+                if veth and veth not in own and veth_of.get(veth, name) != name:
+                    raise Refused(
+                        f"container/{name}", f"veth {veth} is container {veth_of[veth]}'s"
+                    )
+                if veth and veth not in own and veth in links:
+                    raise Refused(
+                        f"container/{name}", f"veth {veth}: the host already has a device {veth}"
+                    )
         declared = {
             i["name"]
             for i in (document.get("net") or {}).get("interfaces") or []
