@@ -18,6 +18,7 @@ from op_dbus.native.lxc_config import (
     HOOK_START_HOST,
     HOOK_UP,
     MARKER,
+    Nic,
     Spec,
     UnsafeValue,
     check_values,
@@ -262,8 +263,6 @@ def test_vlan_trunks_and_mtu_reach_the_hook_and_the_config_and_read_back() -> No
 
 
 def test_each_nic_gets_its_config_lines_and_its_own_start_hook_and_reads_back() -> None:
-    from op_dbus.native.lxc_config import Nic
-
     second = Nic(veth="vi100b", bridge="br1", hwaddr="02:01:00:00:00:64", vlan=7, mtu=1300,
                  addresses=(("10.9.0.2", 24),))  # fmt: skip
     spec = Spec(name="ovm-a", id="100", veth="vi100", bridge="br0", more_nics=(second,))
@@ -280,3 +279,30 @@ def test_each_nic_gets_its_config_lines_and_its_own_start_hook_and_reads_back() 
     parsed = parse("\n".join(block))
     assert (parsed.veth, parsed.bridge, parsed.vlan) == ("vi100", "br0", None)
     assert parsed.more_nics == [second]
+
+
+_nic = st.builds(
+    Nic,
+    veth=st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True),
+    bridge=st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True),
+    hwaddr=st.just("02:00:00:00:00:01"),
+    addresses=st.just((("10.1.0.2", 24),)),
+    gateway=st.none(),
+    vlan=st.none() | st.integers(0, 4095),
+    trunks=st.lists(st.integers(0, 4095), unique=True, max_size=4).map(lambda t: tuple(sorted(t))),
+    mtu=st.none() | st.integers(68, 65535),
+)
+
+
+@settings(max_examples=50)
+@given(st.lists(_nic, min_size=1, max_size=4))
+def test_any_nics_read_back_as_written(nics: list) -> None:
+    first, *more = nics
+    spec = Spec(name="ovm-a", id="100", veth=first.veth, bridge=first.bridge, hwaddr=first.hwaddr,
+                addresses=first.addresses, vlan=first.vlan, trunks=first.trunks, mtu=first.mtu,
+                more_nics=tuple(more))  # fmt: skip
+    parsed = parse("\n".join(managed_block(spec, Path("/var/lib/lxc/ovm-a"), cgroup_v1=False)))
+    assert (parsed.veth, parsed.bridge, parsed.vlan, tuple(parsed.trunks), parsed.mtu) == (
+        first.veth, first.bridge, first.vlan, first.trunks, first.mtu
+    )  # fmt: skip
+    assert parsed.more_nics == more
