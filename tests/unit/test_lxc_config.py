@@ -18,6 +18,7 @@ from op_dbus.native.lxc_config import (
     HOOK_START_HOST,
     HOOK_UP,
     MARKER,
+    Nic,
     Spec,
     UnsafeValue,
     check_values,
@@ -254,3 +255,63 @@ def test_a_foreign_config_with_unlimited_cgroup2_values_parses() -> None:
     text = TEMPLATE_CONFIG + "lxc.cgroup2.cpu.max = max 100000\nlxc.cgroup2.memory.max = max\n"
     parsed = parse(text)
     assert (parsed.cpus, parsed.memory) == (None, None)
+
+
+def test_vlan_trunks_and_mtu_reach_the_hook_and_the_config_and_read_back() -> None:
+    spec = Spec(
+        name="ovm-a", id="100", veth="vi100", bridge="br0", vlan=10, trunks=(30, 20), mtu=1400
+    )
+    up = hook_scripts(spec, "unix:/run/db.sock")[HOOK_UP]
+    assert up.rstrip().endswith("external_ids:op-dbus-container=ovm-a tag=10 trunks=20,30"), up
+    block = managed_block(spec, Path("/var/lib/lxc/ovm-a"), cgroup_v1=False)
+    assert "lxc.net.0.mtu = 1400" in block
+    parsed = parse("\n".join(block))
+    assert (parsed.vlan, parsed.trunks, parsed.mtu) == (10, [20, 30], 1400)
+    plain = parse("\n".join(managed_block(Spec(name="b", id="101"), Path("/x"), cgroup_v1=False)))
+    assert (plain.vlan, plain.trunks, plain.mtu) == (None, [], None)
+
+
+def test_each_nic_gets_its_config_lines_and_its_own_start_hook_and_reads_back() -> None:
+    second = Nic(veth="vi100b", bridge="br1", hwaddr="02:01:00:00:00:64", vlan=7, mtu=1300,
+                 addresses=(("10.9.0.2", 24),))  # fmt: skip
+    spec = Spec(name="ovm-a", id="100", veth="vi100", bridge="br0", more_nics=(second,))
+    hooks = hook_scripts(spec, "unix:/run/db.sock")
+    assert "add-port br0" in hooks[HOOK_UP] and "tag=" not in hooks[HOOK_UP]
+    assert "add-port br1" in hooks[f"{HOOK_UP}.1"] and hooks[f"{HOOK_UP}.1"].rstrip().endswith(
+        "tag=7"
+    )
+    assert "-K eth1 tx off" in hooks[HOOK_START_HOST]
+    block = managed_block(spec, Path("/var/lib/lxc/ovm-a"), cgroup_v1=False)
+    assert "lxc.net.1.veth.pair = vi100b" in block
+    assert "lxc.net.1.script.up = /var/lib/lxc/ovm-a/op-dbus-net-up.1" in block
+    assert "lxc.net.1.ipv4.address = 10.9.0.2/24 10.9.0.255" in block
+    parsed = parse("\n".join(block))
+    assert (parsed.veth, parsed.bridge, parsed.vlan) == ("vi100", "br0", None)
+    assert parsed.more_nics == [second]
+
+
+_nic = st.builds(
+    Nic,
+    veth=st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True),
+    bridge=st.from_regex(r"[a-z][a-z0-9]{0,10}", fullmatch=True),
+    hwaddr=st.just("02:00:00:00:00:01"),
+    addresses=st.just((("10.1.0.2", 24),)),
+    gateway=st.none(),
+    vlan=st.none() | st.integers(0, 4095),
+    trunks=st.lists(st.integers(0, 4095), unique=True, max_size=4).map(lambda t: tuple(sorted(t))),
+    mtu=st.none() | st.integers(68, 65535),
+)
+
+
+@settings(max_examples=50)
+@given(st.lists(_nic, min_size=1, max_size=4))
+def test_any_nics_read_back_as_written(nics: list) -> None:
+    first, *more = nics
+    spec = Spec(name="ovm-a", id="100", veth=first.veth, bridge=first.bridge, hwaddr=first.hwaddr,
+                addresses=first.addresses, vlan=first.vlan, trunks=first.trunks, mtu=first.mtu,
+                more_nics=tuple(more))  # fmt: skip
+    parsed = parse("\n".join(managed_block(spec, Path("/var/lib/lxc/ovm-a"), cgroup_v1=False)))
+    assert (parsed.veth, parsed.bridge, parsed.vlan, tuple(parsed.trunks), parsed.mtu) == (
+        first.veth, first.bridge, first.vlan, first.trunks, first.mtu
+    )  # fmt: skip
+    assert parsed.more_nics == more

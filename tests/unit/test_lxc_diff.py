@@ -249,3 +249,45 @@ def test_rollback_never_claims_a_container_that_appeared_is_gone() -> None:
     (action,) = diff_lxc(now, checkpoint, exhaustive=True)
     assert (action.kind, action.resource) == (ActionKind.DELETE, "container/--busybox-path")
     assert action.before["owned"] is False
+
+
+def test_vlan_trunks_and_mtu_change_and_a_rollback_clears_them() -> None:
+    have = {"containers": [host("gateway", "100", vlan=None, trunks=[], mtu=None)]}
+    want = {"containers": [{"id": "100", "name": "gateway", "vlan": 10, "trunks": [30, 20, 30]}]}
+    (action,) = diff_lxc(have, want)
+    assert action.after == {"name": "gateway", "vlan": 10, "trunks": [20, 30]}
+    tagged = {"containers": [host("gateway", "100", vlan=10, trunks=[20, 30], mtu=1400)]}
+    assert diff_lxc(tagged, want) == []
+    (back,) = diff_lxc(tagged, have, exhaustive=True)
+    assert back.after == {"name": "gateway", "vlan": None, "trunks": [], "mtu": None}
+    assert diff_lxc(tagged, {"containers": [{"id": "100", "name": "gateway"}]}) == []
+
+
+def nic(veth: str, bridge: str, **extra: Any) -> dict[str, Any]:
+    return {"veth": veth, "bridge": bridge, "hwaddr": None, "vlan": None, "trunks": [],
+            "mtu": None, "ipv4": {"address": []}, **extra}  # fmt: skip
+
+
+def test_nics_compare_by_place_keep_what_a_nic_leaves_out_and_roll_back() -> None:
+    two = [nic("vi100", "mesh", hwaddr="02:00:00:00:00:64"), nic("vi100b", "lan")]
+    have = {"containers": [host("gateway", "100", nics=two)]}
+    same = [{"veth": "vi100", "bridge": "mesh"}, {"veth": "vi100b", "bridge": "lan", "trunks": []}]
+    assert diff_lxc(have, {"containers": [{"id": "100", "name": "gateway", "nics": same}]}) == []
+    tagged = [{"veth": "vi100"}, {"veth": "vi100b", "vlan": 7}]
+    (action,) = diff_lxc(have, {"containers": [{"id": "100", "name": "gateway", "nics": tagged}]})
+    assert action.after["nics"][0]["hwaddr"] == "02:00:00:00:00:64"  # kept
+    assert action.after["nics"][1] == {**two[1], "vlan": 7}
+    one = {"containers": [host("gateway", "100")]}  # a checkpoint from before nics
+    (back,) = diff_lxc(have, one, exhaustive=True)
+    assert back.after["nics"] == []
+
+
+def test_a_new_container_with_nics_gets_a_mac_per_nic() -> None:
+    want = {
+        "id": "100",
+        "name": "gateway",
+        "nics": [{"veth": "a0", "bridge": "mesh"}, {"veth": "a1"}],
+    }
+    (action,) = diff_lxc({"containers": []}, {"containers": [want]})
+    assert [n["hwaddr"] for n in action.after["nics"]] == ["02:00:00:00:00:64", "02:01:00:00:00:64"]
+    assert (action.after["veth"], action.after["bridge"]) == ("a0", "mesh")

@@ -63,7 +63,12 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     done: list[tuple[str, ...]] = []
 
     async def attach(
-        _client: object, bridge: str, name: str, _container: str, protected: bool = False
+        _client: object,
+        bridge: str,
+        name: str,
+        _container: str,
+        protected: bool = False,
+        *_vlan: object,
     ) -> None:
         done.append(("attach", bridge, name, *(("protected",) if protected else ())))
 

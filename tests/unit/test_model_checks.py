@@ -65,6 +65,9 @@ def test_schema_describes_both_shapes() -> None:
         "ovs-bridge",
         "ovs-port",
         "ovs-internal",
+        "ovs-patch",
+        "ovs-tunnel",
+        "ovs-bond",
     ]
     assert defs["Address"]["properties"]["prefix"] == {
         "maximum": 32,

@@ -319,3 +319,33 @@ def test_a_container_outside_its_bridges_subnets_warns() -> None:
     assert 'outside the subnets of bridge "mesh" (10.0.0.0/24)' in message
     doc["lxc"]["containers"][0]["ipv4"]["address"][0]["ip"] = "10.0.0.2"
     assert warnings(doc) == []
+
+
+def test_nics_replace_the_single_nic_fields_and_carry_one_gateway() -> None:
+    doc = full()
+    addr = [{"ip": "10.0.0.9", "prefix": 24}]
+    other = [{"ip": "192.168.1.99", "prefix": 24}]
+    doc["lxc"]["containers"][0]["nics"] = [
+        {"veth": "vi100", "bridge": "mesh", "ipv4": {"address": addr, "gateway": "10.0.0.1"}},
+        {"veth": "vi100b", "bridge": "ovsbr0", "ipv4": {"address": other, "gateway": "10.0.0.1"}},
+    ]
+    found = dict(problems(doc))
+    assert set(found) == {
+        "lxc.containers[0].nics[0].veth",  # the same veth as the single-NIC field's
+        "lxc.containers[0].veth",
+        "lxc.containers[0].bridge",
+        "lxc.containers[0].nics[1].ipv4.gateway",
+    }, found
+    assert "nics[0].veth" in found["lxc.containers[0].veth"]
+    for field in ("veth", "bridge"):
+        del doc["lxc"]["containers"][0][field]
+    del doc["lxc"]["containers"][0]["nics"][1]["ipv4"]["gateway"]
+    parse_state(json.dumps(doc))
+
+
+def test_a_nic_veth_may_not_repeat_another_containers() -> None:
+    doc = full()
+    doc["lxc"]["containers"][1].pop("veth")
+    doc["lxc"]["containers"][1].pop("bridge")
+    doc["lxc"]["containers"][1]["nics"] = [{"veth": "vi100", "bridge": "mesh"}]
+    only(doc, "lxc.containers[1].nics[0].veth", "duplicate container veth", "containers[0].veth")

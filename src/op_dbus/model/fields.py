@@ -383,6 +383,8 @@ Ipv4 = Annotated[str, BeforeValidator(check_ipv4), _schema(format="ipv4")]
 Prefix = Annotated[int, BeforeValidator(check_prefix), _schema(minimum=1, maximum=32)]
 Mtu = _bounded(68, 65535)
 Vlan = _bounded(0, 4095, "a VLAN tag")
+TunnelKey = _bounded(0, 2**32 - 1, "a tunnel key")
+UdpPort = _bounded(1, 65535, "a UDP port")
 Cpus = _bounded(1, 4096, "a CPU count")
 Port = _bounded(1, PORT_MAX, "a port")
 Cidr = Annotated[str, BeforeValidator(check_cidr), _schema(pattern=f"^{_CIDR.pattern}$")]

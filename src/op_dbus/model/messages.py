@@ -49,6 +49,10 @@ def _message(err: Any, loc: Loc, root: type[BaseModel]) -> str:
         expected = str(ctx.get("expected", "")).replace("'", '"')
         choice = f"one of {expected}" if "," in expected else expected
         return f"must be {choice}, got {describe(value)}"
+    if kind in ("too_short", "too_long"):
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        least = "at least" if kind == "too_short" else "at most"
+        return f"must list {least} {bound} items, got {ctx.get('actual_length')}"
     if kind == "recursion_loop":
         return "refers to itself"
     if kind in _TYPE_WORDS:

@@ -13,9 +13,14 @@ from typing import Any
 from op_dbus.model.errors import FieldError, FieldWarning
 from op_dbus.model.fields import check_ipv4
 from op_dbus.model.paths import Loc, describe, format_path, quoted
-from op_dbus.model.state import BRIDGE_TYPE, FIREWALL_LIST_MAX, PORT_TYPES
+from op_dbus.model.state import BRIDGE_TYPE, FIREWALL_LIST_MAX, NIC_FIELDS, PORT_TYPES
 
 _BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
+_PORT_ONLY = ("vlan", "trunks", "vlan_mode")
+_TYPE_ONLY = {"peer": "ovs-patch", "tunnel": "ovs-tunnel", "bond": "ovs-bond"}
+"""Fields one port type needs (and only it may have)."""
+VNI_MAX = 2**24 - 1
+"""VXLAN's and Geneve's network identifier is 24 bits; GRE's key is 32."""
 
 
 def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
@@ -173,6 +178,7 @@ class _Rules:
         self.interfaces: dict[str, tuple[str, Loc]] = {}  # name -> (type, loc of its name)
         self.port_names: dict[str, Loc] = {}  # entries of bridges' `ports` lists
         self.ips: dict[ipaddress.IPv4Address, Loc] = {}  # every declared address, first seen
+        self.patches: dict[str, Any] = {}  # ovs-patch name -> its peer
 
     def error(self, loc: Loc, message: str) -> None:
         self.errors.append(FieldError(format_path(loc), message))
@@ -192,6 +198,11 @@ class _Rules:
             else:
                 self.interfaces[name] = (kind if isinstance(kind, str) else "", (*base, i, "name"))
         claims: dict[str, tuple[str, Loc]] = {}  # port -> (bridge, loc of the claim)
+        self.patches = {
+            name: iface.get("peer")
+            for _, iface in items
+            if iface.get("type") == "ovs-patch" and (name := _text(iface, "name"))
+        }
         for i, iface in items:
             if iface.get("type") == BRIDGE_TYPE:
                 self._bridge(iface, (*base, i), claims)
@@ -211,8 +222,12 @@ class _Rules:
         name = _text(iface, "name") or ""
         if iface.get("bridge") is not None:
             self.error((*loc, "bridge"), "not allowed on an ovs-bridge: ports name their bridge")
-        if iface.get("vlan") is not None:
-            self.error((*loc, "vlan"), "only ports (ovs-port, ovs-internal) carry a VLAN tag")
+        for field in _PORT_ONLY:
+            if iface.get(field) is not None:
+                self.error((*loc, field), "only ports (ovs-port, ovs-internal, ...) carry VLANs")
+        for field in _TYPE_ONLY:
+            if iface.get(field) is not None:
+                self.error((*loc, field), f"only an {_TYPE_ONLY[field]} has {field}")
         ports = iface.get("ports")
         for j, port in enumerate(ports if isinstance(ports, list) else []):
             if not isinstance(port, str) or not port:
@@ -245,11 +260,12 @@ class _Rules:
                 self.error(
                     (*loc, field), f"not allowed on an {kind}: only an ovs-bridge has {field}"
                 )
-        if kind == "ovs-port" and iface.get("ipv4") is not None:
+        if kind != "ovs-internal" and iface.get("ipv4") is not None:
             self.error(
                 (*loc, "ipv4"),
-                "not allowed on an ovs-port: address the bridge or an ovs-internal port instead",
+                f"not allowed on an {kind}: address the bridge or an ovs-internal port instead",
             )
+        self._port_kind(iface, loc, kind, claims)
         if bridge is None:
             self.error((*loc, "bridge"), f"is required on an {kind}: the bridge it joins")
             return
@@ -272,6 +288,54 @@ class _Rules:
             )
         elif name:
             claims[name] = (bridge, (*loc, "bridge"))
+
+    def _port_kind(
+        self, iface: dict[str, Any], loc: Loc, kind: str, claims: dict[str, tuple[str, Loc]]
+    ) -> None:
+        """What one port type needs: a patch its peer, a tunnel its endpoint, a bond its
+        members; and VLAN fields that agree with each other."""
+        name = _text(iface, "name") or ""
+        for field, owner in _TYPE_ONLY.items():
+            if owner == kind and iface.get(field) is None:
+                self.error((*loc, field), f"is required on an {kind}")
+            elif owner != kind and iface.get(field) is not None:
+                self.error((*loc, field), f"not allowed on an {kind}: only an {owner} has it")
+        peer = iface.get("peer")
+        if kind == "ovs-patch" and peer == name and name:
+            self.error((*loc, "peer"), f"patch port {quoted(name)} cannot be its own peer")
+        elif kind == "ovs-patch" and isinstance(peer, str) and peer in self.patches:
+            back = self.patches[peer]
+            if back != name:
+                self.error(
+                    (*loc, "peer"),
+                    f"{quoted(peer)} is an ovs-patch of this file whose peer is "
+                    f"{quoted(str(back))}, not {quoted(name)}: a patch pair names each other",
+                )
+        tunnel = iface.get("tunnel")
+        if kind == "ovs-tunnel" and isinstance(tunnel, dict):
+            key = tunnel.get("key")
+            if tunnel.get("type") in ("vxlan", "geneve") and type(key) is int and key > VNI_MAX:
+                self.error(
+                    (*loc, "tunnel", "key"),
+                    f"must be at most {VNI_MAX} for {tunnel['type']} (a 24-bit VNI), got {key}",
+                )
+        bond = iface.get("bond")
+        members = bond.get("interfaces") if isinstance(bond, dict) else None
+        seen: set[str] = set()
+        for j, member in enumerate(members if isinstance(members, list) else []):
+            if not isinstance(member, str) or not member:
+                continue
+            here = (*loc, "bond", "interfaces", j)
+            if member in seen:
+                self.error(here, f"{quoted(member)} is listed twice")
+            elif member == name or member in self.interfaces or member in claims:
+                self.error(here, f"{quoted(member)} is also a bridge or port of this file")
+            seen.add(member)
+        trunks = iface.get("trunks")
+        if isinstance(trunks, list) and len(set(map(repr, trunks))) != len(trunks):
+            self.error((*loc, "trunks"), "lists a VLAN twice")
+        if trunks and iface.get("vlan_mode") == "access":
+            self.error((*loc, "trunks"), 'not allowed with vlan_mode "access" (one VLAN, tagged)')
 
     def _interface_ipv4(self, ipv4: dict[str, Any], loc: Loc) -> None:
         if ipv4.get("dhcp") is True:
@@ -302,19 +366,24 @@ class _Rules:
         base = (*self.base, "lxc", "containers")
         seen: dict[tuple[str, str], Loc] = {}
         for i, ct in _items(lxc, "containers"):
-            for field in ("id", "name", "veth"):
-                value = _text(ct, field)
+            nics = [(j, nic) for j, nic in _items(ct, "nics")]
+            fields = [(f, ct, (*base, i, f)) for f in ("id", "name", "veth")]
+            fields += [("veth", nic, (*base, i, "nics", j, "veth")) for j, nic in nics]
+            for field, holder, loc in fields:
+                value = _text(holder, field)
                 if value is None:
                     continue
                 if (field, value) in seen:
                     first = format_path(seen[field, value])
                     self.error(
-                        (*base, i, field),
-                        f"duplicate container {field} {quoted(value)} (also at {first})",
+                        loc, f"duplicate container {field} {quoted(value)} (also at {first})"
                     )
                 else:
-                    seen[field, value] = (*base, i, field)
+                    seen[field, value] = loc
             self._container(ct, (*base, i))
+            for j, nic in nics:
+                self._container(nic, (*base, i, "nics", j))
+            self._nics(ct, nics, (*base, i))
 
     def _container(self, ct: dict[str, Any], loc: Loc) -> None:
         veth, bridge = _text(ct, "veth"), _text(ct, "bridge")
@@ -335,6 +404,23 @@ class _Rules:
             self.error((*loc, "running"), 'is true, but state is "absent"')
         if isinstance(ct.get("ipv4"), dict):
             self._host_addresses(ct["ipv4"], (*loc, "ipv4"), "container")
+
+    def _nics(self, ct: dict[str, Any], nics: list[tuple[int, dict]], loc: Loc) -> None:
+        """`nics` replaces the single-NIC fields, and only one NIC may carry the gateway."""
+        if ct.get("nics") is None:
+            return
+        for field in NIC_FIELDS:
+            if ct.get(field) is not None:
+                self.error(
+                    (*loc, field),
+                    f"not allowed beside nics: write it as nics[0].{field} (or leave nics out)",
+                )
+        gateways = [j for j, nic in nics if (nic.get("ipv4") or {}).get("gateway") is not None]
+        for j in gateways[1:]:
+            self.error(
+                (*loc, "nics", j, "ipv4", "gateway"),
+                f"is a second default route in this container (the first is nics[{gateways[0]}])",
+            )
 
     def systemd(self, systemd: Any) -> None:
         units = systemd.get("units") if isinstance(systemd, dict) else None

@@ -28,15 +28,20 @@ from op_dbus.model.fields import (
     Prefix,
     Target,
     Template,
+    TunnelKey,
+    UdpPort,
     UnitName,
     Vlan,
     list_schema,
 )
 from op_dbus.model.paths import describe
 
-InterfaceType = Literal["ovs-bridge", "ovs-port", "ovs-internal"]
+InterfaceType = Literal[
+    "ovs-bridge", "ovs-port", "ovs-internal", "ovs-patch", "ovs-tunnel", "ovs-bond"
+]
 BRIDGE_TYPE = "ovs-bridge"
-PORT_TYPES = ("ovs-port", "ovs-internal")
+PORT_TYPES = ("ovs-port", "ovs-internal", "ovs-patch", "ovs-tunnel", "ovs-bond")
+VlanMode = Literal["access", "trunk", "native-tagged", "native-untagged"]
 SECTION_ORDER = ("systemd", "net", "lxc", "firewall")
 FIREWALL_LIST_MAX = 1024
 """At most this many entries in each firewall list: one transaction, kept reviewable."""
@@ -61,6 +66,23 @@ class InterfaceIpv4(_Model):
     gateway: Ipv4 | None = None
 
 
+class Tunnel(_Model):
+    """An `ovs-tunnel`'s Interface: its `type` and `options` (docs/net.md, Tunnels)."""
+
+    type: Literal["vxlan", "geneve", "gre"]
+    remote_ip: Ipv4
+    key: TunnelKey | None = None
+    dst_port: UdpPort | None = None
+
+
+class Bond(_Model):
+    """An `ovs-bond`: one Port over several Interfaces (system devices), OVS's bond_mode/lacp."""
+
+    interfaces: Annotated[list[IfName], Field(min_length=2, max_length=32)]
+    mode: Literal["active-backup", "balance-slb", "balance-tcp"] | None = None
+    lacp: Literal["active", "passive", "off"] | None = None
+
+
 class Interface(_Model):
     """An OVS bridge, or a port declared on its own (`bridge` names the bridge it joins).
 
@@ -79,6 +101,11 @@ class Interface(_Model):
     fail_mode: Literal["standalone", "secure"] | None = None
     mtu: Mtu | None = None
     vlan: Vlan | None = None
+    trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
+    vlan_mode: VlanMode | None = None
+    peer: IfName | None = None
+    tunnel: Tunnel | None = None
+    bond: Bond | None = None
 
 
 class NetSection(_Model):
@@ -88,6 +115,23 @@ class NetSection(_Model):
 class ContainerIpv4(_Model):
     address: list[Address] | None = None
     gateway: Ipv4 | None = None
+
+
+class Nic(_Model):
+    """One of a container's NICs (eth0, eth1, ... in order), like the single-NIC fields."""
+
+    veth: IfName | None = None
+    bridge: IfName | None = None
+    hwaddr: Mac | None = None
+    vlan: Vlan | None = None
+    trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
+    mtu: Mtu | None = None
+    ipv4: ContainerIpv4 | None = None
+
+
+NIC_FIELDS = ("veth", "bridge", "hwaddr", "vlan", "trunks", "mtu", "ipv4")
+"""The single-NIC fields of a container, which `nics` replaces."""
+NICS_MAX = 16
 
 
 class Container(_Model):
@@ -105,6 +149,10 @@ class Container(_Model):
     protected: bool | None = None
     """OVS `Port.protected` on its port: protected ports cannot reach each other, only
     unprotected ones (a gateway container's, the bridge's own)."""
+    vlan: Vlan | None = None
+    trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
+    mtu: Mtu | None = None
+    nics: Annotated[list[Nic], Field(min_length=1, max_length=NICS_MAX)] | None = None
     autostart: bool | None = None
     memory: Memory | None = None
     cpus: Cpus | None = None

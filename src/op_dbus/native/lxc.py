@@ -437,6 +437,8 @@ def pct_options(spec: Spec) -> list[str]:
         raise LxcError(
             f"pct names the host veth {pct_veth(spec.id)}; it cannot be called {spec.veth}"
         )
+    if spec.more_nics:
+        raise LxcError("pct: a container with more than one NIC (nics[1:]) is not supported yet")
     net = ["name=eth0", "type=veth"]
     if spec.bridge:
         net.append(f"bridge={spec.bridge}")
@@ -447,6 +449,12 @@ def pct_options(spec: Spec) -> list[str]:
         net.append(f"ip={ip}/{prefix}")
     if spec.gateway:
         net.append(f"gw={spec.gateway}")
+    if spec.vlan is not None:
+        net.append(f"tag={int(spec.vlan)}")
+    if spec.trunks:
+        net.append(f"trunks={';'.join(str(int(t)) for t in sorted(spec.trunks))}")
+    if spec.mtu is not None:
+        net.append(f"mtu={int(spec.mtu)}")
     limits = [
         *(["--memory", str(spec.memory)] if spec.memory is not None else []),
         *(["--cores", str(spec.cpus)] if spec.cpus is not None else []),
@@ -486,6 +494,9 @@ def parse_pct_config(vmid: str, output: str) -> Parsed:
         ip, prefix = net["ip"].split("/")
         parsed.addresses.append((ip, int(prefix)))
     parsed.gateway = net.get("gw")
+    parsed.vlan = int(net["tag"]) if net.get("tag", "").isdigit() else None
+    parsed.trunks = sorted(int(t) for t in net.get("trunks", "").split(";") if t.isdigit())
+    parsed.mtu = int(net["mtu"]) if net.get("mtu", "").isdigit() else None
     parsed.memory = int(values["memory"]) if values.get("memory", "").isdigit() else None
     parsed.cpus = int(values["cores"]) if values.get("cores", "").isdigit() else None
     return parsed

@@ -18,6 +18,7 @@ import shutil
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from op_dbus.native.vswitch import PORT_OWNER_KEY
 
@@ -44,6 +45,20 @@ DEFAULT_TEMPLATE = "busybox"
 
 
 @dataclass(frozen=True)
+class Nic:
+    """One veth of a container (`lxc.net.N`, eth N inside), attached to `bridge` by a hook."""
+
+    veth: str | None = None
+    bridge: str | None = None
+    hwaddr: str | None = None
+    addresses: tuple[tuple[str, int], ...] = ()
+    gateway: str | None = None
+    vlan: int | None = None
+    trunks: tuple[int, ...] = ()
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
 class Spec:
     """What a container should be: the state file's fields, defaults resolved."""
 
@@ -54,6 +69,9 @@ class Spec:
     hwaddr: str | None = None
     addresses: tuple[tuple[str, int], ...] = ()
     gateway: str | None = None
+    vlan: int | None = None
+    trunks: tuple[int, ...] = ()
+    mtu: int | None = None
     autostart: bool = False
     protected: bool = False
     """Its OVS port is `protected` (set by the up hook at every start)."""
@@ -61,6 +79,16 @@ class Spec:
     memory: int | None = None
     """MiB"""
     cpus: int | None = None
+    more_nics: tuple[Nic, ...] = ()
+    """eth1 and on (`nics[1:]`); eth0 is the fields above."""
+
+    @property
+    def nics(self) -> tuple[Nic, ...]:
+        first = Nic(
+            *(self.veth, self.bridge, self.hwaddr, self.addresses, self.gateway, self.vlan),
+            *(self.trunks, self.mtu),
+        )
+        return (first, *self.more_nics)
 
 
 class UnsafeValue(ValueError):
@@ -86,10 +114,14 @@ class Parsed:
     hwaddr: str | None = None
     addresses: list[tuple[str, int]] = field(default_factory=list)
     gateway: str | None = None
+    vlan: int | None = None
+    trunks: list[int] = field(default_factory=list)
+    mtu: int | None = None
     autostart: bool = False
     protected: bool = False
     memory: int | None = None
     cpus: int | None = None
+    more_nics: list[Nic] = field(default_factory=list)
 
 
 def memory_mib(value: int | str) -> int:
@@ -98,6 +130,12 @@ def memory_mib(value: int | str) -> int:
         return value
     number = int(value[:-1])
     return number * 1024 if value.endswith("G") else number
+
+
+def nic_hwaddr(ct_id: str, index: int) -> str:
+    """NIC `index`'s default MAC: `default_hwaddr` with the index as its second byte."""
+    mac = default_hwaddr(ct_id)
+    return f"02:{index:02x}{mac[5:]}"
 
 
 def legacy_cgroups() -> bool:
@@ -171,29 +209,49 @@ def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
     vsctl = f"{shlex.quote(_tool('ovs-vsctl'))} {db} --timeout=10"
     owner = shlex.quote(f"external_ids:{PORT_OWNER_KEY}={name}")
     head = "#!/bin/sh\n# Written by op-dbus for container {}: {}\n"
-    if spec.bridge:
-        bridge = shlex.quote(plain("bridge", spec.bridge))
-        protected = " protected=true" if spec.protected else ""
-        up = (
-            f'{vsctl} -- --if-exists del-port "$5" -- add-port {bridge} "$5"'
-            f' -- set Port "$5" {owner}{protected}'
-        )
-    else:
-        up = ":"
-    nsenter, ethtool = shlex.quote(_tool("nsenter")), shlex.quote(_tool("ethtool"))
+    protected = " protected=true" if spec.protected else ""
     errors = f'exec 2>"${{0%/*}}/{HOOK_ERRORS}"\n'  # the script's own directory
+    scripts: dict[str, str] = {}
+    for index, nic in enumerate(spec.nics):
+        if nic.bridge:
+            bridge = shlex.quote(plain("bridge", nic.bridge))
+            columns = "".join(f" {c}" for c in vlan_columns(nic))
+            up = (
+                f'{vsctl} -- --if-exists del-port "$5" -- add-port {bridge} "$5"'
+                f' -- set Port "$5" {owner}{protected}{columns}'
+            )
+        else:
+            up = ":"
+        what = "attach the host veth to its OVS bridge"
+        scripts[up_hook(index)] = head.format(spec.name, what) + errors + f"exec {up}\n"
+    nsenter, ethtool = shlex.quote(_tool("nsenter")), shlex.quote(_tool("ethtool"))
+    offload = "".join(
+        f'{nsenter} -t "$LXC_PID" -n {ethtool} -K eth{index} tx off\n'
+        for index in range(len(spec.nics))
+    )
     return {
-        HOOK_UP: head.format(spec.name, "attach the host veth to its OVS bridge")
-        + errors
-        + f"exec {up}\n",
+        **scripts,
         HOOK_DOWN: head.format(spec.name, "detach the host veth from its OVS bridge")
         + f'exec {vsctl} -- --if-exists del-port "$5"\n',
         # TCP through OVS's userspace (netdev) datapath needs TX checksum offload off on the
         # container's end; harmless with the kernel datapath.
         HOOK_START_HOST: head.format(spec.name, "TX checksum offload off in the container")
         + errors.replace("2>", "2>>")
-        + f'exec {nsenter} -t "$LXC_PID" -n {ethtool} -K eth0 tx off\n',
+        + offload,
     }
+
+
+def up_hook(index: int) -> str:
+    """The start hook's file name of NIC `index` (each knows its own bridge and VLAN)."""
+    return HOOK_UP if index == 0 else f"{HOOK_UP}.{index}"
+
+
+def vlan_columns(nic: Nic) -> list[str]:
+    """`ovs-vsctl set Port` arguments for the container port's VLAN fields (integers only)."""
+    columns = [f"tag={int(nic.vlan)}"] if nic.vlan is not None else []
+    if nic.trunks:
+        columns.append(f"trunks={','.join(str(int(t)) for t in sorted(set(nic.trunks)))}")
+    return columns
 
 
 def managed_block(spec: Spec, container_dir: Path, cgroup_v1: bool) -> list[str]:
@@ -207,27 +265,42 @@ def managed_block(spec: Spec, container_dir: Path, cgroup_v1: bool) -> list[str]
         f"# op-dbus-id = {plain('id', spec.id)}",
         f"# op-dbus-template = {plain('template', spec.template)}",
     ]
-    if spec.bridge:
-        lines.append(f"# op-dbus-bridge = {plain('bridge', spec.bridge)}")
     if spec.protected:
         lines.append(f"{PROTECTED_LINE} = 1")
-    lines += ["lxc.net.0.type = veth", "lxc.net.0.name = eth0", "lxc.net.0.flags = up"]
-    if spec.veth:
-        lines.append(f"lxc.net.0.veth.pair = {shell_word('veth', spec.veth)}")
-    if spec.hwaddr:
-        lines.append(f"lxc.net.0.hwaddr = {plain('hwaddr', spec.hwaddr)}")
-    for ip, prefix in spec.addresses:
-        address = ipaddress.IPv4Interface(f"{ip}/{prefix}")
-        lines.append(f"lxc.net.0.ipv4.address = {address} {address.network.broadcast_address}")
-    if spec.gateway:
-        lines.append(f"lxc.net.0.ipv4.gateway = {ipaddress.IPv4Address(spec.gateway)}")
-    hooks = [
-        ("lxc.net.0.script.up", HOOK_UP),
-        ("lxc.net.0.script.down", HOOK_DOWN),
-        ("lxc.hook.start-host", HOOK_START_HOST),
-    ]
-    lines += [f"{key} = {shell_word(key, container_dir / script)}" for key, script in hooks]
+    for index, nic in enumerate(spec.nics):
+        lines += _nic_lines(index, nic, container_dir)
+    lines.append(f"lxc.hook.start-host = {shell_word('hook', container_dir / HOOK_START_HOST)}")
     lines += [f"lxc.start.auto = {1 if spec.autostart else 0}", *limit_lines(spec, cgroup_v1)]
+    return lines
+
+
+def _nic_lines(index: int, nic: Nic, container_dir: Path) -> list[str]:
+    """The config lines of NIC `index`, and the comments recording its bridge and VLANs
+    (suffixed `.N` from the second NIC on)."""
+    net, mark = f"lxc.net.{index}", "" if index == 0 else f".{index}"
+    lines = []
+    if nic.bridge:
+        lines.append(f"# op-dbus-bridge{mark} = {plain('bridge', nic.bridge)}")
+    if nic.vlan is not None:
+        lines.append(f"# op-dbus-vlan{mark} = {int(nic.vlan)}")
+    if nic.trunks:
+        lines.append(
+            f"# op-dbus-trunks{mark} = {','.join(str(int(t)) for t in sorted(nic.trunks))}"
+        )
+    lines += [f"{net}.type = veth", f"{net}.name = eth{index}", f"{net}.flags = up"]
+    if nic.veth:
+        lines.append(f"{net}.veth.pair = {shell_word('veth', nic.veth)}")
+    if nic.hwaddr:
+        lines.append(f"{net}.hwaddr = {plain('hwaddr', nic.hwaddr)}")
+    if nic.mtu is not None:
+        lines.append(f"{net}.mtu = {int(nic.mtu)}")
+    for ip, prefix in nic.addresses:
+        address = ipaddress.IPv4Interface(f"{ip}/{prefix}")
+        lines.append(f"{net}.ipv4.address = {address} {address.network.broadcast_address}")
+    if nic.gateway:
+        lines.append(f"{net}.ipv4.gateway = {ipaddress.IPv4Address(nic.gateway)}")
+    hooks = [(f"{net}.script.up", up_hook(index)), (f"{net}.script.down", HOOK_DOWN)]
+    lines += [f"{key} = {shell_word(key, container_dir / script)}" for key, script in hooks]
     return lines
 
 
@@ -254,9 +327,15 @@ def render(existing: str, spec: Spec, container_dir: Path, cgroup_v1: bool = Tru
     return "\n".join([*kept, "", *managed_block(spec, container_dir, cgroup_v1)]) + "\n"
 
 
+_NET_KEY = re.compile(r"lxc\.net\.([0-9]{1,2})\.(.+)")
+_MARK_KEY = re.compile(r"# op-dbus-(bridge|vlan|trunks)(?:\.([0-9]{1,2}))?")
+
+
 def parse(text: str) -> Parsed:
-    """Read back ownership and the first network from any container's config."""
+    """Read back ownership, the networks (eth0 into the fields, the rest into `more_nics`)
+    and the limits from any container's config."""
     parsed = Parsed()
+    nics: dict[int, dict[str, Any]] = {}
     for raw in text.splitlines():
         line = raw.strip()
         if line == OWNER_LINE:
@@ -265,19 +344,15 @@ def parse(text: str) -> Parsed:
         if "=" not in line:
             continue
         key, value = (part.strip() for part in line.split("=", 1))
-        if key in ("# op-dbus-id", "# op-dbus-bridge", "# op-dbus-template"):
+        net, mark = _NET_KEY.fullmatch(key), _MARK_KEY.fullmatch(key)
+        if key in ("# op-dbus-id", "# op-dbus-template"):
             setattr(parsed, key.removeprefix("# op-dbus-"), value)
         elif key == PROTECTED_LINE:
             parsed.protected = value == "1"
-        elif key == "lxc.net.0.veth.pair":
-            parsed.veth = value
-        elif key == "lxc.net.0.hwaddr":
-            parsed.hwaddr = value.lower()
-        elif key == "lxc.net.0.ipv4.address":
-            address = ipaddress.IPv4Interface(value.split()[0])
-            parsed.addresses.append((str(address.ip), address.network.prefixlen))
-        elif key == "lxc.net.0.ipv4.gateway":
-            parsed.gateway = value
+        elif mark:
+            _nic_field(nics.setdefault(int(mark[2] or 0), {}), mark[1], value)
+        elif net:
+            _nic_field(nics.setdefault(int(net[1]), {}), net[2], value)
         elif key == "lxc.start.auto":
             parsed.autostart = value == "1"
         elif key in MEMORY_KEYS:
@@ -287,7 +362,31 @@ def parse(text: str) -> Parsed:
         elif key == CPU_KEYS[2]:
             quota, _, period = value.partition(" ")
             parsed.cpus = None if quota == "max" else int(quota) // int(period or CPU_PERIOD_US)
+    for index in sorted(nics):
+        if index == 0:
+            for name, value in nics[0].items():
+                setattr(parsed, name, list(value) if isinstance(value, tuple) else value)
+        elif nics[index].get("veth") or nics[index].get("bridge"):
+            parsed.more_nics.append(Nic(**nics[index]))
     return parsed
+
+
+def _nic_field(nic: dict[str, Any], key: str, value: str) -> None:
+    """One `lxc.net.N.KEY` (or op-dbus comment) value into `nic`'s Nic fields."""
+    if key in ("bridge", "veth.pair"):
+        nic[key.split(".")[0]] = value
+    elif key == "hwaddr":
+        nic["hwaddr"] = value.lower()
+    elif key in ("vlan", "mtu") and value.isdigit():
+        nic[key] = int(value)
+    elif key == "trunks":
+        nic["trunks"] = tuple(sorted(int(t) for t in value.split(",") if t.isdigit()))
+    elif key == "ipv4.address":
+        address = ipaddress.IPv4Interface(value.split()[0])
+        found = (str(address.ip), address.network.prefixlen)
+        nic["addresses"] = (*nic.get("addresses", ()), found)
+    elif key == "ipv4.gateway":
+        nic["gateway"] = value
 
 
 def check_values(spec: Spec, container_dir: Path, ovsdb: str) -> None:
@@ -305,7 +404,10 @@ def write_container_files(spec: Spec, container_dir: Path, ovsdb: str) -> None:
     files["config"] = (render(config.read_text(), spec, container_dir, legacy_cgroups()), 0o644)
     rcs = container_dir / RCS
     if _inside(container_dir / RCS.parts[0], rcs) and rcs.is_file():
-        files[str(RCS)] = (dhcp_line(rcs.read_text(), bool(spec.addresses)), rcs.stat().st_mode)
+        files[str(RCS)] = (
+            dhcp_line(rcs.read_text(), any(n.addresses for n in spec.nics)),
+            rcs.stat().st_mode,
+        )
     for name, (text, mode) in files.items():  # hooks first: the config names them
         replace_file(container_dir / name, text, mode)
 

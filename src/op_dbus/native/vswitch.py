@@ -194,7 +194,9 @@ async def wait_for_cur_cfg(client: OvsdbClient, next_cfg: int, timeout: float) -
 
 
 BRIDGE_COLUMNS = ["name", "ports", "datapath_type", "external_ids", "stp_enable", "fail_mode"]
-PORT_COLUMNS = ["name", "interfaces", "tag", "external_ids"]
+PORT_COLUMNS = [
+    *("name", "interfaces", "tag", "trunks", "vlan_mode", "bond_mode", "lacp", "external_ids")
+]
 
 CONFIG_TABLES: dict[str, list[str] | None] = {
     "Open_vSwitch": ["bridges"],

@@ -18,13 +18,15 @@ from __future__ import annotations
 from typing import Any
 
 from op_dbus.errors import Refused
-from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, default_hwaddr, memory_mib
+from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, default_hwaddr, memory_mib, nic_hwaddr
 from op_dbus.plugins.base import Action, ActionKind, Section
 
 PLUGIN = "lxc"
-RESTART_FIELDS = ("veth", "hwaddr", "ipv4", "memory", "cpus")
+RESTART_FIELDS = ("veth", "hwaddr", "ipv4", "memory", "cpus", "vlan", "trunks", "mtu", "nics")
 """Fields that only take effect when the container starts: a running one is restarted."""
 LIMITS = ("memory", "cpus")
+PORT_FIELDS = ("vlan", "trunks", "mtu")
+"""The container port's VLAN tag, trunks (a set) and the NIC's MTU; null clears one."""
 
 
 def container_name(entry: dict[str, Any]) -> str:
@@ -61,6 +63,11 @@ def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> di
     for key, value in _limits(want).items():
         if (value is not None or exhaustive) and value != have.get(key):
             changed[key] = value
+    for key in PORT_FIELDS:
+        port: Any = want.get(key)
+        port = sorted(set(port or [])) if key == "trunks" else port
+        if key in want and (port is not None or exhaustive) and port != have.get(key):
+            changed[key] = port
     for key in ("veth", "hwaddr", "protected", "autostart", "running"):
         if want.get(key) is not None and want[key] != have.get(key):
             changed[key] = want[key]
@@ -74,12 +81,58 @@ def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> di
         changed["id"] = want["id"]
     if "ipv4" in want and (ipv4 := _ipv4_change(have.get("ipv4"), want["ipv4"])) is not None:
         changed["ipv4"] = ipv4
+    if (nics := _nics_change(have, want, exhaustive)) is not None:
+        changed["nics"] = nics
     return changed
+
+
+def nics_of(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The entry's NICs: its `nics`, or the single-NIC fields as one."""
+    if entry.get("nics"):
+        return [dict(nic) for nic in entry["nics"]]
+    return [
+        {
+            k: entry[k]
+            for k in ("veth", "bridge", "hwaddr", "vlan", "trunks", "mtu", "ipv4")
+            if k in entry
+        }
+    ]
+
+
+def _nic_key(nic: dict[str, Any]) -> dict[str, Any]:
+    """A NIC's declared fields in one spelling (trunks a sorted set, addresses sorted)."""
+    key = {k: v for k, v in nic.items() if v is not None and k != "ipv4"}
+    key["trunks"] = sorted(set(nic.get("trunks") or []))
+    if nic.get("ipv4") is not None:
+        key["ipv4"] = _ipv4_key(nic["ipv4"])
+    return key
+
+
+def _nics_change(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> Any:
+    """The NICs the container should get (a field a desired NIC leaves out keeps the current
+    NIC's at that place), or None when they already are so. A checkpoint without `nics`
+    (one NIC) takes the extra ones away."""
+    current = nics_of(have)
+    if "nics" not in want:
+        return [] if exhaustive and len(current) > 1 else None
+    merged = [
+        {**(current[i] if i < len(current) else {}), **nic} for i, nic in enumerate(want["nics"])
+    ]
+    same = len(merged) == len(current) and all(
+        _nic_key(m) == _nic_key(c) for m, c in zip(merged, current, strict=True)
+    )
+    return None if same else merged
 
 
 def creation(want: dict[str, Any]) -> dict[str, Any]:
     """A create action's `after`: every field, defaults filled in. Not started unless asked
     (like `lxc-create` and `pct create`)."""
+    if want.get("nics"):
+        nics = [
+            {**nic, "hwaddr": nic.get("hwaddr") or nic_hwaddr(want["id"], i)}
+            for i, nic in enumerate(want["nics"])
+        ]
+        return {**creation({k: v for k, v in want.items() if k != "nics"} | nics[0]), "nics": nics}
     ipv4 = want.get("ipv4") or {}
     return {
         "name": container_name(want),
@@ -91,6 +144,9 @@ def creation(want: dict[str, Any]) -> dict[str, Any]:
         "ipv4": {"address": list(ipv4.get("address") or []), "gateway": ipv4.get("gateway")},
         "hwaddr": want.get("hwaddr") or default_hwaddr(want["id"]),
         "protected": bool(want.get("protected")),
+        "vlan": want.get("vlan"),
+        "trunks": sorted(set(want.get("trunks") or [])),
+        "mtu": want.get("mtu"),
         "autostart": bool(want.get("autostart")),
         "memory": None,
         "cpus": None,

@@ -12,10 +12,12 @@ from typing import Any
 
 from op_dbus.native.ovsdb import OvsdbClient
 from op_dbus.native.vswitch import (
+    EMPTY_SET,
     PORT_OWNER_KEY,
     VSWITCH_DB,
     from_map,
     mutate,
+    optional,
     ovsdb_set,
     select,
     to_map,
@@ -34,6 +36,8 @@ class PortRow:
     """The container whose port this is (external_ids), None for ports op-dbus did not add."""
     protected: bool = False
     """OVS `Port.protected`: it forwards to no other protected port of its bridge."""
+    vlan: int | None = None
+    trunks: tuple[int, ...] = ()
 
 
 async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
@@ -41,7 +45,7 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
     bridges, ports = await client.transact(
         VSWITCH_DB,
         select("Bridge", "name", "ports"),
-        select("Port", "name", "external_ids", "protected"),
+        select("Port", "name", "external_ids", "protected", "tag", "trunks"),
     )
     port_rows = {row["_uuid"][1]: row for row in ports["rows"]}
     found: dict[str, PortRow] = {}
@@ -57,6 +61,8 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
                 bridge["_uuid"][1],
                 to_map(row["external_ids"]).get(PORT_OWNER_KEY),
                 row["protected"] is True,
+                optional(row["tag"]),
+                tuple(sorted(ovsdb_set(row["trunks"]))),
             )
     return found
 
@@ -72,9 +78,16 @@ def _remove_op(port: PortRow) -> dict[str, Any]:
 
 
 async def attach(
-    client: OvsdbClient, bridge: str, port: str, container: str, protected: bool = False
+    client: OvsdbClient,
+    bridge: str,
+    port: str,
+    container: str,
+    protected: bool = False,
+    vlan: int | None = None,
+    trunks: tuple[int, ...] = (),
 ) -> None:
-    """Put `port` on `bridge` (off any other first), marked as `container`'s, in one transaction.
+    """Put `port` on `bridge` (off any other first), marked as `container`'s, protected or
+    not, with its VLAN tag and trunks, in one transaction.
 
     Fails, changing nothing, when `bridge` does not exist."""
     ops: list[dict[str, Any]] = [
@@ -92,6 +105,8 @@ async def attach(
                 "interfaces": ["named-uuid", "iface"],
                 "external_ids": from_map({PORT_OWNER_KEY: container}),
                 "protected": protected,
+                "tag": EMPTY_SET if vlan is None else vlan,
+                "trunks": ["set", sorted(set(trunks))],
             },
             "uuid-name": "port",
         },

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.errors import Refused
 from op_dbus.model.state import BRIDGE_TYPE
 from op_dbus.native.lxc import Driver, LxcCliDriver, LxcError, Observed, PctDriver, host_links
-from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Spec, UnsafeValue
+from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, Nic, Spec, UnsafeValue
 from op_dbus.native.ovsdb import OvsdbClient, OvsdbError, OvsdbLink
 from op_dbus.plugins.base import (
     Action,
@@ -30,7 +30,7 @@ from op_dbus.plugins.base import (
     Steps,
     report,
 )
-from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc
+from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc, nics_of
 from op_dbus.plugins.lxc.ovs import (
     PortRow,
     attach,
@@ -74,7 +74,12 @@ class LxcPlugin(Plugin):
         observed = await self._driver().list()
         ports = await read_ports(await self._ovsdb())
         containers = [container_entry(o, ports) for o in observed]
-        live = {(o.name, o.config.veth) for o in observed if o.running}
+        live = {
+            (o.name, veth)
+            for o in observed
+            if o.running
+            for veth in (o.config.veth, *(nic.veth for nic in o.config.more_nics))
+        }
         stale = [
             {"name": p.name, "bridge": p.bridge, "container": p.container}
             for p in sorted(ports.values(), key=lambda p: p.name)
@@ -89,24 +94,32 @@ class LxcPlugin(Plugin):
         (other than the container's own, from an earlier run), or a bridge that neither the
         host nor the file's net section has."""
         have = {c["name"]: c for c in current.get("containers") or []}
-        veth_of = {c["veth"]: c["name"] for c in have.values() if c.get("veth")}
+        veth_of = {n["veth"]: c["name"] for c in have.values() for n in nics_of(c) if n.get("veth")}
         links = host_links()
         wanted = [c for c in desired.get("containers") or [] if c.get("state") != "absent"]
         for want in wanted:
-            name, veth = container_name(want), want.get("veth")
-            own = (have.get(name) or {}).get("veth")
-            if veth and veth != own and veth_of.get(veth, name) != name:
-                raise Refused(f"container/{name}", f"veth {veth} is container {veth_of[veth]}'s")
-            if veth and veth != own and veth in links:
-                raise Refused(
-                    f"container/{name}", f"veth {veth}: the host already has a device {veth}"
-                )
+            name = container_name(want)
+            own = {n.get("veth") for n in nics_of(have.get(name) or {})}
+            for veth in (n.get("veth") for n in nics_of(want)):
+                if veth and veth not in own and veth_of.get(veth, name) != name:
+                    raise Refused(
+                        f"container/{name}", f"veth {veth} is container {veth_of[veth]}'s"
+                    )
+                if veth and veth not in own and veth in links:
+                    raise Refused(
+                        f"container/{name}", f"veth {veth}: the host already has a device {veth}"
+                    )
         declared = {
             i["name"]
             for i in (document.get("net") or {}).get("interfaces") or []
             if i.get("type") == BRIDGE_TYPE and i.get("state") != "absent"
         }
-        needed = {c["bridge"]: container_name(c) for c in wanted if c.get("bridge")}
+        needed = {
+            nic["bridge"]: container_name(c)
+            for c in wanted
+            for nic in nics_of(c)
+            if nic.get("bridge")
+        }
         missing = set(needed) - declared
         if missing:
             missing -= await read_bridges(await self._ovsdb())
@@ -171,7 +184,15 @@ class LxcPlugin(Plugin):
         elif running and want and "bridge" in after and spec.veth:
             client = await self._ovsdb()
             if after["bridge"]:
-                await attach(client, after["bridge"], spec.veth, name, spec.protected)
+                await attach(
+                    client,
+                    after["bridge"],
+                    spec.veth,
+                    name,
+                    spec.protected,
+                    spec.vlan,
+                    spec.trunks,
+                )
             else:
                 await detach(client, spec.veth)
         elif running and want and "protected" in after and spec.veth:
@@ -194,9 +215,10 @@ def choose_driver(endpoints: Endpoints) -> Driver:
 
 
 def entry_of(observed: Observed) -> dict[str, Any]:
-    """A container's declared fields as its config records them."""
+    """A container's declared fields as its config records them (`nics` when it has more
+    than one, eth0 also in the single-NIC fields)."""
     cfg = observed.config
-    return {
+    single: dict[str, Any] = {
         "id": cfg.id,
         "name": observed.name,
         "veth": cfg.veth,
@@ -206,9 +228,31 @@ def entry_of(observed: Observed) -> dict[str, Any]:
         | ({"gateway": cfg.gateway} if cfg.gateway else {}),
         "hwaddr": cfg.hwaddr,
         "protected": cfg.protected,
+        "vlan": cfg.vlan,
+        "trunks": list(cfg.trunks),
+        "mtu": cfg.mtu,
         "autostart": cfg.autostart,
         "memory": cfg.memory,
         "cpus": cfg.cpus,
+    }
+    if cfg.more_nics:
+        first = Nic(cfg.veth, cfg.bridge, cfg.hwaddr, tuple(cfg.addresses), cfg.gateway)
+        first = replace(first, vlan=cfg.vlan, trunks=tuple(cfg.trunks), mtu=cfg.mtu)
+        single["nics"] = [nic_entry(nic) for nic in (first, *cfg.more_nics)]
+    return single
+
+
+def nic_entry(nic: Nic) -> dict[str, Any]:
+    """A NIC in the state file's shape."""
+    ipv4 = {"address": [{"ip": ip, "prefix": p} for ip, p in nic.addresses]}
+    return {
+        "veth": nic.veth,
+        "bridge": nic.bridge,
+        "hwaddr": nic.hwaddr,
+        "vlan": nic.vlan,
+        "trunks": list(nic.trunks),
+        "mtu": nic.mtu,
+        "ipv4": ipv4 | ({"gateway": nic.gateway} if nic.gateway else {}),
     }
 
 
@@ -223,6 +267,13 @@ def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, 
         port = ports.get(observed.config.veth or "")
         entry["bridge"] = port.bridge if port is not None else None
         entry["protected"] = port.protected if port is not None else observed.config.protected
+        entry["vlan"] = port.vlan if port is not None else None  # what the port carries now
+        entry["trunks"] = list(port.trunks) if port is not None else []
+        for nic in entry.get("nics") or []:
+            port = ports.get(nic["veth"] or "")
+            nic["bridge"] = port.bridge if port is not None else None
+            nic["vlan"] = port.vlan if port is not None else None
+            nic["trunks"] = list(port.trunks) if port is not None else []
     cfg = observed.config
     facts = {
         "configured_bridge": cfg.bridge,
@@ -239,6 +290,12 @@ def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, 
 
 
 def spec_of(entry: dict[str, Any]) -> Spec:
+    """The Spec of an entry; with `nics`, eth0 is its first NIC (the single-NIC fields are
+    then ignored) and the others follow."""
+    if entry.get("nics"):
+        first, *more = entry["nics"]
+        spec = spec_of({**{k: v for k, v in entry.items() if k != "nics"}, **first})
+        return replace(spec, more_nics=tuple(_nic_of(nic) for nic in more))
     ipv4 = entry.get("ipv4") or {}
     return Spec(
         name=entry["name"],
@@ -248,9 +305,26 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         hwaddr=entry.get("hwaddr"),
         addresses=tuple((a["ip"], a["prefix"]) for a in ipv4.get("address") or []),
         gateway=ipv4.get("gateway"),
+        vlan=entry.get("vlan"),
+        trunks=tuple(sorted(set(entry.get("trunks") or []))),
+        mtu=entry.get("mtu"),
         autostart=bool(entry.get("autostart")),
         protected=bool(entry.get("protected")),
         template=entry.get("template") or DEFAULT_TEMPLATE,
         memory=entry.get("memory"),
         cpus=entry.get("cpus"),
+    )
+
+
+def _nic_of(nic: dict[str, Any]) -> Nic:
+    ipv4 = nic.get("ipv4") or {}
+    return Nic(
+        veth=nic.get("veth"),
+        bridge=nic.get("bridge"),
+        hwaddr=nic.get("hwaddr"),
+        addresses=tuple((a["ip"], a["prefix"]) for a in ipv4.get("address") or []),
+        gateway=ipv4.get("gateway"),
+        vlan=nic.get("vlan"),
+        trunks=tuple(sorted(set(nic.get("trunks") or []))),
+        mtu=nic.get("mtu"),
     )

@@ -20,9 +20,9 @@ from op_dbus.plugins.net import migrate
 
 PLUGIN = "net"
 BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
-PORT_FIELDS = ("vlan", "mtu")
+PORT_FIELDS = ("vlan", "trunks", "vlan_mode", "mtu", "peer", "tunnel", "bond")
 DEFAULTS: dict[str, Any] = {"stp": False}
-CLEARABLE = ("fail_mode", "vlan")
+CLEARABLE = ("fail_mode", "vlan", "trunks", "vlan_mode")
 """Fields a rollback clears when the checkpoint has none (the others have no 'unset')."""
 
 
@@ -77,9 +77,33 @@ def _fields_changed(
                 changed[name] = None
         elif name == "mtu" and desired[name] is None:
             continue
-        elif desired[name] != current.get(name, DEFAULTS.get(name)):
-            changed[name] = desired[name]
+        elif (want := _wanted(name, current, desired, exhaustive)) != _normal(
+            name, current.get(name, DEFAULTS.get(name))
+        ):
+            changed[name] = want
     return changed
+
+
+def _normal(name: str, value: Any) -> Any:
+    """A field's value in one spelling: sets (trunks, a bond's interfaces) sorted, and keys
+    written as null left out of a tunnel or bond."""
+    if name == "trunks" and value is not None:
+        return sorted(set(value))
+    if name in ("tunnel", "bond") and value is not None:
+        value = {k: v for k, v in value.items() if v is not None}
+        if "interfaces" in value:
+            value["interfaces"] = sorted(set(value["interfaces"]))
+    return value
+
+
+def _wanted(name: str, current: dict, desired: dict, exhaustive: bool) -> Any:
+    """What `desired` asks for `name`. A bond's `mode` and `lacp` left out keep theirs (a
+    rollback's checkpoint has every key it means)."""
+    want = _normal(name, desired[name])
+    if name == "bond" and want is not None and not exhaustive:
+        kept = {k: v for k, v in (current.get("bond") or {}).items() if k != "interfaces"}
+        want = {**kept, **{k: v for k, v in want.items() if v is not None}}
+    return want
 
 
 def _ids_changed(current: dict, desired: dict, exhaustive: bool) -> dict[str, Any]:

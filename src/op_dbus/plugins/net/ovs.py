@@ -34,7 +34,10 @@ from op_dbus.native.vswitch import (
 )
 from op_dbus.plugins.base import Action, ActionKind
 
-IFACE_COLUMNS = ["name", "type", "ofport", "error", "mtu", "mtu_request"]
+IFACE_COLUMNS = ["name", "type", "options", "ofport", "error", "mtu", "mtu_request"]
+TUNNEL_TYPES = ("vxlan", "geneve", "gre")
+TUNNEL_NUMBERS = ("key", "dst_port")
+"""Tunnel options the state file spells as integers (OVSDB keeps every option as text)."""
 
 
 @dataclass
@@ -72,9 +75,14 @@ class Snapshot:
                 others.append(port)
         return own, others
 
-    def interface_of(self, port: dict[str, Any]) -> dict[str, Any] | None:
+    def interfaces_of(self, port: dict[str, Any]) -> list[dict[str, Any]]:
+        """The port's interfaces by name (several for a bond)."""
         found = [self.interfaces[u] for u in uuids(port["interfaces"]) if u in self.interfaces]
-        return min(found, key=lambda row: row["name"]) if found else None
+        return sorted(found, key=lambda row: row["name"])
+
+    def interface_of(self, port: dict[str, Any]) -> dict[str, Any] | None:
+        found = self.interfaces_of(port)
+        return found[0] if found else None
 
     def find_port(self, name: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         """(bridge row, port row) of the port called `name`, on any bridge."""
@@ -110,18 +118,73 @@ async def read_snapshot(client: OvsdbClient, *, kernel_datapath: bool = True) ->
 
 def port_entry(snap: Snapshot, bridge: dict[str, Any], port: dict[str, Any]) -> dict[str, Any]:
     """A port as the state file spells it, plus read-only facts (owned, ofport, error)."""
-    iface = snap.interface_of(port) or {}
+    ifaces = snap.interfaces_of(port)
+    iface = ifaces[0] if ifaces else {}
     entry: dict[str, Any] = {
         "name": port["name"],
-        "type": "ovs-internal" if iface.get("type") == "internal" else "ovs-port",
+        **_kind(port, ifaces),
         "bridge": bridge["name"],
         "external_ids": to_map(port["external_ids"]),
         "owned": owned(port),
     }
     if (tag := optional(port["tag"])) is not None:
         entry["vlan"] = tag
+    if trunks := sorted(ovsdb_set(port.get("trunks", EMPTY_SET))):
+        entry["trunks"] = trunks
+    if (mode := optional(port.get("vlan_mode", EMPTY_SET))) is not None:
+        entry["vlan_mode"] = mode
     entry.update(realised(iface))
     return entry
+
+
+def _kind(port: dict[str, Any], ifaces: list[dict[str, Any]]) -> dict[str, Any]:
+    """The port's `type` and what that type carries (peer, tunnel, bond), from its rows."""
+    if len(ifaces) > 1:
+        bond: dict[str, Any] = {"interfaces": [i["name"] for i in ifaces]}
+        for key, column in (("mode", "bond_mode"), ("lacp", "lacp")):
+            if (value := optional(port.get(column, EMPTY_SET))) is not None:
+                bond[key] = value
+        return {"type": "ovs-bond", "bond": bond}
+    kind = ifaces[0].get("type", "") if ifaces else ""
+    options = to_map(ifaces[0].get("options")) if ifaces else {}
+    if kind == "internal":
+        return {"type": "ovs-internal"}
+    if kind == "patch":
+        return {"type": "ovs-patch", "peer": options.get("peer")}
+    if kind in TUNNEL_TYPES:
+        tunnel: dict[str, Any] = {"type": kind, **options}
+        for key in TUNNEL_NUMBERS:
+            if str(tunnel.get(key, "")).isdigit():
+                tunnel[key] = int(tunnel[key])
+        return {"type": "ovs-tunnel", "tunnel": tunnel}
+    return {"type": "ovs-port"}
+
+
+def interface_kind(after: dict[str, Any]) -> dict[str, Any]:
+    """The Interface columns (`type`, `options`) an ovs-internal, patch or tunnel port needs."""
+    if after.get("type") == "ovs-internal":
+        return {"type": "internal"}
+    if after.get("peer") is not None:
+        return {"type": "patch", "options": from_map({"peer": after["peer"]})}
+    if (tunnel := after.get("tunnel")) is not None:
+        options = {k: str(v) for k, v in tunnel.items() if k != "type" and v is not None}
+        return {"type": tunnel["type"], "options": from_map(options)}
+    return {}
+
+
+def port_columns(after: dict[str, Any]) -> dict[str, Any]:
+    """The Port columns of the VLAN and bond fields `after` has (None clears one)."""
+    row: dict[str, Any] = {}
+    if "vlan" in after:
+        row["tag"] = EMPTY_SET if after["vlan"] is None else after["vlan"]
+    if "trunks" in after:
+        row["trunks"] = ["set", sorted(set(after["trunks"] or []))]
+    if "vlan_mode" in after:
+        row["vlan_mode"] = after["vlan_mode"] or EMPTY_SET
+    if after.get("bond") is not None:  # whole: a diff fills in the keys a file left out
+        for key, column in (("mode", "bond_mode"), ("lacp", "lacp")):
+            row[column] = after["bond"].get(key) or EMPTY_SET
+    return row
 
 
 def realised(iface: dict[str, Any]) -> dict[str, Any]:
@@ -253,24 +316,30 @@ class TransactionBuilder:
             if (found := self.snap.find_port(name)) is not None:
                 raise ConflictError(action, f"port {name} is already on bridge {found[0]['name']}")
             self._absent(action, "Port", name)
-        iface, port = self._name("i"), self._name("p")
-        iface_row: dict[str, Any] = {"name": name, "external_ids": from_map(self._owner_ids(after))}
-        if after.get("type") == "ovs-internal":
-            iface_row["type"] = "internal"
-        if after.get("mtu") is not None:
-            iface_row["mtu_request"] = after["mtu"]
-        self._emit(
-            action, {"op": "insert", "table": "Interface", "row": iface_row, "uuid-name": iface}
-        )
+        members = (after.get("bond") or {}).get("interfaces") or [name]
+        ifaces = [self._new_interface(action, after, member) for member in members]
         port_row: dict[str, Any] = {
             "name": name,
-            "interfaces": ["named-uuid", iface],
+            "interfaces": ["set", [["named-uuid", i] for i in ifaces]],
             "external_ids": from_map(self._owner_ids(after)),
+            **port_columns({k: v for k, v in after.items() if v is not None}),
         }
-        if after.get("vlan") is not None:
-            port_row["tag"] = after["vlan"]
+        port = self._name("p")
         self._emit(action, {"op": "insert", "table": "Port", "row": port_row, "uuid-name": port})
         return port
+
+    def _new_interface(self, action: Action, after: dict[str, Any], name: str) -> str:
+        """Insert the Interface `name` of the port `after`; return its uuid-name."""
+        iface = self._name("i")
+        row: dict[str, Any] = {
+            "name": name,
+            "external_ids": from_map(self._owner_ids(after)),
+            **interface_kind(after),
+        }
+        if after.get("mtu") is not None:
+            row["mtu_request"] = after["mtu"]
+        self._emit(action, {"op": "insert", "table": "Interface", "row": row, "uuid-name": iface})
+        return iface
 
     # --- bridges --------------------------------------------------------------------------
     def _create_bridge(self, action: Action, ports: list[Action]) -> None:
@@ -364,9 +433,9 @@ class TransactionBuilder:
     def _modify_port(self, action: Action) -> None:
         after = action.after
         port = self._port_on(action, after["bridge"], after["name"])
-        update: dict[str, Any] = {}
-        if "vlan" in after:
-            update["tag"] = EMPTY_SET if after["vlan"] is None else after["vlan"]
+        update = port_columns(after)
+        if "bond" in after:
+            update["interfaces"] = self._bond_members(action, port, after)
         if "external_ids" in after or "external_ids_remove" in after:
             ids = self._external_ids(to_map(port["external_ids"]), after)
             update["external_ids"] = from_map(ids)
@@ -374,11 +443,36 @@ class TransactionBuilder:
             self._guard(action, "Port", port, sorted({"name", *update}))
             where = where_uuid(port["_uuid"][1])
             self._emit(action, {"op": "update", "table": "Port", "where": where, "row": update})
+        ifaces = self.snap.interfaces_of(port)
+        if not ifaces and (after.get("mtu") is not None or "peer" in after or "tunnel" in after):
+            raise ConflictError(action, f"port {port['name']} has no interface")
         if after.get("mtu") is not None:
-            iface = self.snap.interface_of(port)
-            if iface is None:
-                raise ConflictError(action, f"port {port['name']} has no interface")
-            self._set_mtu(action, iface, after["mtu"])
+            for iface in ifaces:
+                self._set_mtu(action, iface, after["mtu"])
+        if "peer" in after or "tunnel" in after:
+            self._set_kind(action, ifaces[0], interface_kind(after))
+
+    def _set_kind(self, action: Action, iface: dict[str, Any], kind: dict[str, Any]) -> None:
+        """A patch's peer or a tunnel's endpoint: the Interface's type and all its options."""
+        row = {"type": "", "options": from_map({}), **kind}
+        self._guard(action, "Interface", iface, ["name", "type", "options"])
+        where = where_uuid(iface["_uuid"][1])
+        self._emit(action, {"op": "update", "table": "Interface", "where": where, "row": row})
+
+    def _bond_members(self, action: Action, port: dict[str, Any], after: dict[str, Any]) -> Any:
+        """The bond's new `interfaces` set: the rows it keeps, and new ones for added names."""
+        have = {iface["name"]: iface for iface in self.snap.interfaces_of(port)}
+        wanted = (after.get("bond") or {}).get("interfaces") or sorted(have)
+        refs = [
+            have[name]["_uuid"]
+            if name in have
+            else [
+                "named-uuid",
+                self._new_interface(action, {"owned": owned(port), "mtu": after.get("mtu")}, name),
+            ]
+            for name in wanted
+        ]
+        return ["set", refs]
 
 
 class ConflictError(Exception):
