@@ -58,6 +58,8 @@ class ApplyResult:
     rollback_left: dict[str, list[Action] | str] = field(default_factory=dict)
     message: str = ""
     rolled_back: list[Action] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    """The probes' checks after a change that touched connectivity (engine/probe.py)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -72,6 +74,7 @@ class ApplyResult:
                 for name, left in self.rollback_left.items()
             },
             "rolled_back": [a.to_json() for a in self.rolled_back],
+            "probes": self.probes,
         }
 
 
