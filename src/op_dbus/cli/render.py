@@ -51,6 +51,8 @@ def plugin_plan_lines(entry: dict[str, Any]) -> list[Line]:
     for action in entry["actions"]:
         sign, colour = SIGNS[action["kind"]]
         lines.append([("  ", ""), (f"{sign} {action['resource']}", colour)])
+        for reason in action.get("dangerous") or []:
+            lines.append([("    ", ""), (f"! dangerous: {reason}", "bold red")])
         if action["kind"] == "modify":
             for path, old, new in field_changes(action["before"], action["after"]):
                 lines.append(
@@ -79,6 +81,8 @@ def plan_lines(plan: dict[str, Any]) -> list[Line]:
         (f"{summary['delete']} to delete", "red"),
         (".", ""),
     ]
+    if summary.get("dangerous"):
+        total += [(" ", ""), (f"{summary['dangerous']} dangerous (confirm first).", "bold red")]
     if summary["blocked"]:
         total += [(" ", ""), (f"Not handled: {', '.join(summary['blocked'])}.", "magenta")]
     return [*lines, [], total]

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -34,6 +34,8 @@ from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import Change, Host, PendingTry, check_try_seconds
 from op_dbus.engine.lock import read_holder
 from op_dbus.engine.overlay import overlay
+from op_dbus.engine.plan import Acknowledge
+from op_dbus.engine.probe import Target
 from op_dbus.errors import InvalidInput
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
@@ -72,6 +74,11 @@ class DaemonOptions:
     mcp_http: HttpOptions | None = None
     """Serve MCP over HTTP too, on this daemon's Host and cache (`--mcp-http`)."""
     mcp_allow_write: bool = False
+    reload_on_change: bool = True
+    """Watch the state file and reload when it changes (`--reload-on-change=no`: only on
+    SIGHUP or `op-dbus reload`)."""
+    probes: tuple[Target, ...] = ()
+    """Targets every probed change must still reach, besides the gateway (`--probe`)."""
 
 
 class Daemon:
@@ -81,7 +88,12 @@ class Daemon:
         self.options = options
         self.notifier = notifier or Notifier()
         mode = options.mode or Mode.FULL
-        self.host = Host(options.endpoints, SECTIONS_BY_MODE[mode], use_ledger=options.use_ledger)
+        self.host = Host(
+            options.endpoints,
+            SECTIONS_BY_MODE[mode],
+            use_ledger=options.use_ledger,
+            probes=options.probes,
+        )
         self.host.try_listeners.append(self._try_over)
         self.reconciler = Reconciler(
             self.host,
@@ -94,8 +106,9 @@ class Daemon:
         self.loaded: LoadedState | None = None
         self.parser = DocumentParser()
         self._runtime: RuntimeChanges | None = None
-        self._tried: tuple[dict[str, Section], dict[str, Section], str] | None = None
-        """While a try pends: what was enforced before it, its sections, its actor."""
+        self._tried: tuple[dict[str, Section], dict[str, Section], str, bool] | None = None
+        """While a try pends: what was enforced before it, its sections, its actor, and
+        whether it pruned."""
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -165,7 +178,7 @@ class Daemon:
         ]
         if opts.mcp_http is not None:
             jobs.append(self._serve_mcp(opts.mcp_http))
-        if opts.state_file is not None:
+        if opts.state_file is not None and opts.reload_on_change:
             session = statefile_session(opts.state_file.absolute(), self._file_changed)
             what = f"state file {opts.state_file}"
             jobs.append(supervise(what, session, self._file_changed_unseen))
@@ -349,28 +362,37 @@ class Daemon:
         actor: str,
         confirm_within: float | None = None,
         expect_revision: str | None = None,
+        *,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[Target] = (),
     ) -> dict[str, Any]:
         """A change through the daemon: applied now and, if it took effect, kept as a
-        runtime change on top of the state file (for a try: once confirmed)."""
+        runtime change on top of the state file (for a try: once confirmed). A caller's
+        document is partial unless it asks for `prune`, and its dangerous actions need its
+        `acknowledge`: the daemon cannot ask."""
         if confirm_within is not None:
             check_try_seconds(confirm_within)  # before parsing: a refusal costs nothing
         sections = await self._parse(text)
         before = dict(self.reconciler.desired)
         desired = self.runtime.desired(self._file_sections())
         change = await self.reconciler.apply_desired(
-            overlay(desired, sections),
+            overlay(desired, sections, replace=prune),
             mode=self.mode,
             actor=actor,
             confirm_within=confirm_within,
             apply=sections,
             expect_revision=expect_revision,
+            prune=prune,
+            acknowledge=acknowledge,
+            probes=probes,
         )
         code = change.result.exit_code
         if code in (ExitCode.OK, ExitCode.UNEXPECTED) and change.plan.pending:
             if confirm_within is None or self.host.pending is None:
-                self.runtime.add(sections, actor=actor, time=now_text())
+                self.runtime.add(sections, actor=actor, time=now_text(), prune=prune)
             else:
-                self._tried = (before, sections, actor)
+                self._tried = (before, sections, actor, prune)
         return change.to_json() | {"try": self._try_json()}
 
     def _try_over(self, how: str, pending: PendingTry, change: Change | None) -> None:
@@ -378,9 +400,9 @@ class Daemon:
         tried, self._tried = self._tried, None
         if tried is None:
             return
-        before, sections, actor = tried
+        before, sections, actor, prune = tried
         if how == "confirmed":
-            self.runtime.add(sections, actor=actor, time=now_text())
+            self.runtime.add(sections, actor=actor, time=now_text(), prune=prune)
         elif change is not None:
             self.reconciler.restored(change, before, actor=f"{ACTOR}:try-rollback")
 
@@ -390,8 +412,8 @@ class Daemon:
     async def query_state(self) -> dict[str, Any]:
         return await self.reconciler.cached_state()
 
-    async def diff(self, text: str) -> dict[str, Any]:
-        plan = await self.reconciler.diff(await self._parse(text))
+    async def diff(self, text: str, *, prune: bool = False) -> dict[str, Any]:
+        plan = await self.reconciler.diff(await self._parse(text), prune=prune)
         return await asyncio.to_thread(plan.to_json)
 
     async def verify(self, text: str | None = None) -> dict[str, Any]:
