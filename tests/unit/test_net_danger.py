@@ -23,6 +23,7 @@ from op_dbus.plugins.net.diff import diff_net
 UPLINK = Lifelines(
     routes={"ovsbr0": "192.168.1.1"},
     addresses={"ovsbr0": [("192.168.1.10", 24)], "mesh": [("10.0.0.1", 24)]},
+    own_routes=frozenset({"ovsbr0"}),
 )
 
 
@@ -82,6 +83,8 @@ def test_changing_the_gateway_or_the_uplinks_datapath_is_dangerous_external_ids_
     assert dangers(current, {"interfaces": [new_gateway]}, UPLINK) == {
         "ipv4/ovsbr0": ("replaces the default route via 192.168.1.1 dev ovsbr0",)
     }
+    foreign = Lifelines(routes={"eth0": ""}, addresses=UPLINK.addresses)  # never removed
+    assert dangers(current, {"interfaces": [new_gateway]}, foreign) == {"ipv4/ovsbr0": ()}
     datapath = {"name": "ovsbr0", "type": "ovs-bridge", "datapath": "system"}
     (reason,) = dangers(current, {"interfaces": [datapath]}, UPLINK)["bridge/ovsbr0"]
     assert reason.startswith("changes datapath: ovsbr0 carries the default route")

@@ -180,6 +180,10 @@ class Reconciler:
             "seconds": round(time.monotonic() - started, 4),
         }
         level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
+        for action in change.plan.dangerous if result.applied else ():
+            log.warning(
+                "%s: dangerous, ran: %s (%s)", actor, action.describe(), "; ".join(action.dangerous)
+            )
         log.log(level, "%s: %s", actor, result.message)
         for entry in change.plan.blocked:
             if entry.status != "refused":

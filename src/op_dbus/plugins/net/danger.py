@@ -29,6 +29,8 @@ class Lifelines:
     addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     sessions: frozenset[str] = frozenset()
     """Local IPv4 addresses of established TCP sessions."""
+    own_routes: frozenset[str] = frozenset()
+    """Devices whose default route op-dbus made: the only ones a gateway change removes."""
 
 
 def _device_reasons(device: str, lines: Lifelines) -> list[str]:
@@ -92,7 +94,11 @@ def _address_reasons(name: str, after: dict[str, Any], lines: Lifelines) -> list
     if after.get("enabled") is False:
         reasons += [f"takes {name} down: {why}" for why in _device_reasons(name, lines)]
     if "gateway" in after:
-        gone = {dev: via for dev, via in lines.routes.items() if dev == name or after["gateway"]}
+        gone = {
+            dev: via
+            for dev, via in lines.routes.items()
+            if dev in lines.own_routes and (dev == name or after["gateway"])
+        }
         verb = "replaces" if after["gateway"] else "removes"
         for device, via in sorted(gone.items()):
             if (device, via) != (name, after["gateway"]):

@@ -119,6 +119,7 @@ class NetPlugin(Plugin):
             routes={r.ifname: r.gateway for r in net.default_routes},
             addresses=net.addresses,
             sessions=frozenset(await asyncio.to_thread(session_addresses)),
+            own_routes=frozenset(r.ifname for r in net.default_routes if r.owned),
         )
         return mark(current, actions, lines)
 
