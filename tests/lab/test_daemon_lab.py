@@ -710,7 +710,7 @@ def test_diff_json_equals_the_daemons_plan_and_the_local_one(
     over_dbus = json.loads(call(lab, "Diff", "s", wanted.read_text()))
     assert daemon.stop() == 0
     local = json.loads(cli(lab, "diff", "--json", str(wanted)).stdout)
-    keys = ("pending", "revision", "summary", "plugins")
+    keys = ("pending", "revision", "summary", "dangerous", "plugins")
     assert {k: through_daemon[k] for k in keys} == over_dbus, "the same plan, the same host"
     assert {k: local[k] for k in keys} == over_dbus
     assert over_dbus["pending"] and over_dbus["summary"]["create"] == 1, "the new port"

@@ -240,3 +240,18 @@ def test_reload_on_change_no_waits_for_sighup(seeded: Lab, daemon_with: Any) -> 
     daemon.signal(signal.SIGHUP)
     wait_for(lambda: "extra0" in vsctl(seeded, "list-br").split(), 30, "applied on SIGHUP")
     assert "changed: reloading" not in daemon.output(), "the file was not watched"
+
+
+def test_through_the_daemon_the_cli_needs_the_same_consent(
+    seeded: Lab, session_on_mesh: None, daemon_with: Any, tmp_path: Path
+) -> None:
+    daemon_with(SEED_NET)
+    path = state_file(tmp_path, MESH_GONE, "gone.json")
+    refused = opdbus(seeded, "apply", path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "(through the running op-dbus daemon)" in refused.stdout
+    assert "mesh" in vsctl(seeded, "list-br").split()
+
+    done = opdbus(seeded, "apply", "--yes", path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert vsctl(seeded, "list-br").split() == ["ovsbr0"]
