@@ -214,6 +214,7 @@ def apply(
         show_plan(ctx, file, plugin, json_out, prune, dry_run=True)
     from op_dbus.cli.progress import ApplyProgress
     from op_dbus.cli.render import render_plan
+    from op_dbus.errors import Unconfirmed
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
@@ -227,22 +228,26 @@ def apply(
     async def work(api: HostApi) -> dict[str, Any]:
         if not json_out and api.via == "daemon":
             console.print("(through the running op-dbus daemon)")
-        consent: dict[str, Any] = {"acknowledge": True} if yes else {}
-        if not yes:  # the dangerous actions are asked for first, then applied as shown
-            consent = await confirm_dangers(api, sections, prune=prune, json_out=json_out)
-        with ApplyProgress(stderr(), enabled=not json_out) as progress:
-            reply = await api.apply(
-                sections,
-                actor=actor_text(),
-                mode=str(loaded.mode),
-                confirm_within=confirm_within,
-                progress=progress.update,
-                on_plan=None if consent.get("shown") else show,
-                prune=prune,
-                acknowledge=consent.get("acknowledge", ()),
-                expect_revision=consent.get("revision"),
-                probes=probe or (),
-            )
+
+        async def run(consent: dict[str, Any]) -> dict[str, Any]:
+            with ApplyProgress(stderr(), enabled=not json_out) as progress:
+                return await api.apply(
+                    sections,
+                    actor=actor_text(),
+                    mode=str(loaded.mode),
+                    confirm_within=confirm_within,
+                    progress=progress.update,
+                    on_plan=None if consent.get("shown") else show,
+                    prune=prune,
+                    acknowledge=consent.get("acknowledge", ()),
+                    expect_revision=consent.get("revision"),
+                    probes=probe or (),
+                )
+
+        try:
+            reply = await run({"acknowledge": True} if yes else {})
+        except Unconfirmed:  # show the plan, ask, and apply exactly what was confirmed
+            reply = await run(await confirm_dangers(api, sections, prune, json_out))
         if reply.get("try") and api.via == "local":
             return await hold_here(api, reply)
         return reply
@@ -260,11 +265,11 @@ def apply(
 
 
 async def confirm_dangers(
-    api: HostApi, sections: dict[str, Section], *, prune: bool, json_out: bool
+    api: HostApi, sections: dict[str, Section], prune: bool, json_out: bool
 ) -> dict[str, Any]:
-    """Plan first; when the plan has dangerous actions, show it and ask on a terminal
-    (default no), refuse off one (exit 2, nothing changed). Returns the consent to apply
-    with: the actions acknowledged and the revision they were shown at."""
+    """After the Host refused dangerous actions nobody acknowledged: plan, show the plan and
+    ask on a terminal (default no), refuse off one (exit 2, nothing changed). Returns the
+    consent to apply with: the actions acknowledged and the revision they were shown at."""
     import asyncio
     import sys
 
@@ -272,7 +277,7 @@ async def confirm_dangers(
 
     plan = await api.plan(sections, prune=prune)
     if not plan.get("dangerous") or plan["summary"]["blocked"]:
-        return {}
+        return {}  # the host changed meanwhile: apply asks the Host again
     listed = "; ".join(plan["dangerous"])
     if json_out:
         print_json({"plan": plan, "error": f"dangerous actions not confirmed: {listed}"})

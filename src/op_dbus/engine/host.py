@@ -26,7 +26,7 @@ from op_dbus.engine.lock import DEFAULT_WAIT, ApplyLock
 from op_dbus.engine.plan import Acknowledge, Plan, make_plan
 from op_dbus.engine.probe import Target
 from op_dbus.engine.verify import verify_state
-from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused
+from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused, Unconfirmed
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
 from op_dbus.limits import TRY_MAX_SECONDS, TRY_MIN_SECONDS
@@ -262,11 +262,11 @@ class Host:
                 )
             if select is not None:
                 select(plan)
+            if not plan.blocked and (unconfirmed := plan.unacknowledged(acknowledge)):
+                raise Unconfirmed("plan", unconfirmed_message(plan, unconfirmed))
             if on_plan is not None:
                 on_plan(plan)
             await self._renew_blocked(plan)
-            if not plan.blocked and (unconfirmed := plan.unacknowledged(acknowledge)):
-                raise Refused("plan", unconfirmed_message(plan, unconfirmed))
             if not plan.pending or plan.blocked:  # nothing to do, or refused: nothing to record
                 result = await apply_plan(plan, self.plugins)
             else:
