@@ -31,7 +31,9 @@ IN_LAB := $(OPDBUS) lab exec --name $(LAB) --
 # and openvswitch.service in one checkpointed change), cross-checks with the peer tools, a
 # no-op re-apply, addresses for the containers and gateway pinging warp across mesh, the daemon
 # repairing a port deleted behind its back, an independent MCP client's calls to the daemon's
-# MCP server, then the ledger with a verified, signed checkpoint.
+# MCP server, the container-gateway host (protected containers, NAT, firewall) proved by pings,
+# then the ledger with a verified, signed checkpoint; last, two more lab hosts converging from
+# desired state kept in a 3-member etcd cluster (fleet mode).
 demo: setup
 	$(OPDBUS) lab up --name $(LAB)
 	$(IN_LAB) $(OPDBUS) doctor --mode full
@@ -48,9 +50,11 @@ demo: setup
 	$(IN_LAB) sh -c 'lxc-attach -P "$$OPDBUS_LXC_PATH" -n gateway -- ping -c 2 -W 2 10.0.0.101'
 	$(IN_LAB) sh scripts/demo-daemon $(OPDBUS) examples/full-mode-addressed.json
 	$(IN_LAB) sh scripts/demo-mcp $(OPDBUS) examples/full-mode-addressed.json
+	$(IN_LAB) sh scripts/demo-gateway $(OPDBUS) examples/gateway-host.yaml
 	$(IN_LAB) $(OPDBUS) ledger log
 	$(IN_LAB) $(OPDBUS) ledger verify
 	$(IN_LAB) $(OPDBUS) ledger checkpoint
+	$(BIN)/python scripts/demo-fleet
 	@echo
 	@echo "The lab stays up: 'eval \"\$$($(OPDBUS) lab env --name $(LAB))\"' points op-dbus at it,"
 	@echo "'$(OPDBUS) lab exec --name $(LAB) -- CMD' runs CMD inside it, 'make lab-down' removes it."
@@ -61,6 +65,7 @@ lab-down: venv
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
 
 test: setup lint
 	$(BIN)/pytest -q

@@ -32,6 +32,7 @@ SUITES: dict[str, tuple[str, str]] = {
         "an admin's repair by hand (`ovs-vsctl add-port`); reading the host directly",
     ),
     "mcp_bench": ("MCP", "reading the host directly; `op-dbus diff` of the same file"),
+    "fleet_bench": ("Fleet", "`op-dbus apply` of the same file on each host, one after another"),
 }
 
 

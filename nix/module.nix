@@ -35,17 +35,20 @@ let
     standalone = [
       "systemd"
       "net"
+      "firewall"
     ];
     full = [
       "systemd"
       "net"
       "lxc"
+      "firewall"
     ];
   };
   sectionMode = {
     systemd = "agent";
     net = "standalone";
     lxc = "full";
+    firewall = "standalone";
   };
   usesOvs = cfg.mode != "agent";
   usesLxc = cfg.mode == "full";
@@ -364,12 +367,14 @@ in
           "ovsdb.service"
           "ovs-vswitchd.service"
         ];
-        path = optionals usesLxc [
-          pkgs.lxc
-          config.virtualisation.vswitch.package
-          pkgs.util-linux
-          pkgs.ethtool
-        ];
+        path =
+          optional (sections ? firewall) pkgs.nftables # the firewall section drives `nft -j`
+          ++ optionals usesLxc [
+            pkgs.lxc
+            config.virtualisation.vswitch.package
+            pkgs.util-linux
+            pkgs.ethtool
+          ];
         environment.OPDBUS_DATA_DIR = toString cfg.dataDir;
         # Only the state changed: SIGHUP re-reads and applies it; the daemon is not stopped.
         reloadTriggers = optional (cfg.stateFile == null) generatedFile;
@@ -405,7 +410,8 @@ in
           PrivateDevices = confined;
           ProtectKernelModules = true;
           ProtectKernelLogs = true;
-          ProtectKernelTunables = confined;
+          # The firewall section writes net.ipv4.ip_forward under /proc/sys.
+          ProtectKernelTunables = confined && !(sections ? firewall);
           ProtectControlGroups = confined;
           ProtectClock = true;
           ProtectHostname = confined;

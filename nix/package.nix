@@ -39,6 +39,7 @@ python3Packages.buildPythonApplication {
     pyyaml
     cryptography
     mcp
+    aetcd
   ];
 
   # The test suite needs root and real OVS, systemd and LXC (the lab): `make test` runs it.

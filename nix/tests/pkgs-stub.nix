@@ -65,6 +65,7 @@ let
         "pyyaml"
         "cryptography"
         "mcp"
+        "aetcd"
       ] package
       // {
         buildPythonApplication =
@@ -83,6 +84,7 @@ let
     "ethtool"
     "lxc"
     "lxcfs"
+    "nftables"
     "openvswitch"
     "vim"
     "git"

@@ -22,6 +22,11 @@ in
     mode = "standalone";
     stateConfig.net.interfaces = [ { name = "ovsbr0"; type = "ovs-bridge"; ports = [ ]; } ];
   };
+  # A firewall section: nft on the unit's path, /proc/sys writable for ip_forward.
+  standaloneFirewall = enabled {
+    mode = "standalone";
+    stateConfig.firewall = { forward = true; masquerade = [ { source = "10.0.0.0/24"; } ]; };
+  };
   # The user turns OVS off although the mode would enable it (mkDefault yields).
   standaloneVswitchOff = enabled { mode = "standalone"; } ++ [
     { virtualisation.vswitch.enable = false; }

@@ -61,6 +61,11 @@ SPECS: tuple[SectionSpec, ...] = (
         "op_dbus.plugins.lxc.watcher:watches", {"containers": []},
         after=("net",), reversible=False,  # a destroyed container's rootfs is gone
     ),
+    SectionSpec(
+        "firewall", "standalone", "op_dbus.plugins.firewall.plugin:FirewallPlugin",
+        "op_dbus.plugins.firewall.watcher:watches", {},
+        after=("net",), atomic=True,  # one nft transaction; the sysctl is restored on rollback
+    ),
 )  # fmt: skip
 
 

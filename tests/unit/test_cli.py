@@ -161,7 +161,7 @@ def test_apply_plugin_without_its_section_is_usage_error() -> None:
 def test_init_writes_a_file_that_validates(tmp_path: Path) -> None:
     target = tmp_path / "state.json"
     assert op_dbus("--mode", "standalone", "init", "-o", str(target)).returncode == 0
-    assert set(json.loads(target.read_text())["plugins"]) == {"systemd", "net"}
+    assert set(json.loads(target.read_text())["plugins"]) == {"systemd", "net", "firewall"}
     assert op_dbus("validate", str(target)).returncode == 0
     again = op_dbus("init", "-o", str(target))
     assert again.returncode == 2, "init must not overwrite without --force"

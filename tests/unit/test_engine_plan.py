@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 
 import pytest
-from memstore import MemLxc, World
+from memstore import NAMES, MemLxc, World
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import apply_plan
@@ -15,7 +15,6 @@ from op_dbus.errors import Refused
 from op_dbus.exitcodes import ExitCode
 from op_dbus.plugins import make_plugin
 from op_dbus.plugins.base import Action, ActionKind, Section
-from op_dbus.registry import ORDER
 
 
 def world_with_data() -> World:
@@ -26,7 +25,7 @@ def world_with_data() -> World:
     return world
 
 
-DESIRED = {name: {"items": {"a": f"{name}-a2", "n": 1}} for name in ORDER}
+DESIRED = {name: {"items": {"a": f"{name}-a2", "n": 1}} for name in NAMES}
 
 
 def expected_actions(name: str) -> list[Action]:
@@ -38,7 +37,7 @@ def expected_actions(name: str) -> list[Action]:
 
 async def test_plan_covers_every_plugin_in_order() -> None:
     world = world_with_data()
-    plan = await make_plan({n: DESIRED[n] for n in reversed(ORDER)}, world.plugins())
+    plan = await make_plan({n: DESIRED[n] for n in reversed(NAMES)}, world.plugins())
     assert [e.name for e in plan.plugins] == ["systemd", "net", "lxc"]
     for entry in plan.plugins:
         assert entry.status == "ready"
@@ -46,7 +45,7 @@ async def test_plan_covers_every_plugin_in_order() -> None:
         assert entry.desired == DESIRED[entry.name]
         assert entry.current == {"items": world.stores[entry.name].data, "owned": ["a"]}
         assert entry.actions == expected_actions(entry.name)
-    assert plan.actions == [a for n in ORDER for a in expected_actions(n)]
+    assert plan.actions == [a for n in NAMES for a in expected_actions(n)]
     assert plan.pending
     assert plan.blocked == []
 
@@ -65,7 +64,7 @@ async def test_unknown_section_is_refused() -> None:
 
 async def test_matching_state_has_nothing_pending() -> None:
     world = world_with_data()
-    desired = {n: {"items": {"a": f"{n}-a"}} for n in ORDER}
+    desired = {n: {"items": {"a": f"{n}-a"}} for n in NAMES}
     plan = await make_plan(desired, world.plugins())
     assert plan.actions == []
     assert not plan.pending

@@ -92,6 +92,15 @@ def test_parse_reads_back_what_render_wrote() -> None:
     assert parsed.autostart is False
 
 
+def test_a_protected_port_is_recorded_read_back_and_set_by_the_up_hook() -> None:
+    protected = replace(SPEC, protected=True)
+    assert parse(render(TEMPLATE_CONFIG, protected, DIR)).protected is True
+    assert parse(render(TEMPLATE_CONFIG, SPEC, DIR)).protected is False
+    up = hook_scripts(protected, "unix:/db.sock")[HOOK_UP]
+    assert up.rstrip().endswith("external_ids:op-dbus-container=gateway protected=true")
+    assert "protected" not in hook_scripts(SPEC, "unix:/db.sock")[HOOK_UP]
+
+
 def test_limits_in_cgroup_v1_and_v2_keys_read_back_alike() -> None:
     spec = Spec(name="gateway", id="100", memory=64, cpus=2)
     v1, v2 = render(TEMPLATE_CONFIG, spec, DIR, True), render(TEMPLATE_CONFIG, spec, DIR, False)

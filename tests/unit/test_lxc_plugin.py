@@ -62,13 +62,19 @@ def ports(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     """What the plugin did to OVSDB: ("attach", bridge, port) and ("detach", port)."""
     done: list[tuple[str, ...]] = []
 
-    async def attach(_client: object, bridge: str, name: str, _container: str) -> None:
-        done.append(("attach", bridge, name))
+    async def attach(
+        _client: object, bridge: str, name: str, _container: str, protected: bool = False
+    ) -> None:
+        done.append(("attach", bridge, name, *(("protected",) if protected else ())))
 
     async def detach(_client: object, name: str) -> None:
         done.append(("detach", name))
 
+    async def set_protected(_client: object, name: str, protected: bool) -> None:
+        done.append(("protected", name, str(protected)))
+
     monkeypatch.setattr(lxc_plugin, "attach", attach)
+    monkeypatch.setattr(lxc_plugin, "set_protected", set_protected)
     monkeypatch.setattr(lxc_plugin, "detach", detach)
     monkeypatch.setattr(LxcPlugin, "_ovsdb", lambda self: _none())
     return done
@@ -108,6 +114,21 @@ async def test_a_lost_port_is_reattached_without_rewriting_the_config(
 
     await plugin.apply(plugin.diff(now, desired))
     assert (configured_bridges(driver), ports) == ([], [("attach", "mesh", "vi100")])
+
+
+async def test_protecting_a_running_container_sets_its_port_live_and_in_its_hooks(
+    ports: list[tuple[str, ...]],
+) -> None:
+    gateway = running("gateway", "100", "mesh")
+    now = {"containers": [container_entry(gateway, port("vi100", "mesh", "gateway"))]}
+    assert now["containers"][0]["protected"] is False
+    desired = {"containers": [{"id": "100", "name": "gateway", "protected": True}]}
+    driver = Recorder(gateway)
+    plugin = LxcPlugin(driver=driver)
+
+    await plugin.apply(plugin.diff(now, desired))
+    assert ports == [("protected", "vi100", "True")], "no restart, no re-attach"
+    assert [(call, spec.protected) for call, spec in driver.calls] == [("configure", True)]
 
 
 async def test_moving_bridge_rewrites_the_config_and_moves_the_port_and_back(

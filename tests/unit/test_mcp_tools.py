@@ -123,9 +123,9 @@ async def test_confirm_within_outside_its_bounds_is_a_validation_error(tmp_path:
 
 async def test_query_of_an_unknown_section_is_invalid_input(tmp_path: Any) -> None:
     async with client(tmp_path, allow_write=False) as read_only:
-        error = error_of(await read_only.call_tool("query_state", {"sections": ["firewall"]}))
+        error = error_of(await read_only.call_tool("query_state", {"sections": ["nosuch"]}))
         assert error["kind"] == "InvalidInput"
-        assert error["message"].startswith("sections: firewall")
+        assert error["message"].startswith("sections: nosuch")
 
 
 async def test_ledger_tools_without_a_ledger_say_so(tmp_path: Any) -> None:

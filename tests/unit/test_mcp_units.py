@@ -108,9 +108,9 @@ async def test_dangerous_actions_need_acknowledging_by_name(tmp_path: Any) -> No
     service = McpService(NoApi(), object(), McpOptions(allow_write=True))  # type: ignore[arg-type]
     shown = service.plans.add({"lxc": {}}, "full", PLAN, ["destroy lxc:container/warp"])
     with pytest.raises(Refused, match="destroy lxc:container/warp"):
-        await service.apply_plan(shown.plan_id, 120, [], actor="t", caller="t")
+        await service.apply_shown(shown.plan_id, 120, [], actor="t", caller="t")
     with pytest.raises(Refused):
-        await service.apply_plan(shown.plan_id, 120, ["something else"], actor="t", caller="t")
+        await service.apply_shown(shown.plan_id, 120, ["something else"], actor="t", caller="t")
 
 
 QUERY = {

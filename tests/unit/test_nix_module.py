@@ -174,6 +174,13 @@ def test_full_mode_has_the_tools_liblxc_and_the_hooks_call_on_its_path() -> None
     assert unit("standalone")["path"] == []
 
 
+def test_a_firewall_section_puts_nft_on_the_path_and_lets_it_set_ip_forward() -> None:
+    assert [p.split("-", 1)[1] for p in unit("standaloneFirewall")["path"]] == ["nftables"]
+    assert unit("standaloneFirewall")["serviceConfig"]["ProtectKernelTunables"] is False
+    assert unit("standalone")["serviceConfig"]["ProtectKernelTunables"] is True
+    assert generated("standaloneFirewall")["firewall"]["forward"] is True
+
+
 def test_only_a_state_change_reloads_the_unit_without_stopping_it() -> None:
     before, after = unit("seed"), unit("seedStateChanged")
     assert before["stopIfChanged"] is False
@@ -276,6 +283,26 @@ def test_mcp_options_make_the_arguments_and_open_the_firewall() -> None:
     assert run_args("mcpIpv6")[-2:] == ["--mcp-http", "[::1]:9573"]
     assert scenario("mcpFirewallOnly")["firewallTCP"] == []
     assert "--mcp-http" not in run_args("mcpFirewallOnly")
+
+
+@pytest.mark.parametrize("name", ["mcp", "mcpDefaults", "mcpIpv6"])
+def test_the_cli_takes_the_mcp_arguments_the_module_generates(name: str, tmp_path: Path) -> None:
+    """Each generated `run` argument is one the CLI has: `run --oneshot` without a state file
+    parses them, reads nothing and exits 0 (an unknown flag would exit 2)."""
+    from typer.testing import CliRunner
+
+    from op_dbus.cli.main import app
+
+    argv = run_args(name)
+    if "--state-file" in argv:
+        at = argv.index("--state-file")
+        del argv[at : at + 2]
+    token = tmp_path / "token"
+    token.write_text("x" * 32)
+    token.chmod(0o600)
+    argv = [str(token) if a == "/run/keys/op-dbus-mcp" else a for a in argv]
+    done = CliRunner().invoke(app, ["--data-dir", str(tmp_path), "run", "--oneshot", *argv])
+    assert done.exit_code == 0, done.output
 
 
 # -- assertions ----------------------------------------------------------------------------------

@@ -19,10 +19,22 @@ from op_dbus.cli.context import (
     stderr,
     stdout,
 )
+from op_dbus.cli.fleet import (
+    CACERT_OPT,
+    CERT_OPT,
+    ETCD_OPT,
+    KEY_OPT,
+    PASSWORD_OPT,
+    USER_OPT,
+    etcd_options,
+)
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from op_dbus.api.daemon import DaemonApi
+    from op_dbus.cli.context import CliContext
+    from op_dbus.fleet.agent import AgentOptions
+    from op_dbus.fleet.store import EtcdOptions
 
 POLICIES = ("enforce", "observe")
 
@@ -78,6 +90,21 @@ def run(
         help="Also reach this after a change to addresses, routes or the uplink, or roll it "
         "back (ping, or TCP connect with a port); repeatable.",
     ),
+    fleet: bool = typer.Option(
+        False, "--fleet", help="Also take desired state from etcd (docs/fleet.md)."
+    ),
+    host_name: str = typer.Option(
+        None, "--host-name", envvar="OPDBUS_HOST_NAME", help="This host's name in the fleet."
+    ),
+    etcd: str = ETCD_OPT,
+    etcd_cacert: Path = CACERT_OPT,
+    etcd_cert: Path = CERT_OPT,
+    etcd_key: Path = KEY_OPT,
+    etcd_user: str = USER_OPT,
+    etcd_password_file: Path = PASSWORD_OPT,
+    probe_target: list[str] = typer.Option(
+        [], "--probe-target", metavar="ADDR:PORT", help="Must accept TCP after a fleet change."
+    ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every event."),
 ) -> None:
     """Apply the state at start, then keep the host converged and answer on D-Bus."""
@@ -111,6 +138,14 @@ def run(
             )
         except (OpError, PermissionError) as err:
             fail(ExitCode.INVALID_INPUT, getattr(err, "message", str(err)))
+    agent = None
+    if fleet:
+        agent = _agent_options(
+            cli,
+            host_name,
+            etcd_options(etcd, etcd_cacert, etcd_cert, etcd_key, etcd_user, etcd_password_file),
+            probe_target,
+        )
     logging.basicConfig(format="op-dbus[%(process)d]: %(levelname)s %(message)s")
     logging.getLogger("op_dbus").setLevel(logging.DEBUG if verbose else logging.INFO)
     options = DaemonOptions(
@@ -127,6 +162,7 @@ def run(
         mcp_allow_write=mcp_allow_write,
         reload_on_change=reload_on_change == "yes",
         probes=probes,
+        fleet=agent,
     )
     try:
         with DaemonLock(cli.endpoints.data_dir):
@@ -134,6 +170,30 @@ def run(
     except AlreadyRunning as err:
         fail(ExitCode.UNEXPECTED, str(err))
     raise typer.Exit(code)
+
+
+def _agent_options(
+    cli: CliContext, host_name: str | None, etcd: EtcdOptions, probe_targets: list[str]
+) -> AgentOptions:
+    from op_dbus.errors import InvalidInput
+    from op_dbus.fleet.agent import AgentOptions
+    from op_dbus.fleet.keys import check_name
+    from op_dbus.fleet.probe import ProbeOptions, parse_target
+
+    if host_name is None:
+        fail(ExitCode.INVALID_INPUT, "--fleet needs --host-name NAME")
+    try:
+        probe = ProbeOptions(targets=tuple(parse_target(t) for t in probe_targets))
+        check_name(host_name, "--host-name")
+    except InvalidInput as err:
+        fail(ExitCode.INVALID_INPUT, err.message)
+    return AgentOptions(
+        host=host_name,
+        etcd=etcd,
+        data_dir=cli.endpoints.data_dir,
+        mode=cli.fixed_mode(),
+        probe=probe,
+    )
 
 
 def _daemon_call(
@@ -239,8 +299,13 @@ async def ask_on_terminal(seconds: float) -> bool:
     loop = asyncio.get_running_loop()
     line: asyncio.Future[str] = loop.create_future()
     fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        if not line.done():
+            line.set_result(sys.stdin.readline())
+
     try:
-        loop.add_reader(fd, lambda: line.done() or line.set_result(sys.stdin.readline()))
+        loop.add_reader(fd, readable)
     except PermissionError:  # a file or /dev/null cannot be polled, and never blocks either
         return sys.stdin.readline().strip().lower() in ("y", "yes")
     try:

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from op_dbus.cli import daemon, doctor, lab, ledger, mcp, plan_cmds, state_cmds
+from op_dbus.cli import daemon, doctor, fleet, lab, ledger, mcp, plan_cmds, state_cmds
 from op_dbus.cli.context import MODES, CliContext
 from op_dbus.endpoints import Endpoints
 from op_dbus.exitcodes import ExitCode
@@ -92,6 +92,7 @@ app.add_typer(lab.lab_app, name="lab", help="A disposable sandbox of real OVS, s
 app.add_typer(ledger.ledger_app, name="ledger", help="The tamper-evident record of every change.")
 app.add_typer(ledger.ledger_app, name="blockchain", help="Alias of `ledger`.", hidden=True)
 app.add_typer(mcp.mcp_app, name="mcp", help="The MCP server for AI agents (stdio or HTTP).")
+app.add_typer(fleet.fleet_app, name="fleet", help="Desired state for many hosts, kept in etcd.")
 
 
 def run() -> None:

@@ -8,7 +8,7 @@ come from the daemon's cache.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from op_dbus.api.daemon import document, narrow
 from op_dbus.daemon.dbus_api import Backend
@@ -16,6 +16,9 @@ from op_dbus.engine.apply import Progress
 from op_dbus.engine.plan import Acknowledge
 from op_dbus.engine.probe import parse_targets
 from op_dbus.plugins.base import Section
+
+if TYPE_CHECKING:
+    from op_dbus.daemon.service import Daemon
 
 
 class InProcessApi:
@@ -71,3 +74,34 @@ class InProcessApi:
 
     async def close(self) -> None:
         """Nothing to release: the daemon owns its Host."""
+
+
+class FleetApi(InProcessApi):
+    """The API the fleet agent drives: a change replaces the fleet's previous desired state
+    instead of adding a runtime change on top of it (`Daemon.apply_fleet`)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(daemon)
+        self.fleet_daemon = daemon
+
+    async def apply(
+        self,
+        sections: dict[str, Section],
+        *,
+        actor: str,
+        mode: str,
+        confirm_within: int | None = None,
+        progress: Progress | None = None,
+        on_plan: Callable[[dict[str, Any]], None] | None = None,
+        expect_revision: str | None = None,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """The fleet's state is authoritative, like the daemon's state file: it is applied
+        pruned, its dangerous actions accepted and probed (so `prune`/`acknowledge` are the
+        daemon's, not the caller's to choose)."""
+        reply = await self.fleet_daemon.apply_fleet(sections, actor, confirm_within)
+        if on_plan is not None:
+            on_plan(reply["plan"])
+        return reply

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -45,6 +45,7 @@ from op_dbus.plugins import watcher_factory
 from op_dbus.plugins.base import Section, Watch, WatchContext
 
 if TYPE_CHECKING:
+    from op_dbus.fleet.agent import AgentOptions
     from op_dbus.mcp.http import HttpOptions
 
 log = logging.getLogger("op_dbus.daemon")
@@ -79,6 +80,8 @@ class DaemonOptions:
     SIGHUP or `op-dbus reload`)."""
     probes: tuple[Target, ...] = ()
     """Targets every probed change must still reach, besides the gateway (`--probe`)."""
+    fleet: AgentOptions | None = None
+    """Take desired state from etcd too (`--fleet`), through this daemon's Host."""
 
 
 class Daemon:
@@ -106,9 +109,12 @@ class Daemon:
         self.loaded: LoadedState | None = None
         self.parser = DocumentParser()
         self._runtime: RuntimeChanges | None = None
-        self._tried: tuple[dict[str, Section], dict[str, Section], str, bool] | None = None
-        """While a try pends: what was enforced before it, its sections, its actor, and
-        whether it pruned."""
+        self._tried: tuple[dict[str, Section], Callable[[], None], Callable[[], None]] | None
+        self._tried = None
+        """While a try pends: what was enforced before it, what keeps it, what undoes it."""
+        self.fleet_sections: dict[str, Section] = {}
+        """The fleet agent's desired state (`--fleet`): laid over the state file, under
+        the runtime changes; each fleet revision replaces the one before."""
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -178,6 +184,8 @@ class Daemon:
         ]
         if opts.mcp_http is not None:
             jobs.append(self._serve_mcp(opts.mcp_http))
+        if opts.fleet is not None:
+            jobs.append(self._serve_fleet(opts.fleet))
         if opts.state_file is not None and opts.reload_on_change:
             session = statefile_session(opts.state_file.absolute(), self._file_changed)
             what = f"state file {opts.state_file}"
@@ -234,6 +242,16 @@ class Daemon:
 
     def _enforced_section(self, name: str) -> Section:
         return self.reconciler.desired.get(name, {})
+
+    async def _serve_fleet(self, options: AgentOptions) -> None:
+        """The fleet agent as one more front end of this daemon: what it applies becomes a
+        runtime change, enforced like one made over D-Bus."""
+        from op_dbus.daemon.inproc_api import FleetApi
+        from op_dbus.fleet.agent import Agent
+
+        agent = Agent(FleetApi(self), options)
+        self.reconciler.listeners.append(agent.changed)
+        await agent.run()
 
     def trigger(self, sections: frozenset[str], why: str) -> None:
         """Called by the watchers: these sections may have changed."""
@@ -313,7 +331,7 @@ class Daemon:
         self.loaded = loaded
         self._drop_runtime()
         await self.reconciler.apply_desired(
-            loaded.state.sections(), mode=str(loaded.mode), actor=f"{ACTOR}:reload"
+            self._base(), mode=str(loaded.mode), actor=f"{ACTOR}:reload"
         )
         self.notifier.ready(self._status())
 
@@ -356,6 +374,10 @@ class Daemon:
     def _file_sections(self) -> dict[str, Section]:
         return self.loaded.state.sections() if self.loaded is not None else {}
 
+    def _base(self) -> dict[str, Section]:
+        """What runtime changes are laid over: the state file, then the fleet's state."""
+        return overlay(self._file_sections(), self.fleet_sections)
+
     async def apply_state(
         self,
         text: str,
@@ -375,7 +397,7 @@ class Daemon:
             check_try_seconds(confirm_within)  # before parsing: a refusal costs nothing
         sections = await self._parse(text)
         before = dict(self.reconciler.desired)
-        desired = self.runtime.desired(self._file_sections())
+        desired = self.runtime.desired(self._base())
         change = await self.reconciler.apply_desired(
             overlay(desired, sections, replace=prune),
             mode=self.mode,
@@ -392,7 +414,38 @@ class Daemon:
             if confirm_within is None or self.host.pending is None:
                 self.runtime.add(sections, actor=actor, time=now_text(), prune=prune)
             else:
-                self._tried = (before, sections, actor, prune)
+                keep = lambda: self.runtime.add(  # noqa: E731
+                    sections, actor=actor, time=now_text(), prune=prune
+                )
+                self._tried = (before, keep, lambda: None)
+        return change.to_json() | {"try": self._try_json()}
+
+    async def apply_fleet(
+        self, sections: dict[str, Section], actor: str, confirm_within: float | None
+    ) -> dict[str, Any]:
+        """The fleet agent's change: its new desired state replaces its previous one, and
+        everything enforced is applied (so what the fleet dropped goes). Refused, failed or
+        rolled back: the previous fleet state is enforced again."""
+        previous, before = self.fleet_sections, dict(self.reconciler.desired)
+        self.fleet_sections = dict(sections)
+        try:
+            change = await self.reconciler.apply_desired(
+                self.runtime.desired(self._base()),
+                mode=self.mode,
+                actor=actor,
+                confirm_within=confirm_within,
+            )
+        except BaseException:
+            self.fleet_sections = previous
+            raise
+        if change.result.exit_code not in (ExitCode.OK, ExitCode.UNEXPECTED):
+            self.fleet_sections = previous
+        elif confirm_within is not None and self.host.pending is not None:
+
+            def undo() -> None:
+                self.fleet_sections = previous
+
+            self._tried = (before, lambda: None, undo)
         return change.to_json() | {"try": self._try_json()}
 
     def _try_over(self, how: str, pending: PendingTry, change: Change | None) -> None:
@@ -400,11 +453,13 @@ class Daemon:
         tried, self._tried = self._tried, None
         if tried is None:
             return
-        before, sections, actor, prune = tried
+        before, keep, undo = tried
         if how == "confirmed":
-            self.runtime.add(sections, actor=actor, time=now_text(), prune=prune)
-        elif change is not None:
-            self.reconciler.restored(change, before, actor=f"{ACTOR}:try-rollback")
+            keep()
+        else:
+            undo()
+            if change is not None:
+                self.reconciler.restored(change, before, actor=f"{ACTOR}:try-rollback")
 
     def _try_json(self) -> dict[str, Any] | None:
         return self.host.pending.to_json() if self.host.pending is not None else None

@@ -113,7 +113,11 @@ async def apply_plan(
             result.message = f"applied {len(result.applied)} action(s), verified"
             return result
 
-    what = result.error if result.failed is None else f"{result.failed.describe()}: {result.error}"
+    what = (
+        result.error or ""
+        if result.failed is None
+        else f"{result.failed.describe()}: {result.error}"
+    )
     emit(ProgressEvent(ProgressKind.ROLLBACK, "", detail=what, rollback=True))
     restoration = await restore({n: checkpoints[n] for n in touched}, plugins, emit)
     result.rolled_back = restoration.done
@@ -176,8 +180,8 @@ async def _verify(
         emit(ProgressEvent(ProgressKind.VERIFY, name, detail=f"{len(found)} mismatches"))
     if not result.mismatches:
         return True
-    found = [f"{n} {m.describe()}" for n, items in result.mismatches.items() for m in items]
-    result.error = f"verify failed after {attempts} attempt(s): {'; '.join(found)}"
+    lines = [f"{n} {m.describe()}" for n, items in result.mismatches.items() for m in items]
+    result.error = f"verify failed after {attempts} attempt(s): {'; '.join(lines)}"
     return False
 
 

@@ -97,7 +97,7 @@ class ApplyLock:
                     f"waited {self.wait:g} s, nothing was changed"
                 )
             await asyncio.sleep(POLL)
-        holder = {"pid": os.getpid(), "actor": actor, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        since = time.strftime("%Y-%m-%dT%H:%M:%S")
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "actor": actor, "since": since}).encode(), 0)
         return fd

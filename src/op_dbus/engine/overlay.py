@@ -45,16 +45,21 @@ def _merge(base: Any, top: Any, additive: bool) -> Any:
 
 
 def overlay(
-    base: Mapping[str, Section], *changes: Mapping[str, Section], replace: bool = False
+    base: Mapping[str, Section],
+    *changes: Mapping[str, Section],
+    replace: bool = False,
+    adds: bool = True,
 ) -> dict[str, Section]:
     """`base` with each of `changes` laid over it in order (later ones win); with `replace`
-    (authoritative changes), each section of a change replaces the one below it."""
+    (authoritative changes), each section of a change replaces the one below it. `adds`:
+    the changes were partial applies, which added to net's lists; without it (layers that
+    compose one document, the fleet's groups) a later list replaces the one below."""
     merged: dict[str, Section] = copy.deepcopy(dict(base))
     for change in changes:
         for name, section in change.items():
             below = merged.get(name)
             merged[name] = (
-                _merge(below, section, name in ADDITIVE)
+                _merge(below, section, adds and name in ADDITIVE)
                 if below is not None and not replace
                 else copy.deepcopy(section)
             )

@@ -82,45 +82,47 @@ class ProbeResult:
         return "probes passed" if not failed else f"probe failed: {'; '.join(failed)}"
 
 
-async def _gateways() -> list[str]:
+async def gateways() -> list[str]:
+    """The gateways of the default routes now."""
     state = await netlink.read_state()
     return sorted({r.gateway for r in state.default_routes if r.gateway})
 
 
 async def baseline() -> Baseline:
     """The default gateways now, and which of them answer (one attempt each)."""
-    gateways = await _gateways()
-    answers = await asyncio.gather(*(ping(g, TIMEOUT) for g in gateways))
-    return Baseline(gateways, [g for g, ok in zip(gateways, answers, strict=True) if ok])
+    found = await gateways()
+    answers = await asyncio.gather(*(ping(g, TIMEOUT) for g in found))
+    return Baseline(found, [g for g, ok in zip(found, answers, strict=True) if ok])
 
 
 async def check(before: Baseline, targets: Iterable[Target]) -> ProbeResult:
     """After the change: a gateway answers if one answered before, and every target does."""
     checks: list[dict[str, Any]] = []
     if before.answered:
-        gateways = await _gateways()
-        if not gateways:
+        now = await gateways()
+        if not now:
             was = ", ".join(before.answered)
             checks.append(
                 {"check": f"no default route any more (gateway {was} answered)", "ok": False}
             )
-        for gateway in gateways:
-            ok = await _attempts(lambda g=gateway: ping(g, TIMEOUT))
+        for gateway in now:
+            ok = await retried(lambda g=gateway: ping(g, TIMEOUT))
             checks.append({"check": f"default gateway {gateway} answers", "ok": ok})
     for target in targets:
         if target.port is None:
-            ok = await _attempts(lambda t=target: ping(t.address, TIMEOUT))
+            ok = await retried(lambda t=target: ping(t.address, TIMEOUT))
         else:
-            ok = await _attempts(lambda t=target: _connect(t.address, t.port or 0, TIMEOUT))
+            ok = await retried(lambda t=target: connect(t.address, t.port or 0, TIMEOUT))
         checks.append({"check": f"{target.describe()} answers", "ok": ok})
     return ProbeResult(checks)
 
 
-async def _attempts(probe: Any) -> bool:
-    for attempt in range(ATTEMPTS):
+async def retried(probe: Any, attempts: int = ATTEMPTS) -> bool:
+    """Whether `probe()` passes within `attempts` tries, half a second apart."""
+    for attempt in range(attempts):
         if await probe():
             return True
-        if attempt + 1 < ATTEMPTS:
+        if attempt + 1 < attempts:
             await asyncio.sleep(0.5)
     return False
 
@@ -174,7 +176,7 @@ async def ping(address: str, timeout: float) -> bool:
         return False
 
 
-async def _connect(address: str, port: int, timeout: float) -> bool:
+async def connect(address: str, port: int, timeout: float) -> bool:
     try:
         async with asyncio.timeout(timeout):
             _, writer = await asyncio.open_connection(address, port)

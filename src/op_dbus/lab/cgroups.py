@@ -28,13 +28,14 @@ def own_dirs() -> list[Path]:
     v1: list[tuple[frozenset[str], str]] = []
     unified = None
     for line in Path("/proc/self/cgroup").read_text().splitlines():
-        hid, controllers, path = line.split(":", 2)
+        hid, controllers, own = line.split(":", 2)
         if hid == "0":
-            unified = path
+            unified = own
         else:
-            v1.append((frozenset(controllers.split(",")), path))
+            v1.append((frozenset(controllers.split(",")), own))
     dirs = []
     for mount, fstype, options in _mounts():
+        path: str | None
         if fstype == "cgroup2":
             path = unified
         else:

@@ -181,7 +181,7 @@ class Lab:
         nspawn_alive = procs.alive(nspawn.get("pid"), nspawn.get("started"))
         system_state = container.system_state(self.system_bus) if nspawn_alive else ""
         ovsdb, vswitchd = self.ovs.ovsdb_pid, self.ovs.vswitchd_pid
-        components = {
+        components: dict[str, dict[str, Any]] = {
             "netns": {
                 "running": netns.healthy(self.name, self.upstream_netns),
                 "netns": self.name,
@@ -214,7 +214,7 @@ class Lab:
         return {
             "name": self.name,
             "dir": str(self.dir),
-            "up": self.is_up() and all(c["running"] for c in components.values()),
+            "up": self.is_up() and all(bool(c["running"]) for c in components.values()),
             "components": components,
         }
 

@@ -33,15 +33,16 @@ def export_ledger(ledger: Ledger, path: str | os.PathLike[str], public_key: str)
     size the export does not hold, and the export would not verify."""
     count = 0
     with atomic_writer(path) as out, ledger.snapshot():
+        size = ledger.size()
         header = {
             "type": "ledger",
             "format": FORMAT,
             "origin": ledger.origin,
             "public_key": public_key,
-            "size": ledger.size(),
+            "size": size,
         }
         out.write(json.dumps(header, sort_keys=True) + "\n")
-        for entry in ledger.entries(0, header["size"]):
+        for entry in ledger.entries(0, size):
             record = {"type": "entry", "index": entry.index, "data": entry.data}
             out.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
             count += 1

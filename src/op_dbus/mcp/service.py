@@ -262,7 +262,7 @@ class McpService:
         return (await run_doctor(chosen, self.endpoints)).to_dict()
 
     # -- changing --------------------------------------------------------------------------
-    async def apply_plan(
+    async def apply_shown(
         self, plan_id: str, confirm_within: int, acknowledge: list[str], *, actor: str, caller: str
     ) -> dict[str, Any]:
         self._may_write(caller)

@@ -205,7 +205,7 @@ def build_server(service: McpService) -> MCPServer:
         ),
     )
     @guarded
-    async def apply_plan(
+    async def apply_plan_tool(
         ctx: Context,
         plan_id: Annotated[str, Field(max_length=64, description="The plan_id `plan` returned.")],
         confirm_within: Annotated[
@@ -225,7 +225,7 @@ def build_server(service: McpService) -> MCPServer:
         ] = [],  # noqa: B006
     ) -> ApplyReply:
         actor, caller = caller_of(ctx)
-        data = await service.apply_plan(
+        data = await service.apply_shown(
             plan_id, confirm_within, acknowledge, actor=actor, caller=caller
         )
         return reply(data)  # type: ignore[return-value]

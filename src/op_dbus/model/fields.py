@@ -42,6 +42,9 @@ EXTERNAL_ID_VALUE_MAX_BYTES = 4096
 
 _HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _CT_ID = re.compile(r"[1-9][0-9]*")
+_CIDR = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?")
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+PORT_MAX = 65535
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _MEMORY = re.compile(r"[1-9][0-9]*[MG]")
 MEMORY_MAX_MIB = 2**43  # 2^63 bytes
@@ -156,6 +159,33 @@ def check_ipv4(value: Any) -> str:
         raise ValueError(
             f"must not be a loopback address (127.0.0.0/8 belongs to lo), got {describe(text)}"
         )
+    return text
+
+
+def check_cidr(value: Any) -> str:
+    """An IPv4 network like 10.0.0.0/24 (a bare address is a /32, and is spelled so): host
+    bits must be zero, so what is written is what nftables lists back."""
+    text = _string(value, "an IPv4 network")
+    if not _CIDR.fullmatch(text):
+        raise ValueError(f"must be an IPv4 network like 10.0.0.0/24, got {describe(text)}")
+    try:
+        network = ipaddress.IPv4Network(text, strict=False)
+    except ValueError:
+        raise ValueError(
+            f"must be an IPv4 network like 10.0.0.0/24, got {describe(text)}"
+        ) from None
+    if str(network.network_address) != text.split("/")[0]:
+        raise ValueError(f"has host bits set: {describe(text)} lies in {network}; write {network}")
+    return str(network)
+
+
+def check_target(value: Any) -> str:
+    """Where a forwarded port goes: "IP" (the same port) or "IP:PORT"."""
+    text = _string(value, 'a target like "10.0.0.101:80"')
+    ip, colon, port = text.partition(":")
+    check_ipv4(ip)
+    if colon and not (_PORT.fullmatch(port) and int(port) <= PORT_MAX):
+        raise ValueError(f"must end in a port from 1 to {PORT_MAX} after ':', got {describe(text)}")
     return text
 
 
@@ -319,6 +349,11 @@ def _schema(**extra: Any) -> Any:
     return Field(json_schema_extra=extra)
 
 
+def list_schema(max_items: int) -> Any:
+    """The JSON Schema bound of a list (the rules check it, with the list's path)."""
+    return _schema(maxItems=max_items)
+
+
 def _bounded(low: int, high: int, what: str = "an integer") -> Any:
     return Annotated[
         int, BeforeValidator(_ranged(low, high, what)), _schema(minimum=low, maximum=high)
@@ -349,6 +384,11 @@ Prefix = Annotated[int, BeforeValidator(check_prefix), _schema(minimum=1, maximu
 Mtu = _bounded(68, 65535)
 Vlan = _bounded(0, 4095, "a VLAN tag")
 Cpus = _bounded(1, 4096, "a CPU count")
+Port = _bounded(1, PORT_MAX, "a port")
+Cidr = Annotated[str, BeforeValidator(check_cidr), _schema(pattern=f"^{_CIDR.pattern}$")]
+Target = Annotated[
+    str, BeforeValidator(check_target), _schema(pattern=r"^[0-9.]{7,15}(:[1-9][0-9]{0,4})?$")
+]
 Mac = Annotated[str, BeforeValidator(check_mac), _schema(pattern=f"^{_MAC.pattern}$")]
 Memory = Annotated[
     int | str,

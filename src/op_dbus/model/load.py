@@ -221,7 +221,7 @@ def yaml_prescan(data: str | bytes) -> str | None:
     try:
         for event in yaml.parse(data, Loader=loader):
             if isinstance(event, yaml.AliasEvent):
-                values += anchored.get(event.anchor, 1)
+                values += anchored.get(event.anchor or "", 1)
                 aliases = True
             elif isinstance(event, yaml.ScalarEvent):
                 values += 1
@@ -231,7 +231,7 @@ def yaml_prescan(data: str | bytes) -> str | None:
                 values += 1
                 opened.append((event.anchor, values))
                 if len(opened) > MAX_DEPTH:
-                    line = event.start_mark.line + 1
+                    line = event.start_mark.line + 1 if event.start_mark else 0
                     return f"is nested more than {MAX_DEPTH} levels deep (line {line})"
             elif isinstance(event, yaml.CollectionEndEvent):
                 anchor, start = opened.pop()

@@ -12,8 +12,8 @@ from typing import Any
 
 from op_dbus.model.errors import FieldError
 from op_dbus.model.fields import check_ipv4
-from op_dbus.model.paths import Loc, format_path, quoted
-from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
+from op_dbus.model.paths import Loc, describe, format_path, quoted
+from op_dbus.model.state import BRIDGE_TYPE, FIREWALL_LIST_MAX, PORT_TYPES
 
 _BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
 _ABSENT_KEEPS = ("name", "type", "state", "bridge")
@@ -29,7 +29,7 @@ def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
     rules.net(net)
     rules.lxc(lxc)
     rules.systemd(systemd)
-    return rules.errors
+    return rules.errors + firewall_rule_errors(sections.get("firewall"), (*base, "firewall"))
 
 
 def _items(section: Any, key: str) -> list[tuple[int, dict[str, Any]]]:
@@ -242,7 +242,7 @@ class _Rules:
         elif declared in PORT_TYPES:
             self.error(
                 (*loc, "bridge"),
-                f"{quoted(bridge)} is declared as an {declared}, not an ovs-bridge",
+                f"{quoted(bridge or '')} is declared as an {declared}, not an ovs-bridge",
             )
         elif name in claims and claims[name][0] != bridge:
             owner, where = claims[name]
@@ -321,7 +321,7 @@ class _Rules:
         if declared in PORT_TYPES:
             self.error(
                 (*loc, "bridge"),
-                f"{quoted(bridge)} is declared as an {declared}, not an ovs-bridge",
+                f"{quoted(bridge or '')} is declared as an {declared}, not an ovs-bridge",
             )
         if ct.get("state") == "absent" and ct.get("running") is True:
             self.error((*loc, "running"), 'is true, but state is "absent"')
@@ -338,3 +338,52 @@ class _Rules:
             if conflicts:
                 loc = (*self.base, "systemd", "units", str(name), "masked")
                 self.error(loc, f"is true, but a masked unit cannot have {' or '.join(conflicts)}")
+
+
+FIREWALL_LISTS = ("masquerade", "allow_tcp", "allow_udp", "trusted_interfaces", "forward_ports")
+
+
+def _identity(field: str, item: Any) -> Any:
+    """What makes two entries of `field` the same rule (None: not comparable; the fields
+    say why)."""
+    if field == "masquerade" and isinstance(item, dict):
+        return (item.get("source"), item.get("out_interface"))
+    if field == "forward_ports" and isinstance(item, dict):
+        return (item.get("proto"), item.get("port"), item.get("in_interface"))
+    return item if isinstance(item, (int, str)) else None
+
+
+def firewall_rule_errors(section: Any, base: Loc) -> list[FieldError]:
+    """Entries that repeat another (the same port twice, one port forwarded to two places),
+    and lists longer than FIREWALL_LIST_MAX, each at its path."""
+    if not isinstance(section, dict):
+        return []
+    errors = []
+    for field in FIREWALL_LISTS:
+        items = section.get(field)
+        if not isinstance(items, list):
+            continue
+        if len(items) > FIREWALL_LIST_MAX:
+            errors.append(
+                FieldError(
+                    format_path((*base, field)),
+                    f"must have at most {FIREWALL_LIST_MAX} entries, got {len(items)}",
+                )
+            )
+            continue
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(items):
+            key = _identity(field, item)
+            if key is None:
+                continue
+            if key in seen:
+                first = format_path((*base, field, seen[key]))
+                what = quoted(item) if isinstance(item, str) else describe(item)
+                if isinstance(item, dict):
+                    what = "this rule"
+                errors.append(
+                    FieldError(format_path((*base, field, i)), f"repeats {what} (also at {first})")
+                )
+            else:
+                seen[key] = i
+    return errors

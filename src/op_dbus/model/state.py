@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from op_dbus.model.fields import (
+    Cidr,
     ContainerId,
     Cpus,
     ExternalIdKey,
@@ -23,17 +24,22 @@ from op_dbus.model.fields import (
     Mac,
     Memory,
     Mtu,
+    Port,
     Prefix,
+    Target,
     Template,
     UnitName,
     Vlan,
+    list_schema,
 )
 from op_dbus.model.paths import describe
 
 InterfaceType = Literal["ovs-bridge", "ovs-port", "ovs-internal"]
 BRIDGE_TYPE = "ovs-bridge"
 PORT_TYPES = ("ovs-port", "ovs-internal")
-SECTION_ORDER = ("systemd", "net", "lxc")
+SECTION_ORDER = ("systemd", "net", "lxc", "firewall")
+FIREWALL_LIST_MAX = 1024
+"""At most this many entries in each firewall list: one transaction, kept reviewable."""
 Presence = Literal["present", "absent"]
 """`state`: "absent" removes what op-dbus owns (docs/decisions.md, "What a file deletes")."""
 
@@ -106,6 +112,9 @@ class Container(_Model):
     template: Template | None = None
     ipv4: ContainerIpv4 | None = None
     hwaddr: Mac | None = None
+    protected: bool | None = None
+    """OVS `Port.protected` on its port: protected ports cannot reach each other, only
+    unprotected ones (a gateway container's, the bridge's own)."""
     autostart: bool | None = None
     memory: Memory | None = None
     cpus: Cpus | None = None
@@ -125,12 +134,43 @@ class SystemdSection(_Model):
     units: dict[UnitName, Unit] = Field(default_factory=dict)
 
 
+class Masquerade(_Model):
+    """Traffic from `source` leaving through `out_interface` (any, when left out) takes the
+    address of the interface it leaves by (nftables `masquerade`)."""
+
+    source: Cidr
+    out_interface: IfName | None = None
+
+
+class ForwardPort(_Model):
+    """Connections to `port` arriving on `in_interface` (any, when left out) go to `to`."""
+
+    proto: Literal["tcp", "udp"]
+    port: Port
+    to: Target
+    in_interface: IfName | None = None
+
+
+class FirewallSection(_Model):
+    """`enable` turns the input filter on (drop what nothing accepts); `allow_*` and
+    `trusted_interfaces` are what it accepts. `forward` is net.ipv4.ip_forward."""
+
+    enable: bool | None = None
+    forward: bool | None = None
+    masquerade: Annotated[list[Masquerade], list_schema(FIREWALL_LIST_MAX)] | None = None
+    allow_tcp: Annotated[list[Port], list_schema(FIREWALL_LIST_MAX)] | None = None
+    allow_udp: Annotated[list[Port], list_schema(FIREWALL_LIST_MAX)] | None = None
+    trusted_interfaces: Annotated[list[IfName], list_schema(FIREWALL_LIST_MAX)] | None = None
+    forward_ports: Annotated[list[ForwardPort], list_schema(FIREWALL_LIST_MAX)] | None = None
+
+
 class Plugins(_Model):
     """The sections themselves: also, alone, the NixOS `stateConfig` shape of the file."""
 
     net: NetSection | None = None
     lxc: LxcSection | None = None
     systemd: SystemdSection | None = None
+    firewall: FirewallSection | None = None
 
 
 def _check_version(value: Any) -> int:

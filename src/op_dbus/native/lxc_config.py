@@ -23,6 +23,7 @@ from op_dbus.native.vswitch import PORT_OWNER_KEY
 
 MARKER = "# --- op-dbus: managed below; edit the state file, not these lines ---"
 OWNER_LINE = "# op-dbus-owner = op-dbus"
+PROTECTED_LINE = "# op-dbus-protected"
 HOOK_UP, HOOK_DOWN, HOOK_START_HOST = "op-dbus-net-up", "op-dbus-net-down", "op-dbus-start-host"
 CREATING = "op-dbus-creating"
 """Written into the container's directory before `lxc-create` runs and removed once the
@@ -51,6 +52,8 @@ class Spec:
     addresses: tuple[tuple[str, int], ...] = ()
     gateway: str | None = None
     autostart: bool = False
+    protected: bool = False
+    """Its OVS port is `protected` (set by the up hook at every start)."""
     template: str = DEFAULT_TEMPLATE
     memory: int | None = None
     """MiB"""
@@ -81,6 +84,7 @@ class Parsed:
     addresses: list[tuple[str, int]] = field(default_factory=list)
     gateway: str | None = None
     autostart: bool = False
+    protected: bool = False
     memory: int | None = None
     cpus: int | None = None
 
@@ -166,9 +170,10 @@ def hook_scripts(spec: Spec, ovsdb: str) -> dict[str, str]:
     head = "#!/bin/sh\n# Written by op-dbus for container {}: {}\n"
     if spec.bridge:
         bridge = shlex.quote(plain("bridge", spec.bridge))
+        protected = " protected=true" if spec.protected else ""
         up = (
             f'{vsctl} -- --if-exists del-port "$5" -- add-port {bridge} "$5"'
-            f' -- set Port "$5" {owner}'
+            f' -- set Port "$5" {owner}{protected}'
         )
     else:
         up = ":"
@@ -197,6 +202,8 @@ def managed_block(spec: Spec, container_dir: Path, cgroup_v1: bool) -> list[str]
     ]
     if spec.bridge:
         lines.append(f"# op-dbus-bridge = {plain('bridge', spec.bridge)}")
+    if spec.protected:
+        lines.append(f"{PROTECTED_LINE} = 1")
     lines += ["lxc.net.0.type = veth", "lxc.net.0.name = eth0", "lxc.net.0.flags = up"]
     if spec.veth:
         lines.append(f"lxc.net.0.veth.pair = {shell_word('veth', spec.veth)}")
@@ -253,6 +260,8 @@ def parse(text: str) -> Parsed:
         key, value = (part.strip() for part in line.split("=", 1))
         if key in ("# op-dbus-id", "# op-dbus-bridge", "# op-dbus-template"):
             setattr(parsed, key.removeprefix("# op-dbus-"), value)
+        elif key == PROTECTED_LINE:
+            parsed.protected = value == "1"
         elif key == "lxc.net.0.veth.pair":
             parsed.veth = value
         elif key == "lxc.net.0.hwaddr":

@@ -61,7 +61,7 @@ def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> di
     for key, value in _limits(want).items():
         if (value is not None or exhaustive) and value != have.get(key):
             changed[key] = value
-    for key in ("veth", "hwaddr", "autostart", "running"):
+    for key in ("veth", "hwaddr", "protected", "autostart", "running"):
         if want.get(key) is not None and want[key] != have.get(key):
             changed[key] = want[key]
     if "bridge" in want and want["bridge"] != have.get("bridge"):
@@ -90,6 +90,7 @@ def creation(want: dict[str, Any]) -> dict[str, Any]:
         "template": want.get("template") or DEFAULT_TEMPLATE,
         "ipv4": {"address": list(ipv4.get("address") or []), "gateway": ipv4.get("gateway")},
         "hwaddr": want.get("hwaddr") or default_hwaddr(want["id"]),
+        "protected": bool(want.get("protected")),
         "autostart": bool(want.get("autostart")),
         "memory": None,
         "cpus": None,

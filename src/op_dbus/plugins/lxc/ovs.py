@@ -32,12 +32,16 @@ class PortRow:
     bridge_uuid: str
     container: str | None
     """The container whose port this is (external_ids), None for ports op-dbus did not add."""
+    protected: bool = False
+    """OVS `Port.protected`: it forwards to no other protected port of its bridge."""
 
 
 async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
     """Every port on a bridge, by name, read in one transaction."""
     bridges, ports = await client.transact(
-        VSWITCH_DB, select("Bridge", "name", "ports"), select("Port", "name", "external_ids")
+        VSWITCH_DB,
+        select("Bridge", "name", "ports"),
+        select("Port", "name", "external_ids", "protected"),
     )
     port_rows = {row["_uuid"][1]: row for row in ports["rows"]}
     found: dict[str, PortRow] = {}
@@ -52,6 +56,7 @@ async def read_ports(client: OvsdbClient) -> dict[str, PortRow]:
                 bridge["name"],
                 bridge["_uuid"][1],
                 to_map(row["external_ids"]).get(PORT_OWNER_KEY),
+                row["protected"] is True,
             )
     return found
 
@@ -66,7 +71,9 @@ def _remove_op(port: PortRow) -> dict[str, Any]:
     return mutate("Bridge", where_uuid(port.bridge_uuid), "ports", "delete", [["uuid", port.uuid]])
 
 
-async def attach(client: OvsdbClient, bridge: str, port: str, container: str) -> None:
+async def attach(
+    client: OvsdbClient, bridge: str, port: str, container: str, protected: bool = False
+) -> None:
     """Put `port` on `bridge` (off any other first), marked as `container`'s, in one transaction.
 
     Fails, changing nothing, when `bridge` does not exist."""
@@ -84,12 +91,20 @@ async def attach(client: OvsdbClient, bridge: str, port: str, container: str) ->
                 "name": port,
                 "interfaces": ["named-uuid", "iface"],
                 "external_ids": from_map({PORT_OWNER_KEY: container}),
+                "protected": protected,
             },
             "uuid-name": "port",
         },
         mutate("Bridge", [["name", "==", bridge]], "ports", "insert", [["named-uuid", "port"]]),
     ]
     await client.transact(VSWITCH_DB, *ops)
+
+
+async def set_protected(client: OvsdbClient, port: str, protected: bool) -> None:
+    """Set `Port.protected` of a container's port live (nothing to do when it has none)."""
+    if (row := (await read_ports(client)).get(port)) is not None:
+        update = {"op": "update", "table": "Port", "where": where_uuid(row.uuid)}
+        await client.transact(VSWITCH_DB, update | {"row": {"protected": protected}})
 
 
 async def detach(client: OvsdbClient, port: str) -> None:

@@ -30,7 +30,14 @@ from op_dbus.plugins.base import (
     Section,
 )
 from op_dbus.plugins.lxc.diff import RESTART_FIELDS, container_name, diff_lxc
-from op_dbus.plugins.lxc.ovs import PortRow, attach, detach, read_bridges, read_ports
+from op_dbus.plugins.lxc.ovs import (
+    PortRow,
+    attach,
+    detach,
+    read_bridges,
+    read_ports,
+    set_protected,
+)
 
 
 @dataclass
@@ -174,9 +181,11 @@ class LxcPlugin(Plugin):
         elif running and want and "bridge" in after and spec.veth:
             client = await self._ovsdb()
             if after["bridge"]:
-                await attach(client, after["bridge"], spec.veth, name)
+                await attach(client, after["bridge"], spec.veth, name, spec.protected)
             else:
                 await detach(client, spec.veth)
+        elif running and want and "protected" in after and spec.veth:
+            await set_protected(await self._ovsdb(), spec.veth, spec.protected)
         if want and not running:
             await driver.start(name, spec.veth)
         elif running and not want:
@@ -206,6 +215,7 @@ def entry_of(observed: Observed) -> dict[str, Any]:
         "ipv4": {"address": [{"ip": ip, "prefix": p} for ip, p in cfg.addresses]}
         | ({"gateway": cfg.gateway} if cfg.gateway else {}),
         "hwaddr": cfg.hwaddr,
+        "protected": cfg.protected,
         "autostart": cfg.autostart,
         "memory": cfg.memory,
         "cpus": cfg.cpus,
@@ -222,6 +232,7 @@ def container_entry(observed: Observed, ports: dict[str, PortRow]) -> dict[str, 
     if observed.running:
         port = ports.get(observed.config.veth or "")
         entry["bridge"] = port.bridge if port is not None else None
+        entry["protected"] = port.protected if port is not None else observed.config.protected
     cfg = observed.config
     facts = {
         "configured_bridge": cfg.bridge,
@@ -248,6 +259,7 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         addresses=tuple((a["ip"], a["prefix"]) for a in ipv4.get("address") or []),
         gateway=ipv4.get("gateway"),
         autostart=bool(entry.get("autostart")),
+        protected=bool(entry.get("protected")),
         template=entry.get("template") or DEFAULT_TEMPLATE,
         memory=entry.get("memory"),
         cpus=entry.get("cpus"),

@@ -47,8 +47,9 @@ def unit_of_signal(message: Message) -> str | None:
     """The unit a signal is about; "" when it concerns unit files in general."""
     if message.message_type != MessageType.SIGNAL:
         return None
-    if message.member == "PropertiesChanged" and message.path.startswith(UNIT_PREFIX):
-        return unit_of_path(message.path)
+    path = message.path or ""
+    if message.member == "PropertiesChanged" and path.startswith(UNIT_PREFIX):
+        return unit_of_path(path)
     if message.member == "JobRemoved" and message.interface == sd.MANAGER:
         return str(message.body[2])
     if message.member == "UnitFilesChanged" and message.interface == sd.MANAGER:

@@ -1,0 +1,1 @@
+"""The firewall section: nftables tables of its own and IP forwarding."""
