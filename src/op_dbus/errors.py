@@ -45,6 +45,13 @@ class Refused(OpError):
         self.reason = reason
 
 
+class Unconfirmed(Refused):
+    """The plan has dangerous actions nobody acknowledged; nothing was changed. Its own kind,
+    so a front end can ask and try again with the consent."""
+
+    dbus_name = DBUS_PREFIX + "Unconfirmed"
+
+
 class AccessDenied(OpError):
     """The caller may not make this request (changes need root)."""
 
@@ -77,6 +84,7 @@ KINDS: dict[str, type[OpError]] = {
         OpError,
         InvalidInput,
         Refused,
+        Unconfirmed,
         AccessDenied,
         Busy,
         NothingPending,
@@ -94,7 +102,7 @@ def from_dbus(name: str, text: str) -> OpError:
     if name == BUS_ACCESS_DENIED:
         return AccessDenied(f"{text}: needs root (run as root)")
     kind = KINDS.get(name, OpError)
-    if kind is Refused:
+    if issubclass(kind, Refused):
         resource, _, reason = text.partition(": ")
-        return Refused(resource, reason)
+        return kind(resource, reason)
     return kind(text)

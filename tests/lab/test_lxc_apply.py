@@ -320,13 +320,42 @@ def test_foreign_container_survives_and_absent_destroys_only_owned(
 
     gone = copy.deepcopy(SEED)
     gone["lxc"]["containers"][2] = {"id": "102", "name": "xray-client", "state": "absent"}
-    result = opdbus(clean, "apply", write(tmp_path, gone, "gone.json"))
+    gone_path = write(tmp_path, gone, "gone.json")
+    unconfirmed = opdbus(clean, "apply", gone_path)  # destroying one is dangerous: asked for
+    assert unconfirmed.returncode == 2, unconfirmed.stdout + unconfirmed.stderr
+    assert "destroys container xray-client and its root filesystem" in unconfirmed.stdout
+    assert containers(clean)["xray-client"] == "RUNNING"
+    result = opdbus(clean, "apply", "--yes", gone_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(containers(clean)) == {"gateway", "warp", "byhand"}
     deadline = time.monotonic() + 5
     while "vi102" in list_ports(clean, "mesh") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list_ports(clean, "mesh") == {"vi100", "vi101"}
+
+
+def test_a_file_naming_one_bridge_leaves_the_others_and_their_containers_alone(
+    clean: Lab, tmp_path: Path
+) -> None:
+    assert opdbus(clean, "apply", write(tmp_path, SEED)).returncode == 0
+    router = {
+        "net": {"interfaces": [{"name": "vlan10", "type": "ovs-bridge", "datapath": "netdev"}]}
+    }
+    result = opdbus(clean, "apply", write(tmp_path, router, "router.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    bridges = sorted(sh(clean, "ovs-vsctl", "--timeout=10", "list-br").split())
+    assert bridges == ["mesh", "ovsbr0", "vlan10"]
+    assert list_ports(clean, "mesh") == {"vi100", "vi101", "vi102"}
+    assert containers(clean) == {n: "RUNNING" for n in ("gateway", "warp", "xray-client")}
+    links = json.loads(sh(clean, "ip", "-j", "-4", "addr", "show", "ovsbr0"))
+    assert [a["local"] for a in links[0]["addr_info"]] == ["192.168.1.10"]
+
+    mesh_gone = {"net": {"interfaces": [{"name": "mesh", "type": "ovs-bridge", "state": "absent"}]}}
+    refused = opdbus(clean, "apply", write(tmp_path, mesh_gone, "mesh-gone.json"))
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "ports of running containers: gateway, warp, xray-client" in refused.stdout
+    assert list_ports(clean, "mesh") == {"vi100", "vi101", "vi102"}
 
 
 def test_memory_and_cpu_limits_reach_the_container_cgroup(clean: Lab, tmp_path: Path) -> None:

@@ -68,8 +68,8 @@ def net_lab(lab: Lab) -> Iterator[Lab]:
         reset(lab)
 
 
-def apply_ok(lab: Lab, path: str) -> CompletedProcess[str]:
-    result = opdbus(lab, "apply", path)
+def apply_ok(lab: Lab, path: str, *options: str) -> CompletedProcess[str]:
+    result = opdbus(lab, "apply", *options, path)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -156,20 +156,51 @@ def test_drift_shows_in_diff_and_apply_repairs_it(net_lab: Lab, tmp_path: Path, 
     run_in_lab(net_lab, "ping", "-c", "1", "-W", "3", "192.168.1.1")
 
 
-def test_foreign_bridge_survives_and_owned_bridge_dropped_from_file_goes(
+def test_a_file_naming_one_bridge_deletes_nothing_else(net_lab: Lab, tmp_path: Path) -> None:
+    """The issue's case: a partial file once deleted the uplink ovsbr0 (and the host's
+    address and default route with it) and mesh. What a file does not name stays."""
+    apply_ok(net_lab, state_file(tmp_path, SEED_NET))
+    before = (
+        sorted(vsctl(net_lab, "list-br").split()),
+        addresses(net_lab),
+        default_routes(net_lab),
+    )
+    router = {"interfaces": [{"name": "vlan10", "type": "ovs-bridge", "datapath": "netdev"}]}
+    path = state_file(tmp_path, router, "router.json")
+
+    plan = json.loads(opdbus(net_lab, "diff", "--json", path).stdout)
+    assert plan["summary"]["delete"] == 0, plan
+    apply_ok(net_lab, path)
+
+    assert sorted(vsctl(net_lab, "list-br").split()) == ["mesh", "ovsbr0", "vlan10"]
+    assert vsctl(net_lab, "list-ports", "ovsbr0").split() == ["eth0"]
+    found = addresses(net_lab)
+    assert (found["ovsbr0"], found["mesh"]) == (before[1]["ovsbr0"], before[1]["mesh"])
+    assert default_routes(net_lab) == before[2]
+    run_in_lab(net_lab, "ping", "-c", "1", "-W", "3", "192.168.1.1")
+
+
+def test_prune_deletes_only_owned_resources_the_file_does_not_list(
     net_lab: Lab, tmp_path: Path
 ) -> None:
     vsctl(net_lab, "add-br", "foreign0", "--", "set", "Bridge", "foreign0", "datapath_type=netdev")
     apply_ok(net_lab, state_file(tmp_path, SEED_NET))
-    assert "foreign0" in vsctl(net_lab, "list-br").split()
+    uplink_only = {"interfaces": [SEED_NET["interfaces"][0]]}
+    path = state_file(tmp_path, uplink_only, "uplink.json")
 
-    mesh_only = {"interfaces": [SEED_NET["interfaces"][1]]}
-    apply_ok(net_lab, state_file(tmp_path, mesh_only, "mesh.json"))
+    preview = opdbus(net_lab, "diff", "--prune", "--json", path)
+    assert preview.returncode == 3, preview.stderr
+    actions = [a for p in json.loads(preview.stdout)["plugins"] for a in p["actions"]]
+    assert [(a["kind"], a["resource"]) for a in actions] == [("delete", "bridge/mesh")]
+    assert sorted(vsctl(net_lab, "list-br").split()) == ["foreign0", "mesh", "ovsbr0"]
 
-    assert sorted(vsctl(net_lab, "list-br").split()) == ["foreign0", "mesh"]
+    apply_ok(net_lab, path, "--prune")
+
+    assert sorted(vsctl(net_lab, "list-br").split()) == ["foreign0", "ovsbr0"]
+    assert "mesh" not in addresses(net_lab)
     query = json.loads(opdbus(net_lab, "query", "--plugin", "net", "--json").stdout)
     owned = {e["name"]: e["owned"] for e in query["state"]["plugins"]["net"]["interfaces"]}
-    assert owned == {"foreign0": False, "mesh": True}
+    assert owned == {"foreign0": False, "ovsbr0": True, "eth0": True}
 
 
 def test_netlink_failure_mid_apply_rolls_back_ovsdb_too(net_lab: Lab, tmp_path: Path) -> None:
@@ -256,7 +287,7 @@ def test_a_port_moves_between_bridges_and_stays_with_a_renamed_bridge(
     assert opdbus(net_lab, "verify", moved).returncode == 0  # vswitchd realised it there
 
     renamed = state_file(tmp_path, net("mva", "mvc", port_on="mvc"), "c.json")
-    apply_ok(net_lab, renamed)
+    apply_ok(net_lab, renamed, "--prune")  # mvb, no longer listed, goes
     assert sorted(vsctl(net_lab, "list-br").split()) == ["mva", "mvc"]
     assert vsctl(net_lab, "list-ports", "mvc") == "mvp0"
     assert opdbus(net_lab, "verify", renamed).returncode == 0
@@ -265,7 +296,7 @@ def test_a_port_moves_between_bridges_and_stays_with_a_renamed_bridge(
 def test_rollback_of_a_file_without_ipv4_restores_a_dropped_bridges_addresses(
     net_lab: Lab, tmp_path: Path
 ) -> None:
-    """The second file names no ipv4 but drops bridge keep0, whose device and address go with
+    """The second file names no ipv4 but prunes bridge keep0, whose device and address go with
     it; its failed apply must bring back both, so the checkpoint has to include addresses."""
     keep = {
         "name": "keep0",
@@ -276,7 +307,7 @@ def test_rollback_of_a_file_without_ipv4_restores_a_dropped_bridges_addresses(
     assert addresses(net_lab)["keep0"] == {"10.77.0.1/24"}
 
     failing = {"interfaces": [{"name": "brx", "type": "ovs-bridge", "ports": ["nosuch0"]}]}
-    result = opdbus(net_lab, "apply", state_file(tmp_path, failing, "failing.json"))
+    result = opdbus(net_lab, "apply", "--prune", state_file(tmp_path, failing, "failing.json"))
 
     assert result.returncode == 4, result.stdout + result.stderr
     assert vsctl(net_lab, "list-br") == "keep0"

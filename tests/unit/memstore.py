@@ -16,6 +16,7 @@ the owned ones, not foreign resources outside the scope.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -80,6 +81,8 @@ class World:
     faults: Faults = field(default_factory=Faults)
     partial: set[str] = field(default_factory=set)
     """Plugins whose `query(scope)` is partial: `reads_all(scope)` only without a scope."""
+    dangerous: set[tuple[str, str]] = field(default_factory=set)
+    """(plugin, resource) whose actions `assess` marks dangerous."""
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, tuple[dict[str, Any], set[str]]]:
@@ -123,12 +126,14 @@ class MemPlugin(Plugin):
     def reads_all(self, scope: Section | None) -> bool:
         return scope is None or self.name not in self.world.partial
 
-    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+    def diff(
+        self, current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
+    ) -> list[Action]:
         have: dict[str, Any] = current.get("items", {})
         want: dict[str, Any] = desired.get("items", {})
         owned = set(current.get("owned", ()))
         drop = sorted(r for r, v in want.items() if v is None and r in have)
-        if exhaustive:
+        if exhaustive or prune:
             drop += sorted(r for r in have if r not in want and r in owned)
         deletes = [Action(self.name, ActionKind.DELETE, r, have[r], None) for r in drop]
         creates = [
@@ -142,6 +147,14 @@ class MemPlugin(Plugin):
             if v is not None and r in have and have[r] != v
         ]
         return deletes + creates + modifies
+
+    async def assess(self, current: Section, actions: list[Action]) -> list[Action]:
+        return [
+            dataclasses.replace(a, dangerous=("marked dangerous by the test",))
+            if (self.name, a.resource) in self.world.dangerous
+            else a
+            for a in actions
+        ]
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         self.world.calls.append((self.name, "apply"))

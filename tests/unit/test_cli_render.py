@@ -55,7 +55,7 @@ DESIRED_LXC = {"containers": [{"id": "100", "name": "gateway", "veth": "vi100", 
 
 def plan_json() -> dict:
     net = PluginPlan(
-        "net", "ready", "", CURRENT_NET, DESIRED_NET, diff_net(CURRENT_NET, DESIRED_NET)
+        "net", "ready", "", CURRENT_NET, DESIRED_NET, diff_net(CURRENT_NET, DESIRED_NET, prune=True)
     )
     lxc = PluginPlan("lxc", "ready", "", {"containers": []}, DESIRED_LXC, diff_lxc({}, DESIRED_LXC))
     return Plan([net, lxc]).to_json()

@@ -135,8 +135,11 @@ def test_overlay_merges_named_items_and_replaces_plain_lists() -> None:
     }
     assert merged["lxc"] == {"containers": [{"name": "c1"}]}
     assert base["net"]["interfaces"][1] == {"name": "mesh", "type": "ovs-bridge"}, "untouched"
-    later = overlay(base, change, {"net": {"interfaces": [{"name": "ovsbr0", "ports": []}]}})
-    assert later["net"]["interfaces"][0]["ports"] == [], "later changes win; lists replace"
+    later = overlay(base, change, {"net": {"interfaces": [{"name": "ovsbr0", "ports": ["eth1"]}]}})
+    assert later["net"]["interfaces"][0]["ports"] == ["eth0", "eth1"], "a partial change adds"
+    pruned = overlay(base, {"net": {"interfaces": [{"name": "lan0"}]}}, replace=True)
+    assert pruned["net"] == {"interfaces": [{"name": "lan0"}]}, "an authoritative one replaces"
+    assert pruned["systemd"] == base["systemd"]
 
 
 @pytest.mark.parametrize(

@@ -349,3 +349,38 @@ def test_a_nic_veth_may_not_repeat_another_containers() -> None:
     doc["lxc"]["containers"][1].pop("bridge")
     doc["lxc"]["containers"][1]["nics"] = [{"veth": "vi100", "bridge": "mesh"}]
     only(doc, "lxc.containers[1].nics[0].veth", "duplicate container veth", "containers[0].veth")
+
+
+def test_absent_interfaces_say_only_which_one_and_nothing_needs_them() -> None:
+    doc = full()
+    doc["net"]["interfaces"][1]["state"] = "absent"  # mesh, which still has ipv4 and ports
+    found = problems(doc)
+    paths = [p for p, _ in found]
+    assert "net.interfaces[1].ipv4" in paths and "net.interfaces[1].ports" in paths
+    assert all("absent" in m for p, m in found if p.startswith("net.interfaces[1]."))
+    assert any(p.startswith("lxc.containers[") and p.endswith(".bridge") for p in paths), (
+        "a container on a bridge marked absent"
+    )
+
+
+def test_an_absent_port_needs_no_bridge_but_no_bridge_may_list_it() -> None:
+    doc = full()
+    add_interfaces(doc, {"name": "eth0", "type": "ovs-port", "state": "absent"})
+    only(doc, "net.interfaces[2].state", "net.interfaces[0].ports[0]")
+    fine = full()
+    add_interfaces(fine, {"name": "eth9", "type": "ovs-port", "state": "absent"})
+    parse_state(json.dumps(fine))
+
+
+def test_state_takes_present_or_absent_only_at_its_path() -> None:
+    doc = full()
+    doc["net"]["interfaces"][0]["state"] = "gone"
+    (found,) = problems(doc)
+    assert found[0] == "net.interfaces[0].state" and "absent" in found[1]
+
+
+def test_an_address_is_not_both_kept_and_removed() -> None:
+    doc = full()
+    address = doc["net"]["interfaces"][1]["ipv4"]["address"]
+    address.append({**address[0], "state": "absent"})
+    only(doc, "net.interfaces[1].ipv4.address[1]", "listed twice")

@@ -96,18 +96,58 @@ def test_applied_seed_is_up_to_date() -> None:
     assert diff_net(applied_seed(), SEED) == []
 
 
-def test_foreign_bridge_not_in_the_file_is_left_alone_owned_one_is_deleted() -> None:
+def test_bridges_the_file_does_not_name_stay_and_prune_deletes_only_owned_ones() -> None:
     current = applied_seed()
     current["interfaces"] += [bridge("foreign0", []), bridge("old", [])]
     current["interfaces"][-2]["owned"] = False
-    assert kinds(diff_net(current, SEED)) == [("delete", "bridge/old")]
+    assert diff_net(current, SEED) == []  # a partial file deletes nothing
+    assert kinds(diff_net(current, SEED, prune=True)) == [("delete", "bridge/old")]
 
 
-def test_ports_dropped_from_the_list_are_deleted_only_when_owned() -> None:
+def test_ports_a_bridge_does_not_list_stay_and_prune_deletes_only_owned_ones() -> None:
     current = applied_seed()
     current["interfaces"][0]["ports"] = ["veth-a", "veth-b"]
     current["interfaces"] += [port("veth-a", "mesh"), port("veth-b", "mesh", owned=False)]
-    assert kinds(diff_net(current, SEED)) == [("delete", "port/veth-a")]
+    assert diff_net(current, SEED) == []
+    assert kinds(diff_net(current, SEED, prune=True)) == [("delete", "port/veth-a")]
+
+
+def test_absent_removes_an_owned_bridge_port_or_address_and_refuses_a_foreign_one() -> None:
+    current = applied_seed()
+    current["interfaces"][0]["ports"] = ["veth-a"]
+    current["interfaces"] += [port("veth-a", "mesh"), bridge("foreign0", [])]
+    current["interfaces"][-1]["owned"] = False
+    desired = {
+        "interfaces": [
+            {"name": "veth-a", "type": "ovs-port", "state": "absent"},
+            {"name": "gone0", "type": "ovs-bridge", "state": "absent"},  # not there: nothing
+            {
+                "name": "ovsbr0",
+                "type": "ovs-bridge",
+                "ipv4": {"address": [{"ip": "192.168.1.10", "prefix": 24, "state": "absent"}]},
+            },
+        ]
+    }
+    actions = diff_net(current, desired)
+    assert kinds(actions) == [("delete", "port/veth-a"), ("modify", "ipv4/ovsbr0")]
+    assert actions[1].after == {"name": "ovsbr0", "address": []}
+    desired["interfaces"].append({"name": "mesh", "type": "ovs-bridge", "state": "absent"})
+    assert kinds(diff_net(current, desired))[:1] == [("delete", "bridge/mesh")]
+    foreign = {"interfaces": [{"name": "foreign0", "type": "ovs-bridge", "state": "absent"}]}
+    with pytest.raises(Refused, match="did not create it"):
+        diff_net(current, foreign)
+
+
+def test_listed_addresses_are_added_and_prune_makes_the_list_whole() -> None:
+    current = applied_seed()
+    current["interfaces"][1]["ipv4"] = ipv4("192.168.1.99/24", gateway="192.168.1.1")
+    (added,) = diff_net(current, SEED)
+    assert added.after["address"] == [
+        {"ip": "192.168.1.99", "prefix": 24},
+        {"ip": "192.168.1.10", "prefix": 24},
+    ]
+    (replaced,) = diff_net(current, SEED, prune=True)
+    assert replaced.after["address"] == [{"ip": "192.168.1.10", "prefix": 24}]
 
 
 def test_bridge_without_ports_key_keeps_its_ports() -> None:
@@ -122,7 +162,7 @@ def test_bridge_without_ports_key_keeps_its_ports() -> None:
 def test_drift_in_addresses_and_gateway_is_repaired_exactly() -> None:
     current = applied_seed()
     current["interfaces"][1]["ipv4"] = ipv4("192.168.1.99/24")
-    (action,) = diff_net(current, SEED)
+    (action,) = diff_net(current, SEED, prune=True)  # the daemon's state file: authoritative
     assert action.resource == "ipv4/ovsbr0"
     assert action.after == {
         "name": "ovsbr0",
@@ -330,7 +370,9 @@ def test_a_renamed_bridge_takes_its_ports_along() -> None:
     add_port(snap, "a", "p1")
     current = {"interfaces": [bridge("a", ["p1"]), port("p1", "a")]}
     desired = {"interfaces": [{"name": "b", "type": "ovs-bridge", "ports": ["p1"]}]}
-    actions = diff_net(current, desired)
+    moved = [("delete", "port/p1"), ("create", "bridge/b"), ("create", "port/p1")]
+    assert kinds(diff_net(current, desired)) == moved  # a partial file: `a` stays
+    actions = diff_net(current, desired, prune=True)
     assert kinds(actions) == [("delete", "bridge/a"), ("create", "bridge/b"), ("create", "port/p1")]
 
     ops = TransactionBuilder(snap).build(actions)
@@ -379,15 +421,14 @@ def test_verify_reports_missing_unwanted_and_differing() -> None:
     found = {
         (m.resource, m.field, str(m.expected), str(m.actual)) for m in net_mismatches(current, SEED)
     }
-    assert found == {
-        ("bridge/old", "present", "False", "True"),
+    assert found == {  # `old`, which the file does not name, is no mismatch
         ("bridge/mesh", "present", "True", "False"),
         ("ipv4/mesh", "enabled", "True", "None"),
         ("ipv4/mesh", "address", "[{'ip': '10.0.0.1', 'prefix': 24}]", "None"),
         (
             "ipv4/ovsbr0",
             "address",
-            "[{'ip': '192.168.1.10', 'prefix': 24}]",
+            "[{'ip': '192.168.1.99', 'prefix': 24}, {'ip': '192.168.1.10', 'prefix': 24}]",
             "[{'ip': '192.168.1.99', 'prefix': 24}]",
         ),
     }

@@ -7,12 +7,13 @@ as `Change.to_json()`), so what a user sees does not depend on the way in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import Progress
 from op_dbus.engine.lock import DEFAULT_WAIT
+from op_dbus.engine.plan import Acknowledge
 from op_dbus.plugins.base import Section
 
 
@@ -25,7 +26,8 @@ class HostApi(Protocol):
     async def query(self, names: Iterable[str]) -> dict[str, Any]:
         """`{"state": {"version": 1, "plugins": {...}}, "skipped": {name: why}}`."""
 
-    async def plan(self, sections: dict[str, Section]) -> dict[str, Any]: ...
+    async def plan(self, sections: dict[str, Section], *, prune: bool = False) -> dict[str, Any]:
+        """The plan (`Plan.to_json()`); `prune`: the document is authoritative."""
 
     async def apply(
         self,
@@ -37,9 +39,14 @@ class HostApi(Protocol):
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
         expect_revision: str | None = None,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
         """`{"plan": ..., "result": ..., "try": {...} | None}`. With `expect_revision` (a
-        plan's `revision`): refused (`Refused`) when the host changed since that plan."""
+        plan's `revision`): refused (`Refused`) when the host changed since that plan.
+        `prune`, `acknowledge` (consent to the plan's dangerous actions) and `probes`
+        (`ADDR[:PORT]` targets a connectivity change must still reach): `Host.apply`."""
 
     async def confirm(self, *, actor: str) -> dict[str, Any]: ...
 

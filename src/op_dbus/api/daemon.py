@@ -7,12 +7,13 @@ and turns the daemon's D-Bus errors back into the error kinds the local API rais
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dbus_fast.errors import DBusError
 
 from op_dbus.engine.apply import Progress
+from op_dbus.engine.plan import Acknowledge
 from op_dbus.errors import from_dbus
 from op_dbus.native.dbus import call, connect_system_bus, name_has_owner
 from op_dbus.plugins.base import Section
@@ -73,8 +74,10 @@ class DaemonApi:
     async def query(self, names: Iterable[str]) -> dict[str, Any]:
         return narrow(await self._call("QueryState"), names)
 
-    async def plan(self, sections: dict[str, Section]) -> dict[str, Any]:
-        return await self._call("Diff", "s", [document(sections)])
+    async def plan(self, sections: dict[str, Section], *, prune: bool = False) -> dict[str, Any]:
+        if not prune:
+            return await self._call("Diff", "s", [document(sections)])
+        return await self._call("Plan", "ss", [document(sections), json.dumps({"prune": True})])
 
     async def apply(
         self,
@@ -86,10 +89,19 @@ class DaemonApi:
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
         expect_revision: str | None = None,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
-        options = {"actor": actor, "confirm_within": confirm_within}
+        options: dict[str, Any] = {"actor": actor, "confirm_within": confirm_within}
         if expect_revision is not None:
             options["expect_revision"] = expect_revision
+        if prune:
+            options["prune"] = True
+        if acknowledge:
+            options["acknowledge"] = acknowledge if acknowledge is True else list(acknowledge)
+        if probes:
+            options["probe"] = list(probes)
         reply = await self._call("Apply", "ss", [document(sections), json.dumps(options)])
         if on_plan is not None:
             on_plan(reply["plan"])

@@ -7,7 +7,7 @@ journal, so they work from any shell.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from op_dbus.endpoints import Endpoints
@@ -16,6 +16,8 @@ from op_dbus.engine.host import Host
 from op_dbus.engine.journal import Journal, JournalError
 from op_dbus.engine.keeper import start_keeper
 from op_dbus.engine.lock import DEFAULT_WAIT, read_holder
+from op_dbus.engine.plan import Acknowledge
+from op_dbus.engine.probe import parse_targets
 from op_dbus.errors import NothingPending
 from op_dbus.plugins.base import Section
 
@@ -48,8 +50,8 @@ class LocalApi:
         sections, skipped = await self.host.read(names)
         return {"state": {"version": 1, "plugins": sections}, "skipped": skipped}
 
-    async def plan(self, sections: dict[str, Section]) -> dict[str, Any]:
-        return (await self.host.plan(sections)).to_json()
+    async def plan(self, sections: dict[str, Section], *, prune: bool = False) -> dict[str, Any]:
+        return (await self.host.plan(sections, prune=prune)).to_json()
 
     async def apply(
         self,
@@ -61,6 +63,9 @@ class LocalApi:
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
         expect_revision: str | None = None,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
         change = await self.host.apply(
             sections,
@@ -70,6 +75,9 @@ class LocalApi:
             confirm_within=confirm_within,
             on_plan=None if on_plan is None else lambda plan: on_plan(plan.to_json()),
             expect_revision=expect_revision,
+            prune=prune,
+            acknowledge=acknowledge,
+            probes=parse_targets(probes),
         )
         pending = self.host.pending
         if pending is not None:

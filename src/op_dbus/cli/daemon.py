@@ -79,6 +79,19 @@ def run(
     mcp_allow_write: bool = typer.Option(
         False, "--mcp-allow-write", help="Let MCP clients change the host (each change a try)."
     ),
+    reload_on_change: str = typer.Option(
+        "yes",
+        "--reload-on-change",
+        metavar="yes|no",
+        help="Reload when the state file changes (no: only on SIGHUP or `op-dbus reload`).",
+    ),
+    probe: list[str] = typer.Option(
+        None,
+        "--probe",
+        metavar="ADDR[:PORT]",
+        help="Also reach this after a change to addresses, routes or the uplink, or roll it "
+        "back (ping, or TCP connect with a port); repeatable.",
+    ),
     fleet: bool = typer.Option(
         False, "--fleet", help="Also take desired state from etcd (docs/fleet.md)."
     ),
@@ -105,16 +118,23 @@ def run(
     from op_dbus.daemon.lock import AlreadyRunning, DaemonLock
     from op_dbus.daemon.reconcile import Policy
     from op_dbus.daemon.service import Daemon, DaemonOptions
+    from op_dbus.engine.probe import parse_targets
+    from op_dbus.errors import OpError
 
     if policy not in POLICIES:
         fail(ExitCode.INVALID_INPUT, f"--policy must be one of {', '.join(POLICIES)}")
+    if reload_on_change not in ("yes", "no"):
+        fail(ExitCode.INVALID_INPUT, "--reload-on-change must be yes or no")
+    try:
+        probes = parse_targets(probe or ())
+    except OpError as err:
+        fail(err.code, err.message)
     cli = cli_context(ctx)
     if state_file is not None:
         load_or_exit(str(state_file), cli)  # refuse an invalid file before touching anything
     mcp = None
     if mcp_http is not None:
         from op_dbus.cli.mcp import http_options
-        from op_dbus.errors import OpError
 
         try:
             mcp = http_options(
@@ -150,6 +170,8 @@ def run(
         fight_threshold=fight_threshold,
         mcp_http=mcp,
         mcp_allow_write=mcp_allow_write,
+        reload_on_change=reload_on_change == "yes",
+        probes=probes,
         fleet=agent,
     )
     try:

@@ -37,6 +37,12 @@ T = TypeVar("T")
 PLUGIN_OPT = typer.Option(
     None, "--plugin", help="Only this plugin (systemd, net or lxc); repeat for several."
 )
+PRUNE_OPT = typer.Option(
+    False,
+    "--prune",
+    help="The file is the whole truth: remove owned bridges, ports and addresses it does not "
+    "list (containers go only with state absent).",
+)
 
 
 def desired_sections(loaded: LoadedState, plugins: list[str] | None) -> dict[str, Section]:
@@ -102,7 +108,12 @@ def plan_exit_code(plan: dict[str, Any]) -> ExitCode:
 
 
 def show_plan(
-    ctx: typer.Context, file: str, plugin: list[str] | None, json_out: bool, **extra: Any
+    ctx: typer.Context,
+    file: str,
+    plugin: list[str] | None,
+    json_out: bool,
+    prune: bool = False,
+    **extra: Any,
 ) -> None:
     """`diff` and `apply --dry-run`: print the plan, exit 3 when changes are pending."""
     from op_dbus.cli.render import render_plan
@@ -112,7 +123,7 @@ def show_plan(
     sections = desired_sections(loaded, plugin)
 
     async def work(api: HostApi) -> dict[str, Any]:
-        return await api.plan(sections)
+        return await api.plan(sections, prune=prune)
 
     plan = with_api(cli, list(sections), work)
     if json_out:
@@ -126,10 +137,11 @@ def diff(
     ctx: typer.Context,
     file: str = FILE_ARG,
     plugin: list[str] = PLUGIN_OPT,
+    prune: bool = PRUNE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Show what apply would change (exit 3: changes pending, 6: a section cannot be handled)."""
-    show_plan(ctx, file, plugin, json_out)
+    show_plan(ctx, file, plugin, json_out, prune)
 
 
 def apply(
@@ -147,13 +159,29 @@ def apply(
         help="Roll back by itself unless `op-dbus confirm` (or `yes` here) comes in N seconds "
         "(1 to 86400).",
     ),
+    prune: bool = PRUNE_OPT,
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Run dangerous actions without asking (needed off a terminal)."
+    ),
+    probe: list[str] = typer.Option(
+        None,
+        "--probe",
+        metavar="ADDR[:PORT]",
+        help="Also reach this after a change to addresses, routes or the uplink, or roll it "
+        "back (ping, or TCP connect with a port); repeatable.",
+    ),
     json_out: bool = JSON_OPT,
 ) -> None:
-    """Make the host match FILE as one checkpointed change; roll back on any failure."""
+    """Make the host match FILE as one checkpointed change; roll back on any failure.
+
+    What FILE does not mention is left alone (unless --prune). Dangerous actions (cutting
+    the default route or a live session, removing a bridge with running containers,
+    destroying a container) are asked for on a terminal and refused off one without --yes."""
     if dry_run:
-        show_plan(ctx, file, plugin, json_out, dry_run=True)
+        show_plan(ctx, file, plugin, json_out, prune, dry_run=True)
     from op_dbus.cli.progress import ApplyProgress
     from op_dbus.cli.render import render_plan, render_result
+    from op_dbus.errors import Unconfirmed
 
     cli = cli_context(ctx)
     loaded = load_or_exit(file, cli, json_out=json_out)
@@ -167,15 +195,26 @@ def apply(
     async def work(api: HostApi) -> dict[str, Any]:
         if not json_out and api.via == "daemon":
             console.print("(through the running op-dbus daemon)")
-        with ApplyProgress(stderr(), enabled=not json_out) as progress:
-            reply = await api.apply(
-                sections,
-                actor=actor_text(),
-                mode=str(loaded.mode),
-                confirm_within=confirm_within,
-                progress=progress.update,
-                on_plan=show,
-            )
+
+        async def run(consent: dict[str, Any]) -> dict[str, Any]:
+            with ApplyProgress(stderr(), enabled=not json_out) as progress:
+                return await api.apply(
+                    sections,
+                    actor=actor_text(),
+                    mode=str(loaded.mode),
+                    confirm_within=confirm_within,
+                    progress=progress.update,
+                    on_plan=None if consent.get("shown") else show,
+                    prune=prune,
+                    acknowledge=consent.get("acknowledge", ()),
+                    expect_revision=consent.get("revision"),
+                    probes=probe or (),
+                )
+
+        try:
+            reply = await run({"acknowledge": True} if yes else {})
+        except Unconfirmed:  # show the plan, ask, and apply exactly what was confirmed
+            reply = await run(await confirm_dangers(api, sections, prune, json_out))
         if reply.get("try") and api.via == "local":
             return await hold_here(api, reply)
         return reply
@@ -189,6 +228,43 @@ def apply(
         if reply.get("try") and result["exit_code"] == ExitCode.OK:
             console.print(f"run `op-dbus confirm` within {confirm_within} s to keep it")
     raise typer.Exit(int(result["exit_code"]))
+
+
+async def confirm_dangers(
+    api: HostApi, sections: dict[str, Section], prune: bool, json_out: bool
+) -> dict[str, Any]:
+    """After the Host refused dangerous actions nobody acknowledged: plan, show the plan and
+    ask on a terminal (default no), refuse off one (exit 2, nothing changed). Returns the
+    consent to apply with: the actions acknowledged and the revision they were shown at."""
+    import asyncio
+    import sys
+
+    from op_dbus.cli.render import render_plan
+
+    plan = await api.plan(sections, prune=prune)
+    if not plan.get("dangerous") or plan["summary"]["blocked"]:
+        return {}  # the host changed meanwhile: apply asks the Host again
+    listed = "; ".join(plan["dangerous"])
+    if json_out:
+        print_json({"plan": plan, "error": f"dangerous actions not confirmed: {listed}"})
+    else:
+        render_plan(stdout(), plan)
+    if json_out or not sys.stdin.isatty():
+        fail(
+            ExitCode.INVALID_INPUT,
+            f"refused, nothing changed: dangerous action(s) need confirming: {listed}; "
+            "run on a terminal to be asked, or pass --yes",
+        )
+    stderr().print(
+        f"[bold red]{len(plan['dangerous'])} dangerous action(s)[/] (marked ! above). "
+        "Apply them? [y/N]: ",
+        end="",
+        markup=True,
+    )
+    answer = await asyncio.to_thread(sys.stdin.readline)
+    if answer.strip().lower() not in ("y", "yes"):
+        fail(ExitCode.INVALID_INPUT, "not confirmed: nothing changed")
+    return {"acknowledge": plan["dangerous"], "revision": plan["revision"], "shown": True}
 
 
 async def hold_here(api: HostApi, reply: dict[str, Any]) -> dict[str, Any]:

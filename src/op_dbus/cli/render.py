@@ -186,6 +186,8 @@ def plan_lines(plan: dict[str, Any]) -> list[Line]:
         (f"{summary['delete']} to delete", "red"),
         (".", ""),
     ]
+    if summary.get("dangerous"):
+        total += [(" ", ""), (f"{summary['dangerous']} dangerous (confirm first).", "bold red")]
     if summary["blocked"]:
         total += [(" ", ""), (f"Not handled: {', '.join(summary['blocked'])}.", "magenta")]
     return [*lines, [], total]

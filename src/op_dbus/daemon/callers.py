@@ -19,7 +19,7 @@ ROOT_ONLY = frozenset(
     {"ApplyState", "Apply", "TryState", "Confirm", "ConfirmTry", "Rollback", "Reload"}
 )
 """Methods that change the host or its pending try."""
-COSTLY = frozenset({"ApplyState", "Apply", "TryState", "Diff", "Verify", "VerifyState"})
+COSTLY = frozenset({"ApplyState", "Apply", "TryState", "Diff", "Plan", "Verify", "VerifyState"})
 """Methods that parse a caller's document or read the host (QueryState answers from memory)."""
 
 

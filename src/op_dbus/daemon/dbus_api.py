@@ -14,7 +14,7 @@ policy (data/dbus/org.opdbus.conf) is the first gate, the daemon's own the secon
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, Protocol
 
@@ -25,6 +25,8 @@ from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, m
 
 from op_dbus.api.daemon import INTERFACE, NAME, PATH
 from op_dbus.daemon.callers import COSTLY, ROOT_ONLY, CallerSlots
+from op_dbus.engine.plan import Acknowledge
+from op_dbus.engine.probe import Target, parse_targets
 from op_dbus.errors import AccessDenied, InvalidInput, NothingPending, OpError
 from op_dbus.model.load import MAX_DOCUMENT_BYTES, size_problem
 from op_dbus.native.dbus import BUS_NAME, BUS_PATH, call, connect_system_bus
@@ -32,10 +34,11 @@ from op_dbus.native.dbus import BUS_NAME, BUS_PATH, call, connect_system_bus
 log = logging.getLogger("op_dbus.daemon")
 
 ERR_FAILED = OpError.dbus_name
-TAKES_DOCUMENT = frozenset({"ApplyState", "Apply", "TryState", "Diff", "VerifyState"})
+TAKES_DOCUMENT = frozenset({"ApplyState", "Apply", "TryState", "Diff", "Plan", "VerifyState"})
 """Refused at the door when longer than the limit (in characters, so surely in bytes)."""
 ACTOR = "op-dbus-daemon"
 HEX = frozenset("0123456789abcdef")
+MAX_ACKNOWLEDGED = 256
 
 
 class Backend(Protocol):
@@ -52,9 +55,13 @@ class Backend(Protocol):
         actor: str,
         confirm_within: float | None = None,
         expect_revision: str | None = None,
+        *,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[Target] = (),
     ) -> dict[str, Any]: ...
     async def query_state(self) -> dict[str, Any]: ...
-    async def diff(self, text: str) -> dict[str, Any]: ...
+    async def diff(self, text: str, *, prune: bool = False) -> dict[str, Any]: ...
     async def verify(self, text: str | None = None) -> dict[str, Any]: ...
     async def confirm(self, actor: str) -> dict[str, Any]: ...
     async def rollback(self, actor: str) -> dict[str, Any]: ...
@@ -87,6 +94,10 @@ class StateManager(ServiceInterface):
 
     @method()
     def Diff(self, state: "s") -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def Plan(self, state: "s", options: "s") -> "s":  # noqa: F821
         return _unreachable()
 
     @method()
@@ -271,13 +282,45 @@ def _actor(uid: int, claimed: str = "") -> str:
     return f"{ACTOR}:dbus uid={uid}" + (f" {claimed}" if claimed else "")
 
 
-def _options(text: str) -> dict[str, Any]:
+def _options_object(text: str) -> dict[str, Any]:
     try:
         options = json.loads(text) if text else {}
     except ValueError:
         raise InvalidInput("options must be a JSON object") from None
     if not isinstance(options, dict):
         raise InvalidInput("options must be a JSON object")
+    prune = options.get("prune", False)
+    if not isinstance(prune, bool):
+        raise InvalidInput("options.prune must be true or false")
+    return options
+
+
+def _acknowledge(value: Any) -> Acknowledge:
+    """True (every dangerous action) or the plan's `dangerous` entries consented to."""
+    if value is None or value is True or value is False:
+        return bool(value)
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ACKNOWLEDGED
+        or not all(isinstance(v, str) and len(v) <= 256 and v.isprintable() for v in value)
+    ):
+        raise InvalidInput(
+            "options.acknowledge must be true or a list of at most "
+            f"{MAX_ACKNOWLEDGED} of the plan's `dangerous` entries"
+        )
+    return value
+
+
+def _probe_targets(value: Any) -> tuple[Target, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= 64 for v in value):
+        raise InvalidInput("options.probe must be a list of ADDR or ADDR:PORT")
+    return parse_targets(value)
+
+
+def _options(text: str) -> dict[str, Any]:
+    options = _options_object(text)
     claimed, seconds = options.get("actor", ""), options.get("confirm_within")
     if not isinstance(claimed, str) or len(claimed) > 1024 or not claimed.isprintable():
         raise InvalidInput("options.actor must be printable text of at most 1024 characters")
@@ -288,7 +331,14 @@ def _options(text: str) -> dict[str, Any]:
         isinstance(revision, str) and len(revision) == 64 and set(revision) <= HEX
     ):
         raise InvalidInput("options.expect_revision must be a plan's revision (64 hex digits)")
-    return {"actor": claimed, "confirm_within": seconds, "expect_revision": revision}
+    return {
+        "actor": claimed,
+        "confirm_within": seconds,
+        "expect_revision": revision,
+        "prune": options.get("prune", False),
+        "acknowledge": _acknowledge(options.get("acknowledge")),
+        "probes": _probe_targets(options.get("probe")),
+    }
 
 
 async def _apply_state(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
@@ -300,7 +350,13 @@ async def _apply(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list
     actor = _actor(uid, options["actor"])
     return _text(
         await backend.apply_state(
-            body[0], actor, options["confirm_within"], options["expect_revision"]
+            body[0],
+            actor,
+            options["confirm_within"],
+            options["expect_revision"],
+            prune=options["prune"],
+            acknowledge=options["acknowledge"],
+            probes=options["probes"],
         )
     )
 
@@ -315,6 +371,11 @@ async def _query(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list
 
 async def _diff(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
     return await _text_off_loop(await backend.diff(body[0]))
+
+
+async def _plan(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    prune = _options_object(body[1]).get("prune", False)
+    return await _text_off_loop(await backend.diff(body[0], prune=prune))
 
 
 async def _verify(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
@@ -355,6 +416,7 @@ _HANDLERS: dict[str, tuple[Handler, str]] = {
     "TryState": (_try, "su"),
     "QueryState": (_query, ""),
     "Diff": (_diff, "s"),
+    "Plan": (_plan, "ss"),
     "Verify": (_verify, ""),
     "VerifyState": (_verify_state, "s"),
     "Confirm": (_confirm, ""),

@@ -7,12 +7,14 @@ come from the daemon's cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from op_dbus.api.daemon import document, narrow
 from op_dbus.daemon.dbus_api import Backend
 from op_dbus.engine.apply import Progress
+from op_dbus.engine.plan import Acknowledge
+from op_dbus.engine.probe import parse_targets
 from op_dbus.plugins.base import Section
 
 if TYPE_CHECKING:
@@ -28,8 +30,8 @@ class InProcessApi:
     async def query(self, names: Iterable[str]) -> dict[str, Any]:
         return narrow(await self.daemon.query_state(), names)
 
-    async def plan(self, sections: dict[str, Section]) -> dict[str, Any]:
-        return await self.daemon.diff(document(sections))
+    async def plan(self, sections: dict[str, Section], *, prune: bool = False) -> dict[str, Any]:
+        return await self.daemon.diff(document(sections), prune=prune)
 
     async def apply(
         self,
@@ -41,9 +43,18 @@ class InProcessApi:
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
         expect_revision: str | None = None,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
         reply = await self.daemon.apply_state(
-            document(sections), actor, confirm_within, expect_revision
+            document(sections),
+            actor,
+            confirm_within,
+            expect_revision,
+            prune=prune,
+            acknowledge=acknowledge,
+            probes=parse_targets(probes),
         )
         if on_plan is not None:
             on_plan(reply["plan"])
@@ -83,7 +94,13 @@ class FleetApi(InProcessApi):
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
         expect_revision: str | None = None,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
+        """The fleet's state is authoritative, like the daemon's state file: it is applied
+        pruned, its dangerous actions accepted and probed (so `prune`/`acknowledge` are the
+        daemon's, not the caller's to choose)."""
         reply = await self.fleet_daemon.apply_fleet(sections, actor, confirm_within)
         if on_plan is not None:
             on_plan(reply["plan"])

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.engine.host import Change, Host
-from op_dbus.engine.plan import Plan
+from op_dbus.engine.plan import Acknowledge, Plan
+from op_dbus.engine.probe import Target
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import digest, now_text
 from op_dbus.plugins.base import Action, Section
@@ -111,8 +112,8 @@ class Reconciler:
             else:
                 self.stale.add(entry.name)
 
-    async def diff(self, desired: dict[str, Section]) -> Plan:
-        plan = await self.host.plan(desired)
+    async def diff(self, desired: dict[str, Section], *, prune: bool = False) -> Plan:
+        plan = await self.host.plan(desired, prune=prune)
         for entry in plan.blocked:
             if entry.status != "refused":  # a refusal is the request's fault, not the host's
                 self._unreadable(entry.name, entry.reason)
@@ -132,10 +133,15 @@ class Reconciler:
         confirm_within: float | None = None,
         apply: dict[str, Section] | None = None,
         expect_revision: str | None = None,
+        prune: bool = True,
+        acknowledge: Acknowledge = True,
+        probes: Sequence[Target] = (),
     ) -> Change:
         """An intentional change: `desired` becomes what the daemon enforces, and `apply`
         (default: all of `desired`) is applied now. A resource held by backoff is forgiven:
-        the admin asked for it explicitly."""
+        the admin asked for it explicitly. By default the change is the daemon's own state
+        (authoritative: pruned, its dangerous actions accepted, probed); a caller's runtime
+        change passes its own `prune` and `acknowledge`."""
         previous = self.desired
         self.desired = dict(desired)
         started = time.monotonic()
@@ -146,6 +152,9 @@ class Reconciler:
                 mode=mode,
                 confirm_within=confirm_within,
                 expect_revision=expect_revision,
+                prune=prune,
+                acknowledge=acknowledge,
+                probes=probes,
             )
         except BaseException:
             self.desired = previous
@@ -171,6 +180,10 @@ class Reconciler:
             "seconds": round(time.monotonic() - started, 4),
         }
         level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
+        for action in change.plan.dangerous if result.applied else ():
+            log.warning(
+                "%s: dangerous, ran: %s (%s)", actor, action.describe(), "; ".join(action.dangerous)
+            )
         log.log(level, "%s: %s", actor, result.message)
         for entry in change.plan.blocked:
             if entry.status != "refused":
@@ -196,7 +209,7 @@ class Reconciler:
         if not declared():
             return None
         if self.policy == Policy.OBSERVE:
-            plan = await self.host.plan(declared())
+            plan = await self.host.plan(declared(), prune=True)
             self._note_plan(plan)
             if not plan.pending:
                 return None
@@ -209,6 +222,8 @@ class Reconciler:
             actor=f"{ACTOR}:corrective",
             mode=mode,
             select=lambda plan: reports.append(self._hold_back(plan)),
+            prune=True,  # what the daemon enforces is authoritative
+            acknowledge=True,  # a repair restores what the state file says; probes guard it
         )
         if not reports or not reports[0]["actions"]:
             self._note_plan(change.plan)

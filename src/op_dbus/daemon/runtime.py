@@ -53,11 +53,17 @@ class RuntimeChanges:
         return kept
 
     def desired(self, base: dict[str, Section]) -> dict[str, Section]:
-        """`base` (the state file's sections) with every runtime change laid over it."""
-        return overlay(base, *(c["sections"] for c in self.changes))
+        """`base` (the state file's sections) with every runtime change laid over it; one
+        applied with prune replaces the sections it names."""
+        merged = base
+        for change in self.changes:
+            merged = overlay(merged, change["sections"], replace=bool(change.get("prune")))
+        return merged
 
-    def add(self, sections: dict[str, Section], *, actor: str, time: str) -> None:
-        self.changes.append({"actor": actor, "time": time, "sections": sections})
+    def add(
+        self, sections: dict[str, Section], *, actor: str, time: str, prune: bool = False
+    ) -> None:
+        self.changes.append({"actor": actor, "time": time, "sections": sections, "prune": prune})
         self._save()
 
     def drop(self, base: dict[str, Section] | None = None) -> int:

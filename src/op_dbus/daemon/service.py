@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -34,6 +34,8 @@ from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import Change, Host, PendingTry, check_try_seconds
 from op_dbus.engine.lock import read_holder
 from op_dbus.engine.overlay import overlay
+from op_dbus.engine.plan import Acknowledge
+from op_dbus.engine.probe import Target
 from op_dbus.errors import InvalidInput
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
@@ -73,6 +75,11 @@ class DaemonOptions:
     mcp_http: HttpOptions | None = None
     """Serve MCP over HTTP too, on this daemon's Host and cache (`--mcp-http`)."""
     mcp_allow_write: bool = False
+    reload_on_change: bool = True
+    """Watch the state file and reload when it changes (`--reload-on-change=no`: only on
+    SIGHUP or `op-dbus reload`)."""
+    probes: tuple[Target, ...] = ()
+    """Targets every probed change must still reach, besides the gateway (`--probe`)."""
     fleet: AgentOptions | None = None
     """Take desired state from etcd too (`--fleet`), through this daemon's Host."""
 
@@ -84,7 +91,12 @@ class Daemon:
         self.options = options
         self.notifier = notifier or Notifier()
         mode = options.mode or Mode.FULL
-        self.host = Host(options.endpoints, SECTIONS_BY_MODE[mode], use_ledger=options.use_ledger)
+        self.host = Host(
+            options.endpoints,
+            SECTIONS_BY_MODE[mode],
+            use_ledger=options.use_ledger,
+            probes=options.probes,
+        )
         self.host.try_listeners.append(self._try_over)
         self.reconciler = Reconciler(
             self.host,
@@ -174,7 +186,7 @@ class Daemon:
             jobs.append(self._serve_mcp(opts.mcp_http))
         if opts.fleet is not None:
             jobs.append(self._serve_fleet(opts.fleet))
-        if opts.state_file is not None:
+        if opts.state_file is not None and opts.reload_on_change:
             session = statefile_session(opts.state_file.absolute(), self._file_changed)
             what = f"state file {opts.state_file}"
             jobs.append(supervise(what, session, self._file_changed_unseen))
@@ -372,28 +384,39 @@ class Daemon:
         actor: str,
         confirm_within: float | None = None,
         expect_revision: str | None = None,
+        *,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[Target] = (),
     ) -> dict[str, Any]:
         """A change through the daemon: applied now and, if it took effect, kept as a
-        runtime change on top of the state file (for a try: once confirmed)."""
+        runtime change on top of the state file (for a try: once confirmed). A caller's
+        document is partial unless it asks for `prune`, and its dangerous actions need its
+        `acknowledge`: the daemon cannot ask."""
         if confirm_within is not None:
             check_try_seconds(confirm_within)  # before parsing: a refusal costs nothing
         sections = await self._parse(text)
         before = dict(self.reconciler.desired)
         desired = self.runtime.desired(self._base())
         change = await self.reconciler.apply_desired(
-            overlay(desired, sections),
+            overlay(desired, sections, replace=prune),
             mode=self.mode,
             actor=actor,
             confirm_within=confirm_within,
             apply=sections,
             expect_revision=expect_revision,
+            prune=prune,
+            acknowledge=acknowledge,
+            probes=probes,
         )
         code = change.result.exit_code
         if code in (ExitCode.OK, ExitCode.UNEXPECTED) and change.plan.pending:
             if confirm_within is None or self.host.pending is None:
-                self.runtime.add(sections, actor=actor, time=now_text())
+                self.runtime.add(sections, actor=actor, time=now_text(), prune=prune)
             else:
-                keep = lambda: self.runtime.add(sections, actor=actor, time=now_text())  # noqa: E731
+                keep = lambda: self.runtime.add(  # noqa: E731
+                    sections, actor=actor, time=now_text(), prune=prune
+                )
                 self._tried = (before, keep, lambda: None)
         return change.to_json() | {"try": self._try_json()}
 
@@ -444,8 +467,8 @@ class Daemon:
     async def query_state(self) -> dict[str, Any]:
         return await self.reconciler.cached_state()
 
-    async def diff(self, text: str) -> dict[str, Any]:
-        plan = await self.reconciler.diff(await self._parse(text))
+    async def diff(self, text: str, *, prune: bool = False) -> dict[str, Any]:
+        plan = await self.reconciler.diff(await self._parse(text), prune=prune)
         return await asyncio.to_thread(plan.to_json)
 
     async def verify(self, text: str | None = None) -> dict[str, Any]:

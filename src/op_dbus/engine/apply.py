@@ -67,6 +67,8 @@ class ApplyResult:
     the batch's start."""
     seconds: float = 0.0
     """The whole apply: batches, verification and any rollback."""
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    """The probes' checks after a change that touched connectivity (engine/probe.py)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class ApplyResult:
             "rolled_back": [a.to_json() for a in self.rolled_back],
             "action_seconds": [round(t, 3) for t in self.action_seconds],
             "seconds": round(self.seconds, 3),
+            "probes": self.probes,
         }
 
 

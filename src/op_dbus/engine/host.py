@@ -15,19 +15,21 @@ import copy
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from op_dbus.endpoints import Endpoints
+from op_dbus.engine import probe
 from op_dbus.engine.apply import ApplyResult, Progress, apply_plan, restore
 from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.inventory import read_section
 from op_dbus.engine.journal import Journal, JournalError, PendingChange
 from op_dbus.engine.lock import DEFAULT_WAIT, ApplyLock, read_holder
-from op_dbus.engine.plan import Plan, make_plan
+from op_dbus.engine.plan import Acknowledge, Plan, make_plan
+from op_dbus.engine.probe import Target
 from op_dbus.engine.verify import verify_state
-from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused
+from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused, Unconfirmed
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import now_text
 from op_dbus.limits import TRY_MAX_SECONDS, TRY_MIN_SECONDS
@@ -74,6 +76,16 @@ Select = Callable[[Plan], None]
 keeps changing)."""
 
 
+def unconfirmed_message(plan: Plan, unconfirmed: list[str]) -> str:
+    """Why a change with dangerous actions nobody confirmed is refused, each with its reasons."""
+    reasons = {a.describe(): a.dangerous for a in plan.dangerous}
+    listed = "; ".join(f"{item} ({', '.join(reasons[item])})" for item in unconfirmed)
+    return (
+        f"refused, nothing changed: dangerous action(s) not confirmed: {listed}. Confirm on "
+        "a terminal, pass --yes, or acknowledge each (D-Bus/MCP `acknowledge`)"
+    )
+
+
 def check_try_seconds(seconds: float) -> None:
     if not TRY_MIN_SECONDS <= seconds <= TRY_MAX_SECONDS:
         raise InvalidInput(
@@ -101,8 +113,11 @@ class Host:
         lock_wait: float = DEFAULT_WAIT,
         keeps_timer: bool = True,
         catch_signals: bool = False,
+        probes: Sequence[Target] = (),
     ) -> None:
         self.endpoints = endpoints
+        self.probes = tuple(probes)
+        """Targets every probed change must still reach (`run --probe`), besides the gateway."""
         self.names = tuple(names)
         self.use_ledger = use_ledger
         self.keeps_timer = keeps_timer
@@ -172,11 +187,12 @@ class Host:
                 sections[name] = section
         return sections, skipped
 
-    async def plan(self, desired: Mapping[str, Section]) -> Plan:
-        """What reaching `desired` takes; sections that could not be planned say why."""
+    async def plan(self, desired: Mapping[str, Section], *, prune: bool = False) -> Plan:
+        """What reaching `desired` takes (`prune`: the document is authoritative, owned
+        resources it does not list go); sections that could not be planned say why."""
         self._check_names(desired)
         async with self.busy:
-            plan = await make_plan(dict(desired), self.plugins)
+            plan = await make_plan(dict(desired), self.plugins, prune=prune)
             await self._renew_blocked(plan)
         return plan
 
@@ -205,13 +221,21 @@ class Host:
         confirm_within: float | None = None,
         on_plan: Callable[[Plan], None] | None = None,
         expect_revision: str | None = None,
+        prune: bool = False,
+        acknowledge: Acknowledge = (),
+        probes: Sequence[Target] = (),
     ) -> Change:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
-        record it. `on_plan` sees the plan before it runs (to show it). With
-        `confirm_within`, a change that took effect becomes the pending try: rolled back
-        unless `confirm()` comes in time. A callable `desired` is read once the lock is held:
-        a caller whose wishes may change while it waits (the daemon's drift check, behind a
-        try's rollback) plans what it wants then, not what it wanted before. With
+        record it. With `prune` the document is authoritative: owned resources it does not
+        list are removed. Dangerous actions (`Action.dangerous`) run only when `acknowledge`
+        covers them (True: all), else the change is refused, nothing touched. A change a
+        plugin says touches connectivity is probed (probe.py: the gateway, `probes` and the
+        Host's own targets) and rolled back by itself when a probe fails. `on_plan` sees the
+        plan before it runs (to show it). With `confirm_within`, a change that took effect
+        becomes the pending try: rolled back unless `confirm()` comes in time. A callable
+        `desired` is read once the lock is held: a caller whose wishes may change while it
+        waits (the daemon's drift check, behind a try's rollback) plans what it wants then,
+        not what it wanted before. With
         `expect_revision` (a plan's `revision`), the change is refused unless the host still
         reads as it did for that plan: a caller applies only what it was shown.
 
@@ -236,7 +260,7 @@ class Host:
                     f"(rolled back at {shown['deadline']}, in {shown['seconds_left']} s, "
                     "unless confirmed)",
                 )
-            plan = await make_plan(dict(desired), self.plugins)
+            plan = await make_plan(dict(desired), self.plugins, prune=prune)
             if expect_revision is not None and plan.revision != expect_revision:
                 raise Refused(
                     "plan",
@@ -245,13 +269,18 @@ class Host:
                 )
             if select is not None:
                 select(plan)
+            if not plan.blocked and (unconfirmed := plan.unacknowledged(acknowledge)):
+                raise Unconfirmed("plan", unconfirmed_message(plan, unconfirmed))
             if on_plan is not None:
                 on_plan(plan)
             await self._renew_blocked(plan)
             if not plan.pending or plan.blocked:  # nothing to do, or refused: nothing to record
                 change = Change(plan, await apply_plan(plan, self.plugins))
             else:
-                change = await self._change(plan, desired, actor, mode, progress, confirm_within)
+                targets = (*self.probes, *probes)
+                change = await self._change(
+                    plan, desired, actor, mode, progress, confirm_within, targets
+                )
             change.result.message += "".join(f"; {note}" for note in notes)
             return change
 
@@ -263,8 +292,10 @@ class Host:
         mode: str,
         progress: Progress | None,
         confirm_within: float | None,
+        targets: Sequence[Target],
     ) -> Change:
-        """The write-ahead part of an apply: journal and intent first, then the host."""
+        """The write-ahead part of an apply: journal and intent first, then the host; a
+        change that touches connectivity is probed after it."""
         checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
         pending = PendingChange(
             apply_id=uuid.uuid4().hex,
@@ -278,9 +309,12 @@ class Host:
         )
         with self._ledger() as ledger, self._interrupts() as interrupts:
             self._write_ahead(ledger, plan, pending)
+            before = await probe.baseline() if self._probed(plan) else None
             result = await apply_plan(
                 plan, self.plugins, on_progress=progress, interrupts=interrupts
             )
+            if before is not None and result.exit_code == ExitCode.OK:
+                await self._check_probes(plan, result, before, targets)
             self._record(ledger, plan, result, desired, mode=mode, actor=actor, pending=pending)
         change = Change(plan, result)
         if confirm_within is not None and result.exit_code == ExitCode.OK and result.applied:
@@ -324,6 +358,35 @@ class Host:
             raise OpError(
                 f"the ledger in {where} cannot record the change ({err}); nothing was changed"
             ) from None
+
+    def _probed(self, plan: Plan) -> bool:
+        return any(
+            self.plugins[entry.name].touches_connectivity(entry.actions)
+            for entry in plan.plugins
+            if entry.actions
+        )
+
+    async def _check_probes(
+        self, plan: Plan, result: ApplyResult, before: probe.Baseline, targets: Sequence[Target]
+    ) -> None:
+        """The probed try's verdict: confirmed when the probes pass, else rolled back now."""
+        verdict = await probe.check(before, targets)
+        result.probes = verdict.checks
+        if verdict.ok:
+            if verdict.checks:
+                result.message += f"; {verdict.describe()}"
+            return
+        log.warning("%s: rolling back", verdict.describe())
+        checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+        undone = await self._restore(checkpoints, Interrupts())
+        result.rolled_back = undone.result.applied
+        result.rollback_left = undone.result.rollback_left
+        if undone.result.exit_code == ExitCode.OK:
+            result.exit_code = ExitCode.ROLLED_BACK
+            result.message = f"{verdict.describe()}; rolled back, the host is as before"
+        else:
+            result.exit_code = ExitCode.ROLLBACK_FAILED
+            result.message = f"{verdict.describe()}; {undone.result.message}"
 
     @contextlib.contextmanager
     def _interrupts(self) -> Iterator[Interrupts]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +19,9 @@ from op_dbus.plugins.base import Action, Plugin, Section
 from op_dbus.registry import ORDER
 
 PlanStatus = Literal["ready", "unavailable", "error", "refused"]
+Acknowledge = bool | Iterable[str]
+"""Consent to dangerous actions: True for all of them (`--yes`, the daemon's own state
+file), else the `describe()` of each one consented to (what the plan's `dangerous` lists)."""
 
 
 @dataclass
@@ -56,6 +59,18 @@ class Plan:
         return any(entry.actions for entry in self.plugins)
 
     @property
+    def dangerous(self) -> list[Action]:
+        """Actions that cut connectivity or destroy work: confirmed before they run."""
+        return [action for action in self.actions if action.dangerous]
+
+    def unacknowledged(self, acknowledge: Acknowledge) -> list[str]:
+        """The dangerous actions (as `Action.describe()`) that `acknowledge` does not cover."""
+        if acknowledge is True:
+            return []
+        given = set(acknowledge or ())
+        return [a.describe() for a in self.dangerous if a.describe() not in given]
+
+    @property
     def blocked(self) -> list[PluginPlan]:
         """Sections that could not be planned; applying them must be refused."""
         return [entry for entry in self.plugins if entry.status != "ready"]
@@ -81,6 +96,7 @@ class Plan:
             counts[str(action.kind)] += 1
         return {
             **counts,
+            "dangerous": len(self.dangerous),
             "blocked": [p.name for p in self.blocked],
             "refused": [p.name for p in self.refused],
         }
@@ -91,6 +107,7 @@ class Plan:
             "pending": self.pending,
             "revision": self.revision,
             "summary": self.summary(),
+            "dangerous": [a.describe() for a in self.dangerous],
             "plugins": [p.to_json() for p in self.plugins],
         }
 
@@ -121,7 +138,11 @@ def describe_error(exc: BaseException) -> str:
 
 
 async def _plan_one(
-    name: str, desired: Section, plugin: Plugin, document: Mapping[str, Section]
+    name: str,
+    desired: Section,
+    plugin: Plugin,
+    document: Mapping[str, Section],
+    prune: bool,
 ) -> PluginPlan:
     try:
         availability = await plugin.available()
@@ -136,7 +157,8 @@ async def _plan_one(
     try:
         await plugin.check(current, desired, document)
         # a worker thread: diffing a large document must not hold up the daemon's event loop
-        actions = await asyncio.to_thread(plugin.diff, current, desired)
+        actions = await asyncio.to_thread(plugin.diff, current, desired, prune=prune)
+        actions = await plugin.assess(current, actions) if actions else actions
     except Refused as refusal:
         return PluginPlan(name, "refused", refusal.message, None, desired)
     except Exception as exc:
@@ -144,16 +166,19 @@ async def _plan_one(
     return PluginPlan(name, "ready", "", current, desired, list(actions))
 
 
-async def make_plan(desired: dict[str, Section], plugins: Mapping[str, Plugin]) -> Plan:
-    """Query and diff every declared section; plugins run concurrently (separate backends).
-
-    Sections the state file does not declare are not planned at all: op-dbus leaves them alone.
+async def make_plan(
+    desired: dict[str, Section], plugins: Mapping[str, Plugin], *, prune: bool = False
+) -> Plan:
+    """Query, diff and assess every declared section; plugins run concurrently (separate
+    backends). With `prune` the document is authoritative (plugins remove owned resources
+    it does not list). Sections the state file does not declare are not planned at all:
+    op-dbus leaves them alone.
     """
     unknown = sorted(set(desired) - set(ORDER))
     if unknown:
         raise ValueError(f"unknown plugin section(s): {', '.join(unknown)}")
     names = [name for name in ORDER if name in desired]
     entries = await asyncio.gather(
-        *(_plan_one(name, desired[name], plugins[name], desired) for name in names)
+        *(_plan_one(name, desired[name], plugins[name], desired, prune) for name in names)
     )
     return Plan(list(entries))

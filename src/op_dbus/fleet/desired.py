@@ -102,7 +102,7 @@ def desired_for(host: str, mirror: Mirror, mode: Mode | None = None) -> Desired:
         take(keys.host_state(host))
     if result.errors:
         return result
-    merged = overlay({}, *layers)
+    merged = overlay({}, *layers, adds=False)  # layers of one document: later lists win
     try:  # rules across layers (a port on a bridge another layer names) hold for the merge
         result.sections = validate(json.dumps(document(merged)).encode(), "merged", mode)
     except StateInputError as err:

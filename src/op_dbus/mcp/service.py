@@ -283,6 +283,7 @@ class McpService:
             mode=shown.mode,
             confirm_within=confirm_within,
             expect_revision=shown.revision,
+            acknowledge=acknowledge,  # the engine checks them again, against its own plan
         )
         self.plans.drop(plan_id)
         pending = reply.get("try")

@@ -21,6 +21,8 @@ _TYPE_ONLY = {"peer": "ovs-patch", "tunnel": "ovs-tunnel", "bond": "ovs-bond"}
 """Fields one port type needs (and only it may have)."""
 VNI_MAX = 2**24 - 1
 """VXLAN's and Geneve's network identifier is 24 bits; GRE's key is 32."""
+_ABSENT_KEEPS = ("name", "type", "state", "bridge")
+"""What an interface marked `state: "absent"` may say besides: which one it is."""
 
 
 def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
@@ -179,6 +181,7 @@ class _Rules:
         self.port_names: dict[str, Loc] = {}  # entries of bridges' `ports` lists
         self.ips: dict[ipaddress.IPv4Address, Loc] = {}  # every declared address, first seen
         self.patches: dict[str, Any] = {}  # ovs-patch name -> its peer
+        self.absent: dict[str, Loc] = {}  # interfaces marked absent -> loc of their state
 
     def error(self, loc: Loc, message: str) -> None:
         self.errors.append(FieldError(format_path(loc), message))
@@ -197,6 +200,11 @@ class _Rules:
                 )
             else:
                 self.interfaces[name] = (kind if isinstance(kind, str) else "", (*base, i, "name"))
+        self.absent = {
+            name: (*base, i, "state")
+            for i, iface in items
+            if iface.get("state") == "absent" and (name := _text(iface, "name"))
+        }
         claims: dict[str, tuple[str, Loc]] = {}  # port -> (bridge, loc of the claim)
         self.patches = {
             name: iface.get("peer")
@@ -209,6 +217,9 @@ class _Rules:
         for i, iface in items:
             if iface.get("type") in PORT_TYPES:
                 self._port(iface, (*base, i), claims)
+        for i, iface in items:
+            if iface.get("state") == "absent":
+                self._absent(iface, (*base, i))
         gateways: list[Loc] = []
         for i, iface in items:
             if isinstance(iface.get("ipv4"), dict):
@@ -253,6 +264,15 @@ class _Rules:
                 claims[port] = (name, here)
                 self.port_names[port] = here
 
+    def _absent(self, iface: dict[str, Any], loc: Loc) -> None:
+        """An interface to remove says only which one it is, and nothing else needs it."""
+        for field in sorted(set(iface) - set(_ABSENT_KEEPS)):
+            self.error((*loc, field), 'not allowed with state "absent": it is removed')
+        name = _text(iface, "name") or ""
+        if name in self.port_names:
+            where = format_path(self.port_names[name])
+            self.error((*loc, "state"), f'is "absent", but {where} lists it as a port')
+
     def _port(self, iface: dict[str, Any], loc: Loc, claims: dict[str, tuple[str, Loc]]) -> None:
         name, kind, bridge = _text(iface, "name") or "", iface["type"], iface.get("bridge")
         for field in _BRIDGE_ONLY:
@@ -267,11 +287,17 @@ class _Rules:
             )
         self._port_kind(iface, loc, kind, claims)
         if bridge is None:
-            self.error((*loc, "bridge"), f"is required on an {kind}: the bridge it joins")
+            if iface.get("state") != "absent":
+                self.error((*loc, "bridge"), f"is required on an {kind}: the bridge it joins")
             return
         if not isinstance(bridge, str) or not bridge:
             return
         declared = self.interfaces.get(bridge, ("",))[0]
+        if iface.get("state") != "absent" and bridge in self.absent:
+            self.error(
+                (*loc, "bridge"),
+                f'bridge {quoted(bridge)} is marked "absent" at {format_path(self.absent[bridge])}',
+            )
         if bridge == name:
             self.error((*loc, "bridge"), f"port {quoted(name)} cannot be its own bridge")
         elif declared in PORT_TYPES:
@@ -347,18 +373,31 @@ class _Rules:
         self._host_addresses(ipv4, loc, "interface")
 
     def _host_addresses(self, ipv4: dict[str, Any], loc: Loc, owner: str) -> None:
-        """The addresses and gateway of an interface or a container, each a usable host's."""
-        addresses = ipv4.get("address")
-        for j, why in _address_problems(addresses if isinstance(addresses, list) else []):
+        """The addresses and gateway of an interface or a container, each a usable host's;
+        one address is not both kept and removed."""
+        given = ipv4.get("address")
+        addresses = given if isinstance(given, list) else []
+        for j, why in _address_problems(addresses):
             self.error((*loc, "address", j, "ip"), why)
-        for j, address in _addresses({"ipv4": ipv4}):
+        seen: dict[str, int] = {}
+        for j, address in enumerate(addresses):
+            iface = _ip_interface(address)
+            if iface is None:
+                continue
+            if str(iface) in seen:
+                first = format_path((*loc, "address", seen[str(iface)]))
+                self.error((*loc, "address", j), f"{iface} is listed twice (also at {first})")
+            seen.setdefault(str(iface), j)
+        present = [a for a in addresses if not (isinstance(a, dict) and a.get("state") == "absent")]
+        kept = {**ipv4, "address": present} if isinstance(given, list) else ipv4
+        for j, address in _addresses({"ipv4": kept}):
             here = (*loc, "address", j, "ip")
-            first = self.ips.setdefault(address.ip, here)
-            if first != here:
-                where = format_path(first)
+            earlier = self.ips.setdefault(address.ip, here)
+            if earlier != here and earlier[: len(loc)] != loc:  # twice in one list: said above
+                where = format_path(earlier)
                 self.error(here, f"{address.ip} is already declared at {where}; an address"
                            " belongs to one interface or container")  # fmt: skip
-        problem = _gateway_problem(ipv4, owner)
+        problem = _gateway_problem(kept, owner)
         if problem:
             self.error((*loc, "gateway"), problem)
 
@@ -395,6 +434,11 @@ class _Rules:
                     f"{quoted(veth)} collides with the interface name at {format_path(clash)}",
                 )
         declared = self.interfaces.get(bridge or "", ("",))[0]
+        if bridge in self.absent and ct.get("state") != "absent":
+            self.error(
+                (*loc, "bridge"),
+                f'bridge {quoted(bridge)} is marked "absent" at {format_path(self.absent[bridge])}',
+            )
         if declared in PORT_TYPES:
             self.error(
                 (*loc, "bridge"),

@@ -45,6 +45,8 @@ VlanMode = Literal["access", "trunk", "native-tagged", "native-untagged"]
 SECTION_ORDER = ("systemd", "net", "lxc", "firewall")
 FIREWALL_LIST_MAX = 1024
 """At most this many entries in each firewall list: one transaction, kept reviewable."""
+Presence = Literal["present", "absent"]
+"""`state`: "absent" removes what op-dbus owns (docs/decisions.md, "What a file deletes")."""
 
 
 class _Model(BaseModel):
@@ -56,13 +58,19 @@ class Address(_Model):
     prefix: Prefix
 
 
+class InterfaceAddress(Address):
+    """`state: absent` removes this address from its interface (addresses carry no owner)."""
+
+    state: Presence = "present"
+
+
 class InterfaceIpv4(_Model):
     """`dhcp: true` is refused (rules.py, docs/net.md): op-dbus runs no DHCP client.
     `dhcp: false` is accepted and means nothing more."""
 
     enabled: bool | None = None
     dhcp: bool | None = None
-    address: list[Address] | None = None
+    address: list[InterfaceAddress] | None = None
     gateway: Ipv4 | None = None
 
 
@@ -87,11 +95,13 @@ class Interface(_Model):
     """An OVS bridge, or a port declared on its own (`bridge` names the bridge it joins).
 
     `ports` on a bridge names existing interfaces to attach. None everywhere means
-    "leave as is"; which fields each type allows is checked in rules.py.
+    "leave as is"; which fields each type allows is checked in rules.py. `state: absent`
+    removes the bridge or port (only one op-dbus created).
     """
 
     name: IfName
     type: InterfaceType
+    state: Presence = "present"
     ports: list[IfName] | None = None
     ipv4: InterfaceIpv4 | None = None
     bridge: IfName | None = None
@@ -142,7 +152,7 @@ class Container(_Model):
     veth: IfName | None = None
     bridge: IfName | None = None
     running: bool | None = None
-    state: Literal["present", "absent"] = "present"
+    state: Presence = "present"
     template: Template | None = None
     ipv4: ContainerIpv4 | None = None
     hwaddr: Mac | None = None

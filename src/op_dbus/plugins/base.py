@@ -67,6 +67,9 @@ class Action:
     resource: str
     before: Any = None
     after: Any = None
+    dangerous: tuple[str, ...] = ()
+    """Why this action cuts connectivity or destroys work (empty: it does neither); set by
+    the plugin's `assess`, and confirmed by the user before it runs."""
 
     def describe(self) -> str:
         return f"{self.kind} {self.plugin}:{self.resource}"
@@ -92,6 +95,7 @@ class Action:
             "resource": self.resource,
             "before": self.before,
             "after": self.after,
+            "dangerous": list(self.dangerous),
         }
 
 
@@ -172,13 +176,23 @@ class Plugin(ABC):
         return True
 
     @abstractmethod
-    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+    def diff(
+        self, current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
+    ) -> list[Action]:
         """Actions that turn `current` into `desired`, in the order they must run.
 
-        Normally `desired` is partial: absent fields and foreign resources are left alone.
-        With `exhaustive` (rollback to a checkpoint), `desired` is a complete `query()` result,
-        so resources op-dbus owns that it does not list are removed as well.
+        Normally `desired` is partial: what it does not mention is left alone, and only what
+        it marks `state: "absent"` is removed. With `prune` (an authoritative document: the
+        daemon's state file, `apply --prune`), owned resources it does not list are removed
+        too, where the plugin removes such things at all (lxc never destroys a container
+        unasked). With `exhaustive` (rollback to a checkpoint), `desired` is a complete
+        `query()` result: every owned resource it does not list goes.
         """
+
+    async def assess(self, current: Section, actions: list[Action]) -> list[Action]:
+        """`actions` with each one that cuts connectivity or destroys work marked
+        (`Action.dangerous`, the reasons); may read the host (live sessions). Default: none."""
+        return actions
 
     async def check(  # noqa: B027 - optional hook, most plugins refuse nothing
         self, current: Section, desired: Section, document: Mapping[str, Section]
@@ -186,6 +200,11 @@ class Plugin(ABC):
         """Raise Refused (op_dbus.errors) when this host rules `desired` out; `document` is
         every section being planned (what other plugins will provide). Called before `diff`;
         default: none."""
+
+    def touches_connectivity(self, actions: list[Action]) -> bool:
+        """Whether `actions` change the uplink, routes or addresses: the engine then probes
+        the change and rolls it back by itself when the host no longer reaches out."""
+        return False
 
     @abstractmethod
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:

@@ -99,7 +99,9 @@ class FirewallPlugin(Plugin):
                     " (enable: true), which this file and the host leave off",
                 )
 
-    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+    def diff(
+        self, current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
+    ) -> list[Action]:
         return diff_firewall(current, desired, exhaustive=exhaustive)
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:

@@ -8,6 +8,7 @@ or lost its port, and removes ports a dead container left behind. docs/lxc.md ha
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -129,8 +130,21 @@ class LxcPlugin(Plugin):
                 f"bridge {bridge} is neither on the host nor declared in the file's net section",
             )
 
-    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+    def diff(
+        self, current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
+    ) -> list[Action]:
         return diff_lxc(current, desired, exhaustive=exhaustive)
+
+    async def assess(self, current: Section, actions: list[Action]) -> list[Action]:
+        """Destroying a container destroys its root filesystem: the user's data."""
+        return [
+            dataclasses.replace(
+                a, dangerous=(f"destroys container {a.before['name']} and its root filesystem",)
+            )
+            if a.kind == ActionKind.DELETE and a.resource.startswith("container/")
+            else a
+            for a in actions
+        ]
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         done: list[Action] = []

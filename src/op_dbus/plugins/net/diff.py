@@ -1,10 +1,13 @@
 """The net plugin's diff: pure logic from (current, desired) sections to actions.
 
-Resources are `bridge/NAME`, `port/NAME` and `ipv4/NAME`. Desired is partial: a field left
-out is left alone, a bridge without `ports` keeps its ports, and a bridge or port the file
-does not list is deleted only when op-dbus owns it (query marks rows `owned`). With
-`exhaustive` (rollback), desired is a whole checkpoint: every field it has is restored, owned
-rows it lacks are removed, and each interface's addresses and gateway return to it.
+Resources are `bridge/NAME`, `port/NAME` and `ipv4/NAME`. Desired is partial
+(docs/decisions.md, "What a file deletes"): a field left out is left alone, a bridge's
+`ports` and an interface's `ipv4.address` list what must be there, not all there is, and a
+bridge or port the file does not name stays. An owned one (query marks rows `owned`) goes
+when marked `state: "absent"`, or with `prune` (an authoritative document: the lists are then
+whole, and owned rows it does not name are removed). With `exhaustive` (rollback), desired is
+a whole checkpoint: as with prune, and every field it has is restored, each interface's
+addresses and gateway too.
 """
 
 from __future__ import annotations
@@ -132,15 +135,27 @@ def _modify(
     return [Action(PLUGIN, ActionKind.MODIFY, resource, before, {**key, **changed})]
 
 
-def _ipv4_changes(current: dict, desired: dict, exhaustive: bool) -> dict[str, Any]:
+def address_target(have: list[dict], want: list[dict], pruning: bool) -> list[dict[str, Any]]:
+    """The addresses an interface ends with. The listed ones are added; those marked absent
+    go; the others stay, unless `pruning` (then the list is the whole of them)."""
+    keep = [] if pruning else [(a["ip"], a["prefix"]) for a in have]
+    gone = {(a["ip"], a["prefix"]) for a in want if a.get("state") == "absent"}
+    listed = [(a["ip"], a["prefix"]) for a in want if a.get("state") != "absent"]
+    target = [a for a in dict.fromkeys([*keep, *listed]) if a not in gone]
+    return [{"ip": ip, "prefix": prefix} for ip, prefix in target]
+
+
+def _ipv4_changes(current: dict, desired: dict, exhaustive: bool, pruning: bool) -> dict[str, Any]:
     have, want = current.get("ipv4") or {}, desired.get("ipv4") or {}
     changes: dict[str, Any] = {}
     if want.get("enabled") is not None and want["enabled"] != have.get("enabled", False):
         changes["enabled"] = want["enabled"]
     if want.get("address") is not None:
-        wanted = {(a["ip"], a["prefix"]) for a in want["address"]}
-        if wanted != {(a["ip"], a["prefix"]) for a in have.get("address") or []}:
-            changes["address"] = [dict(a) for a in want["address"]]
+        target = address_target(have.get("address") or [], want["address"], pruning)
+        if {(a["ip"], a["prefix"]) for a in target} != {
+            (a["ip"], a["prefix"]) for a in have.get("address") or []
+        }:
+            changes["address"] = target
     if ("gateway" in want or exhaustive) and want.get("gateway") != have.get("gateway"):
         changes["gateway"] = want.get("gateway")
     elif "address" in changes and want.get("gateway"):  # re-asserted after the change
@@ -148,28 +163,59 @@ def _ipv4_changes(current: dict, desired: dict, exhaustive: bool) -> dict[str, A
     return changes
 
 
-def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+def _absent(section: Section) -> dict[str, dict[str, Any]]:
+    """Interfaces the section marks `state: "absent"`, by name."""
+    return {e["name"]: e for e in _interfaces(section) if e.get("state") == "absent"}
+
+
+def _present(section: Section) -> Section:
+    return {
+        **section,
+        "interfaces": [e for e in _interfaces(section) if e.get("state") != "absent"],
+    }
+
+
+def _unowned_refusal(kind: str, name: str) -> Refused:
+    return Refused(
+        f"{kind} {name}", 'state is "absent", but op-dbus did not create it; it never removes it'
+    )
+
+
+def diff_net(
+    current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
+) -> list[Action]:
     """Deletes (ports, then bridges), then bridge and port creates/modifies, then the moves of
-    ports' addresses to their bridges (migrate.py), then ipv4."""
+    ports' addresses to their bridges (migrate.py), then ipv4.
+
+    Owned bridges and ports go when marked absent, or, with `prune` (an authoritative
+    document) or `exhaustive` (a checkpoint), when the document does not name them."""
     if not exhaustive:
         check_desired(desired)
+    pruning = prune or exhaustive
+    absent = _absent(desired)
     cur_bridges, cur_ports = split(current)
-    want_bridges, want_ports = split(desired)
+    want_bridges, want_ports = split(_present(desired))
     deletes: list[Action] = []
     upserts: list[Action] = []
     addresses: list[Action] = []
 
+    for name in absent:
+        row = cur_bridges.get(name) or cur_ports.get(name)
+        if row is not None and not row.get("owned"):
+            raise _unowned_refusal("bridge" if name in cur_bridges else "port", name)
     gone_bridges = {
-        name for name, b in cur_bridges.items() if name not in want_bridges and b.get("owned")
+        name
+        for name, b in cur_bridges.items()
+        if b.get("owned") and (name in absent or (pruning and name not in want_bridges))
     }
     for name, port in sorted(cur_ports.items()):
         if port["bridge"] in gone_bridges or not port.get("owned"):
             continue
         target = want_ports.get(name)
-        listed_bridge = want_bridges.get(port["bridge"], {})
-        known = exhaustive or "ports" in listed_bridge
-        if (target is None and known) or (
-            target is not None and target["bridge"] != port["bridge"]
+        if (
+            name in absent
+            or (target is None and pruning)
+            or (target is not None and target["bridge"] != port["bridge"])
         ):
             deletes.append(Action(PLUGIN, ActionKind.DELETE, f"port/{name}", before=port))
     for name in sorted(gone_bridges):
@@ -204,12 +250,12 @@ def diff_net(current: Section, desired: Section, *, exhaustive: bool = False) ->
         upserts += _modify(f"port/{name}", have, want, PORT_FIELDS, exhaustive, key)
 
     current_all = {**cur_ports, **cur_bridges}
-    for entry in _interfaces(desired):
+    for entry in _interfaces(_present(desired)):
         name = entry["name"]
         if entry.get("ipv4") is None:
             continue
-        have = current_all.get(name, {})  # absent: created above, its addresses follow
-        changes = _ipv4_changes(have, entry, exhaustive)
+        have = current_all.get(name, {})  # not there: created above, its addresses follow
+        changes = _ipv4_changes(have, entry, exhaustive, pruning)
         if changes:
             before = {k: (have.get("ipv4") or {}).get(k) for k in changes}
             after = {"name": name, **changes}

@@ -10,6 +10,7 @@ namespace op-dbus runs in, which must be the one ovs-vswitchd creates its device
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ from op_dbus.native.ovsdb import (
     OvsdbLink,
     OvsdbOpError,
 )
+from op_dbus.native.sockets import session_addresses
 from op_dbus.native.vswitch import (
     VSWITCH_DB,
     is_wait_conflict,
@@ -39,6 +41,7 @@ from op_dbus.plugins.base import (
     report,
 )
 from op_dbus.plugins.net import migrate
+from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
 from op_dbus.plugins.net.ovs import (
@@ -112,8 +115,28 @@ class NetPlugin(Plugin):
             await client.reconnect(retries=5)
             return await read_snapshot(client, kernel_datapath=kernel_datapath)
 
-    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
-        return diff_net(current, desired, exhaustive=exhaustive)
+    def diff(
+        self, current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
+    ) -> list[Action]:
+        return diff_net(current, desired, exhaustive=exhaustive, prune=prune)
+
+    async def assess(self, current: Section, actions: list[Action]) -> list[Action]:
+        """Creates cut nothing; anything else is checked against the lifelines read now
+        (default routes and addresses by netlink, live sessions from the socket tables)."""
+        if all(a.kind == ActionKind.CREATE for a in actions):
+            return actions
+        net = await netlink.read_state()
+        lines = Lifelines(
+            routes={r.ifname: r.gateway for r in net.default_routes},
+            addresses=net.addresses,
+            sessions=frozenset(await asyncio.to_thread(session_addresses)),
+            own_routes=frozenset(r.ifname for r in net.default_routes if r.owned),
+        )
+        return mark(current, actions, lines)
+
+    def touches_connectivity(self, actions: list[Action]) -> bool:
+        """Addresses and routes, and whatever the danger rules found carrying them."""
+        return any(a.resource.startswith("ipv4/") or a.dangerous for a in actions)
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
@@ -205,10 +228,12 @@ async def _wait_for_vswitchd(
 
 
 def _drops_owned(snap: Snapshot, scope: Section) -> bool:
-    """Whether an owned bridge or port exists that `scope` does not name (an apply deletes it)."""
+    """Whether an owned bridge or port exists that `scope` does not name or marks absent (an
+    apply may delete it: with prune, or marked)."""
     named = set()
     for entry in scope.get("interfaces", []):
-        named.add(entry["name"])
+        if entry.get("state") != "absent":  # one marked absent goes, addresses and all
+            named.add(entry["name"])
         named.update(entry.get("ports") or [])
     rows = [*snap.bridges.values(), *snap.ports.values()]
     return any(owned(row) and row["name"] not in named for row in rows)

@@ -191,7 +191,9 @@ class SystemdPlugin(Plugin):
     def reads_all(self, scope: Section | None) -> bool:
         return scope is None
 
-    def diff(self, current: Section, desired: Section, *, exhaustive: bool = False) -> list[Action]:
+    def diff(
+        self, current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
+    ) -> list[Action]:
         return diff_units(current, desired, exhaustive=exhaustive)
 
     async def verify(self, desired: Section) -> list[Mismatch]:
