@@ -128,7 +128,9 @@ def put(
         stdout().print(f"stored {key} at revision {reply['revision']}")
 
 
-def _membership(ctx: typer.Context, group: str, hosts: list[str], join: bool) -> None:
+def _membership(
+    ctx: typer.Context, group: str, hosts: list[str], join: bool, json_out: bool
+) -> None:
     from op_dbus.errors import InvalidInput
     from op_dbus.fleet.admin import set_membership
 
@@ -136,23 +138,29 @@ def _membership(ctx: typer.Context, group: str, hosts: list[str], join: bool) ->
         return await set_membership(client, group, hosts, join)
 
     try:
-        revision = _call(ctx, False, work)
+        revision = _call(ctx, json_out, work)
     except InvalidInput as err:
+        if json_out:
+            print_json({"error": err.message, "exit_code": int(ExitCode.INVALID_INPUT)})
+            raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
         fail(ExitCode.INVALID_INPUT, err.message)
     verb = "joined" if join else "left"
+    if json_out:
+        print_json({"group": group, "hosts": hosts, verb: True, "revision": revision})
+        return
     stdout().print(f"{', '.join(hosts)} {verb} {group} at revision {revision}")
 
 
 @fleet_app.command("join")
-def join(ctx: typer.Context, group: str, hosts: list[str]) -> None:
+def join(ctx: typer.Context, group: str, hosts: list[str], json_out: bool = JSON_OPT) -> None:
     """Make hosts members of a group (its state is laid under each host's own)."""
-    _membership(ctx, group, hosts, True)
+    _membership(ctx, group, hosts, True, json_out)
 
 
 @fleet_app.command("leave")
-def leave(ctx: typer.Context, group: str, hosts: list[str]) -> None:
+def leave(ctx: typer.Context, group: str, hosts: list[str], json_out: bool = JSON_OPT) -> None:
     """Take hosts out of a group."""
-    _membership(ctx, group, hosts, False)
+    _membership(ctx, group, hosts, False, json_out)
 
 
 @fleet_app.command("status")

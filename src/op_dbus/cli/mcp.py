@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from op_dbus.cli.context import cli_context, fail, run_async, stderr
+from op_dbus.cli.context import JSON_OPT, cli_context, fail, print_json, run_async, stderr
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
@@ -131,6 +131,7 @@ def token(
     ctx: typer.Context,
     rotate: bool = typer.Option(False, "--rotate", help="Replace the token with a new one."),
     token_file: Path = TOKEN_FILE_OPT,
+    json_out: bool = JSON_OPT,
 ) -> None:
     """Print the HTTP server's bearer token (made on first use, mode 0600)."""
     from op_dbus.mcp.token import load_or_create
@@ -138,6 +139,14 @@ def token(
 
     path = token_path(cli_context(ctx), token_file)
     try:
-        print(rotate_token(path) if rotate else load_or_create(path))
+        value = rotate_token(path) if rotate else load_or_create(path)
     except OSError as err:
+        if json_out:
+            message = f"{path}: {err.strerror or err}"
+            print_json({"error": message, "exit_code": int(ExitCode.INVALID_INPUT)})
+            raise typer.Exit(int(ExitCode.INVALID_INPUT)) from None
         fail(ExitCode.INVALID_INPUT, f"{path}: {err.strerror or err}")
+    if json_out:
+        print_json({"token": value, "file": str(path), "rotated": rotate})
+    else:
+        print(value)
