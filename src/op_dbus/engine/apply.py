@@ -86,10 +86,16 @@ async def apply_plan(
     verify_attempts: int = 5,
     verify_delay: float = 0.2,
     on_progress: Progress | None = None,
+    repair: bool = False,
 ) -> ApplyResult:
     """Apply `plan`; exit codes: 0 done (or nothing to do), 4 rolled back, 5 rollback failed,
     2 a plugin refused the request, 6 a declared section cannot be handled (nothing touched
-    in either case)."""
+    in either case).
+
+    With `repair` (the daemon putting back drift), what every action did stands and a verify
+    that still finds differences is no failure: another actor changed the host again
+    meanwhile, which is new drift to plan for (exit 3, nothing rolled back). Only an action
+    that failed rolls back."""
     emit = on_progress or _ignore
     if plan.blocked:
         reasons = "; ".join(f"{e.name}: {e.reason or e.status}" for e in plan.blocked)
@@ -108,6 +114,13 @@ async def apply_plan(
         desired = {e.name: e.desired for e in plan.plugins if e.actions}
         if await _verify(desired, plugins, result, verify_attempts, verify_delay, emit):
             result.message = f"applied {len(result.applied)} action(s), verified"
+            return result
+        if repair:
+            result.exit_code = ExitCode.CHANGES_PENDING
+            result.message = (
+                f"applied {len(result.applied)} action(s); the host changed again meanwhile"
+                f" ({result.error}): planning anew"
+            )
             return result
 
     what = result.error if result.failed is None else f"{result.failed.describe()}: {result.error}"

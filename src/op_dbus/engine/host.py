@@ -204,6 +204,7 @@ class Host:
         confirm_within: float | None = None,
         on_plan: Callable[[Plan], None] | None = None,
         expect_revision: str | None = None,
+        repair: bool = False,
     ) -> Change:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
         record it. `on_plan` sees the plan before it runs (to show it). With
@@ -212,7 +213,9 @@ class Host:
         a caller whose wishes may change while it waits (the daemon's drift check, behind a
         try's rollback) plans what it wants then, not what it wanted before. With
         `expect_revision` (a plan's `revision`), the change is refused unless the host still
-        reads as it did for that plan: a caller applies only what it was shown."""
+        reads as it did for that plan: a caller applies only what it was shown. `repair`
+        (the daemon's drift repair): verified once, and differences left are new drift
+        (exit 3) rather than a failure to roll back (engine/apply.py)."""
         if confirm_within is not None:
             check_try_seconds(confirm_within)
         if not callable(desired):
@@ -245,7 +248,13 @@ class Host:
                 result = await apply_plan(plan, self.plugins)
             else:
                 with self._ledger() as ledger:
-                    result = await apply_plan(plan, self.plugins, on_progress=progress)
+                    result = await apply_plan(
+                        plan,
+                        self.plugins,
+                        on_progress=progress,
+                        repair=repair,
+                        verify_attempts=1 if repair else 5,
+                    )
                     self._record(ledger, plan, result, desired, mode=mode, actor=actor)
             change = Change(plan, result)
             if confirm_within is not None and result.exit_code == ExitCode.OK and result.applied:
