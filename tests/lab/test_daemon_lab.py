@@ -955,3 +955,26 @@ def test_stopping_after_the_bus_restarted_logs_no_unretrieved_futures(
     assert daemon.stop() == 0
     assert "never retrieved" not in daemon.output(), daemon.output()
     assert "Traceback" not in daemon.output(), daemon.output()
+
+
+def test_drift_recurring_during_repairs_is_repaired_and_never_rolled_back(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    """Another tool deletes the same port 20 times, about 50 ms apart: every repair either
+    takes effect or meets new drift and plans again; none is rolled back."""
+    start(net_state(PORT), "--fight-threshold", "1000")
+    before = len(ledger_values(lab))
+    for _ in range(20):
+        vsctl(lab, "--if-exists", "del-port", BRIDGE, PORT)
+        time.sleep(0.05)
+    wait_for(lambda: ports(lab) == [PORT], 10, "the port to come back")
+
+    def repairs() -> list[dict[str, Any]]:
+        new = ledger_values(lab)[before:]
+        return [v for v in new if v.get("actor") == "op-dbus-daemon:corrective"]
+
+    time.sleep(1)  # the last repair's record
+    codes = [entry["result"]["exit_code"] for entry in repairs()]
+    assert codes, "the drift was repaired"
+    assert set(codes) <= {0, 3}, f"a repair was rolled back or failed: {repairs()}"
+    assert ports(lab) == [PORT]
