@@ -25,7 +25,10 @@ SUITES: dict[str, tuple[str, str]] = {
     "cli_startup": ("CLI start-up", "the peer tools' own `--help`"),
     "systemd_bench": ("systemd plugin", "one `busctl` call per unit"),
     "net_bench": ("net plugin", "the same work with batched `ovs-vsctl` and `ip` calls"),
-    "lxc_bench": ("lxc plugin", "a shell script doing the same lxc-*/ovs-vsctl steps"),
+    "lxc_bench": (
+        "lxc plugin",
+        "shell scripts doing the same lxc-*/ovs-vsctl steps, sequential and `xargs -P`",
+    ),
     "ledger_bench": ("Ledger", "plain SQLite work of the same size"),
     "daemon_bench": (
         "Daemon",
