@@ -143,8 +143,8 @@ def ledger_size(lab: Lab) -> int:
 
 
 def many_bridges() -> dict[str, Any]:
-    """STATE plus MANY_BRIDGES bridges (no ports)."""
-    kept = STATE["plugins"]["net"]["interfaces"]
+    """with_big_bridge() plus MANY_BRIDGES bridges (no ports): what it declared stays."""
+    kept = with_big_bridge()["plugins"]["net"]["interfaces"]
     more = [{"name": f"bm{i}", "type": "ovs-bridge"} for i in range(MANY_BRIDGES)]
     return {"version": 1, "plugins": {"net": {"interfaces": [*kept, *more]}}}
 
