@@ -9,6 +9,10 @@
 - no-op re-apply through the daemon: `busctl call ... ApplyState` (a whole process, in C) with
   a bridge of 1000 internal ports already in place, against the batched
   `ovs-vsctl --may-exist add-br -- --may-exist add-port ...` that net_bench's no-op row uses.
+- with those 1000 ports declared (issue 20): the repair latency again, and recurring drift:
+  another client deletes the port the moment it is back, 20 times, ~50 ms apart; goal: no
+  repair in the ledger rolled back (or failed).
+- idle RSS with 1000 bridges declared (ApplyState of 1000 bridges), goal under 150 MB.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ REPAIRS = 50
 QUERIES = 50
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE", "60"))
 NOOP_PORTS, NOOP_BRIDGE, NOOP_RUNS = 1000, "benchbig0", 5
+FIGHTS = 20
+MANY_BRIDGES = 1000
 STATE = {
     "version": 1,
     "plugins": {
@@ -97,6 +103,52 @@ async def repair_latencies(lab: Lab) -> list[float]:
     return latencies
 
 
+async def fight_for_the_port(lab: Lab, times: int) -> None:
+    """Delete PORT the moment it is back (during the daemon's repair), `times` times."""
+    from op_dbus.native.ovsdb import OvsdbClient
+
+    async with OvsdbClient() as client:
+        await client.connect(lab.ovs.db)
+        monitor = await client.monitor("Open_vSwitch", {"Port": ["name"]}, conditional=False)
+        names = {uuid: row["new"]["name"] for uuid, row in monitor.initial["Port"].items()}
+        for _ in range(times):
+            while PORT not in names.values():
+                for uuid, change in (await monitor.next(10.0)).get("Port", {}).items():
+                    if change.get("new"):
+                        names[uuid] = change["new"]["name"]
+                    else:
+                        names.pop(uuid, None)
+            uuid = next(u for u, name in names.items() if name == PORT)
+            delete = [["ports", "delete", ["uuid", uuid]]]
+            op = {"op": "mutate", "table": "Bridge", "where": [["name", "==", BRIDGE]]}
+            await client.transact("Open_vSwitch", op | {"mutations": delete})
+            names.pop(uuid)
+            await asyncio.sleep(0.05)
+
+
+def repair_codes(lab: Lab, after: int) -> list[int]:
+    """Exit codes of the daemon's repairs recorded after ledger entry `after`."""
+    from op_dbus.ledger.store import Ledger
+
+    with Ledger.open(lab.data_dir) as ledger:
+        values = [entry.value for entry in ledger.entries()][after:]
+    return [v["result"]["exit_code"] for v in values if v.get("actor", "").endswith("corrective")]
+
+
+def ledger_size(lab: Lab) -> int:
+    from op_dbus.ledger.store import Ledger
+
+    with Ledger.open(lab.data_dir) as ledger:
+        return sum(1 for _ in ledger.entries())
+
+
+def many_bridges() -> dict[str, Any]:
+    """with_big_bridge() plus MANY_BRIDGES bridges (no ports): what it declared stays."""
+    kept = with_big_bridge()["plugins"]["net"]["interfaces"]
+    more = [{"name": f"bm{i}", "type": "ovs-bridge"} for i in range(MANY_BRIDGES)]
+    return {"version": 1, "plugins": {"net": {"interfaces": [*kept, *more]}}}
+
+
 async def dbus_queries(lab: Lab) -> list[float]:
     from op_dbus.api.daemon import INTERFACE, NAME, PATH
     from op_dbus.native.dbus import call, connect_system_bus
@@ -136,7 +188,7 @@ def busctl_apply(lab: Lab, text: str) -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - started
-    result = json.loads(json.loads(done.stdout)["data"][0])
+    result = json.loads(json.loads(done.stdout)["data"][0])["result"]
     if result["exit_code"] != 0:
         raise RuntimeError(f"ApplyState failed: {result['message']}")
     return elapsed, result
@@ -224,6 +276,15 @@ def run() -> list[dict[str, object]]:
         time.sleep(IDLE_SECONDS)
         idle_cpu = cpu_seconds(daemon.pid) - cpu_before
         noop, may_exist = noop_through_daemon(lab)
+        repairs_big = asyncio.run(repair_latencies(lab))  # 1000 ports declared now
+        time.sleep(0.5)
+        before = ledger_size(lab)
+        asyncio.run(fight_for_the_port(lab, FIGHTS))
+        time.sleep(2)  # the last repair and its record
+        fought = repair_codes(lab, before)
+        busctl_apply(lab, json.dumps(many_bridges()))
+        time.sleep(5)  # vswitchd's new devices are events the daemon checks; let them pass
+        rss_many = rss_mb(daemon.pid)
     finally:
         daemon.send_signal(signal.SIGTERM)
         try:
@@ -236,12 +297,16 @@ def run() -> list[dict[str, object]]:
         for path in workdir.iterdir():
             path.unlink()
         workdir.rmdir()
-        for bridge in (BRIDGE, NOOP_BRIDGE):
-            run_in_lab(lab, "ovs-vsctl", "--if-exists", "del-br", bridge, check=False)
+        removal = ["ovs-vsctl", "--timeout=120"]
+        for bridge in (BRIDGE, NOOP_BRIDGE, *(f"bm{i}" for i in range(MANY_BRIDGES))):
+            removal += ["--", "--if-exists", "del-br", bridge]
+        run_in_lab(lab, *removal, check=False)
         lab.down()
     hand = statistics.median(by_hand)
     median, worst = statistics.median(repairs), p95(repairs)
     query, baseline = statistics.median(via_dbus), statistics.median(direct)
+    big_median = statistics.median(repairs_big)
+    undone = [code for code in fought if code not in (0, 3)]
     return [
         row(
             f"drift repair, median of {REPAIRS} (del-port to port back)",
@@ -273,6 +338,29 @@ def run() -> list[dict[str, object]]:
             may_exist,
             "within 3x (#4's goal)",
             noop / may_exist <= 3,
+        ),
+        row(
+            f"drift repair with {NOOP_PORTS} ports declared, median of {REPAIRS}",
+            big_median,
+            hand,
+            "< 30 ms",
+            big_median < 0.03,
+        ),
+        row(f"drift repair with {NOOP_PORTS} ports declared, p95", p95(repairs_big), hand),
+        row(
+            f"recurring drift ({FIGHTS} deletions during repairs, {NOOP_PORTS} ports declared):"
+            f" {len(fought)} repairs, {fought.count(3)} re-planned, {len(undone)} rolled back",
+            None,
+            None,
+            "none rolled back",
+            not undone,
+        ),
+        row(
+            f"idle RSS with {MANY_BRIDGES} bridges declared: {rss_many:.1f} MB",
+            None,
+            None,
+            "< 150 MB",
+            rss_many < 150,
         ),
     ]
 

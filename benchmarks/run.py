@@ -29,7 +29,10 @@ SUITES: dict[str, tuple[str, str]] = {
         "Uplink move (canary: longest TCP stall)",
         "the same move as one script of ovs-vsctl and ip commands",
     ),
-    "lxc_bench": ("lxc plugin", "a shell script doing the same lxc-*/ovs-vsctl steps"),
+    "lxc_bench": (
+        "lxc plugin",
+        "shell scripts doing the same lxc-*/ovs-vsctl steps, sequential and `xargs -P`",
+    ),
     "ledger_bench": ("Ledger", "plain SQLite work of the same size"),
     "daemon_bench": (
         "Daemon",

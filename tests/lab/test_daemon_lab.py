@@ -7,6 +7,7 @@ checked with the stock tools (`ovs-vsctl`, `busctl`) and by reading the ledger f
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -962,3 +963,50 @@ def test_stopping_after_the_bus_restarted_logs_no_unretrieved_futures(
     assert daemon.stop() == 0
     assert "never retrieved" not in daemon.output(), daemon.output()
     assert "Traceback" not in daemon.output(), daemon.output()
+
+
+async def fight_for_the_port(lab: Lab, times: int) -> None:
+    """Another tool, as fast as it gets: delete PORT the moment it is there (so during the
+    daemon's repair, before its verify), `times` times, about 50 ms apart."""
+    from op_dbus.native.ovsdb import OvsdbClient
+
+    async with OvsdbClient() as client:
+        await client.connect(lab.ovs.db)
+        monitor = await client.monitor("Open_vSwitch", {"Port": ["name"]}, conditional=False)
+        names = {uuid: row["new"]["name"] for uuid, row in monitor.initial["Port"].items()}
+        for _ in range(times):
+            while PORT not in names.values():
+                for uuid, change in (await monitor.next(10.0)).get("Port", {}).items():
+                    if change.get("new"):
+                        names[uuid] = change["new"]["name"]
+                    else:
+                        names.pop(uuid, None)
+            uuid = next(u for u, name in names.items() if name == PORT)
+            delete = [["ports", "delete", ["uuid", uuid]]]
+            where = [["name", "==", BRIDGE]]
+            op = {"op": "mutate", "table": "Bridge", "where": where, "mutations": delete}
+            await client.transact("Open_vSwitch", op)
+            names.pop(uuid)
+            await asyncio.sleep(0.05)
+
+
+def test_drift_recurring_during_repairs_is_repaired_and_never_rolled_back(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    """Every repair either takes effect or meets new drift and plans again; none is rolled
+    back, and the port is there at the end. With 200 more ports declared, vswitchd takes a
+    while to apply each repair: the next deletion comes before the repair is verified."""
+    start(net_state(PORT, *(f"dmnq{i}" for i in range(200))), "--fight-threshold", "1000")
+    before = len(ledger_values(lab))
+    asyncio.run(fight_for_the_port(lab, 20))
+    wait_for(lambda: PORT in ports(lab), 10, "the port to come back")
+
+    def repairs() -> list[dict[str, Any]]:
+        new = ledger_values(lab)[before:]
+        return [v for v in new if v.get("type") == "apply"]
+
+    time.sleep(1)  # the last repair's record
+    codes = [entry["result"]["exit_code"] for entry in repairs()]
+    assert len(codes) >= 20, "each deletion was repaired"
+    assert set(codes) <= {0, 3}, f"a repair was rolled back or failed: {repairs()}"
+    assert PORT in ports(lab) and len(ports(lab)) == 201

@@ -301,6 +301,43 @@ def test_failure_creating_the_third_container_rolls_back_the_first_two(
     assert sh(clean, "ovs-vsctl", "--timeout=10", "list-br").split() == []
 
 
+def many(count: int) -> dict[str, Any]:
+    """The seed's net section with `count` running containers of this test's own (par0...),
+    so that the lxc plugin creates and starts them together."""
+    state = {"net": copy.deepcopy(SEED["net"]), "lxc": {"containers": []}}
+    for i in range(count):
+        ct = {"id": str(300 + i), "name": f"par{i}", "veth": f"vp{i}", "bridge": "mesh"}
+        state["lxc"]["containers"].append(ct | {"running": True})
+    return state
+
+
+def test_containers_of_one_apply_all_run_and_stop_together(clean: Lab, tmp_path: Path) -> None:
+    state = many(6)
+    result = opdbus(clean, "apply", write(tmp_path, state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = {f"par{i}" for i in range(6)}
+    assert containers(clean) == dict.fromkeys(names, "RUNNING")
+    assert list_ports(clean, "mesh") == {f"vp{i}" for i in range(6)}
+    for ct in state["lxc"]["containers"]:
+        ct["running"] = False
+    result = opdbus(clean, "apply", write(tmp_path, state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert containers(clean) == dict.fromkeys(names, "STOPPED")
+
+
+def test_one_failing_creation_among_many_rolls_back_all_the_others(
+    clean: Lab, tmp_path: Path
+) -> None:
+    state = many(6)
+    state["lxc"]["containers"][3]["template"] = "busybox --busybox-path /nonexistent/busybox"
+    result = opdbus(clean, "apply", write(tmp_path, state))
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "par3" in result.stdout + result.stderr
+    assert containers(clean) == {}
+    assert [p.name for p in clean.lxc_path.iterdir()] == [], "nothing half-made is left"
+    assert sh(clean, "ovs-vsctl", "--timeout=10", "list-br").split() == []
+
+
 def test_foreign_container_survives_and_absent_destroys_only_owned(
     clean: Lab, tmp_path: Path
 ) -> None:

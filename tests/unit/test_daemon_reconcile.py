@@ -89,6 +89,20 @@ async def test_a_fight_ends_in_backoff_not_a_hot_loop(world: World) -> None:
     assert world.count("apply")["net"] == applies + 3
 
 
+async def test_drift_recurring_during_a_repair_is_new_drift_not_a_rollback(world: World) -> None:
+    r = await reconciler(world, Policy.ENFORCE)
+    drift(world)
+    world.faults.mangle = {("net", "a"): "someone-else"}  # changed back before verify
+    report = await r.check({"net"}, mode="standalone")
+    assert report is not None and report["result"]["exit_code"] == ExitCode.CHANGES_PENDING
+    assert report["result"]["rolled_back"] == []
+    assert r.retry_after == 0.0, "checked again at once"
+    world.faults.mangle = {}
+    report = await r.check({"net"}, mode="standalone")
+    assert report is not None and report["result"]["exit_code"] == ExitCode.OK
+    assert world.stores["net"].data["a"] == "net-a2"
+
+
 async def test_try_rolls_back_unless_confirmed(world: World) -> None:
     r = await reconciler(world, Policy.ENFORCE)
     host = r.host

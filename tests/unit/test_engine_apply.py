@@ -177,6 +177,28 @@ async def test_persistent_verify_mismatch_rolls_back_after_bounded_retries() -> 
     )
 
 
+async def test_a_repair_whose_verify_finds_new_changes_stands_and_asks_for_a_new_plan() -> None:
+    """The daemon's repair: another actor changed `c` again before verify. What the repair
+    did is kept (no rollback), verified once, and reported as still pending (exit 3)."""
+    world = new_world()
+    world.faults.mangle = {("lxc", "c"): "garbled"}
+    result, flat = await run(world, verify_attempts=1, repair=True)
+    assert result.exit_code == ExitCode.CHANGES_PENDING
+    assert (result.applied, result.rolled_back, result.rollback_left) == (flat, [], {})
+    assert world.count("verify") == {"systemd": 1, "net": 1, "lxc": 1}
+    assert world.stores["net"].data == converged()["net"][0], "nothing was undone"
+    assert "planning anew" in result.message and "garbled" in result.message
+
+
+async def test_a_repair_whose_action_fails_still_rolls_back() -> None:
+    world = new_world()
+    before = world.snapshot()
+    world.faults.fail_at = 2
+    result, _ = await run(world, repair=True)
+    assert result.exit_code == ExitCode.ROLLED_BACK
+    assert world.snapshot() == before
+
+
 async def test_mismatch_that_settles_within_the_attempts_succeeds() -> None:
     world = new_world()
     world.faults.verify_lag = {"net": 2}

@@ -6,15 +6,16 @@ each test reads exactly which side effects one diff's actions cause.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 import op_dbus.plugins.lxc.plugin as lxc_plugin
 from op_dbus.errors import Refused
-from op_dbus.native.lxc import Driver, Observed
+from op_dbus.native.lxc import Driver, LxcError, Observed
 from op_dbus.native.lxc_config import Parsed, Spec
-from op_dbus.plugins.base import ApplyError
+from op_dbus.plugins.base import Action, ApplyError
 from op_dbus.plugins.lxc.ovs import PortRow
 from op_dbus.plugins.lxc.plugin import LxcPlugin, container_entry
 
@@ -229,3 +230,83 @@ async def test_check_refuses_a_bridge_neither_the_host_nor_the_file_has(
     await plugin.check({"containers": []}, want, {"net": net, "lxc": want})
     host_net.add("mesh2")
     await plugin.check({"containers": []}, want, {"lxc": want})
+
+
+class Overlapping(Recorder):
+    """Creations that wait for each other: each returns only once `wanted` of them are in
+    flight at the same time (a one-at-a-time apply never gets there), or fails when its
+    name is in `failing` (once the others are under way)."""
+
+    def __init__(self, wanted: int, failing: frozenset[str] = frozenset()) -> None:
+        super().__init__()
+        self.wanted, self.failing = wanted, failing
+        self.in_flight = 0
+        self.most = 0
+        self.together = asyncio.Event()
+
+    async def create(self, spec: Spec) -> None:
+        self.calls.append(("create", spec.name))
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight >= self.wanted:
+            self.together.set()
+        try:
+            await self.together.wait()
+            if spec.name in self.failing:
+                raise LxcError(f"lxc-create {spec.name}: template failed")
+        finally:
+            self.in_flight -= 1
+
+
+def creations(count: int) -> list[Action]:
+    plugin = LxcPlugin(driver=Recorder())
+    desired = {"containers": [{"id": str(100 + i), "name": f"c{i}"} for i in range(count)]}
+    return plugin.diff({"containers": []}, desired)
+
+
+async def test_containers_are_created_concurrently_but_no_more_than_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lxc_plugin, "parallelism", lambda: 3)
+    driver = Overlapping(wanted=3)
+    actions = creations(7)
+    done = await asyncio.wait_for(LxcPlugin(driver=driver).apply(actions), 5)
+    assert done == actions
+    assert driver.most == 3
+
+
+async def test_a_failed_creation_starts_nothing_new_and_reports_what_took_effect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lxc_plugin, "parallelism", lambda: 2)
+    driver = Overlapping(wanted=2, failing=frozenset({"c1"}))
+    actions = creations(5)
+    with pytest.raises(ApplyError) as failure:
+        await asyncio.wait_for(LxcPlugin(driver=driver).apply(actions), 5)
+    assert failure.value.failed == actions[1]
+    assert "template failed" in failure.value.reason
+    assert failure.value.done == [actions[0]], "c0 was in flight with c1 and finished"
+    assert [name for _, name in driver.calls] == ["c0", "c1"], "nothing starts after it"
+
+
+def test_phases_keep_the_diff_order_and_group_what_may_run_together() -> None:
+    gateway, warp = running("gateway", "100", "mesh"), running("warp", "101", "mesh")
+    now = {
+        "containers": [container_entry(gateway, {}), container_entry(warp, {})],
+        "stale_ports": [{"name": "vi9", "bridge": "mesh", "container": "old"}],
+    }
+    desired = {
+        "containers": [
+            {"id": "100", "name": "gateway", "running": False},
+            {"id": "101", "name": "warp", "state": "absent"},
+            {"id": "102", "name": "new1"},
+            {"id": "103", "name": "new2"},
+        ]
+    }
+    actions = LxcPlugin(driver=Recorder()).diff(now, desired)
+    assert [[a.resource for a in phase] for phase in lxc_plugin.phases(actions)] == [
+        ["container/warp"],
+        ["port/vi9"],
+        ["container/new1", "container/new2"],
+        ["container/gateway"],
+    ]

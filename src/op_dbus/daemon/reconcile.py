@@ -179,7 +179,9 @@ class Reconciler:
             "actions": len(result.applied),
             "seconds": round(time.monotonic() - started, 4),
         }
-        level = logging.INFO if result.exit_code == ExitCode.OK else logging.ERROR
+        level = {ExitCode.OK: logging.INFO, ExitCode.CHANGES_PENDING: logging.WARNING}.get(
+            result.exit_code, logging.ERROR
+        )
         for action in change.plan.dangerous if result.applied else ():
             log.warning(
                 "%s: dangerous, ran: %s (%s)", actor, action.describe(), "; ".join(action.dangerous)
@@ -199,7 +201,11 @@ class Reconciler:
     async def check(self, names: Iterable[str], *, mode: str) -> dict[str, Any] | None:
         """After events touching `names`: handle drift of declared sections by policy, and
         keep their cache from the plan's reads; every other touched section goes stale (read
-        when someone asks). Returns the drift report, or None when the host matches."""
+        when someone asks). Returns the drift report, or None when the host matches.
+
+        A repair is applied as such (Host.apply `repair`): when its verify finds the host
+        changed again meanwhile, what it did stands and the sections are checked anew at
+        once, as new drift; only a failed action rolls the repair back."""
         names = set(names)
 
         def declared() -> dict[str, Section]:
@@ -224,6 +230,7 @@ class Reconciler:
             select=lambda plan: reports.append(self._hold_back(plan)),
             prune=True,  # what the daemon enforces is authoritative
             acknowledge=True,  # a repair restores what the state file says; probes guard it
+            repair=True,
         )
         if not reports or not reports[0]["actions"]:
             self._note_plan(change.plan)
@@ -233,6 +240,8 @@ class Reconciler:
             self.repairs += 1
             report["result"] = change.result.to_json()
             self._finish(change, actor=f"{ACTOR}:corrective", started=started)
+            if change.result.exit_code == ExitCode.CHANGES_PENDING:  # drifted again meanwhile
+                self.retry_after = self.retry_after or 0.0  # look again now: new drift
         return report
 
     def _observed(self, plan: Plan) -> dict[str, Any]:

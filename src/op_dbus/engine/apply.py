@@ -127,11 +127,17 @@ async def apply_plan(
     verify_delay: float = 0.2,
     on_progress: Progress | None = None,
     interrupts: Interrupts | None = None,
+    repair: bool = False,
 ) -> ApplyResult:
     """Apply `plan`; exit codes: 0 done (or nothing to do), 4 rolled back, 5 rollback failed,
     2 a plugin refused the request, 6 a declared section cannot be handled (nothing touched
     in either case). A signal noted in `interrupts` ends the apply after its batch in flight
-    and rolls back (4); a second one stops that rollback after its batch in flight (5)."""
+    and rolls back (4); a second one stops that rollback after its batch in flight (5).
+
+    With `repair` (the daemon putting back drift), what every action did stands and a verify
+    that still finds differences is no failure: another actor changed the host again
+    meanwhile, which is new drift to plan for (exit 3, nothing rolled back). Only an action
+    that failed rolls back."""
     began = time.monotonic()
     result = await _apply_plan(
         plan,
@@ -140,6 +146,7 @@ async def apply_plan(
         verify_delay,
         on_progress or _ignore,
         interrupts or Interrupts(),
+        repair,
     )
     result.seconds = time.monotonic() - began
     return result
@@ -152,6 +159,7 @@ async def _apply_plan(
     verify_delay: float,
     emit: Progress,
     interrupts: Interrupts,
+    repair: bool,
 ) -> ApplyResult:
     if plan.blocked:
         reasons = "; ".join(f"{e.name}: {e.reason or e.status}" for e in plan.blocked)
@@ -174,6 +182,13 @@ async def _apply_plan(
             return result
         if verified:  # the signal came while verifying: undo it all the same
             result.error = f"interrupted by {interrupts.first}"
+        elif repair and interrupts.first is None:
+            result.exit_code = ExitCode.CHANGES_PENDING
+            result.message = (
+                f"applied {len(result.applied)} action(s); the host changed again meanwhile"
+                f" ({result.error}): planning anew"
+            )
+            return result
 
     what = (
         result.error or ""

@@ -224,6 +224,7 @@ class Host:
         prune: bool = False,
         acknowledge: Acknowledge = (),
         probes: Sequence[Target] = (),
+        repair: bool = False,
     ) -> Change:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
         record it. With `prune` the document is authoritative: owned resources it does not
@@ -237,7 +238,9 @@ class Host:
         waits (the daemon's drift check, behind a try's rollback) plans what it wants then,
         not what it wanted before. With
         `expect_revision` (a plan's `revision`), the change is refused unless the host still
-        reads as it did for that plan: a caller applies only what it was shown.
+        reads as it did for that plan: a caller applies only what it was shown. `repair`
+        (the daemon's drift repair): verified once, and differences left are new drift
+        (exit 3) rather than a failure to roll back (engine/apply.py).
 
         Before anything is planned, what an earlier process left in the journal is settled:
         tries past their deadline are rolled back, and an apply that was killed half-way is
@@ -279,7 +282,7 @@ class Host:
             else:
                 targets = (*self.probes, *probes)
                 change = await self._change(
-                    plan, desired, actor, mode, progress, confirm_within, targets
+                    plan, desired, actor, mode, progress, confirm_within, targets, repair
                 )
             change.result.message += "".join(f"; {note}" for note in notes)
             return change
@@ -293,6 +296,7 @@ class Host:
         progress: Progress | None,
         confirm_within: float | None,
         targets: Sequence[Target],
+        repair: bool = False,
     ) -> Change:
         """The write-ahead part of an apply: journal and intent first, then the host; a
         change that touches connectivity is probed after it."""
@@ -311,7 +315,12 @@ class Host:
             self._write_ahead(ledger, plan, pending)
             before = await probe.baseline() if self._probed(plan) else None
             result = await apply_plan(
-                plan, self.plugins, on_progress=progress, interrupts=interrupts
+                plan,
+                self.plugins,
+                on_progress=progress,
+                interrupts=interrupts,
+                repair=repair,
+                verify_attempts=1 if repair else 5,
             )
             if before is not None and result.exit_code == ExitCode.OK:
                 await self._check_probes(plan, result, before, targets)

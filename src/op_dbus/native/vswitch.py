@@ -198,29 +198,103 @@ PORT_COLUMNS = [
     *("name", "interfaces", "tag", "trunks", "vlan_mode", "bond_mode", "lacp", "external_ids")
 ]
 
-CONFIG_TABLES: dict[str, list[str] | None] = {
+CONFIG_TABLES: dict[str, list[str]] = {
     "Open_vSwitch": ["bridges"],
     "Bridge": BRIDGE_COLUMNS,
     "Port": PORT_COLUMNS,
     "Interface": ["name", "type", "options", "external_ids", "mtu_request", "ofport", "error"],
 }
-"""What the daemon monitors: configuration columns only, since vswitchd rewrites `statistics`
+"""What the daemon reacts to: configuration columns only, since vswitchd rewrites `statistics`
 and `status` all the time and waking up for those would be a busy loop."""
+FACT_COLUMNS: dict[str, list[str]] = {
+    "Open_vSwitch": ["datapath_types", "next_cfg", "cur_cfg"],
+    "Interface": ["mtu"],
+}
+"""Also kept in the replica, for reading from it and for waiting for vswitchd, but no drift:
+a change of these alone wakes nobody."""
+REPLICA_TABLES = {
+    table: columns + FACT_COLUMNS.get(table, []) for table, columns in CONFIG_TABLES.items()
+}
+
+
+class Replica:
+    """The rows of REPLICA_TABLES as the daemon's monitor last reported them, in the shape
+    `select` returns (with `_uuid`): the daemon plans and verifies from it instead of reading
+    the whole database for every repair. A plain `monitor` (RFC 7047 `update`) sends every
+    monitored column of a row that changed, so an update simply replaces rows."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in REPLICA_TABLES}
+        self._changed = asyncio.Condition()
+
+    def root(self) -> dict[str, Any] | None:
+        return next(iter(self.tables[VSWITCH_DB].values()), None)
+
+    async def update(self, updates: dict[str, Any]) -> bool:
+        """Apply one update; whether it changed a configuration column (drift to look at)."""
+        config = False
+        for table, rows in updates.items():
+            kept, watched = self.tables[table], set(CONFIG_TABLES[table])
+            for uuid, change in rows.items():
+                new, old = change.get("new"), change.get("old") or {}
+                if new is None:
+                    config |= kept.pop(uuid, None) is not None
+                    continue
+                config |= uuid not in kept or not watched.isdisjoint(old)
+                kept[uuid] = {**new, "_uuid": ["uuid", uuid]}
+        async with self._changed:
+            self._changed.notify_all()
+        return config
+
+    async def wait_cur_cfg(self, next_cfg: int, timeout: float) -> None:
+        """Until the replica shows vswitchd's `cur_cfg` at `next_cfg` or beyond: vswitchd has
+        applied that change and the replica holds what it reported (ofport, error)."""
+
+        def reached() -> bool:
+            return int((self.root() or {}).get("cur_cfg", 0)) >= next_cfg
+
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(reached)
+        except TimeoutError as exc:
+            raise OvsdbTimeoutError(
+                f"ovs-vswitchd has not applied the change within {timeout:.0f} s"
+                f" (Open_vSwitch cur_cfg is {(self.root() or {}).get('cur_cfg')},"
+                f" waiting for {next_cfg})"
+            ) from exc
+
+
+_REPLICAS: dict[str, Replica] = {}
+
+
+def live_replica(target: str) -> Replica | None:
+    """The replica a monitor of this process keeps of `target` now (the daemon's watch), or
+    None (the CLI, or the watch is reconnecting)."""
+    return _REPLICAS.get(target)
 
 
 def config_session(
     target: str, changed: Callable[[str], None]
 ) -> Callable[[Callable[[], None]], Awaitable[None]]:
-    """A `monitor_cond` on CONFIG_TABLES: `changed("ovsdb <tables>")` on every update, until
-    the connection is lost (then it raises, for the daemon's supervisor to reconnect)."""
+    """A `monitor` on REPLICA_TABLES that keeps the target's Replica while it runs, and says
+    `changed("ovsdb <tables>")` on every update of a configuration column, until the
+    connection is lost (then it raises, for the daemon's supervisor to reconnect)."""
 
     async def session(connected: Callable[[], None]) -> None:
+        replica = Replica()
         async with OvsdbClient() as client:
             await client.connect(target)
-            monitor = await client.monitor(VSWITCH_DB, CONFIG_TABLES)
-            connected()
-            async for update in monitor:
-                changed(f"ovsdb {'/'.join(sorted(update))}")
+            monitor = await client.monitor(VSWITCH_DB, dict(REPLICA_TABLES), conditional=False)
+            await replica.update(monitor.initial)
+            _REPLICAS[target] = replica
+            try:
+                connected()
+                async for update in monitor:
+                    if await replica.update(update):
+                        changed(f"ovsdb {'/'.join(sorted(update))}")
+            finally:
+                if _REPLICAS.get(target) is replica:
+                    del _REPLICAS[target]
         raise OvsdbConnectionError("monitor ended")
 
     return session

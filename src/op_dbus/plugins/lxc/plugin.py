@@ -8,7 +8,9 @@ or lost its port, and removes ports a dead container left behind. docs/lxc.md ha
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -147,19 +149,58 @@ class LxcPlugin(Plugin):
         ]
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
+        """Each phase of the diff's order (destroys, stale ports, creates, modifies) runs its
+        containers concurrently, at most `parallelism()` at once, and the next phase only
+        after it. A failure starts nothing new: the actions in flight finish, and the error
+        names the first failed action with every action that took effect as done."""
         done: list[Action] = []
-        found: dict[str, Observed] = {}  # listed once, at the first modify
-        for action in actions:
-            report(steps, [action], False)
-            try:
-                if action.kind == ActionKind.MODIFY and not found:
+        found: dict[str, Observed] = {}  # listed once, before the first modify
+        for phase in phases(actions):
+            if phase[0].kind == ActionKind.MODIFY and not found:
+                try:
                     found = {o.name: o for o in await self._driver().list()}
-                await self._apply_one(action, found)
-            except (LxcError, OvsdbError, OSError, UnsafeValue) as exc:
-                raise ApplyError(action, str(exc), done) from exc
-            done.append(action)
-            report(steps, [action], True)
+                except (LxcError, OSError) as exc:
+                    raise ApplyError(phase[0], str(exc), done) from exc
+            await self._run_phase(phase, found, done, steps)
         return done
+
+    async def _run_phase(
+        self,
+        phase: list[Action],
+        found: dict[str, Observed],
+        done: list[Action],
+        steps: Steps | None,
+    ) -> None:
+        """Run `phase` concurrently; append what took effect to `done` (in plan order)."""
+        slots = asyncio.Semaphore(parallelism())
+        failures: list[tuple[int, Exception]] = []
+        succeeded: set[int] = set()
+
+        async def run(index: int, action: Action) -> None:
+            async with slots:
+                if failures:  # after a failure nothing new starts
+                    return
+                report(steps, [action], False)
+                try:
+                    await self._apply_one(action, found)
+                except (LxcError, OvsdbError, OSError, UnsafeValue) as exc:
+                    failures.append((index, exc))
+                else:
+                    succeeded.add(index)
+                    report(steps, [action], True)
+
+        outcomes = await asyncio.gather(
+            *(run(i, a) for i, a in enumerate(phase)), return_exceptions=True
+        )
+        done += [action for i, action in enumerate(phase) if i in succeeded]
+        for outcome in outcomes:  # an unexpected error, once the others have finished
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if failures:
+            index, exc = min(failures, key=lambda failure: failure[0])
+            others = [phase[i].resource for i, _ in sorted(failures) if i != index]
+            reason = str(exc) + (f" (failed as well: {', '.join(others)})" if others else "")
+            raise ApplyError(phase[index], reason, done) from exc
 
     async def _apply_one(self, action: Action, found: dict[str, Observed]) -> None:
         driver = self._driver()
@@ -219,6 +260,27 @@ class LxcPlugin(Plugin):
     async def verify(self, desired: Section) -> list[Mismatch]:
         current = await self.query()
         return [m for action in diff_lxc(current, desired) for m in action.mismatches()]
+
+
+def parallelism() -> int:
+    """How many container actions run at once: one per core, at least two (most of a
+    container's time is spent waiting for lxc-start or lxc-stop, not computing)."""
+    return max(2, os.cpu_count() or 1)
+
+
+def phases(actions: list[Action]) -> list[list[Action]]:
+    """`actions` cut into runs of one phase (the same kind on the same kind of resource):
+    a phase's actions are independent of each other, and each phase needs the one before
+    (a container leaves a bridge before its port is removed, is created before it is
+    modified)."""
+    cut: list[list[Action]] = []
+    for action in actions:
+        phase = (action.kind, action.resource.split("/", 1)[0])
+        if cut and (cut[-1][0].kind, cut[-1][0].resource.split("/", 1)[0]) == phase:
+            cut[-1].append(action)
+        else:
+            cut.append([action])
+    return cut
 
 
 def choose_driver(endpoints: Endpoints) -> Driver:

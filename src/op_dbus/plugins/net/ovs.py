@@ -20,6 +20,7 @@ from op_dbus.native.vswitch import (
     OWNER_KEY,
     PORT_COLUMNS,
     VSWITCH_DB,
+    Replica,
     from_map,
     mutate,
     next_cfg_ops,
@@ -113,6 +114,21 @@ async def read_snapshot(client: OvsdbClient, *, kernel_datapath: bool = True) ->
             snap.bridges[row["name"]] = row
     snap.ports = {row["_uuid"][1]: row for row in ports["rows"]}
     snap.interfaces = {row["_uuid"][1]: row for row in ifaces["rows"]}
+    return snap
+
+
+def replica_snapshot(replica: Replica, *, kernel_datapath: bool = True) -> Snapshot:
+    """The same Snapshot from the daemon's replica (native/vswitch.py), without a read."""
+    root = replica.root()
+    if root is None:
+        raise OvsdbError("the Open_vSwitch table has no row (run `ovs-vsctl init`)")
+    snap = Snapshot(root, kernel_datapath=kernel_datapath)
+    attached = set(uuids(root["bridges"]))
+    for uuid, row in replica.tables["Bridge"].items():
+        if uuid in attached:
+            snap.bridges[row["name"]] = row
+    snap.ports = dict(replica.tables["Port"])
+    snap.interfaces = dict(replica.tables["Interface"])
     return snap
 
 

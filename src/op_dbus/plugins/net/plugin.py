@@ -25,7 +25,9 @@ from op_dbus.native.ovsdb import (
 from op_dbus.native.sockets import session_addresses
 from op_dbus.native.vswitch import (
     VSWITCH_DB,
+    Replica,
     is_wait_conflict,
+    live_replica,
     vswitchd_connected,
     wait_for_cur_cfg,
 )
@@ -52,6 +54,7 @@ from op_dbus.plugins.net.ovs import (
     owned,
     port_entry,
     read_snapshot,
+    replica_snapshot,
 )
 
 ATTEMPTS = 3
@@ -105,15 +108,26 @@ class NetPlugin(Plugin):
             )
         )
 
-    async def _snapshot(self, *, kernel_datapath: bool = True) -> Snapshot:
-        """One read; a read is safe to repeat, so a connection lost under it is made again once
-        (a loss the reader task has not noticed yet shows up only here)."""
+    async def _snapshot(self, *, kernel_datapath: bool = True, fresh: bool = False) -> Snapshot:
+        """The daemon's replica when it keeps one (and `fresh` is not asked), else one read; a
+        read is safe to repeat, so a connection lost under it is made again once (a loss the
+        reader task has not noticed yet shows up only here)."""
+        if not fresh and (replica := self._replica()) is not None:
+            return replica_snapshot(replica, kernel_datapath=kernel_datapath)
         client = await self._ovsdb()
         try:
             return await read_snapshot(client, kernel_datapath=kernel_datapath)
         except OvsdbConnectionError:
             await client.reconnect(retries=5)
             return await read_snapshot(client, kernel_datapath=kernel_datapath)
+
+    def _replica(self) -> Replica | None:
+        """The replica of the daemon's OVSDB monitor, once it shows an ovs-vswitchd (which
+        confirms each change through cur_cfg, so the replica is known to have caught up)."""
+        replica = live_replica(self.endpoints.ovsdb)
+        if replica is None or not (replica.root() or {}).get("datapath_types"):
+            return None
+        return replica
 
     def diff(
         self, current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
@@ -161,7 +175,7 @@ class NetPlugin(Plugin):
         picks_datapath = _picks_datapath(actions)
         for attempt in range(1, ATTEMPTS + 1):
             kernel = await netlink.kernel_ovs_datapath() if picks_datapath else True
-            snap = await self._snapshot(kernel_datapath=kernel)
+            snap = await self._snapshot(kernel_datapath=kernel, fresh=attempt > 1)
             builder = TransactionBuilder(snap)
             try:
                 ops = builder.build(actions)
@@ -183,7 +197,7 @@ class NetPlugin(Plugin):
             except OvsdbError as exc:
                 raise ApplyError(actions[0], f"OVSDB: {exc}") from exc
             if vswitchd:
-                await _wait_for_vswitchd(client, results[-1], actions)
+                await _wait_for_vswitchd(client, results[-1], actions, self._replica())
             return list(actions)
         raise AssertionError("unreachable")
 
@@ -216,13 +230,22 @@ def net_mismatches(current: Section, desired: Section) -> list[Mismatch]:
 
 
 async def _wait_for_vswitchd(
-    client: OvsdbClient, selected: dict[str, Any], actions: list[Action]
+    client: OvsdbClient,
+    selected: dict[str, Any],
+    actions: list[Action],
+    replica: Replica | None,
 ) -> None:
     """Until vswitchd's cur_cfg reaches the next_cfg our transaction set (`selected`), as
-    ovs-vsctl waits; the transaction has committed, so a failure reports it as done."""
+    ovs-vsctl waits; the transaction has committed, so a failure reports it as done. With
+    the daemon's replica, it is the replica that must show it: the verify that follows
+    reads the replica, which then holds what vswitchd reported."""
     timeout = VSWITCHD_TIMEOUT + VSWITCHD_TIMEOUT_PER_ACTION * len(actions)
+    next_cfg = selected["rows"][0]["next_cfg"]
     try:
-        await wait_for_cur_cfg(client, selected["rows"][0]["next_cfg"], timeout)
+        if replica is not None:
+            await replica.wait_cur_cfg(next_cfg, timeout)
+        else:
+            await wait_for_cur_cfg(client, next_cfg, timeout)
     except OvsdbError as exc:
         raise ApplyError(actions[0], str(exc), list(actions)) from exc
 
