@@ -51,6 +51,8 @@ def diff_firewall(current: Section, desired: Section, *, exhaustive: bool = Fals
     if after != have or current.get("unrecognised"):
         drift = current.get("unrecognised")
         before = have | ({"unrecognised": list(drift)} if drift else {})
+        # hand edits in our tables are shown going away (the apply rebuilds the tables)
+        after = after | ({"unrecognised": []} if drift else {})
         actions.append(Action(PLUGIN, ActionKind.MODIFY, "ruleset", before, after))
     forward = desired.get("forward")
     if forward is not None and forward != current.get("forward"):
@@ -133,6 +135,4 @@ class FirewallPlugin(Plugin):
                     found.append(
                         Mismatch(f"firewall/{action.resource}", key, value, before.get(key))
                     )
-            for rule in before.get("unrecognised") or []:
-                found.append(Mismatch("firewall/ruleset", "unrecognised", None, rule))
         return found
