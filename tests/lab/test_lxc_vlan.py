@@ -84,7 +84,7 @@ def test_a_later_failure_puts_the_container_back_on_its_vlan(clean: Lab, tmp_pat
 
     assert result.returncode == 4, result.stdout + result.stderr
     assert "ovm-b" in result.stdout + result.stderr
-    assert "vlan: 10 -> 30" in result.stdout, result.stdout  # the plan had ovm-a's change
+    assert "vlan = 10 -> 30" in result.stdout, result.stdout  # the plan had ovm-a's change
     assert vsctl(clean, "get", "Port", "vi910", "tag") == "10"
     found = query_lxc(clean)
     assert (found["ovm-a"]["vlan"], found["ovm-a"]["mtu"], found["ovm-a"]["running"]) == (

@@ -126,8 +126,9 @@ def test_readdressing_ovsbr0_within_its_subnet_keeps_the_default_route(
     assert result.returncode == 0, result.stdout + result.stderr
     net = copy.deepcopy(SEED_NET)
     net["interfaces"][0]["ipv4"]["address"] = [{"ip": "192.168.1.20", "prefix": 24}]
-    with host.canary():
-        result = opdbus(host, "apply", state_file(tmp_path, net))
+    with host.canary():  # a file is partial: dropping .10 takes --prune, and consent (its
+        # address carries the default route and the canary's session)
+        result = opdbus(host, "apply", "--prune", "--yes", state_file(tmp_path, net))
     assert result.returncode == 0, result.stdout + result.stderr
     assert inet(host, "ovsbr0") == [("192.168.1.20", 24)]
     (default,) = ip_json(host, "route", "show", "default")
@@ -142,7 +143,7 @@ def test_a_secondary_survives_its_primary(host: Lab, tmp_path: Path) -> None:
     ovsbr0["address"] = [{"ip": "192.168.1.10", "prefix": 24}, {"ip": "192.168.1.30", "prefix": 24}]
     assert opdbus(host, "apply", state_file(tmp_path, net)).returncode == 0
     ovsbr0["address"] = [{"ip": "192.168.1.30", "prefix": 24}]
-    result = opdbus(host, "apply", state_file(tmp_path, net))
+    result = opdbus(host, "apply", "--prune", "--yes", state_file(tmp_path, net))
     assert result.returncode == 0, result.stdout + result.stderr
     assert inet(host, "ovsbr0") == [("192.168.1.30", 24)]
     (default,) = ip_json(host, "route", "show", "default")
