@@ -56,12 +56,13 @@ STATE = {
 DIRECT_QUERY = """
 import asyncio, json, statistics, sys, time
 from op_dbus.endpoints import Endpoints
-from op_dbus.engine.inventory import introspect_host
+from op_dbus.engine.host import Host
 async def main(n):
     times = []
     for _ in range(n):
         t = time.perf_counter()
-        await introspect_host(("systemd", "net", "lxc"), Endpoints.from_env())
+        async with Host(Endpoints.from_env(), ("systemd", "net", "lxc"), use_ledger=False) as h:
+            await h.read()
         times.append(time.perf_counter() - t)
     print(json.dumps(times))
 asyncio.run(main(int(sys.argv[1])))

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from op_dbus.engine.overlay import overlay
+from op_dbus.files import write_file
 from op_dbus.ledger.entries import digest
 from op_dbus.plugins.base import Section
 
@@ -82,15 +82,7 @@ class RuntimeChanges:
         ]
 
     def _save(self) -> None:
-        """Atomically: a crash leaves the old list or the new one, never half of one."""
+        """Atomically (op_dbus.files): a crash leaves the old list or the new one."""
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".runtime.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump({"base": self.base, "changes": self.changes}, out, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps({"base": self.base, "changes": self.changes}, sort_keys=True)
+        write_file(self.path, text, mode=0o600)
