@@ -328,6 +328,41 @@ def test_try_rolls_back_unless_confirmed(lab: Lab, start: Callable[..., Daemon])
     wait_for(lambda: ports(lab) == [PORT, PORT2], 10, "the confirmed state to be enforced again")
 
 
+def test_confirm_and_rollback_with_options_record_the_uid_and_the_claimed_actor(
+    lab: Lab, start: Callable[..., Daemon]
+) -> None:
+    start(net_state(PORT))
+    before = len(ledger_values(lab))
+    tried = json.loads(call(lab, "TryState", "su", json.dumps(net_state(PORT, PORT2)), "60"))
+    assert tried["result"]["exit_code"] == 0 and ports(lab) == [PORT, PORT2]
+    confirmed = json.loads(call(lab, "ConfirmTryWith", "s", json.dumps({"actor": "who=keeper"})))
+    assert confirmed["confirmed"]["id"] == tried["try"]["id"]
+
+    third = "dmnp3"
+    state = net_state(PORT, PORT2)
+    state["plugins"]["net"]["interfaces"][0]["ports"].append(third)
+    state["plugins"]["net"]["interfaces"].append(
+        {"name": third, "type": "ovs-internal", "bridge": BRIDGE}
+    )
+    tried = json.loads(call(lab, "TryState", "su", json.dumps(state), "60"))
+    assert tried["result"]["exit_code"] == 0 and sorted(ports(lab)) == [PORT, PORT2, third]
+    bad = busctl(lab, "call", *OBJ, "RollbackWith", "s", json.dumps({"actor": "a\nb"}))
+    assert bad.returncode != 0 and "options.actor" in bad.stderr
+    denied = busctl(lab, "call", *OBJ, "RollbackWith", "s", "{}", user=65534)
+    assert denied.returncode != 0 and "denied" in denied.stderr.lower()
+    rolled = json.loads(call(lab, "RollbackWith", "s", json.dumps({"actor": "who=undoer"})))
+    assert rolled["result"]["exit_code"] == 4 and ports(lab) == [PORT, PORT2]
+
+    new = ledger_values(lab)[before:]
+    assert [v["actor"] for v in new if v["type"] == "confirm"] == [
+        "op-dbus-daemon:dbus uid=0 who=keeper"
+    ]
+    undone = [v for v in new if v["type"] == "apply" and v.get("recovers")]
+    assert [v["actor"] for v in undone] == ["op-dbus-daemon:dbus uid=0 who=undoer"]
+    old = busctl(lab, "call", *OBJ, "ConfirmTry")  # the method without options still answers
+    assert old.returncode != 0 and "nothing to confirm" in old.stderr
+
+
 def test_survives_ovsdb_server_restart(lab: Lab, start: Callable[..., Daemon]) -> None:
     daemon = start(net_state(PORT))
     lab.stop_ovs()

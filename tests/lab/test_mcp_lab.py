@@ -11,6 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from mcp.types import Implementation
 from op_dbus.lab import Lab, run_in_lab
 
 AGENT = "lab-agent"
-BRIDGES = ("mcpbr0", "mcpbr1", "mcpbr2")
+BRIDGES = ("mcpbr0", "mcpbr1", "mcpbr2", "mcpbr3", "mcpbr4")
 
 
 def bridge_state(name: str) -> dict[str, Any]:
@@ -131,3 +132,45 @@ async def test_an_unconfirmed_try_rolls_back_by_itself(lab: Lab, clean: None) ->
     assert status.get("try") is None
     rollbacks = [e for e in ledger(lab) if e.get("type") == "apply" and "timeout" in e["actor"]]
     assert rollbacks and f"mcp client={AGENT}" in rollbacks[-1]["actor"]
+
+
+@pytest.fixture
+def daemon(lab: Lab, tmp_path: Path, clean: None) -> Iterator[None]:
+    """`op-dbus run` in the lab (enforcing one bridge): `op-dbus mcp` then goes through it."""
+    from test_daemon_lab import Daemon
+
+    runtime = Path(lab.data_dir) / "runtime.json"
+    runtime.unlink(missing_ok=True)
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"version": 1, "plugins": bridge_state("mcpbr3")}))
+    started = Daemon(lab, state)
+    try:
+        started.wait_message("READY=1")
+        yield
+    finally:
+        started.close()
+        runtime.unlink(missing_ok=True)
+
+
+async def test_a_try_confirmed_or_rolled_back_through_the_daemon_names_the_client(
+    lab: Lab, daemon: None
+) -> None:
+    async with agent(lab, "--allow-write") as client:
+        status = ok(await client.call_tool("status", {}))
+        assert status["mcp"]["via"] == "daemon", status
+        for name, decision in (("mcpbr0", "confirm"), ("mcpbr4", "rollback")):
+            plan = ok(await client.call_tool("plan", {"state": bridge_state(name)}))
+            applied = ok(
+                await client.call_tool(
+                    "apply_plan", {"plan_id": plan["plan_id"], "confirm_within": 60}
+                )
+            )
+            assert applied["result"]["exit_code"] == 0, applied["result"]["message"]
+            assert name in bridges(lab)
+            ok(await client.call_tool(decision, {}))
+    assert "mcpbr0" in bridges(lab) and "mcpbr4" not in bridges(lab)
+    entries = ledger(lab)
+    [confirm] = [e for e in entries if e.get("type") == "confirm"][-1:]
+    undone = [e for e in entries if e.get("type") == "apply" and e.get("recovers")]
+    for who in (confirm["actor"], undone[-1]["actor"]):
+        assert "dbus uid=0" in who and f"mcp client={AGENT}" in who, who

@@ -108,10 +108,10 @@ class DaemonApi:
         return reply
 
     async def confirm(self, *, actor: str) -> dict[str, Any]:
-        return await self._call("ConfirmTry")
+        return await self._call("ConfirmTryWith", "s", [json.dumps({"actor": actor})])
 
     async def rollback(self, *, actor: str) -> dict[str, Any]:
-        return await self._call("Rollback")
+        return await self._call("RollbackWith", "s", [json.dumps({"actor": actor})])
 
     async def verify(self, sections: dict[str, Section]) -> dict[str, Any]:
         return await self._call("VerifyState", "s", [document(sections)])

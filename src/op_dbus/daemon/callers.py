@@ -16,7 +16,17 @@ from contextlib import contextmanager
 from op_dbus.errors import Busy
 
 ROOT_ONLY = frozenset(
-    {"ApplyState", "Apply", "TryState", "Confirm", "ConfirmTry", "Rollback", "Reload"}
+    {
+        "ApplyState",
+        "Apply",
+        "TryState",
+        "Confirm",
+        "ConfirmTry",
+        "ConfirmTryWith",
+        "Rollback",
+        "RollbackWith",
+        "Reload",
+    }
 )
 """Methods that change the host or its pending try."""
 COSTLY = frozenset({"ApplyState", "Apply", "TryState", "Diff", "Plan", "Verify", "VerifyState"})

@@ -121,7 +121,15 @@ class StateManager(ServiceInterface):
         return _unreachable()
 
     @method()
+    def ConfirmTryWith(self, options: "s") -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
     def Rollback(self) -> "s":  # noqa: F821
+        return _unreachable()
+
+    @method()
+    def RollbackWith(self, options: "s") -> "s":  # noqa: F821
         return _unreachable()
 
     @method()
@@ -319,11 +327,17 @@ def _probe_targets(value: Any) -> tuple[Target, ...]:
     return parse_targets(value)
 
 
-def _options(text: str) -> dict[str, Any]:
-    options = _options_object(text)
-    claimed, seconds = options.get("actor", ""), options.get("confirm_within")
+def _claimed_actor(options: dict[str, Any]) -> str:
+    """What the caller says it is (`options.actor`), recorded beside the uid the bus vouches for."""
+    claimed = options.get("actor", "")
     if not isinstance(claimed, str) or len(claimed) > 1024 or not claimed.isprintable():
         raise InvalidInput("options.actor must be printable text of at most 1024 characters")
+    return claimed
+
+
+def _options(text: str) -> dict[str, Any]:
+    options = _options_object(text)
+    claimed, seconds = _claimed_actor(options), options.get("confirm_within")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
         raise InvalidInput("options.confirm_within must be a whole number of seconds")
     revision = options.get("expect_revision")
@@ -398,8 +412,16 @@ async def _confirm_try(backend: Backend, uid: int, body: list[Any]) -> tuple[str
     return _text(await backend.confirm(_actor(uid)))
 
 
+async def _confirm_try_with(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.confirm(_actor(uid, _claimed_actor(_options_object(body[0])))))
+
+
 async def _rollback(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
     return _text(await backend.rollback(_actor(uid)))
+
+
+async def _rollback_with(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
+    return _text(await backend.rollback(_actor(uid, _claimed_actor(_options_object(body[0])))))
 
 
 async def _reload(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
@@ -421,7 +443,9 @@ _HANDLERS: dict[str, tuple[Handler, str]] = {
     "VerifyState": (_verify_state, "s"),
     "Confirm": (_confirm, ""),
     "ConfirmTry": (_confirm_try, ""),
+    "ConfirmTryWith": (_confirm_try_with, "s"),
     "Rollback": (_rollback, ""),
+    "RollbackWith": (_rollback_with, "s"),
     "Reload": (_reload, ""),
     "Status": (_status, ""),
 }
