@@ -17,6 +17,7 @@ from op_dbus.daemon.callers import CallerSlots
 from op_dbus.daemon.service import Daemon, DaemonOptions
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import check_try_seconds
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.engine.plan import make_plan
 from op_dbus.errors import Busy, InvalidInput
 from op_dbus.limits import TRY_MAX_SECONDS
@@ -67,7 +68,7 @@ async def test_try_state_refuses_a_window_out_of_bounds_before_parsing(
     daemon = Daemon(DaemonOptions(endpoints=Endpoints(data_dir=str(tmp_path))))
     monkeypatch.setattr(daemon.parser, "parse", lambda *a, **k: pytest.fail("parsed"))
     with pytest.raises(InvalidInput, match="confirm_within must be from 1 to 86400 seconds"):
-        await daemon.apply_state('{"version": 1}', "uid=0", seconds)
+        await daemon.apply_state('{"version": 1}', ApplyOptions("uid=0", "full", seconds))
     assert daemon.host.pending is None
 
 

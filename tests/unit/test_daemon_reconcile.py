@@ -7,10 +7,11 @@ import asyncio
 import pytest
 from memstore import World
 
-from op_dbus.daemon.reconcile import Policy, Reconciler
+from op_dbus.daemon.reconcile import Policy, Reconciler, own_state
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine import host as host_module
 from op_dbus.engine.host import Host
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.errors import OpError
 from op_dbus.exitcodes import ExitCode
 
@@ -36,7 +37,7 @@ def fresh(policy: Policy = Policy.ENFORCE) -> Reconciler:
 
 async def reconciler(world: World, policy: Policy) -> Reconciler:
     r = fresh(policy)
-    change = await r.apply_desired(DESIRED, mode="standalone", actor="test")
+    change = await r.apply_desired(DESIRED, own_state("test", "standalone"))
     assert change.result.exit_code == ExitCode.OK
     return r
 
@@ -108,7 +109,7 @@ async def test_try_rolls_back_unless_confirmed(world: World) -> None:
     host = r.host
     before = world.snapshot()["net"]
     tried = {"net": {"items": {"a": "tried", "n": "new"}}}
-    change = await host.apply(tried, actor="try", mode="standalone", confirm_within=60)
+    change = await host.apply(tried, ApplyOptions("try", "standalone", confirm_within=60))
     assert change.result.exit_code == ExitCode.OK and host.pending
     assert world.stores["net"].data["n"] == "new"
     host.confirm(actor="admin")
@@ -119,7 +120,8 @@ async def test_try_rolls_back_unless_confirmed(world: World) -> None:
 
     ended: list[str] = []
     host.try_listeners.append(lambda how, _try, _change: ended.append(how))
-    await host.apply({"net": {"items": {"a": "second"}}}, actor="try", mode="s", confirm_within=1)
+    second = {"net": {"items": {"a": "second"}}}
+    await host.apply(second, ApplyOptions("try", "s", confirm_within=1))
     assert world.stores["net"].data["a"] == "second"
     await asyncio.wait_for(host.try_ended.wait(), 5)
     assert ended == ["rolled_back"]
@@ -132,8 +134,8 @@ async def test_a_second_try_started_meanwhile_is_refused(world: World) -> None:
     host = r.host
     applies = world.count("apply")["net"]
     first, second = await asyncio.gather(
-        host.apply({"net": {"items": {"a": "one"}}}, actor="t", mode="s", confirm_within=60),
-        host.apply({"net": {"items": {"a": "two"}}}, actor="t", mode="s", confirm_within=60),
+        host.apply({"net": {"items": {"a": "one"}}}, ApplyOptions("t", "s", confirm_within=60)),
+        host.apply({"net": {"items": {"a": "two"}}}, ApplyOptions("t", "s", confirm_within=60)),
         return_exceptions=True,
     )
     assert not isinstance(first, BaseException) and first.result.exit_code == ExitCode.OK
@@ -152,7 +154,7 @@ async def test_a_try_on_a_broken_backend_is_refused_like_an_apply(world: World) 
     r = await reconciler(world, Policy.ENFORCE)
     world.faults.query_error = {"lxc"}
     tried = {"lxc": {"items": {"c": "new"}}}
-    change = await r.host.apply(tried, actor="t", mode="full", confirm_within=60)
+    change = await r.host.apply(tried, ApplyOptions("t", "full", confirm_within=60))
     assert change.result.exit_code == ExitCode.COMPONENT_MISSING and r.host.pending is None
     assert world.count("apply")["lxc"] == 0
 
@@ -161,7 +163,7 @@ async def test_try_seconds_are_bounded(world: World) -> None:
     r = await reconciler(world, Policy.ENFORCE)
     for seconds in (0, 24 * 3600 + 1, 4294967295):
         with pytest.raises(OpError, match="confirm_within must be from 1 to 86400"):
-            await r.host.apply(DESIRED, actor="t", mode="s", confirm_within=seconds)
+            await r.host.apply(DESIRED, ApplyOptions("t", "s", confirm_within=seconds))
 
 
 async def test_a_no_op_apply_on_a_fresh_reconciler_still_serves_every_section(
@@ -170,7 +172,7 @@ async def test_a_no_op_apply_on_a_fresh_reconciler_still_serves_every_section(
     world.stores["net"].data = {"a": "net-a2"}
     world.faults.unavailable = {"lxc"}
     r = fresh()
-    change = await r.apply_desired(DESIRED, mode="standalone", actor="boot")
+    change = await r.apply_desired(DESIRED, own_state("boot", "standalone"))
     assert change.result.exit_code == ExitCode.OK and not change.result.applied
     state = await r.cached_state()
     assert set(state["state"]["plugins"]) == {"systemd", "net"}
@@ -228,7 +230,7 @@ async def test_a_refused_plan_is_not_taken_for_an_unreadable_section(
 
     r = await reconciler(world, Policy.ENFORCE)
     monkeypatch.setattr(MemNet, "check", refuse)
-    change = await r.apply_desired(DESIRED, mode="standalone", actor="test")
+    change = await r.apply_desired(DESIRED, own_state("test", "standalone"))
     assert change.plan.refused and change.result.exit_code == ExitCode.INVALID_INPUT
     state = await r.cached_state()
     assert "net" in state["state"]["plugins"] and state["skipped"] == {}

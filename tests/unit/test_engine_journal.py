@@ -19,6 +19,7 @@ from op_dbus.engine.apply import ProgressEvent, ProgressKind, apply_plan
 from op_dbus.engine.host import Host
 from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.journal import Journal, JournalError, PendingChange
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.engine.plan import make_plan
 from op_dbus.errors import NothingPending
 from op_dbus.exitcodes import ExitCode
@@ -88,7 +89,8 @@ async def test_the_checkpoint_is_on_disk_and_the_intent_signed_before_the_first_
             journalled = [json.loads(p.read_text()) for p in (tmp_path / "pending").iterdir()]
             seen.append((journalled, [v["type"] for v in values(tmp_path)]))
 
-    result = (await host.apply(DESIRED, actor="me", mode="full", progress=at_first_action)).result
+    change = await host.apply(DESIRED, ApplyOptions("me", "full"), progress=at_first_action)
+    result = change.result
     assert result.exit_code == ExitCode.OK
     ((journalled, types),) = seen
     assert types == ["intent"]
@@ -106,7 +108,7 @@ async def test_a_try_is_confirmed_from_another_host_and_expired_ones_roll_back(
     world = new_world()
     before = world.snapshot()
     maker = host_over(world, tmp_path, keeps_timer=False)
-    await maker.apply(DESIRED, actor="me", mode="full", confirm_within=60)
+    await maker.apply(DESIRED, ApplyOptions("me", "full", confirm_within=60))
     other = host_over(world, tmp_path)
     kept = other.confirm(actor="uid=0 command=op-dbus confirm")
     assert kept.actor == "me" and Journal(tmp_path).all() == []
@@ -118,15 +120,15 @@ async def test_a_try_is_confirmed_from_another_host_and_expired_ones_roll_back(
     await maker.close()
 
     undo = {n: {"items": {"a": f"{n}-a", "b": f"{n}-b", "c": None}} for n in NAMES}
-    await other.apply(undo, actor="me", mode="full")
+    await other.apply(undo, ApplyOptions("me", "full"))
     assert world.snapshot() == before
-    await other.apply(DESIRED, actor="me", mode="full", confirm_within=60)
+    await other.apply(DESIRED, ApplyOptions("me", "full", confirm_within=60))
     (waiting,) = Journal(tmp_path).all()
     waiting.deadline = time.time() - 1  # its keeper died with the machine
     Journal(tmp_path).write(waiting)
     other.pending = None
     fresh = host_over(world, tmp_path)
-    result = (await fresh.apply({"net": {"items": {}}}, actor="me", mode="full")).result
+    result = (await fresh.apply({"net": {"items": {}}}, ApplyOptions("me", "full"))).result
     assert "past its deadline" in result.message
     assert world.snapshot() == before and Journal(tmp_path).all() == []
     await fresh.close()
@@ -184,7 +186,7 @@ async def test_a_host_that_keeps_timers_adopts_a_try_whose_timer_died(tmp_path: 
     world = new_world()
     before = world.snapshot()
     maker = host_over(world, tmp_path, keeps_timer=False)
-    await maker.apply(DESIRED, actor="me", mode="full", confirm_within=60)
+    await maker.apply(DESIRED, ApplyOptions("me", "full", confirm_within=60))
     maker.pending = None  # the maker and its keeper are gone (no keeper log is flocked)
     await maker.close()
     (waiting,) = Journal(tmp_path).all()
@@ -192,7 +194,7 @@ async def test_a_host_that_keeps_timers_adopts_a_try_whose_timer_died(tmp_path: 
     Journal(tmp_path).write(waiting)
 
     daemon = host_over(world, tmp_path)  # keeps_timer: like the daemon's
-    await daemon.apply({"net": {"items": {}}}, actor="daemon", mode="full")
+    await daemon.apply({"net": {"items": {}}}, ApplyOptions("daemon", "full"))
     assert daemon.pending is not None and daemon.pending.apply_id == waiting.apply_id
     await asyncio.wait_for(daemon.try_ended.wait(), 30)
     assert world.snapshot() == before and Journal(tmp_path).all() == []

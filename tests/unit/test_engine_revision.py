@@ -10,6 +10,7 @@ from memstore import World
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import Host
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.errors import Refused
 from op_dbus.exitcodes import ExitCode
 
@@ -39,7 +40,7 @@ async def test_a_stale_revision_is_refused_and_nothing_changes(tmp_path: Any) ->
     world.stores["net"].data["eth9"] = "appeared"  # someone else changed the host
     before = world.snapshot()
     with pytest.raises(Refused) as refused:
-        await host.apply(DESIRED, actor="test", mode="full", expect_revision=shown.revision)
+        await host.apply(DESIRED, ApplyOptions("test", "full", expect_revision=shown.revision))
     assert refused.value.resource == "plan"
     assert "make a new plan" in refused.value.reason
     assert world.snapshot() == before
@@ -50,6 +51,6 @@ async def test_the_current_revision_applies(tmp_path: Any) -> None:
     world = World()
     host = host_over(world, tmp_path)
     shown = await host.plan(DESIRED)
-    change = await host.apply(DESIRED, actor="test", mode="full", expect_revision=shown.revision)
+    change = await host.apply(DESIRED, ApplyOptions("test", "full", expect_revision=shown.revision))
     assert change.result.exit_code == ExitCode.OK
     assert world.stores["net"].data == {"br0": "up"}

@@ -13,6 +13,7 @@ from test_net_diff import applied_seed, bridge, port
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import Host
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.errors import Refused
 from op_dbus.exitcodes import ExitCode
 from op_dbus.native.sockets import parse_table
@@ -144,11 +145,12 @@ async def test_the_host_refuses_dangerous_actions_nobody_confirmed(tmp_path: Any
     assert plan.to_json()["summary"]["dangerous"] == 1
     before = world.snapshot()
     with pytest.raises(Refused, match=r"not confirmed: delete net:br0 \(marked dangerous"):
-        await host.apply(desired, actor="test", mode="full")
+        await host.apply(desired, ApplyOptions("test", "full"))
     with pytest.raises(Refused):
-        await host.apply(desired, actor="test", mode="full", acknowledge=["delete net:other"])
+        await host.apply(desired, ApplyOptions("test", "full", acknowledge=("delete net:other",)))
     assert world.snapshot() == before
-    change = await host.apply(desired, actor="test", mode="full", acknowledge=["delete net:br0"])
+    consent = ApplyOptions("test", "full", acknowledge=("delete net:br0",))
+    change = await host.apply(desired, consent)
     assert change.result.exit_code == ExitCode.OK and "br0" not in world.stores["net"].data
 
 
@@ -159,6 +161,6 @@ async def test_prune_is_a_parameter_of_plan_and_apply(tmp_path: Any) -> None:
     host = host_over(world, tmp_path)
     desired = {"net": {"items": {"br1": "up"}}}
     assert [a.resource for a in (await host.plan(desired)).actions] == ["br1"]
-    change = await host.apply(desired, actor="test", mode="full", prune=True, acknowledge=True)
+    change = await host.apply(desired, ApplyOptions("test", "full", prune=True, acknowledge=True))
     assert change.result.exit_code == ExitCode.OK
     assert set(world.stores["net"].data) == {"br1", "foreign"}

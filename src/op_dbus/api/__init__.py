@@ -7,13 +7,13 @@ as `Change.to_json()`), so what a user sees does not depend on the way in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.apply import Progress
 from op_dbus.engine.lock import DEFAULT_WAIT
-from op_dbus.engine.plan import Acknowledge
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.plugins.base import Section
 
 
@@ -32,21 +32,13 @@ class HostApi(Protocol):
     async def apply(
         self,
         sections: dict[str, Section],
+        options: ApplyOptions,
         *,
-        actor: str,
-        mode: str,
-        confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
-        expect_revision: str | None = None,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """`{"plan": ..., "result": ..., "try": {...} | None}`. With `expect_revision` (a
-        plan's `revision`): refused (`Refused`) when the host changed since that plan.
-        `prune`, `acknowledge` (consent to the plan's dangerous actions) and `probes`
-        (`ADDR[:PORT]` targets a connectivity change must still reach): `Host.apply`."""
+        """`{"plan": ..., "result": ..., "try": {...} | None}`, made as `Host.apply` says
+        (`options`); `on_plan` sees the plan before it runs."""
 
     async def confirm(self, *, actor: str) -> dict[str, Any]: ...
 

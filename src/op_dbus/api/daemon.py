@@ -7,13 +7,13 @@ and turns the daemon's D-Bus errors back into the error kinds the local API rais
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from dbus_fast.errors import DBusError
 
 from op_dbus.engine.apply import Progress
-from op_dbus.engine.plan import Acknowledge
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.errors import from_dbus
 from op_dbus.native.dbus import call, connect_system_bus, name_has_owner
 from op_dbus.plugins.base import Section
@@ -82,27 +82,14 @@ class DaemonApi:
     async def apply(
         self,
         sections: dict[str, Section],
+        options: ApplyOptions,
         *,
-        actor: str,
-        mode: str,
-        confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
-        expect_revision: str | None = None,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
-        options: dict[str, Any] = {"actor": actor, "confirm_within": confirm_within}
-        if expect_revision is not None:
-            options["expect_revision"] = expect_revision
-        if prune:
-            options["prune"] = True
-        if acknowledge:
-            options["acknowledge"] = acknowledge if acknowledge is True else list(acknowledge)
-        if probes:
-            options["probe"] = list(probes)
-        reply = await self._call("Apply", "ss", [document(sections), json.dumps(options)])
+        """The daemon applies with its own mode (`options.mode` is not sent)."""
+        text = json.dumps(options.to_json())
+        reply = await self._call("Apply", "ss", [document(sections), text])
         if on_plan is not None:
             on_plan(reply["plan"])
         return reply

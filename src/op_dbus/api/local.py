@@ -7,7 +7,7 @@ journal, so they work from any shell.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from op_dbus.endpoints import Endpoints
@@ -16,8 +16,7 @@ from op_dbus.engine.host import Host
 from op_dbus.engine.journal import Journal, JournalError
 from op_dbus.engine.keeper import start_keeper
 from op_dbus.engine.lock import DEFAULT_WAIT, read_holder
-from op_dbus.engine.plan import Acknowledge
-from op_dbus.engine.probe import parse_targets
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.errors import NothingPending
 from op_dbus.plugins.base import Section
 
@@ -56,28 +55,16 @@ class LocalApi:
     async def apply(
         self,
         sections: dict[str, Section],
+        options: ApplyOptions,
         *,
-        actor: str,
-        mode: str,
-        confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
-        expect_revision: str | None = None,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
         change = await self.host.apply(
             sections,
-            actor=actor,
-            mode=mode,
+            options,
             progress=progress,
-            confirm_within=confirm_within,
             on_plan=None if on_plan is None else lambda plan: on_plan(plan.to_json()),
-            expect_revision=expect_revision,
-            prune=prune,
-            acknowledge=acknowledge,
-            probes=parse_targets(probes),
         )
         pending = self.host.pending
         if pending is not None:

@@ -181,6 +181,8 @@ def apply(
         show_plan(ctx, file, plugin, json_out, prune, dry_run=True)
     from op_dbus.cli.progress import ApplyProgress
     from op_dbus.cli.render import render_plan, render_result
+    from op_dbus.engine.options import ApplyOptions
+    from op_dbus.engine.probe import parse_targets
     from op_dbus.errors import Unconfirmed
 
     cli = cli_context(ctx)
@@ -197,18 +199,21 @@ def apply(
             console.print("(through the running op-dbus daemon)")
 
         async def run(consent: dict[str, Any]) -> dict[str, Any]:
+            options = ApplyOptions(
+                actor_text(),
+                str(loaded.mode),
+                confirm_within=confirm_within,
+                prune=prune,
+                acknowledge=consent.get("acknowledge", False),
+                expect_revision=consent.get("revision"),
+                probes=parse_targets(probe or ()),
+            )
             with ApplyProgress(stderr(), enabled=not json_out) as progress:
                 return await api.apply(
                     sections,
-                    actor=actor_text(),
-                    mode=str(loaded.mode),
-                    confirm_within=confirm_within,
+                    options,
                     progress=progress.update,
                     on_plan=None if consent.get("shown") else show,
-                    prune=prune,
-                    acknowledge=consent.get("acknowledge", ()),
-                    expect_revision=consent.get("revision"),
-                    probes=probe or (),
                 )
 
         try:

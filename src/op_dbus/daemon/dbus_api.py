@@ -14,8 +14,9 @@ policy (data/dbus/org.opdbus.conf) is the first gate, the daemon's own the secon
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import Any, Protocol
 
 from dbus_fast import Message, MessageType, NameFlag, RequestNameReply
@@ -25,8 +26,7 @@ from dbus_fast.service import PropertyAccess, ServiceInterface, dbus_property, m
 
 from op_dbus.api.daemon import INTERFACE, NAME, PATH
 from op_dbus.daemon.callers import COSTLY, ROOT_ONLY, CallerSlots
-from op_dbus.engine.plan import Acknowledge
-from op_dbus.engine.probe import Target, parse_targets
+from op_dbus.engine.options import ApplyOptions, claimed_actor, prune_option
 from op_dbus.errors import AccessDenied, InvalidInput, NothingPending, OpError
 from op_dbus.model.load import MAX_DOCUMENT_BYTES, size_problem
 from op_dbus.native.dbus import BUS_NAME, BUS_PATH, call, connect_system_bus
@@ -37,8 +37,6 @@ ERR_FAILED = OpError.dbus_name
 TAKES_DOCUMENT = frozenset({"ApplyState", "Apply", "TryState", "Diff", "Plan", "VerifyState"})
 """Refused at the door when longer than the limit (in characters, so surely in bytes)."""
 ACTOR = "op-dbus-daemon"
-HEX = frozenset("0123456789abcdef")
-MAX_ACKNOWLEDGED = 256
 
 
 class Backend(Protocol):
@@ -49,17 +47,7 @@ class Backend(Protocol):
 
     def last_apply_json(self) -> str: ...
     def drift_events(self) -> int: ...
-    async def apply_state(
-        self,
-        text: str,
-        actor: str,
-        confirm_within: float | None = None,
-        expect_revision: str | None = None,
-        *,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[Target] = (),
-    ) -> dict[str, Any]: ...
+    async def apply_state(self, text: str, options: ApplyOptions) -> dict[str, Any]: ...
     async def query_state(self) -> dict[str, Any]: ...
     async def diff(self, text: str, *, prune: bool = False) -> dict[str, Any]: ...
     async def verify(self, text: str | None = None) -> dict[str, Any]: ...
@@ -291,92 +279,33 @@ def _actor(uid: int, claimed: str = "") -> str:
 
 
 def _options_object(text: str) -> dict[str, Any]:
+    """A method's options argument: a JSON object (its fields are checked by their reader)."""
     try:
         options = json.loads(text) if text else {}
     except ValueError:
         raise InvalidInput("options must be a JSON object") from None
     if not isinstance(options, dict):
         raise InvalidInput("options must be a JSON object")
-    prune = options.get("prune", False)
-    if not isinstance(prune, bool):
-        raise InvalidInput("options.prune must be true or false")
     return options
 
 
-def _acknowledge(value: Any) -> Acknowledge:
-    """True (every dangerous action) or the plan's `dangerous` entries consented to."""
-    if value is None or value is True or value is False:
-        return bool(value)
-    if (
-        not isinstance(value, list)
-        or len(value) > MAX_ACKNOWLEDGED
-        or not all(isinstance(v, str) and len(v) <= 256 and v.isprintable() for v in value)
-    ):
-        raise InvalidInput(
-            "options.acknowledge must be true or a list of at most "
-            f"{MAX_ACKNOWLEDGED} of the plan's `dangerous` entries"
-        )
-    return value
-
-
-def _probe_targets(value: Any) -> tuple[Target, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= 64 for v in value):
-        raise InvalidInput("options.probe must be a list of ADDR or ADDR:PORT")
-    return parse_targets(value)
-
-
-def _claimed_actor(options: dict[str, Any]) -> str:
-    """What the caller says it is (`options.actor`), recorded beside the uid the bus vouches for."""
-    claimed = options.get("actor", "")
-    if not isinstance(claimed, str) or len(claimed) > 1024 or not claimed.isprintable():
-        raise InvalidInput("options.actor must be printable text of at most 1024 characters")
-    return claimed
-
-
-def _options(text: str) -> dict[str, Any]:
-    options = _options_object(text)
-    claimed, seconds = _claimed_actor(options), options.get("confirm_within")
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
-        raise InvalidInput("options.confirm_within must be a whole number of seconds")
-    revision = options.get("expect_revision")
-    if revision is not None and not (
-        isinstance(revision, str) and len(revision) == 64 and set(revision) <= HEX
-    ):
-        raise InvalidInput("options.expect_revision must be a plan's revision (64 hex digits)")
-    return {
-        "actor": claimed,
-        "confirm_within": seconds,
-        "expect_revision": revision,
-        "prune": options.get("prune", False),
-        "acknowledge": _acknowledge(options.get("acknowledge")),
-        "probes": _probe_targets(options.get("probe")),
-    }
+def _apply_options(backend: Backend, uid: int, text: str) -> ApplyOptions:
+    """`Apply`'s options, recorded as the uid the bus vouches for and the claimed actor."""
+    options = ApplyOptions.from_json(_options_object(text), mode=backend.mode)
+    return replace(options, actor=_actor(uid, options.actor))
 
 
 async def _apply_state(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return _text(await backend.apply_state(body[0], _actor(uid)))
+    return _text(await backend.apply_state(body[0], ApplyOptions(_actor(uid), backend.mode)))
 
 
 async def _apply(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    options = _options(body[1])
-    actor = _actor(uid, options["actor"])
-    return _text(
-        await backend.apply_state(
-            body[0],
-            actor,
-            options["confirm_within"],
-            options["expect_revision"],
-            prune=options["prune"],
-            acknowledge=options["acknowledge"],
-            probes=options["probes"],
-        )
-    )
+    return _text(await backend.apply_state(body[0], _apply_options(backend, uid, body[1])))
 
 
 async def _try(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return _text(await backend.apply_state(body[0], _actor(uid), int(body[1])))
+    options = ApplyOptions(_actor(uid), backend.mode, confirm_within=int(body[1]))
+    return _text(await backend.apply_state(body[0], options))
 
 
 async def _query(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
@@ -388,7 +317,7 @@ async def _diff(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[
 
 
 async def _plan(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    prune = _options_object(body[1]).get("prune", False)
+    prune = prune_option(_options_object(body[1]))
     return await _text_off_loop(await backend.diff(body[0], prune=prune))
 
 
@@ -413,7 +342,7 @@ async def _confirm_try(backend: Backend, uid: int, body: list[Any]) -> tuple[str
 
 
 async def _confirm_try_with(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return _text(await backend.confirm(_actor(uid, _claimed_actor(_options_object(body[0])))))
+    return _text(await backend.confirm(_actor(uid, claimed_actor(_options_object(body[0])))))
 
 
 async def _rollback(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
@@ -421,7 +350,7 @@ async def _rollback(backend: Backend, uid: int, body: list[Any]) -> tuple[str, l
 
 
 async def _rollback_with(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:
-    return _text(await backend.rollback(_actor(uid, _claimed_actor(_options_object(body[0])))))
+    return _text(await backend.rollback(_actor(uid, claimed_actor(_options_object(body[0])))))
 
 
 async def _reload(backend: Backend, uid: int, body: list[Any]) -> tuple[str, list[Any]]:

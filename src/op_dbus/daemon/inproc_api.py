@@ -7,14 +7,13 @@ come from the daemon's cache.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from op_dbus.api.daemon import document, narrow
 from op_dbus.daemon.dbus_api import Backend
 from op_dbus.engine.apply import Progress
-from op_dbus.engine.plan import Acknowledge
-from op_dbus.engine.probe import parse_targets
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.plugins.base import Section
 
 if TYPE_CHECKING:
@@ -36,29 +35,18 @@ class InProcessApi:
     async def apply(
         self,
         sections: dict[str, Section],
+        options: ApplyOptions,
         *,
-        actor: str,
-        mode: str,
-        confirm_within: int | None = None,
         progress: Progress | None = None,
         on_plan: Callable[[dict[str, Any]], None] | None = None,
-        expect_revision: str | None = None,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[str] = (),
     ) -> dict[str, Any]:
-        reply = await self.daemon.apply_state(
-            document(sections),
-            actor,
-            confirm_within,
-            expect_revision,
-            prune=prune,
-            acknowledge=acknowledge,
-            probes=parse_targets(probes),
-        )
+        reply = await self._apply(sections, options)
         if on_plan is not None:
             on_plan(reply["plan"])
         return reply
+
+    async def _apply(self, sections: dict[str, Section], options: ApplyOptions) -> dict[str, Any]:
+        return await self.daemon.apply_state(document(sections), options)
 
     async def confirm(self, *, actor: str) -> dict[str, Any]:
         return await self.daemon.confirm(actor)
@@ -84,24 +72,8 @@ class FleetApi(InProcessApi):
         super().__init__(daemon)
         self.fleet_daemon = daemon
 
-    async def apply(
-        self,
-        sections: dict[str, Section],
-        *,
-        actor: str,
-        mode: str,
-        confirm_within: int | None = None,
-        progress: Progress | None = None,
-        on_plan: Callable[[dict[str, Any]], None] | None = None,
-        expect_revision: str | None = None,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[str] = (),
-    ) -> dict[str, Any]:
+    async def _apply(self, sections: dict[str, Section], options: ApplyOptions) -> dict[str, Any]:
         """The fleet's state is authoritative, like the daemon's state file: it is applied
         pruned, its dangerous actions accepted and probed (so `prune`/`acknowledge` are the
         daemon's, not the caller's to choose)."""
-        reply = await self.fleet_daemon.apply_fleet(sections, actor, confirm_within)
-        if on_plan is not None:
-            on_plan(reply["plan"])
-        return reply
+        return await self.fleet_daemon.apply_fleet(sections, options.actor, options.confirm_within)

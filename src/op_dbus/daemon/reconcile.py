@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.engine.host import Change, Host
-from op_dbus.engine.plan import Acknowledge, Plan
-from op_dbus.engine.probe import Target
+from op_dbus.engine.options import ApplyOptions
+from op_dbus.engine.plan import Plan
 from op_dbus.exitcodes import ExitCode
 from op_dbus.ledger.entries import digest, now_text
 from op_dbus.plugins.base import Action, Section
@@ -27,6 +27,12 @@ from op_dbus.plugins.base import Action, Section
 log = logging.getLogger("op_dbus.daemon")
 
 ACTOR = "op-dbus-daemon"
+
+
+def own_state(actor: str, mode: str, *, confirm_within: float | None = None) -> ApplyOptions:
+    """How the daemon applies what it enforces itself: authoritative (pruned), its dangerous
+    actions accepted (it restores what the state file says; probes guard connectivity)."""
+    return ApplyOptions(actor, mode, confirm_within=confirm_within, prune=True, acknowledge=True)
 
 
 class Policy(StrEnum):
@@ -127,35 +133,21 @@ class Reconciler:
     async def apply_desired(
         self,
         desired: dict[str, Section],
+        options: ApplyOptions,
         *,
-        mode: str,
-        actor: str,
-        confirm_within: float | None = None,
         apply: dict[str, Section] | None = None,
-        expect_revision: str | None = None,
-        prune: bool = True,
-        acknowledge: Acknowledge = True,
-        probes: Sequence[Target] = (),
     ) -> Change:
         """An intentional change: `desired` becomes what the daemon enforces, and `apply`
         (default: all of `desired`) is applied now. A resource held by backoff is forgiven:
-        the admin asked for it explicitly. By default the change is the daemon's own state
-        (authoritative: pruned, its dangerous actions accepted, probed); a caller's runtime
-        change passes its own `prune` and `acknowledge`."""
+        the admin asked for it explicitly. The daemon's own state is applied with
+        `own_state` options; a caller's runtime change with its own `prune` and
+        `acknowledge`."""
+        actor = options.actor
         previous = self.desired
         self.desired = dict(desired)
         started = time.monotonic()
         try:
-            change = await self.host.apply(
-                desired if apply is None else apply,
-                actor=actor,
-                mode=mode,
-                confirm_within=confirm_within,
-                expect_revision=expect_revision,
-                prune=prune,
-                acknowledge=acknowledge,
-                probes=probes,
-            )
+            change = await self.host.apply(desired if apply is None else apply, options)
         except BaseException:
             self.desired = previous
             raise
@@ -225,12 +217,8 @@ class Reconciler:
         started = time.monotonic()
         change = await self.host.apply(
             declared,  # read under the lock: a try's rollback may change it meanwhile
-            actor=f"{ACTOR}:corrective",
-            mode=mode,
+            replace(own_state(f"{ACTOR}:corrective", mode), repair=True),
             select=lambda plan: reports.append(self._hold_back(plan)),
-            prune=True,  # what the daemon enforces is authoritative
-            acknowledge=True,  # a repair restores what the state file says; probes guard it
-            repair=True,
         )
         if not reports or not reports[0]["actions"]:
             self._note_plan(change.plan)

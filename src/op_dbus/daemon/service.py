@@ -16,8 +16,8 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,15 +26,15 @@ from op_dbus.daemon.backoff import DriftBackoff
 from op_dbus.daemon.dbus_api import DbusApi
 from op_dbus.daemon.notify import Notifier
 from op_dbus.daemon.parsing import DocumentParser, InvalidDocument
-from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler
+from op_dbus.daemon.reconcile import ACTOR, Policy, Reconciler, own_state
 from op_dbus.daemon.runtime import RuntimeChanges
 from op_dbus.daemon.watchers import supervise
 from op_dbus.daemon.watchers.statefile import statefile_session
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine.host import Change, Host, PendingTry, check_try_seconds
 from op_dbus.engine.lock import read_holder
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.engine.overlay import overlay
-from op_dbus.engine.plan import Acknowledge
 from op_dbus.engine.probe import Target
 from op_dbus.errors import InvalidInput
 from op_dbus.exitcodes import ExitCode
@@ -164,8 +164,7 @@ class Daemon:
         self.notifier.status(f"applying {self.options.state_file}")
         change = await self.reconciler.apply_desired(
             self.runtime.desired(self.loaded.state.sections()),
-            mode=str(self.loaded.mode),
-            actor=f"{ACTOR}:boot",
+            own_state(f"{ACTOR}:boot", str(self.loaded.mode)),
         )
         return int(change.result.exit_code)
 
@@ -331,7 +330,7 @@ class Daemon:
         self.loaded = loaded
         self._drop_runtime()
         await self.reconciler.apply_desired(
-            self._base(), mode=str(loaded.mode), actor=f"{ACTOR}:reload"
+            self._base(), own_state(f"{ACTOR}:reload", str(loaded.mode))
         )
         self.notifier.ready(self._status())
 
@@ -378,40 +377,24 @@ class Daemon:
         """What runtime changes are laid over: the state file, then the fleet's state."""
         return overlay(self._file_sections(), self.fleet_sections)
 
-    async def apply_state(
-        self,
-        text: str,
-        actor: str,
-        confirm_within: float | None = None,
-        expect_revision: str | None = None,
-        *,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[Target] = (),
-    ) -> dict[str, Any]:
-        """A change through the daemon: applied now and, if it took effect, kept as a
-        runtime change on top of the state file (for a try: once confirmed). A caller's
-        document is partial unless it asks for `prune`, and its dangerous actions need its
-        `acknowledge`: the daemon cannot ask."""
-        if confirm_within is not None:
-            check_try_seconds(confirm_within)  # before parsing: a refusal costs nothing
+    async def apply_state(self, text: str, options: ApplyOptions) -> dict[str, Any]:
+        """A change through the daemon, in the daemon's mode: applied now and, if it took
+        effect, kept as a runtime change on top of the state file (for a try: once
+        confirmed). A caller's document is partial unless it asks for `prune`, and its
+        dangerous actions need its `acknowledge`: the daemon cannot ask."""
+        if options.confirm_within is not None:
+            check_try_seconds(options.confirm_within)  # before parsing: a refusal costs nothing
         sections = await self._parse(text)
         before = dict(self.reconciler.desired)
         desired = self.runtime.desired(self._base())
+        options = replace(options, mode=self.mode, repair=False)
         change = await self.reconciler.apply_desired(
-            overlay(desired, sections, replace=prune),
-            mode=self.mode,
-            actor=actor,
-            confirm_within=confirm_within,
-            apply=sections,
-            expect_revision=expect_revision,
-            prune=prune,
-            acknowledge=acknowledge,
-            probes=probes,
+            overlay(desired, sections, replace=options.prune), options, apply=sections
         )
+        actor, prune = options.actor, options.prune
         code = change.result.exit_code
         if code in (ExitCode.OK, ExitCode.UNEXPECTED) and change.plan.pending:
-            if confirm_within is None or self.host.pending is None:
+            if options.confirm_within is None or self.host.pending is None:
                 self.runtime.add(sections, actor=actor, time=now_text(), prune=prune)
             else:
                 keep = lambda: self.runtime.add(  # noqa: E731
@@ -431,9 +414,7 @@ class Daemon:
         try:
             change = await self.reconciler.apply_desired(
                 self.runtime.desired(self._base()),
-                mode=self.mode,
-                actor=actor,
-                confirm_within=confirm_within,
+                own_state(actor, self.mode, confirm_within=confirm_within),
             )
         except BaseException:
             self.fleet_sections = previous

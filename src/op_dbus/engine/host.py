@@ -26,7 +26,8 @@ from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.inventory import read_section
 from op_dbus.engine.journal import Journal, JournalError, PendingChange
 from op_dbus.engine.lock import DEFAULT_WAIT, ApplyLock, read_holder
-from op_dbus.engine.plan import Acknowledge, Plan, make_plan
+from op_dbus.engine.options import ApplyOptions
+from op_dbus.engine.plan import Plan, make_plan
 from op_dbus.engine.probe import Target
 from op_dbus.engine.verify import verify_state
 from op_dbus.errors import InvalidInput, NothingPending, OpError, Refused, Unconfirmed
@@ -213,49 +214,42 @@ class Host:
     async def apply(
         self,
         desired: Mapping[str, Section] | Callable[[], Mapping[str, Section]],
+        options: ApplyOptions,
         *,
-        actor: str,
-        mode: str,
         progress: Progress | None = None,
         select: Select | None = None,
-        confirm_within: float | None = None,
         on_plan: Callable[[Plan], None] | None = None,
-        expect_revision: str | None = None,
-        prune: bool = False,
-        acknowledge: Acknowledge = (),
-        probes: Sequence[Target] = (),
-        repair: bool = False,
     ) -> Change:
         """Plan and apply `desired` as one checkpointed change, under the apply lock, and
-        record it. With `prune` the document is authoritative: owned resources it does not
-        list are removed. Dangerous actions (`Action.dangerous`) run only when `acknowledge`
-        covers them (True: all), else the change is refused, nothing touched. A change a
-        plugin says touches connectivity is probed (probe.py: the gateway, `probes` and the
-        Host's own targets) and rolled back by itself when a probe fails. `on_plan` sees the
-        plan before it runs (to show it). With `confirm_within`, a change that took effect
-        becomes the pending try: rolled back unless `confirm()` comes in time. A callable
-        `desired` is read once the lock is held: a caller whose wishes may change while it
-        waits (the daemon's drift check, behind a try's rollback) plans what it wants then,
-        not what it wanted before. With
-        `expect_revision` (a plan's `revision`), the change is refused unless the host still
-        reads as it did for that plan: a caller applies only what it was shown. `repair`
-        (the daemon's drift repair): verified once, and differences left are new drift
-        (exit 3) rather than a failure to roll back (engine/apply.py).
+        record it as `options.actor`. With `prune` the document is authoritative: owned
+        resources it does not list are removed. Dangerous actions (`Action.dangerous`) run
+        only when `acknowledge` covers them (True: all), else the change is refused, nothing
+        touched. A change a plugin says touches connectivity is probed (probe.py: the
+        gateway, `probes` and the Host's own targets) and rolled back by itself when a probe
+        fails. `on_plan` sees the plan before it runs (to show it). With `confirm_within`, a
+        change that took effect becomes the pending try: rolled back unless `confirm()` comes
+        in time. A callable `desired` is read once the lock is held: a caller whose wishes
+        may change while it waits (the daemon's drift check, behind a try's rollback) plans
+        what it wants then, not what it wanted before. With `expect_revision` (a plan's
+        `revision`), the change is refused unless the host still reads as it did for that
+        plan: a caller applies only what it was shown. `repair` (the daemon's drift repair):
+        verified once, and differences left are new drift (exit 3) rather than a failure to
+        roll back (engine/apply.py).
 
         Before anything is planned, what an earlier process left in the journal is settled:
         tries past their deadline are rolled back, and an apply that was killed half-way is
         named in the result (its checkpoint stays for `op-dbus rollback`)."""
-        if confirm_within is not None:
-            check_try_seconds(confirm_within)
+        if options.confirm_within is not None:
+            check_try_seconds(options.confirm_within)
         if not callable(desired):
             self._check_names(desired)
-        async with self.busy, self.lock.held(actor):
+        async with self.busy, self.lock.held(options.actor):
             if callable(desired):
                 desired = desired()
                 self._check_names(desired)
             notes = await self._settle()
             waiting = self._waiting_try()
-            if confirm_within is not None and waiting is not None:
+            if options.confirm_within is not None and waiting is not None:
                 shown = waiting.to_json()
                 raise Refused(
                     "try",
@@ -263,16 +257,17 @@ class Host:
                     f"(rolled back at {shown['deadline']}, in {shown['seconds_left']} s, "
                     "unless confirmed)",
                 )
-            plan = await make_plan(dict(desired), self.plugins, prune=prune)
-            if expect_revision is not None and plan.revision != expect_revision:
+            plan = await make_plan(dict(desired), self.plugins, prune=options.prune)
+            expected = options.expect_revision
+            if expected is not None and plan.revision != expected:
                 raise Refused(
                     "plan",
-                    f"the host changed since the plan was made (revision {expect_revision[:12]}, "
+                    f"the host changed since the plan was made (revision {expected[:12]}, "
                     f"now {plan.revision[:12]}); nothing was changed: make a new plan",
                 )
             if select is not None:
                 select(plan)
-            if not plan.blocked and (unconfirmed := plan.unacknowledged(acknowledge)):
+            if not plan.blocked and (unconfirmed := plan.unacknowledged(options.acknowledge)):
                 raise Unconfirmed("plan", unconfirmed_message(plan, unconfirmed))
             if on_plan is not None:
                 on_plan(plan)
@@ -280,10 +275,7 @@ class Host:
             if not plan.pending or plan.blocked:  # nothing to do, or refused: nothing to record
                 change = Change(plan, await apply_plan(plan, self.plugins))
             else:
-                targets = (*self.probes, *probes)
-                change = await self._change(
-                    plan, desired, actor, mode, progress, confirm_within, targets, repair
-                )
+                change = await self._change(plan, desired, options, progress)
             change.result.message += "".join(f"; {note}" for note in notes)
             return change
 
@@ -291,15 +283,12 @@ class Host:
         self,
         plan: Plan,
         desired: Mapping[str, Section],
-        actor: str,
-        mode: str,
+        options: ApplyOptions,
         progress: Progress | None,
-        confirm_within: float | None,
-        targets: Sequence[Target],
-        repair: bool = False,
     ) -> Change:
         """The write-ahead part of an apply: journal and intent first, then the host; a
         change that touches connectivity is probed after it."""
+        actor, mode, confirm_within = options.actor, options.mode, options.confirm_within
         checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
         pending = PendingChange(
             apply_id=uuid.uuid4().hex,
@@ -319,11 +308,11 @@ class Host:
                 self.plugins,
                 on_progress=progress,
                 interrupts=interrupts,
-                repair=repair,
-                verify_attempts=1 if repair else 5,
+                repair=options.repair,
+                verify_attempts=1 if options.repair else 5,
             )
             if before is not None and result.exit_code == ExitCode.OK:
-                await self._check_probes(plan, result, before, targets)
+                await self._check_probes(plan, result, before, (*self.probes, *options.probes))
             self._record(ledger, plan, result, desired, mode=mode, actor=actor, pending=pending)
         change = Change(plan, result)
         if confirm_within is not None and result.exit_code == ExitCode.OK and result.applied:

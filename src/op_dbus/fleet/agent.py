@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import aetcd.exceptions
 
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.errors import OpError
 from op_dbus.exitcodes import ExitCode
 from op_dbus.fleet import keys
@@ -49,14 +50,7 @@ class FleetHost(Protocol):
     """What the agent asks of its host: `op_dbus.api.HostApi`'s calls, where a change
     replaces the fleet's previous desired state (the daemon's FleetApi)."""
 
-    async def apply(
-        self,
-        sections: dict[str, Any],
-        *,
-        actor: str,
-        mode: str,
-        confirm_within: int | None = None,
-    ) -> dict[str, Any]: ...
+    async def apply(self, sections: dict[str, Any], options: ApplyOptions) -> dict[str, Any]: ...
 
     async def confirm(self, *, actor: str) -> dict[str, Any]: ...
 
@@ -357,12 +351,10 @@ class Agent:
             }
 
     async def _apply(self, desired: Desired, confirm_within: int | None) -> dict[str, Any]:
-        reply = await self.api.apply(
-            desired.sections,
-            actor=f"{ACTOR}:{self.host}@{desired.revision}",
-            mode=str(self.options.mode or Mode.FULL),
-            confirm_within=confirm_within,
-        )
+        actor = f"{ACTOR}:{self.host}@{desired.revision}"
+        mode = str(self.options.mode or Mode.FULL)
+        options = ApplyOptions(actor, mode, confirm_within=confirm_within)
+        reply = await self.api.apply(desired.sections, options)
         self.report["plan"] = reply["plan"]["summary"]  # the plan of the change in flight
         if reply["plan"]["pending"]:
             self.ledger_changed = True

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from op_dbus.engine.options import ApplyOptions
 from op_dbus.engine.topology import topology
 from op_dbus.errors import AccessDenied, Busy, InvalidInput, Refused
 from op_dbus.mcp.plans import PlanBook, dangerous_actions, unacknowledged
@@ -277,14 +278,14 @@ class McpService:
                 "dangerous actions need acknowledging: pass them in `acknowledge`: "
                 + ", ".join(missing),
             )
-        reply = await self.api.apply(
-            shown.sections,
-            actor=actor,
-            mode=shown.mode,
+        options = ApplyOptions(
+            actor,
+            shown.mode,
             confirm_within=confirm_within,
             expect_revision=shown.revision,
-            acknowledge=acknowledge,  # the engine checks them again, against its own plan
+            acknowledge=tuple(acknowledge),  # the engine checks them again, against its plan
         )
+        reply = await self.api.apply(shown.sections, options)
         self.plans.drop(plan_id)
         pending = reply.get("try")
         next_step = (
