@@ -258,7 +258,7 @@ async def _bounded(probe: Callable[[], Awaitable[Finding]], timeout: float) -> F
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer (timed out)"
-    from op_dbus.engine.plan import describe_error
+    from op_dbus.errors import describe_error
 
     return describe_error(exc)
 

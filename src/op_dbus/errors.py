@@ -8,11 +8,39 @@ carry an exception class name.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 from op_dbus.exitcodes import ExitCode
 
 DBUS_PREFIX = "org.opdbus.Error."
+ERRNO = re.compile(r"\[Errno -?\d+\] ")
+"""How Python writes an OS error number into a message (`[Errno 111] `): noise to people."""
+WITHOUT_MESSAGE: dict[type[BaseException], str] = {
+    TimeoutError: "timed out",
+    EOFError: "the connection closed",
+    ConnectionError: "the connection failed",
+    PermissionError: "permission denied",
+}
+NEEDS_ROOT = "needs root (run as root or through the daemon)"
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line reason for people: the error's own words, never its Python class name. An
+    OS error reads as the OS says it (`Permission denied: /run/x`, no `[Errno 13]`, also
+    where one is quoted inside another's message), and a refused permission says what
+    would do instead."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc)
+    text = ERRNO.sub("", text)
+    if not text:
+        kind = next((k for k in type(exc).__mro__ if k in WITHOUT_MESSAGE), None)
+        text = WITHOUT_MESSAGE[kind] if kind else "failed without saying why"
+    if isinstance(exc, PermissionError):
+        text += f"; {NEEDS_ROOT}"
+    return text
 
 
 class OpError(Exception):

@@ -163,7 +163,7 @@ async def test_a_refusal_blocks_the_plan_and_apply_changes_nothing() -> None:
     ],
 )
 def test_an_error_reads_in_its_own_words_without_a_class_name(error: Exception, text: str) -> None:
-    from op_dbus.engine.plan import describe_error
+    from op_dbus.errors import describe_error
 
     assert describe_error(error) == text
     assert type(error).__name__ not in describe_error(error)

@@ -144,7 +144,7 @@ def run() -> None:
     except Exception as err:  # the last line of defence; OPDBUS_DEBUG=1 shows the traceback
         if os.environ.get("OPDBUS_DEBUG"):
             raise
-        from op_dbus.engine.plan import describe_error
+        from op_dbus.errors import describe_error
 
         sys.stderr.write(
             f"op-dbus: unexpected error: {describe_error(err)} (OPDBUS_DEBUG=1 shows where)\n"

@@ -148,7 +148,7 @@ def explain(reason: str, *, missing: bool = True) -> str:
     import os
     import re
 
-    from op_dbus.engine.plan import NEEDS_ROOT
+    from op_dbus.errors import NEEDS_ROOT
 
     text = re.sub(r"\[Errno \d+\] ", "", reason)
     if "Permission denied" in text and NEEDS_ROOT not in text and os.geteuid() != 0:

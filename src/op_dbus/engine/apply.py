@@ -19,8 +19,9 @@ from typing import Any
 
 from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.order import schedule
-from op_dbus.engine.plan import Plan, PluginPlan, describe_error
+from op_dbus.engine.plan import Plan, PluginPlan
 from op_dbus.engine.verify import verify_state
+from op_dbus.errors import describe_error
 from op_dbus.exitcodes import ExitCode
 from op_dbus.plugins.base import Action, ApplyError, Mismatch, Plugin, Section
 from op_dbus.registry import ORDER

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from op_dbus.engine.plan import describe_error
+from op_dbus.errors import describe_error
 from op_dbus.plugins.base import Plugin, Section
 
 

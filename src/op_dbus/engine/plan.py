@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from op_dbus.errors import Refused
+from op_dbus.errors import Refused, describe_error
 from op_dbus.ledger.entries import canonical
 from op_dbus.plugins.base import Action, Plugin, Section
 from op_dbus.registry import ORDER
@@ -110,31 +110,6 @@ class Plan:
             "dangerous": [a.describe() for a in self.dangerous],
             "plugins": [p.to_json() for p in self.plugins],
         }
-
-
-WITHOUT_MESSAGE: dict[type[BaseException], str] = {
-    TimeoutError: "timed out",
-    EOFError: "the connection closed",
-    ConnectionError: "the connection failed",
-    PermissionError: "permission denied",
-}
-NEEDS_ROOT = "needs root (run as root or through the daemon)"
-
-
-def describe_error(exc: BaseException) -> str:
-    """A one-line reason for people: the error's own words, never its Python class name. An
-    OS error reads as the OS says it (`Permission denied: /run/x`, no `[Errno 13]`), and a
-    refused permission says what would do instead."""
-    if isinstance(exc, OSError) and exc.strerror:
-        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    else:
-        text = str(exc)
-    if not text:
-        kind = next((k for k in type(exc).__mro__ if k in WITHOUT_MESSAGE), None)
-        text = WITHOUT_MESSAGE[kind] if kind else "failed without saying why"
-    if isinstance(exc, PermissionError):
-        text += f"; {NEEDS_ROOT}"
-    return text
 
 
 async def _plan_one(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from op_dbus.engine.plan import describe_error
+from op_dbus.errors import describe_error
 from op_dbus.plugins.base import Mismatch, Plugin, Section
 
 

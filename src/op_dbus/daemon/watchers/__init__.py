@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from op_dbus.engine.plan import describe_error
+from op_dbus.errors import describe_error
 from op_dbus.plugins.base import Session
 
 log = logging.getLogger("op_dbus.daemon")

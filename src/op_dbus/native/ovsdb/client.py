@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from op_dbus.errors import describe_error
 from op_dbus.native.ovsdb.errors import (
     OvsdbConnectionError,
     OvsdbError,
@@ -131,7 +132,7 @@ class OvsdbClient:
             async with asyncio.timeout(self.timeout):
                 self._reader, self._writer = await opening
         except (OSError, TimeoutError) as exc:
-            why = "timed out" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+            why = describe_error(exc)
             raise OvsdbConnectionError(f"cannot connect to OVSDB at {target}: {why}") from exc
 
     async def __aenter__(self) -> OvsdbClient:
@@ -166,7 +167,9 @@ class OvsdbClient:
         except TimeoutError as exc:  # before OSError, of which it is a subclass
             raise OvsdbTimeoutError(f"{method}: no reply within the timeout") from exc
         except OSError as exc:
-            raise OvsdbConnectionError(f"{method}: OVSDB connection lost: {exc!r}") from exc
+            raise OvsdbConnectionError(
+                f"{method}: OVSDB connection lost: {describe_error(exc)}"
+            ) from exc
         finally:
             self._rpc.forget(message)
         return result_of(method, reply)
@@ -238,7 +241,7 @@ class OvsdbClient:
         except OvsdbConnectionError as exc:
             lost = exc
         except Exception as exc:  # anything else must not leave requests waiting forever
-            lost = OvsdbConnectionError(f"OVSDB connection lost: {exc!r}")
+            lost = OvsdbConnectionError(f"OVSDB connection lost: {describe_error(exc)}")
         self._rpc.fail(lost)
         if self._writer is not None:
             self._writer.close()
@@ -265,8 +268,10 @@ class OvsdbLink:
         """Why the server cannot be reached (for `available()`), or None when it answers."""
         try:
             await (await self.client()).echo()
+        except OvsdbConnectionError as exc:  # its message names the target
+            return describe_error(exc)
         except (OvsdbError, ValueError) as exc:
-            return f"OVSDB at {self.target}: {exc}"
+            return f"OVSDB at {self.target}: {describe_error(exc)}"
         return None
 
     async def close(self) -> None:

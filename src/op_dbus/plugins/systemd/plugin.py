@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from dbus_fast.aio import MessageBus
 from dbus_fast.errors import DBusError
 
+from op_dbus.errors import describe_error
 from op_dbus.native import systemd as sd
 from op_dbus.native.dbus import connect_system_bus, name_has_owner
 from op_dbus.plugins.base import (
@@ -172,7 +173,9 @@ class SystemdPlugin(Plugin):
             if not await name_has_owner(bus, sd.SERVICE):
                 return Availability(False, f"no systemd on {self.endpoints.system_bus}")
         except Exception as exc:
-            return Availability(False, f"system bus {self.endpoints.system_bus}: {exc}")
+            return Availability(
+                False, f"system bus {self.endpoints.system_bus}: {describe_error(exc)}"
+            )
         return Availability(True)
 
     async def query(self, scope: Section | None = None) -> Section:
