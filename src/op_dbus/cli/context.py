@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -15,6 +15,7 @@ from op_dbus.exitcodes import ExitCode
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from op_dbus.api import HostApi
     from op_dbus.model import LoadedState, Mode
 
 T = TypeVar("T")
@@ -22,6 +23,13 @@ T = TypeVar("T")
 MODES = ("agent", "standalone", "full", "auto")
 FILE_ARG = typer.Argument(..., help="State file (JSON or YAML); - reads stdin.")
 JSON_OPT = typer.Option(False, "--json", help="Machine-readable output.")
+PROBE_OPT = typer.Option(
+    None,
+    "--probe",
+    metavar="ADDR[:PORT]",
+    help="Also reach this after a change to addresses, routes or the uplink, or roll it "
+    "back (ping, or TCP connect with a port); repeatable.",
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,49 @@ def fail(code: ExitCode, message: str) -> NoReturn:
 
     stderr().print(f"[bold red]error:[/] {escape(message)}", markup=True)
     raise typer.Exit(int(code))
+
+
+def with_api(
+    cli: CliContext,
+    names: Iterable[str],
+    work: Callable[[HostApi], Awaitable[T]],
+    *,
+    daemon: bool = True,
+    local: bool = True,
+    json_out: bool = False,
+) -> T:
+    """Run `work(api)` against the daemon (when one answers and `daemon`), else on a local
+    Host over the sections `names` (with `local`; without, no daemon is exit 6). An op-dbus
+    error becomes its exit code and message (with `json_out`, as JSON on stdout)."""
+    from op_dbus.api import connect
+    from op_dbus.api.daemon import DaemonApi
+    from op_dbus.errors import ComponentMissing, OpError
+
+    async def run() -> T:
+        api: HostApi | None
+        if local:
+            api = await connect(
+                cli.endpoints,
+                names,
+                use_ledger=cli.ledger,
+                daemon=daemon,
+                lock_wait=cli.lock_wait,
+                catch_signals=True,
+            )
+        elif (api := await DaemonApi.connect(cli.endpoints.system_bus)) is None:
+            raise ComponentMissing(f"no op-dbus daemon answers on {cli.endpoints.system_bus}")
+        try:
+            return await work(api)
+        finally:
+            await api.close()
+
+    try:
+        return run_async(run())
+    except OpError as err:
+        if json_out:
+            print_json({"error": err.message, "exit_code": int(err.code)})
+            raise typer.Exit(int(err.code)) from None
+        fail(err.code, err.message)
 
 
 def check_plugin_names(plugins: list[str] | None) -> None:

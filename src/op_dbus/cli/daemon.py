@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ import typer
 
 from op_dbus.cli.context import (
     JSON_OPT,
+    PROBE_OPT,
     cli_context,
     fail,
     load_or_exit,
@@ -19,6 +19,7 @@ from op_dbus.cli.context import (
     run_async,
     stderr,
     stdout,
+    with_api,
 )
 from op_dbus.cli.fleet import (
     CACERT_OPT,
@@ -33,7 +34,6 @@ from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
     from op_dbus.api import HostApi
-    from op_dbus.api.daemon import DaemonApi
     from op_dbus.cli.context import CliContext
     from op_dbus.fleet.agent import AgentOptions
     from op_dbus.fleet.store import EtcdOptions
@@ -85,13 +85,7 @@ def run(
         metavar="yes|no",
         help="Reload when the state file changes (no: only on SIGHUP or `op-dbus reload`).",
     ),
-    probe: list[str] = typer.Option(
-        None,
-        "--probe",
-        metavar="ADDR[:PORT]",
-        help="Also reach this after a change to addresses, routes or the uplink, or roll it "
-        "back (ping, or TCP connect with a port); repeatable.",
-    ),
+    probe: list[str] = PROBE_OPT,
     fleet: bool = typer.Option(
         False, "--fleet", help="Also take desired state from etcd (docs/fleet.md)."
     ),
@@ -223,61 +217,6 @@ def _agent_options(
     )
 
 
-def _daemon_call(
-    ctx: typer.Context,
-    json_out: bool,
-    work: Callable[[DaemonApi], Awaitable[dict[str, Any]]],
-    local: Callable[[HostApi], Awaitable[dict[str, Any]]] | None = None,
-) -> dict[str, Any]:
-    """`work(api)` against the running daemon; with none, `local(api)` on a local Host
-    (exit 6 without `local`); an op-dbus error's own code otherwise."""
-    from op_dbus.api.daemon import DaemonApi
-    from op_dbus.errors import OpError
-
-    cli = cli_context(ctx)
-    address = cli.endpoints.system_bus
-
-    async def call() -> dict[str, Any] | None:
-        api: HostApi | None = await DaemonApi.connect(address)
-        if api is None:
-            if local is None:
-                return None
-            from op_dbus.api import connect
-            from op_dbus.registry import ORDER
-
-            api = await connect(
-                cli.endpoints,
-                ORDER,
-                use_ledger=cli.ledger,
-                daemon=False,
-                lock_wait=cli.lock_wait,
-                catch_signals=True,
-            )
-            try:
-                return await local(api)
-            finally:
-                await api.close()
-        try:
-            return await work(api)  # type: ignore[arg-type]
-        finally:
-            await api.close()
-
-    try:
-        reply = run_async(call())
-    except OpError as err:
-        if json_out:
-            print_json({"error": err.message, "exit_code": int(err.code)})
-            raise typer.Exit(int(err.code)) from None
-        fail(err.code, err.message)
-    if reply is None:
-        message = f"no op-dbus daemon answers on {address}"
-        if json_out:
-            print_json({"error": message, "exit_code": int(ExitCode.COMPONENT_MISSING)})
-            raise typer.Exit(int(ExitCode.COMPONENT_MISSING))
-        fail(ExitCode.COMPONENT_MISSING, message)
-    return reply
-
-
 def _actor(command: str) -> str:
     """Who decides a try, for the ledger: the uid (and the sudo user) and the command."""
     import os
@@ -289,32 +228,35 @@ def _actor(command: str) -> str:
     return f"{actor} sudo_user={sudo}" if sudo.isidentifier() else actor
 
 
+def _decide(ctx: typer.Context, command: str, json_out: bool) -> dict[str, Any]:
+    """`confirm` or `rollback` the pending try: through the daemon when one answers, else
+    on the data dir; printed as JSON with `json_out`."""
+    from op_dbus.registry import ORDER
+
+    actor = _actor(command)
+
+    async def work(api: HostApi) -> dict[str, Any]:
+        decide = api.confirm if command == "confirm" else api.rollback
+        return await decide(actor=actor)
+
+    reply = with_api(cli_context(ctx), ORDER, work, json_out=json_out)
+    if json_out:
+        print_json(reply)
+    return reply
+
+
 def confirm(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
     """Keep the state of a pending `apply --confirm-within` (else it is rolled back), or of
     an apply that was interrupted. Works with the daemon, or without it from any shell."""
-    actor = _actor("confirm")
-
-    async def both(api: Any) -> dict[str, Any]:
-        return await api.confirm(actor=actor)
-
-    reply = _daemon_call(ctx, json_out, both, both)
-    if json_out:
-        print_json(reply)
-    else:
+    _decide(ctx, "confirm", json_out)
+    if not json_out:
         stdout().print("[green]confirmed[/]: the tried state stays")
 
 
 def rollback(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
     """Roll the pending try (or an interrupted apply) back to its checkpoint now."""
-    actor = _actor("rollback")
-
-    async def both(api: Any) -> dict[str, Any]:
-        return await api.rollback(actor=actor)
-
-    reply = _daemon_call(ctx, json_out, both, both)
-    if json_out:
-        print_json(reply)
-    else:
+    reply = _decide(ctx, "rollback", json_out)
+    if not json_out:
         stdout().print(reply["result"]["message"])
     raise typer.Exit(int(reply["result"]["exit_code"]))
 
@@ -337,7 +279,13 @@ def try_keeper(
 
 def reload(ctx: typer.Context, json_out: bool = JSON_OPT) -> None:
     """Drop the daemon's runtime changes and re-apply its state file."""
-    reply = _daemon_call(ctx, json_out, lambda api: api.reload())
+    from op_dbus.api.daemon import DaemonApi
+
+    async def ask(api: HostApi) -> dict[str, Any]:
+        assert isinstance(api, DaemonApi)  # `local=False`: only the daemon answers
+        return await api.reload()
+
+    reply = with_api(cli_context(ctx), (), ask, local=False, json_out=json_out)
     if json_out:
         print_json(reply)
     else:

@@ -6,7 +6,6 @@ the engine in this process otherwise. These functions only set options and rende
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -14,15 +13,15 @@ import typer
 from op_dbus.cli.context import (
     FILE_ARG,
     JSON_OPT,
-    CliContext,
+    PROBE_OPT,
     check_plugin_names,
     cli_context,
     fail,
     load_or_exit,
     print_json,
-    run_async,
     stderr,
     stdout,
+    with_api,
 )
 from op_dbus.exitcodes import ExitCode
 from op_dbus.limits import TRY_MAX_SECONDS, TRY_MIN_SECONDS
@@ -55,38 +54,6 @@ def desired_sections(loaded: LoadedState, plugins: list[str] | None) -> dict[str
         if name not in sections:
             fail(ExitCode.INVALID_INPUT, f"the state file has no {name} section")
     return {name: section for name, section in sections.items() if name in plugins}
-
-
-def with_api(
-    cli: CliContext,
-    names: list[str],
-    work: Callable[[HostApi], Awaitable[T]],
-    *,
-    daemon: bool = True,
-) -> T:
-    """Run `work(api)` against the daemon (when one runs and `daemon`) or locally; an
-    op-dbus error becomes its exit code and message."""
-    from op_dbus.api import connect
-    from op_dbus.errors import OpError
-
-    async def run() -> T:
-        api = await connect(
-            cli.endpoints,
-            names,
-            use_ledger=cli.ledger,
-            daemon=daemon,
-            lock_wait=cli.lock_wait,
-            catch_signals=True,
-        )
-        try:
-            return await work(api)
-        finally:
-            await api.close()
-
-    try:
-        return run_async(run())
-    except OpError as err:
-        fail(err.code, err.message)
 
 
 def actor_text() -> str:
@@ -163,13 +130,7 @@ def apply(
     yes: bool = typer.Option(
         False, "--yes", "-y", help="Run dangerous actions without asking (needed off a terminal)."
     ),
-    probe: list[str] = typer.Option(
-        None,
-        "--probe",
-        metavar="ADDR[:PORT]",
-        help="Also reach this after a change to addresses, routes or the uplink, or roll it "
-        "back (ping, or TCP connect with a port); repeatable.",
-    ),
+    probe: list[str] = PROBE_OPT,
     json_out: bool = JSON_OPT,
 ) -> None:
     """Make the host match FILE as one checkpointed change; roll back on any failure.

@@ -20,8 +20,9 @@ from op_dbus.cli.context import (
     fail,
     print_json,
     stderr,
+    with_api,
 )
-from op_dbus.cli.plan_cmds import PLUGIN_OPT, with_api
+from op_dbus.cli.plan_cmds import PLUGIN_OPT
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:

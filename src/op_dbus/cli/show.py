@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from op_dbus.cli.context import JSON_OPT, cli_context, fail, load_or_exit, print_json, stdout
-from op_dbus.cli.plan_cmds import with_api
+from op_dbus.cli.context import (
+    JSON_OPT,
+    cli_context,
+    fail,
+    load_or_exit,
+    print_json,
+    stdout,
+    with_api,
+)
 from op_dbus.exitcodes import ExitCode
 
 if TYPE_CHECKING:
