@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from op_dbus.daemon.dbus_api import MAX_OPTIONS, _options_object
 from op_dbus.engine.options import ApplyOptions
 from op_dbus.engine.probe import Target, parse_target
 from op_dbus.errors import InvalidInput
@@ -59,6 +60,13 @@ def test_what_the_api_sends_is_read_back_as_the_same_options(
 ) -> None:
     sent = ApplyOptions(actor, "full", seconds, revision, prune, acknowledge or False, probes)
     assert _options(json.dumps(sent.to_json())) == sent
+
+
+def test_an_options_argument_is_bounded_before_it_is_parsed() -> None:
+    with pytest.raises(InvalidInput, match="options is larger than the limit of 256 KiB"):
+        _options_object(" " * (MAX_OPTIONS + 1))
+    with pytest.raises(InvalidInput, match="options must be a JSON object"):
+        _options_object("[]")
 
 
 def test_the_wire_form_leaves_mode_and_repair_to_the_daemon() -> None:

@@ -37,6 +37,8 @@ ERR_FAILED = OpError.dbus_name
 TAKES_DOCUMENT = frozenset({"ApplyState", "Apply", "TryState", "Diff", "Plan", "VerifyState"})
 """Refused at the door when longer than the limit (in characters, so surely in bytes)."""
 ACTOR = "op-dbus-daemon"
+MAX_OPTIONS = 256 << 10
+"""An options argument's bound (256 acknowledged entries of 256 characters fit)."""
 
 
 class Backend(Protocol):
@@ -280,6 +282,8 @@ def _actor(uid: int, claimed: str = "") -> str:
 
 def _options_object(text: str) -> dict[str, Any]:
     """A method's options argument: a JSON object (its fields are checked by their reader)."""
+    if len(text) > MAX_OPTIONS:
+        raise InvalidInput(size_problem("options", MAX_OPTIONS))
     try:
         options = json.loads(text) if text else {}
     except ValueError:
