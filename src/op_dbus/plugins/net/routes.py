@@ -15,6 +15,7 @@ once, so an apply phase costs the number of routes, not interfaces times routes.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from op_dbus.model.route_rules import route_key
@@ -125,6 +126,15 @@ def _same(a: netlink.KernelRoute, b: netlink.KernelRoute) -> bool:
     return all(getattr(a, f) == getattr(b, f) for f in fields)
 
 
+def _added(route: netlink.KernelRoute, index: int) -> netlink.Step:
+    """Adding `route`, with what to check when the kernel refuses its next hop."""
+    step = netlink.add_route(route, index)
+    if not route.gateway:
+        return step
+    hint = f" (a next hop must be on {route.ifname}'s link, in a subnet of its addresses)"
+    return replace(step, hint=hint)
+
+
 class Planner:
     """Plans the route actions of one apply phase against one netlink read, grouped once."""
 
@@ -158,7 +168,7 @@ class Planner:
                     f" destination, table and metric ({clash.describe()}, proto {clash.proto}),"
                     " and op-dbus never removes those; give this route another metric"
                 )
-            steps.append(netlink.add_route(route, index))
+            steps.append(_added(route, index))
         gone = [r for r in have if not any(_same(r, w) for w in wanted)]
         steps += [netlink.remove_route(route, index) for route in gone]
         self.ours[name] = wanted
