@@ -210,3 +210,33 @@ def test_an_invalid_route_is_refused_with_its_path_before_anything_changes(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "plugins.net.interfaces[0].routes[1].to: has host bits set" in result.stderr
     assert vsctl(route_lab, "list-br") == ""
+
+
+def test_a_readdressed_bridge_takes_its_routes_to_the_new_subnet(
+    route_lab: Lab, tmp_path: Path
+) -> None:
+    """The old subnet goes in the same apply that re-routes through the new one, and a route
+    that stays keeps working however the kernel treats routes of a removed subnet."""
+
+    def file(subnet: int, name: str) -> str:
+        entry = {
+            "name": "rtbr2",
+            "type": "ovs-bridge",
+            "datapath": "netdev",
+            "ipv4": {"enabled": True, "address": [{"ip": f"10.{subnet}.0.1", "prefix": 24}]},
+            "routes": [
+                {"to": "10.63.0.0/16", "via": f"10.{subnet}.0.2"},
+                {"to": "10.64.0.0/16"},
+            ],
+        }
+        return state_file(tmp_path, net(entry), name)
+
+    apply_ok(route_lab, file(61, "a.json"))
+    apply_ok(route_lab, file(62, "b.json"), "--prune", "--yes")
+
+    found = json.loads(sh(route_lab, "ip", "-j", "route", "show", "dev", "rtbr2", "proto", "73"))
+    assert sorted((r["dst"], r.get("gateway", "")) for r in found) == [
+        ("10.63.0.0/16", "10.62.0.2"),
+        ("10.64.0.0/16", ""),
+    ]
+    assert opdbus(route_lab, "verify", file(62, "c.json")).returncode == 0

@@ -318,6 +318,9 @@ class Step:
     """The request that takes this one back, for undoing a failed batch (None: nothing to undo)."""
     exists_ok: bool = False
     """A request that finds its object already there (EEXIST) is done, and has nothing to undo."""
+    gone_ok: bool = False
+    """A removal that finds its object gone (ESRCH: the kernel took a route with the address
+    its next hop was reached by) is done, and has nothing to undo."""
 
 
 def set_up(index: int, name: str, up: bool, *, undo: bool = True) -> Step:
@@ -407,7 +410,8 @@ def _run_one(ipr: Any, step: Step) -> bool:
     try:
         getattr(ipr, step.method)(step.command, **dict(step.args))
     except Exception as exc:
-        if step.exists_ok and getattr(exc, "code", None) == errno.EEXIST:
+        code = getattr(exc, "code", None)
+        if (step.exists_ok and code == errno.EEXIST) or (step.gone_ok and code == errno.ESRCH):
             return False
         raise
     return True

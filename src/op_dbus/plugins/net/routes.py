@@ -170,6 +170,6 @@ class Planner:
                 )
             steps.append(_added(route, index))
         gone = [r for r in have if not any(_same(r, w) for w in wanted)]
-        steps += [netlink.remove_route(route, index) for route in gone]
+        steps += [replace(netlink.remove_route(route, index), gone_ok=True) for route in gone]
         self.ours[name] = wanted
         return steps
