@@ -240,3 +240,37 @@ def test_a_readdressed_bridge_takes_its_routes_to_the_new_subnet(
         ("10.64.0.0/16", ""),
     ]
     assert opdbus(route_lab, "verify", file(62, "c.json")).returncode == 0
+
+
+def test_ipv6_routes_apply_read_back_and_go_without_touching_a_foreign_one(
+    route_lab: Lab, tmp_path: Path
+) -> None:
+    routes = [
+        {"to": "2001:db8:77::/48"},
+        {"to": "2001:db8:78::/48", "via": "fe80::2", "metric": 10},
+    ]
+    apply_ok(route_lab, state_file(tmp_path, net(bridge(routes))))
+    run_in_lab(route_lab, "ip", "-6", "route", "add", "2001:db8:79::/48", "dev", BRIDGE,
+               "proto", "static")  # fmt: skip
+
+    def ipv6_routes() -> list[tuple[str, str, int, str]]:
+        found = json.loads(sh(route_lab, "ip", "-6", "-j", "route", "show", "dev", BRIDGE))
+        return sorted(
+            (r["dst"], r.get("gateway", ""), r["metric"], str(r.get("protocol", "")))
+            for r in found
+            if r["dst"].startswith("2001:db8:")
+        )
+
+    assert ipv6_routes() == [
+        ("2001:db8:77::/48", "", 1024, "73"),
+        ("2001:db8:78::/48", "fe80::2", 10, "73"),
+        ("2001:db8:79::/48", "", 1024, "static"),
+    ]
+    query = opdbus(route_lab, "query", "--plugin", "net", "--format", "json")
+    pasted = tmp_path / "pasted.json"
+    pasted.write_text(query.stdout)
+    plan = opdbus(route_lab, "diff", str(pasted), "--json")
+    assert json.loads(plan.stdout)["pending"] is False, plan.stdout
+
+    apply_ok(route_lab, state_file(tmp_path, net(bridge([])), "b.json"), "--prune")
+    assert ipv6_routes() == [("2001:db8:79::/48", "", 1024, "static")]
