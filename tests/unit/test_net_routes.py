@@ -224,3 +224,10 @@ def test_an_on_link_route_has_link_scope_and_the_link_comes_up() -> None:
     )
     assert dict(up.args)["state"] == "up"
     assert dict(add.args)["scope"] == 253 and "gateway" not in dict(add.args)
+
+
+def test_a_plan_spells_routes_as_ip_route_does() -> None:
+    from op_dbus.cli.render import show
+
+    shown = show([route("10.1.0.0/16"), {"to": "10.2.0.0/16", "metric": 5, "table": 100}])
+    assert shown == "[10.1.0.0/16 via 192.168.1.1, 10.2.0.0/16 table 100 metric 5]"

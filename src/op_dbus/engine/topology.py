@@ -17,16 +17,20 @@ def _addresses(entry: dict[str, Any]) -> list[str]:
     return [f"{a['ip']}/{a['prefix']}" for a in ipv4.get("address") or []]
 
 
+ROUTE_KEYS = frozenset({"to", "via", "metric", "table"})
+
+
+def route_text(route: dict[str, Any]) -> str:
+    """A static route as `ip route` would spell it (main table and metric 0 left out)."""
+    via = f" via {route['via']}" if route.get("via") else ""
+    table = f" table {route['table']}" if route.get("table", 254) != 254 else ""
+    metric = f" metric {route['metric']}" if route.get("metric") else ""
+    return f"{route['to']}{via}{table}{metric}"
+
+
 def _routes(entry: dict[str, Any]) -> list[str]:
-    """op-dbus's static routes on an interface, as `ip route` would spell them (main table and
-    metric 0 left out)."""
-    found = []
-    for route in entry.get("routes") or []:
-        via = f" via {route['via']}" if route.get("via") else ""
-        table = f" table {route['table']}" if route.get("table", 254) != 254 else ""
-        metric = f" metric {route['metric']}" if route.get("metric") else ""
-        found.append(f"{route['to']}{via}{table}{metric}")
-    return found
+    """op-dbus's static routes on an interface."""
+    return [route_text(route) for route in entry.get("routes") or []]
 
 
 def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
