@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from op_dbus.cli.render import show
 from op_dbus.model import StateInputError, parse_state
 from op_dbus.model.route_fields import check_route_to
 from op_dbus.native.netlink import OWN_PROTO, KernelRoute, NetState
@@ -227,7 +228,5 @@ def test_an_on_link_route_has_link_scope_and_the_link_comes_up() -> None:
 
 
 def test_a_plan_spells_routes_as_ip_route_does() -> None:
-    from op_dbus.cli.render import show
-
     shown = show([route("10.1.0.0/16"), {"to": "10.2.0.0/16", "metric": 5, "table": 100}])
     assert shown == "[10.1.0.0/16 via 192.168.1.1, 10.2.0.0/16 table 100 metric 5]"

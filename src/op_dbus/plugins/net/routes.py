@@ -32,9 +32,9 @@ class RouteClash(Exception):
 
 
 def _is_ours(route: netlink.KernelRoute) -> bool:
-    return route.proto == netlink.OWN_PROTO and not (
-        not route.dst_len and route.table == netlink.MAIN_TABLE
-    )
+    """Made by op-dbus, and not its main-table default route (that one is `ipv4.gateway`)."""
+    gateway_route = route.dst_len == 0 and route.table == netlink.MAIN_TABLE
+    return route.proto == netlink.OWN_PROTO and not gateway_route
 
 
 def by_device(net: netlink.NetState) -> dict[str, list[netlink.KernelRoute]]:
@@ -81,15 +81,13 @@ def target(have: list[dict[str, Any]], want: list[dict[str, Any]], pruning: bool
     """The routes an interface ends with: the listed ones (a listed route replaces the one of
     its key), without those marked absent, and the others it has unless `pruning`."""
     kept = {} if pruning else {_key(r): r for r in have}
-    gone = set()
-    for entry in want:
+    for entry in want:  # in order: a daemon's runtime change lays its list after the file's
         route = normal(entry)
         if entry.get("state") == "absent":
-            gone.add(_key(route))
             kept.pop(_key(route), None)
         else:
             kept[_key(route)] = route
-    return [route for key, route in kept.items() if key not in gone]
+    return list(kept.values())
 
 
 def route_action(
@@ -119,11 +117,9 @@ def kernel_route(name: str, entry: dict[str, Any]) -> netlink.KernelRoute:
     )
 
 
-def _same(a: netlink.KernelRoute, b: netlink.KernelRoute) -> bool:
-    """Whether two routes are one as far as a file can say (scope, type and the rest are the
-    kernel's)."""
-    fields = ("dst", "dst_len", "ifname", "gateway", "table", "metric", "proto")
-    return all(getattr(a, f) == getattr(b, f) for f in fields)
+def _identity(route: netlink.KernelRoute) -> tuple[Any, ...]:
+    """What a file can say of a route (scope, type and the rest are the kernel's)."""
+    return (route.dst, route.dst_len, route.ifname, route.gateway, route.table, route.metric)
 
 
 def _added(route: netlink.KernelRoute, index: int) -> netlink.Step:
@@ -148,8 +144,8 @@ class Planner:
         }
 
     def steps(self, after: dict[str, Any]) -> list[netlink.Step]:
-        """Link up, the missing routes added, then the ones no longer wanted removed; `net`'s
-        view is kept current. RouteClash: a foreign route holds a wanted route's slot."""
+        """Link up, the missing routes added, then the ones no longer wanted removed; the
+        planner's view follows. RouteClash: a foreign route holds a wanted route's slot."""
         name = after["name"]
         index = self.net.index[name]
         steps: list[netlink.Step] = []
@@ -158,8 +154,9 @@ class Planner:
             steps.append(netlink.set_up(index, name, True))
             self.net.up[name] = True
         have = self.ours.get(name, [])
+        there = {_identity(r) for r in have}
         for route in wanted:
-            if any(_same(route, r) for r in have):
+            if _identity(route) in there:
                 continue
             clash = self.foreign.get((route.dst, route.dst_len, route.table, route.metric))
             if clash is not None:
@@ -169,7 +166,8 @@ class Planner:
                     " and op-dbus never removes those; give this route another metric"
                 )
             steps.append(_added(route, index))
-        gone = [r for r in have if not any(_same(r, w) for w in wanted)]
+        kept = {_identity(r) for r in wanted}
+        gone = [r for r in have if _identity(r) not in kept]
         steps += [replace(netlink.remove_route(route, index), gone_ok=True) for route in gone]
         self.ours[name] = wanted
         return steps
