@@ -274,3 +274,33 @@ def test_ipv6_routes_apply_read_back_and_go_without_touching_a_foreign_one(
 
     apply_ok(route_lab, state_file(tmp_path, net(bridge([])), "b.json"), "--prune")
     assert ipv6_routes() == [("2001:db8:79::/48", "", 1024, "static")]
+
+
+def test_a_failed_verify_takes_routes_back_to_the_checkpoint(
+    route_lab: Lab, tmp_path: Path
+) -> None:
+    """The routes phase succeeds, then vswitchd cannot realise a port (no device nosuch0):
+    the engine's rollback plans from the checkpoint, which read the bridge's addresses and
+    had none of op-dbus's routes on it, so the new ones go and the old one comes back."""
+    kept = {"to": "198.51.100.96/28", "via": "192.168.1.1"}
+    apply_ok(route_lab, state_file(tmp_path, net(bridge([kept]))))
+    changed = [
+        {"to": "198.51.100.96/28", "state": "absent"},
+        {"to": FAR, "via": "192.168.1.1", "table": TABLE},
+    ]
+    failing = bridge(changed, ports=["eth0", "nosuch0"])
+    result = opdbus(route_lab, "apply", state_file(tmp_path, net(failing), "b.json"))
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "nosuch0" in result.stdout + result.stderr
+    assert routes_in(route_lab, TABLE) == []
+    assert routes_in(route_lab) == [("198.51.100.96/28", "192.168.1.1", 0, "73")]
+    assert vsctl(route_lab, "list-ports", BRIDGE) == "eth0"
+
+    # A checkpoint that lists no routes at all for the bridge: it had none of op-dbus's.
+    apply_ok(route_lab, state_file(tmp_path, net(bridge([])), "c.json"), "--prune")
+    assert routes_in(route_lab) == []
+    failing = bridge([{"to": FAR, "via": "192.168.1.1"}], ports=["eth0", "nosuch0"])
+    result = opdbus(route_lab, "apply", state_file(tmp_path, net(failing), "d.json"))
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert routes_in(route_lab) == []
