@@ -304,3 +304,27 @@ def test_a_failed_verify_takes_routes_back_to_the_checkpoint(
     result = opdbus(route_lab, "apply", state_file(tmp_path, net(failing), "d.json"))
     assert result.returncode == 4, result.stdout + result.stderr
     assert routes_in(route_lab) == []
+
+
+def test_a_pruned_bridge_comes_back_with_its_routes_when_the_apply_fails(
+    route_lab: Lab, tmp_path: Path
+) -> None:
+    """Pruning bridge rtbr3 takes its device and routes with it; the apply then fails, and
+    the rollback recreates the bridge, its address and its route from the checkpoint."""
+    gone = {
+        "name": "rtbr3",
+        "type": "ovs-bridge",
+        "datapath": "netdev",
+        "ipv4": {"enabled": True, "address": [{"ip": "10.253.0.1", "prefix": 24}]},
+        "routes": [{"to": "10.254.0.0/16", "via": "10.253.0.2", "table": TABLE}],
+    }
+    apply_ok(route_lab, state_file(tmp_path, net(bridge(), gone)))
+    failing = net(bridge(ports=["eth0", "nosuch0"]))
+    result = opdbus(route_lab, "apply", "--prune", "--yes", state_file(tmp_path, failing, "b"))
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert sorted(vsctl(route_lab, "list-br").split()) == [BRIDGE, "rtbr3"]
+    found = json.loads(sh(route_lab, "ip", "-j", "route", "show", "table", str(TABLE)))
+    assert [(r["dst"], r["gateway"], r["dev"], r["protocol"]) for r in found] == [
+        ("10.254.0.0/16", "10.253.0.2", "rtbr3", "73")
+    ]
