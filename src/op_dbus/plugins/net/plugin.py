@@ -160,7 +160,7 @@ class NetPlugin(Plugin):
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
-        the netlink phase: addresses, and a port's addresses moving into its bridge."""
+        the netlink phase: addresses, a port's addresses moving into its bridge, routes."""
         netlink_phase = ("ipv4/", migrate.RESOURCE, routes.RESOURCE)
         ovs = [a for a in actions if not a.resource.startswith(netlink_phase)]
         addresses = [a for a in actions if a.resource.startswith(netlink_phase)]
