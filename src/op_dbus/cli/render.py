@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
+from op_dbus.engine.topology import ROUTE_KEYS, route_text
 from op_dbus.model.export import DECLARED_BY_KIND, prune, without_marks
 
 if TYPE_CHECKING:
@@ -34,11 +35,14 @@ CONSEQUENCES = {
 
 
 def show(value: Any) -> str:
-    """A value as a plan shows it: strings quoted, an address as ip/prefix, JSON otherwise."""
+    """A value as a plan shows it: strings quoted, an address as ip/prefix, a route as `ip
+    route` spells it, JSON otherwise."""
     if value is None:
         return "(none)"
     if isinstance(value, dict) and set(value) == {"ip", "prefix"}:
         return f"{value['ip']}/{value['prefix']}"
+    if isinstance(value, dict) and "to" in value and set(value) <= ROUTE_KEYS:
+        return route_text(value)
     if isinstance(value, list):
         return "[" + ", ".join(show(item) for item in value) + "]"
     return json.dumps(value, sort_keys=True, default=str)

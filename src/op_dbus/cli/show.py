@@ -83,6 +83,8 @@ def tree_of(picture: dict[str, Any]) -> Tree:
             f"{mark(bridge['drift'])}[bold cyan]{escape(bridge['name'])}[/] bridge"
             f"{' ' + addresses if addresses else ''}{gateway}{owner(bridge['owned'])}"
         )
+        for route in bridge.get("routes") or []:
+            node.add(f"[dim]route[/] {escape(route)}")
         for port in bridge["ports"]:
             vlan = f" vlan {port['vlan']}" if port.get("vlan") is not None else ""
             role = " [bold]uplink[/]" if port["name"] in bridge["uplinks"] else ""
@@ -93,6 +95,8 @@ def tree_of(picture: dict[str, Any]) -> Tree:
                 f"{port_state(port)}{foreign}"
             )
             branch = node.add(text.rstrip())
+            for route in port.get("routes") or []:
+                branch.add(f"[dim]route[/] {escape(route)}")
             container = containers.get(port["container"] or "")
             if container is not None:
                 branch.add(container_text(container))
@@ -139,7 +143,8 @@ def dot_of(picture: dict[str, Any]) -> str:
     for bridge in picture["bridges"]:
         key = f"bridge:{bridge['name']}"
         foreign = "\n(foreign)" if bridge["owned"] is False else ""
-        text = "\n".join([bridge["name"], *bridge["addresses"]]) + foreign
+        routes = [f"route {r}" for r in bridge.get("routes") or []]
+        text = "\n".join([bridge["name"], *bridge["addresses"], *routes]) + foreign
         node(key, text, bridge["drift"], fillcolor="lightblue")
         for port in bridge["ports"]:
             port_key = f"port:{port['name']}"

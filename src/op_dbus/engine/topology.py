@@ -17,14 +17,31 @@ def _addresses(entry: dict[str, Any]) -> list[str]:
     return [f"{a['ip']}/{a['prefix']}" for a in ipv4.get("address") or []]
 
 
+ROUTE_KEYS = frozenset({"to", "via", "metric", "table"})
+
+
+def route_text(route: dict[str, Any]) -> str:
+    """A static route as `ip route` would spell it (main table and metric 0 left out)."""
+    via = f" via {route['via']}" if route.get("via") else ""
+    table = f" table {route['table']}" if route.get("table", 254) != 254 else ""
+    metric = f" metric {route['metric']}" if route.get("metric") else ""
+    return f"{route['to']}{via}{table}{metric}"
+
+
+def _routes(entry: dict[str, Any]) -> list[str]:
+    """op-dbus's static routes on an interface."""
+    return [route_text(route) for route in entry.get("routes") or []]
+
+
 def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
     """Each planned resource (`bridge/NAME`, `port/NAME`, `container/NAME`) and the kind of
-    its action; an address change (`ipv4/NAME`) marks its interface as modified."""
+    its action; an address or route change (`ipv4/NAME`, `routes/NAME`) marks its interface
+    as modified."""
     marks: dict[str, str] = {}
     for entry in (plan or {}).get("plugins") or []:
         for action in entry.get("actions") or []:
             kind, _, name = action["resource"].partition("/")
-            if kind == "ipv4":
+            if kind in ("ipv4", "routes"):
                 marks.setdefault(f"interface/{name}", "modify")
             else:
                 marks[action["resource"]] = action["kind"]
@@ -32,8 +49,8 @@ def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
 
 
 def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`{"uplinks": [...], "bridges": [{name, addresses, gateway, owned, uplinks, drift,
-    ports: [{name, type, vlan, ofport, error, owned, container, drift}]}], "containers":
+    """`{"uplinks": [...], "bridges": [{name, addresses, gateway, routes, owned, uplinks, drift,
+    ports: [{name, type, vlan, ofport, error, owned, container, drift, routes?}]}], "containers":
     [...], "detached": [...], "missing": [...]}` from a query's `state`; `missing` lists
     what the plan creates (not on the host yet)."""
     plugins = state.get("plugins", {})
@@ -52,6 +69,7 @@ def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[
                 "name": entry["name"],
                 "addresses": _addresses(entry),
                 "gateway": (entry.get("ipv4") or {}).get("gateway"),
+                "routes": _routes(entry),
                 "owned": entry.get("owned"),
                 "drift": drift("bridge", entry["name"]),
                 "uplinks": [],
@@ -75,6 +93,7 @@ def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[
                 "owned": entry.get("owned"),
                 "container": None if container is None else container.get("name"),
                 "drift": drift("port", entry["name"]),
+                **({"routes": _routes(entry)} if entry.get("routes") else {}),
             }
         )
     for container in containers:  # a container's veth is its section's, not net's port

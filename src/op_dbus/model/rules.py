@@ -13,6 +13,7 @@ from typing import Any
 from op_dbus.model.errors import FieldError, FieldWarning
 from op_dbus.model.fields import check_ipv4
 from op_dbus.model.paths import Loc, describe, format_path, quoted
+from op_dbus.model.route_rules import RouteRules
 from op_dbus.model.state import BRIDGE_TYPE, FIREWALL_LIST_MAX, NIC_FIELDS, PORT_TYPES
 
 _BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
@@ -228,6 +229,11 @@ class _Rules:
                     gateways.append((*base, i, "ipv4", "gateway"))
         for loc in gateways[1:]:
             self.error(loc, f"{SECOND_GATEWAY} (the first is at {format_path(gateways[0])})")
+        routes = RouteRules()
+        for i, iface in items:
+            routes.interface(iface, (*base, i))
+        for loc, why in routes.errors:
+            self.error(loc, why)
 
     def _bridge(self, iface: dict[str, Any], loc: Loc, claims: dict[str, tuple[str, Loc]]) -> None:
         name = _text(iface, "name") or ""

@@ -35,6 +35,7 @@ from op_dbus.model.fields import (
     list_schema,
 )
 from op_dbus.model.paths import describe
+from op_dbus.model.route_fields import ROUTES_MAX, RouteMetric, RouteTable, RouteTo, RouteVia
 
 InterfaceType = Literal[
     "ovs-bridge", "ovs-port", "ovs-internal", "ovs-patch", "ovs-tunnel", "ovs-bond"
@@ -74,6 +75,18 @@ class InterfaceIpv4(_Model):
     gateway: Ipv4 | None = None
 
 
+class StaticRoute(_Model):
+    """A route through its interface (docs/net.md, Static routes). Identified by `to`,
+    `table` and `metric`; without `via` it is on-link. `state: absent` removes one op-dbus
+    made (routes it makes carry its rtnetlink proto; others are never touched)."""
+
+    to: RouteTo
+    via: RouteVia | None = None
+    metric: RouteMetric | None = None
+    table: RouteTable | None = None
+    state: Presence = "present"
+
+
 class Tunnel(_Model):
     """An `ovs-tunnel`'s Interface: its `type` and `options` (docs/net.md, Tunnels)."""
 
@@ -104,6 +117,7 @@ class Interface(_Model):
     state: Presence = "present"
     ports: list[IfName] | None = None
     ipv4: InterfaceIpv4 | None = None
+    routes: Annotated[list[StaticRoute], list_schema(ROUTES_MAX)] | None = None
     bridge: IfName | None = None
     datapath: Literal["system", "netdev"] | None = None
     external_ids: dict[ExternalIdKey, ExternalIdValue] | None = None

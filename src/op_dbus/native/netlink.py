@@ -6,8 +6,9 @@ device, gateway and the attributes a copy of it must keep (table, metric, proto,
 preferred source). pyroute2 decodes every attribute of every message, which for 2000 links is about
 0.4 s idle and 1.7 s on a busy machine, per read (docs/net.md). Changes go through pyroute2,
 all steps of one apply phase on one socket in one worker thread. Everything acts on the calling
-process's network namespace. Default routes op-dbus adds carry the routing protocol number
-OWN_PROTO, which is how it later knows which ones it may delete.
+process's network namespace. Routes op-dbus adds (default routes, static routes) carry the
+routing protocol number OWN_PROTO, which is how it later knows which ones it may delete. IPv6
+routes are read only when they carry it: the plugin manages no others.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 OWN_PROTO = 73
-"""rtnetlink `proto` of the default routes op-dbus creates (unassigned in rt_protos)."""
+"""rtnetlink `proto` of the routes op-dbus creates (unassigned in rt_protos)."""
 MAIN_TABLE = 254
+LINK_SCOPE = 253
+"""RT_SCOPE_LINK: a route without a gateway, its destination on the link (`ip route` sets it)."""
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
@@ -112,6 +115,8 @@ class KernelRoute:
             args.append(("gateway", self.gateway))
         if self.prefsrc:
             args.append(("prefsrc", self.prefsrc))
+        if ":" in self.dst:
+            args.append(("family", socket.AF_INET6))
         return tuple(args)
 
 
@@ -119,7 +124,7 @@ class KernelRoute:
 class NetState:
     """One read of the namespace: link indexes and up flags, IPv4 addresses per link, IPv4
     default routes of the main table, and every IPv4 route through a device outside the local
-    table. The apply keeps it current as it plans its steps."""
+    table (with op-dbus's own IPv6 ones). The apply keeps it current as it plans its steps."""
 
     index: dict[str, int] = field(default_factory=dict)
     up: dict[str, bool] = field(default_factory=dict)
@@ -206,11 +211,26 @@ def _read(sock: socket.socket) -> NetState:
         address = attrs.get(_IFA_LOCAL) or attrs.get(_IFA_ADDRESS)
         if family == socket.AF_INET and index in names and address:
             state.addresses[names[index]].append((socket.inet_ntoa(address), prefix))
-    body = _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)
+    for route in _routes(sock, socket.AF_INET, names):
+        state.routes.append(route)
+        if route.table == MAIN_TABLE and not route.dst_len:
+            state.default_routes.append(Route(route.gateway, route.ifname, route.proto))
+    state.routes += _routes(sock, socket.AF_INET6, names, only_proto=OWN_PROTO)
+    return state
+
+
+def _routes(
+    sock: socket.socket, family: int, names: dict[int, str], only_proto: int | None = None
+) -> Iterator[KernelRoute]:
+    """The routes of `family` through one device each, outside the local table; with
+    `only_proto`, only those of that proto (IPv6: op-dbus's own, not the kernel's many)."""
+    body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
     for data, start, end in _dump(sock, _RTM_GETROUTE, body):
-        family, dst_len, _, tos, table, proto, scope, kind, _ = _RTMSG.unpack_from(data, start)
-        if family != socket.AF_INET or table == LOCAL_TABLE:
+        found, dst_len, _, tos, table, proto, scope, kind, _ = _RTMSG.unpack_from(data, start)
+        if found != family or table == LOCAL_TABLE:
             continue  # the local table: the kernel's own routes for each address
+        if only_proto is not None and proto != only_proto:
+            continue
         attrs = _attrs(data, start + _RTMSG.size, end, _ROUTE_ATTRS)
         if _RTA_TABLE in attrs:
             (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
@@ -218,19 +238,16 @@ def _read(sock: socket.socket) -> NetState:
         if table == LOCAL_TABLE or oif not in names:
             continue  # multipath routes name no single device: not read
         ip = {
-            k: socket.inet_ntoa(attrs[k])
+            k: socket.inet_ntop(family, attrs[k])
             for k in (_RTA_DST, _RTA_GATEWAY, _RTA_PREFSRC)
             if k in attrs
         }
         metric = struct.unpack("=I", attrs[_RTA_PRIORITY])[0] if _RTA_PRIORITY in attrs else 0
-        route = KernelRoute(
-            ip.get(_RTA_DST, "0.0.0.0"), dst_len, names[oif], ip.get(_RTA_GATEWAY, ""), table,
+        unspecified = "::" if family == socket.AF_INET6 else "0.0.0.0"
+        yield KernelRoute(
+            ip.get(_RTA_DST, unspecified), dst_len, names[oif], ip.get(_RTA_GATEWAY, ""), table,
             metric, proto, scope, kind, ip.get(_RTA_PREFSRC, ""), tos,
         )  # fmt: skip
-        state.routes.append(route)
-        if table == MAIN_TABLE and not dst_len:
-            state.default_routes.append(Route(route.gateway, route.ifname, proto))
-    return state
 
 
 def _new_links(events: socket.socket, until: float) -> Iterator[str]:
@@ -301,6 +318,9 @@ class Step:
     """The request that takes this one back, for undoing a failed batch (None: nothing to undo)."""
     exists_ok: bool = False
     """A request that finds its object already there (EEXIST) is done, and has nothing to undo."""
+    gone_ok: bool = False
+    """A removal that finds its object gone (ESRCH: the kernel took a route with the address
+    its next hop was reached by) is done, and has nothing to undo."""
 
 
 def set_up(index: int, name: str, up: bool, *, undo: bool = True) -> Step:
@@ -390,7 +410,8 @@ def _run_one(ipr: Any, step: Step) -> bool:
     try:
         getattr(ipr, step.method)(step.command, **dict(step.args))
     except Exception as exc:
-        if step.exists_ok and getattr(exc, "code", None) == errno.EEXIST:
+        code = getattr(exc, "code", None)
+        if (step.exists_ok and code == errno.EEXIST) or (step.gone_ok and code == errno.ESRCH):
             return False
         raise
     return True

@@ -1,13 +1,14 @@
 """The net plugin's diff: pure logic from (current, desired) sections to actions.
 
-Resources are `bridge/NAME`, `port/NAME` and `ipv4/NAME`. Desired is partial
-(docs/decisions.md, "What a file deletes"): a field left out is left alone, a bridge's
-`ports` and an interface's `ipv4.address` list what must be there, not all there is, and a
-bridge or port the file does not name stays. An owned one (query marks rows `owned`) goes
-when marked `state: "absent"`, or with `prune` (an authoritative document: the lists are then
-whole, and owned rows it does not name are removed). With `exhaustive` (rollback), desired is
-a whole checkpoint: as with prune, and every field it has is restored, each interface's
-addresses and gateway too.
+Resources are `bridge/NAME`, `port/NAME`, `ipv4/NAME` and `routes/NAME` (routes.py).
+Desired is partial (docs/decisions.md, "What a file deletes"): a field left out is left
+alone, a bridge's `ports`, an interface's `ipv4.address` and its `routes` list what must be
+there, not all there is, and a bridge or port the file does not name stays. An owned one
+(query marks rows `owned`) goes when marked `state: "absent"`, or with `prune` (an
+authoritative document: the lists are then whole, and owned rows it does not name are
+removed). With `exhaustive` (rollback), desired is a whole checkpoint: as with prune, and
+every field it has is restored, each interface's addresses, gateway and routes too (an
+interface it read addresses of and lists no routes for had none of op-dbus's).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from op_dbus.model.rules import DHCP_REFUSED
 from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 from op_dbus.native.vswitch import PORT_OWNER_KEY
 from op_dbus.plugins.base import Action, ActionKind, Section
-from op_dbus.plugins.net import migrate
+from op_dbus.plugins.net import migrate, routes
 
 PLUGIN = "net"
 BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
@@ -185,7 +186,8 @@ def diff_net(
     current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
 ) -> list[Action]:
     """Deletes (ports, then bridges), then bridge and port creates/modifies, then the moves of
-    ports' addresses to their bridges (migrate.py), then ipv4.
+    ports' addresses to their bridges (migrate.py), then ipv4, then routes (whose next hops
+    the addresses make reachable).
 
     Owned bridges and ports go when marked absent, or, with `prune` (an authoritative
     document) or `exhaustive` (a checkpoint), when the document does not name them."""
@@ -261,4 +263,25 @@ def diff_net(
             after = {"name": name, **changes}
             addresses.append(Action(PLUGIN, ActionKind.MODIFY, f"ipv4/{name}", before, after))
     moved = migrate.moves(want_ports, current, desired if exhaustive else None)
-    return [*deletes, *upserts, *moved, *addresses]
+    return [
+        *deletes,
+        *upserts,
+        *moved,
+        *addresses,
+        *_route_actions(current_all, desired, exhaustive, pruning),
+    ]
+
+
+def _route_actions(
+    current: dict[str, dict], desired: Section, exhaustive: bool, pruning: bool
+) -> list[Action]:
+    found = []
+    for entry in _interfaces(_present(desired)):
+        declared = entry.get("routes")
+        if declared is None and not (exhaustive and "ipv4" in entry):
+            continue
+        have = current.get(entry["name"], {}).get("routes") or []
+        action = routes.route_action(entry["name"], have, declared or [], pruning)
+        if action is not None:
+            found.append(action)
+    return found

@@ -1,5 +1,5 @@
 """The net plugin's netlink side: links up or down, IPv4 addresses, op-dbus's default route,
-and ports' addresses moved to their bridges (migrate.py).
+ports' addresses moved to their bridges (migrate.py), and static routes (routes.py).
 
 An apply phase reads the namespace once (waiting there for devices vswitchd has not created
 yet), plans every interface's steps against that one view, keeping the view current as it
@@ -16,7 +16,7 @@ from typing import Any
 
 from op_dbus.native import netlink
 from op_dbus.plugins.base import Action, ApplyError
-from op_dbus.plugins.net import migrate
+from op_dbus.plugins.net import migrate, routes
 
 LINK_TIMEOUT = 5.0
 """How long a device may take to appear once vswitchd has applied the OVSDB change."""
@@ -36,8 +36,8 @@ def ipv4_of(name: str, net: netlink.NetState) -> dict[str, Any]:
 
 
 async def apply_ipv4(actions: list[Action], done: list[Action]) -> list[Action]:
-    """Carry out the `ipv4/` and `address-move/` actions; `done` are the batch's actions that
-    took effect before.
+    """Carry out the `ipv4/`, `address-move/` and `routes/` actions; `done` are the batch's
+    actions that took effect before.
 
     Returns `done` with these added; ApplyError names the action that failed (a device that
     did not appear, or a refused request) with `done` (the phase's steps were undone) or, if
@@ -57,9 +57,16 @@ async def apply_ipv4(actions: list[Action], done: list[Action]) -> list[Action]:
             )
     steps: list[netlink.Step] = []
     owner: list[int] = []  # owner[i]: the position in `actions` of the action step i serves
+    planner: routes.Planner | None = None  # made once the moves and addresses are planned
     for position, action in enumerate(actions):
         if action.resource.startswith(migrate.RESOURCE):
             planned = migrate.move_steps(action.after, net)
+        elif action.resource.startswith(routes.RESOURCE):
+            planner = planner or routes.Planner(net)
+            try:
+                planned = planner.steps(action.after)
+            except routes.RouteClash as exc:
+                raise ApplyError(action, str(exc), done) from exc
         else:
             planned = steps_for(action.after, net)
         steps += planned

@@ -4,8 +4,8 @@ An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` op
 (ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
 bounded number of times. When an ovs-vswitchd serves the database, it then waits until
 vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
-rule). Then netlink (ipv4.py): links up, addresses, the default route. Both act in the
-namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
+rule). Then netlink (ipv4.py): links up, addresses, the default route, static routes. Both
+act in the namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from op_dbus.model.route_rules import ROUTED_TYPES
 from op_dbus.native import netlink
 from op_dbus.native.ovsdb import (
     OvsdbClient,
@@ -42,7 +43,7 @@ from op_dbus.plugins.base import (
     Steps,
     report,
 )
-from op_dbus.plugins.net import migrate
+from op_dbus.plugins.net import migrate, routes
 from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
@@ -97,13 +98,16 @@ class NetPlugin(Plugin):
         return entries_with_ipv4(snap, net, _port_names(scope))
 
     def reads_all(self, scope: Section | None) -> bool:
-        """Whether netlink is read: the scope declares `ipv4` or ports (whose addresses move),
-        or is a checkpoint with addresses to restore."""
+        """Whether netlink is read: the scope declares `ipv4`, `routes` or ports (whose
+        addresses move), or is a checkpoint with addresses to restore."""
         return (
             scope is None
             or "port_addresses" in scope
             or any(
-                entry.get("ipv4") is not None or entry.get("ports") or entry.get("bridge")
+                entry.get("ipv4") is not None
+                or entry.get("routes") is not None
+                or entry.get("ports")
+                or entry.get("bridge")
                 for entry in scope.get("interfaces", [])
             )
         )
@@ -150,12 +154,14 @@ class NetPlugin(Plugin):
 
     def touches_connectivity(self, actions: list[Action]) -> bool:
         """Addresses and routes, and whatever the danger rules found carrying them."""
-        return any(a.resource.startswith("ipv4/") or a.dangerous for a in actions)
+        return any(
+            a.resource.startswith(("ipv4/", routes.RESOURCE)) or a.dangerous for a in actions
+        )
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
-        the netlink phase: addresses, and a port's addresses moving into its bridge."""
-        netlink_phase = ("ipv4/", migrate.RESOURCE)
+        the netlink phase: addresses, a port's addresses moving into its bridge, routes."""
+        netlink_phase = ("ipv4/", migrate.RESOURCE, routes.RESOURCE)
         ovs = [a for a in actions if not a.resource.startswith(netlink_phase)]
         addresses = [a for a in actions if a.resource.startswith(netlink_phase)]
         report(steps, ovs, False)
@@ -288,8 +294,9 @@ def entries_with_ipv4(
     net: netlink.NetState | None,
     declared_ports: frozenset[str] | set[str] = frozenset(),
 ) -> Section:
-    """The section from one OVSDB snapshot and one netlink read (None: ipv4 left out), with
-    `port_addresses`: what system ports, and devices declared as ports, hold (migrate.py)."""
+    """The section from one OVSDB snapshot and one netlink read (None: ipv4 and routes left
+    out), with `port_addresses`: what system ports, and devices declared as ports, hold
+    (migrate.py). `routes` shows only op-dbus's own routes, and only where there are some."""
     interfaces: list[dict[str, Any]] = []
     ports: list[dict[str, Any]] = []
     for name in sorted(snap.bridges):
@@ -300,9 +307,12 @@ def entries_with_ipv4(
             port_entry(snap, bridge, port) for port in sorted(members, key=lambda p: p["name"])
         )
     interfaces.extend(ports)
+    ours = routes.by_device(net) if net is not None else {}
     for entry in interfaces:
         if net is not None and entry["type"] != "ovs-port" and entry["name"] in net.up:
             entry["ipv4"] = ipv4_of(entry["name"], net)
+        if entry["type"] in ROUTED_TYPES and entry["name"] in ours:
+            entry["routes"] = [routes.entry_of(r) for r in ours[entry["name"]]]
     section: Section = {"interfaces": interfaces, "datapath_types": snap.datapath_types}
     if net is not None:
         system_ports = {p["name"] for p in ports if p["type"] == "ovs-port"}
