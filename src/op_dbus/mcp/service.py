@@ -114,13 +114,16 @@ class McpService:
             raise InvalidInput("state: names no section (net, lxc or systemd)")
         return sections, str(loaded.mode)
 
-    def _may_write(self, caller: str) -> None:
+    def _check_writable(self) -> None:
         if not self.options.allow_write:
             raise AccessDenied(
                 "this MCP server is read-only: changes need a server started with --allow-write"
             )
         if self.options.needs_root and os.geteuid() != 0:
             raise AccessDenied(f"changes need root (this server runs as uid {os.geteuid()})")
+
+    def _may_write(self, caller: str) -> None:
+        self._check_writable()
         self.limit.take(caller)
 
     # -- reading ---------------------------------------------------------------------------
@@ -263,19 +266,46 @@ class McpService:
         return (await run_doctor(chosen, self.endpoints)).to_dict()
 
     # -- changing --------------------------------------------------------------------------
+    def to_consent(self, plan_id: str, acknowledge: list[str]) -> dict[str, tuple[str, ...]]:
+        """The dangerous actions of plan `plan_id` that `acknowledge` leaves out, with their
+        reasons: what the user may be asked to consent to. Empty when there is nothing to
+        ask: none left out, or the call is refused anyway (read-only, unknown plan id)."""
+        try:
+            self._check_writable()
+            shown = self.plans.get(plan_id)
+        except (AccessDenied, InvalidInput):
+            return {}
+        return {item: shown.reasons.get(item, ()) for item in unacknowledged(shown, acknowledge)}
+
     async def apply_shown(
-        self, plan_id: str, confirm_within: int, acknowledge: list[str], *, actor: str, caller: str
+        self,
+        plan_id: str,
+        confirm_within: int,
+        acknowledge: list[str],
+        *,
+        actor: str,
+        caller: str,
+        consent: str | None = None,
     ) -> dict[str, Any]:
+        """Apply plan `plan_id` as a try. Its dangerous actions must be in `acknowledge`, or
+        `consent` is the user's answer when asked about the ones left out (`accept`,
+        `decline`, `cancel`; None: nobody was asked): accepted, those are acknowledged."""
         self._may_write(caller)
         shown = self.plans.get(plan_id)
         if not TRY_MIN <= confirm_within <= TRY_MAX:
             raise InvalidInput(f"confirm_within: must be from {TRY_MIN} to {TRY_MAX} seconds")
         missing = unacknowledged(shown, acknowledge)
-        if missing:
+        if missing and consent == "accept":
+            acknowledge = [*acknowledge, *missing]
+        elif missing:
+            why = (
+                "pass them in `acknowledge`"
+                if consent is None
+                else f"the user was asked and answered {consent}; nothing was changed"
+            )
             raise Refused(
                 f"plan {plan_id}",
-                "dangerous actions need acknowledging: pass them in `acknowledge`: "
-                + ", ".join(missing),
+                f"dangerous actions need acknowledging: {why}: " + ", ".join(missing),
             )
         reply = await self.api.apply(
             shown.sections,
