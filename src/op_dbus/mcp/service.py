@@ -14,12 +14,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from op_dbus.engine.topology import topology
-from op_dbus.errors import AccessDenied, Busy, InvalidInput, Refused
+from op_dbus.errors import AccessDenied, Busy, InvalidInput, OpError, Refused
 from op_dbus.mcp.plans import PlanBook, dangerous_actions, unacknowledged
-from op_dbus.mcp.topology import filter_state
+from op_dbus.mcp.topology import filter_state, with_missing
 
 if TYPE_CHECKING:
     from op_dbus.api import HostApi
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 MAX_DOCUMENT = 1024 * 1024
 """Bytes of one state document an agent may send (the HTTP body bound is the outer one)."""
+RUNTIME_MAX = 16 * 1024 * 1024
+"""Bytes of the daemon's runtime changes file the page reads for its drift marks."""
 TRY_DEFAULT = 120
 TRY_MIN, TRY_MAX = 10, 3600
 """An MCP write is always a try: long enough for an agent to check and confirm, short
@@ -144,16 +147,28 @@ class McpService:
         return {**topology(reply["state"]), "skipped": reply["skipped"]}
 
     async def snapshot(self) -> dict[str, Any]:
-        """What the live page shows: the topology, the pending try, the daemon's counters
-        and the last ledger entries."""
-        topo = await self.topology()
+        """What the live page shows: the topology with each resource's drift from what the
+        daemon enforces, the pending try, the daemon's counters and the last ledger entries."""
+        from op_dbus.registry import ORDER
+
+        reply = await self.api.query(ORDER)
         status = await self.api.status()
+        enforced = self.enforced(status)
+        plan = None
+        if enforced is not None:
+            try:  # as the daemon looks for drift: its state is authoritative (pruned)
+                plan = await self.api.plan(enforced, prune=True)
+            except OpError:
+                plan = None  # unmarked rather than marked wrong
+        picture = with_missing(topology(reply["state"], plan), plan)
         try:
             entries = self.ledger_log(10, None, None)["entries"]
         except InvalidInput:  # no ledger yet
             entries = []
+        daemon = status.get("daemon") or {}
         return {
-            "topology": topo,
+            "topology": {**picture, "skipped": reply["skipped"]},
+            "marked_against": daemon.get("state_file") if plan is not None else None,
             "try": status.get("try"),
             "daemon": status.get("daemon"),
             "drift": status.get("drift"),
@@ -206,17 +221,48 @@ class McpService:
         path = daemon.get("state_file")
         if not path:
             return {"state_file": None, "state": None, "runtime_changes": []}
+        return {
+            "state_file": path,
+            "state": {"version": 1, "plugins": self._state_file(path)},
+            "runtime_changes": status.get("runtime_changes") or [],
+        }
+
+    def _state_file(self, path: str) -> dict[str, Section]:
         from op_dbus.model import StateInputError, load_state
 
         try:
             loaded = load_state(path, mode=self.options.mode)
         except StateInputError as err:
             raise InvalidInput("; ".join(str(e) for e in err.errors)) from None
-        return {
-            "state_file": path,
-            "state": {"version": 1, "plugins": loaded.state.sections()},
-            "runtime_changes": status.get("runtime_changes") or [],
-        }
+        return loaded.state.sections()
+
+    def enforced(self, status: dict[str, Any]) -> dict[str, Section] | None:
+        """The sections the daemon of `status` enforces: its state file with its runtime
+        changes laid over it (read from its data dir, as the daemon keeps them). None: no
+        daemon, no state file, or it cannot be read as the daemon has it."""
+        from op_dbus.daemon.runtime import FILE_NAME, RuntimeChanges
+        from op_dbus.model import StateInputError
+        from op_dbus.model.load import read_document
+
+        path = (status.get("daemon") or {}).get("state_file")
+        if not path:
+            return None
+        try:
+            sections = self._state_file(path)
+        except (InvalidInput, OSError):
+            return None
+        listed = status.get("runtime_changes") or []
+        if not listed:
+            return sections
+        runtime = os.path.join(self.endpoints.data_dir, FILE_NAME)
+        try:
+            saved = json.loads(read_document(runtime, RUNTIME_MAX))
+            changes = [c for c in saved["changes"] if isinstance(c, dict) and "sections" in c]
+        except (StateInputError, ValueError, KeyError, TypeError):
+            return None
+        if len(changes) != len(listed):  # not what the daemon holds (being written?)
+            return None
+        return RuntimeChanges(Path(runtime), saved.get("base"), changes).desired(sections)
 
     async def explain_drift(self, state: dict[str, Any] | str | None) -> dict[str, Any]:
         if state is None:
