@@ -63,7 +63,8 @@ h1{font-size:1.3em} h2{font-size:1.05em;margin-top:1.5em}
 .try{background:#fff3cd;border:1px solid #e0b000;padding:.5em 1em;border-radius:6px}
 table{border-collapse:collapse} td{padding:.15em .8em .15em 0;vertical-align:top}
 #state{color:#777} #against{color:#777;font-size:.9em;margin-bottom:.6em}
-.drift{border-color:#c33;border-style:dashed} .port.drift{color:#a00;border-width:1px;padding:0 .3em}
+.drift{border-color:#c33;border-style:dashed}
+.port.drift{color:#a00;border-width:1px;padding:0 .3em}
 .mark{background:#c33;color:#fff;border-radius:3px;padding:0 .35em;margin-left:.4em;font-size:.85em}
 </style></head><body>
 <h1>op-dbus <span id="state">connecting...</span></h1>
