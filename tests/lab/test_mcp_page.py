@@ -2,7 +2,8 @@
 --mcp-http`, policy observe: it reports drift and leaves it): after the seed's Full-mode apply
 it shows every bridge (ovs-vsctl's word) and every container (lxc-ls's), and it follows the
 host without a reload: a declared port deleted with ovs-vsctl is marked missing on its own
-element until it is re-applied; a port nobody declared is shown unmarked."""
+element until it is re-applied; a port nobody declared is shown unmarked, and goes from the
+page when it goes from the host."""
 
 from __future__ import annotations
 
@@ -118,6 +119,10 @@ def test_the_page_shows_the_host_and_marks_a_deleted_port_until_it_is_repaired(
         shown = page.ask(cmd="wait_drift", resource=f"port/{EXTRA}", drift=None, timeout=30)
         assert shown == {"drift": None}, "repaired: the mark is gone"
         assert page.ask(cmd="seen")["drift"] == {}
+
+        run_in_lab(lab, "ovs-vsctl", "--timeout=10", "del-port", "mesh", UNDECLARED)
+        assert page.ask(cmd="wait_gone", port=UNDECLARED, timeout=30) == {"gone": True}
+        assert page.ask(cmd="seen")["drift"] == {}, "nobody declared it: gone is not missing"
     finally:
         if page is not None:
             page.close()
