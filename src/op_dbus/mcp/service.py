@@ -98,6 +98,8 @@ class McpService:
         self.options = options
         self.plans = PlanBook()
         self.limit = RateLimit()
+        self._marks: tuple[str, dict[str, Any]] | None = None
+        """The last drift plan of the live page, by what it was made from."""
 
     # -- input -----------------------------------------------------------------------------
     def parse(self, state: dict[str, Any] | str) -> tuple[dict[str, Section], str]:
@@ -153,13 +155,7 @@ class McpService:
 
         reply = await self.api.query(ORDER)
         status = await self.api.status()
-        enforced = self.enforced(status)
-        plan = None
-        if enforced is not None:
-            try:  # as the daemon looks for drift: its state is authoritative (pruned)
-                plan = await self.api.plan(enforced, prune=True)
-            except OpError:
-                plan = None  # unmarked rather than marked wrong
+        plan = await self._drift_plan(reply["state"], self.enforced(status))
         picture = with_missing(topology(reply["state"], plan), plan)
         try:
             entries = self.ledger_log(10, None, None)["entries"]
@@ -175,6 +171,25 @@ class McpService:
             "last_apply": status.get("last_apply"),
             "ledger": [_ledger_line(e) for e in reversed(entries)],
         }
+
+    async def _drift_plan(
+        self, current: dict[str, Any], enforced: dict[str, Section] | None
+    ) -> dict[str, Any] | None:
+        """The plan of `enforced` made as the daemon looks for drift (its state is
+        authoritative: pruned), made again only when the host as read or the desired state
+        changed: a page looks every second. None: nothing to mark against, or the plan
+        failed (unmarked rather than marked wrong)."""
+        if enforced is None:
+            return None
+        key = json.dumps([current, enforced], sort_keys=True, default=str)
+        if self._marks is not None and self._marks[0] == key:
+            return self._marks[1]
+        try:
+            plan = await self.api.plan(enforced, prune=True)
+        except OpError:
+            return None
+        self._marks = (key, plan)
+        return plan
 
     async def plan(self, state: dict[str, Any] | str) -> dict[str, Any]:
         sections, mode = self.parse(state)
@@ -249,7 +264,7 @@ class McpService:
             return None
         try:
             sections = self._state_file(path)
-        except (InvalidInput, OSError):
+        except InvalidInput:
             return None
         listed = status.get("runtime_changes") or []
         if not listed:
