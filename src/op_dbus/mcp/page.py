@@ -126,8 +126,10 @@ function render(s) {
     mark(tr, c.drift, tr.appendChild(el("td")));
     cts.appendChild(tr);
   }
-  const undrawn = (s.topology.missing || []).filter((r) => !document.querySelector(
-    `[data-${r.split("/")[0]}="${CSS.escape(r.slice(r.indexOf("/") + 1))}"]`));
+  const undrawn = (s.topology.missing || []).filter((r) => {
+    const [kind, name] = [r.slice(0, r.indexOf("/")), r.slice(r.indexOf("/") + 1)];
+    return !document.querySelector(`[data-${CSS.escape(kind)}="${CSS.escape(name)}"]`);
+  });
   document.getElementById("against").textContent = s.marked_against
     ? `drift marked against ${s.marked_against} (what the daemon enforces)` +
       (undrawn.length ? `; missing: ${undrawn.join(", ")}` : "")
