@@ -2,8 +2,11 @@
 netns where the page's server listens. Run as a script: `page_driver.py URL TOKEN`; it logs
 in through the form, then answers one JSON command per stdin line with one JSON line:
 
-  {"cmd": "seen"}                       -> {"bridges": [...], "ports": [...], "containers": [...]}
+  {"cmd": "seen"}                       -> {"bridges": [...], "ports": [...], "containers": [...],
+                                            "drift": {"port/P": "create", ...}}
   {"cmd": "wait_gone", "port": P, "timeout": S} -> {"gone": true|false}
+  {"cmd": "wait_drift", "resource": "port/P", "drift": D|null, "timeout": S}
+                                        -> {"drift": what the page shows (D when it came)}
   {"cmd": "shot", "path": F}            -> {"saved": F}
 """
 
@@ -29,16 +32,21 @@ def browser() -> webdriver.Chrome:
     return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 
 
-def seen(driver: webdriver.Chrome) -> dict[str, list[str]]:
-    def names(selector: str, attribute: str) -> list[str]:
-        found = driver.find_elements(By.CSS_SELECTOR, selector)
-        return sorted(str(e.get_attribute(attribute)) for e in found)
+SEEN = """
+const seen = {drift: {}};
+for (const kind of ["bridge", "port", "container"]) {
+  const nodes = [...document.querySelectorAll(`[data-${kind}]`)];
+  seen[kind + "s"] = nodes.map((n) => n.dataset[kind]).sort();
+  for (const n of nodes)
+    if (n.dataset.drift) seen.drift[`${kind}/${n.dataset[kind]}`] = n.dataset.drift;
+}
+return seen;
+"""
+"""Read in one script: the page may re-render between two WebDriver lookups."""
 
-    return {
-        "bridges": names("[data-bridge]", "data-bridge"),
-        "ports": names("[data-port]", "data-port"),
-        "containers": names("[data-container]", "data-container"),
-    }
+
+def seen(driver: webdriver.Chrome) -> dict:
+    return driver.execute_script(SEEN)
 
 
 def log_in(driver: webdriver.Chrome, url: str, token: str) -> None:
@@ -72,6 +80,13 @@ def answer(driver: webdriver.Chrome, command: dict) -> dict:
                 return {"gone": False}
             time.sleep(0.2)
         return {"gone": True}
+    if command["cmd"] == "wait_drift":
+        deadline = time.monotonic() + command["timeout"]
+        while (shown := seen(driver)["drift"].get(command["resource"])) != command["drift"]:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        return {"drift": shown}
     if command["cmd"] == "shot":
         driver.save_screenshot(command["path"])
         return {"saved": command["path"]}

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.types import Implementation
+from mcp.client.session import ElicitationFnT
+from mcp.types import ElicitRequestParams, ElicitResult, Implementation
+from test_danger_probes import MESH_GONE, seeded, session_on_mesh  # noqa: F401 (fixtures)
 
 from op_dbus.lab import Lab, run_in_lab
 
@@ -39,11 +41,28 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def agent(lab: Lab, *args: str) -> Client:
-    """The SDK's client on `op-dbus mcp` started in the lab (entered in the test's task)."""
+def agent(lab: Lab, *args: str, elicitation: ElicitationFnT | None = None) -> Client:
+    """The SDK's client on `op-dbus mcp` started in the lab (entered in the test's task);
+    with `elicitation`, a client that declares it and answers by it."""
     argv = lab.exec_argv([sys.executable, "-m", "op_dbus", "mcp", *args])
     server = StdioServerParameters(command=argv[0], args=argv[1:])
-    return Client(server, client_info=Implementation(name=AGENT, version="1"))
+    return Client(
+        server,
+        client_info=Implementation(name=AGENT, version="1"),
+        elicitation_callback=elicitation,
+    )
+
+
+def user(action: str, content: dict[str, Any] | None = None) -> tuple[ElicitationFnT, list[str]]:
+    """An elicitation callback answering `action` (with `content`), and the questions it
+    was asked."""
+    asked: list[str] = []
+
+    async def answer(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params.message)
+        return ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+
+    return answer, asked
 
 
 def ledger(lab: Lab) -> list[dict[str, Any]]:
@@ -174,3 +193,75 @@ async def test_a_try_confirmed_or_rolled_back_through_the_daemon_names_the_clien
     undone = [e for e in entries if e.get("type") == "apply" and e.get("recovers")]
     for who in (confirm["actor"], undone[-1]["actor"]):
         assert "dbus uid=0" in who and f"mcp client={AGENT}" in who, who
+
+
+async def plan_mesh_gone(client: Client) -> dict[str, Any]:
+    plan = ok(await client.call_tool("plan", {"state": {"net": MESH_GONE}}))
+    assert plan["dangerous"] == ["delete net:bridge/mesh"], plan["text"]
+    return plan
+
+
+@pytest.mark.parametrize(
+    ("action", "content"),
+    [("decline", None), ("cancel", None), ("accept", {"run_dangerous": False})],
+)
+async def test_a_user_who_does_not_consent_when_asked_leaves_the_host_as_it_was(
+    seeded: Lab,  # noqa: F811
+    session_on_mesh: None,  # noqa: F811
+    action: str,
+    content: dict[str, Any] | None,
+) -> None:
+    answer, asked = user(action, content)
+    async with agent(seeded, "--allow-write", elicitation=answer) as client:
+        plan = await plan_mesh_gone(client)
+        refused = await client.call_tool("apply_plan", {"plan_id": plan["plan_id"]})
+    assert refused.is_error
+    error = refused.structured_content["error"]
+    assert error["kind"] == "Refused" and error["exit_code"] == 2
+    assert "dangerous actions need acknowledging" in error["message"]
+    assert "delete net:bridge/mesh" in error["message"]
+    (question,) = asked
+    assert "- delete net:bridge/mesh: mesh holds 10.0.0.1" in question
+    assert "mesh" in bridges(seeded)
+
+
+async def test_a_client_without_elicitation_is_told_to_acknowledge(
+    seeded: Lab,  # noqa: F811
+    session_on_mesh: None,  # noqa: F811
+) -> None:
+    async with agent(seeded, "--allow-write") as client:
+        plan = await plan_mesh_gone(client)
+        refused = await client.call_tool("apply_plan", {"plan_id": plan["plan_id"]})
+    error = refused.structured_content["error"]
+    assert error["kind"] == "Refused"
+    assert "pass them in `acknowledge`: delete net:bridge/mesh" in error["message"]
+    assert "mesh" in bridges(seeded)
+
+
+async def test_a_user_who_accepts_runs_exactly_the_dangerous_actions_asked_about(
+    seeded: Lab,  # noqa: F811
+    session_on_mesh: None,  # noqa: F811
+) -> None:
+    answer, asked = user("accept", {"run_dangerous": True})
+    async with agent(seeded, "--allow-write", elicitation=answer) as client:
+        plan = await plan_mesh_gone(client)
+        applied = ok(
+            await client.call_tool("apply_plan", {"plan_id": plan["plan_id"], "confirm_within": 60})
+        )
+        assert applied["result"]["exit_code"] == 0, applied["result"]["message"]
+        assert "mesh" not in bridges(seeded)
+        ok(await client.call_tool("rollback", {}))
+    assert len(asked) == 1 and "delete net:bridge/mesh" in asked[0]
+    assert "mesh" in bridges(seeded)  # rolled back on request
+    applies = [e for e in ledger(seeded) if e.get("type") == "apply"]
+    assert any(f"mcp client={AGENT}" in e["actor"] for e in applies[-2:])
+
+
+async def test_a_plan_without_dangerous_actions_asks_nobody(lab: Lab, clean: None) -> None:
+    answer, asked = user("decline")
+    async with agent(lab, "--allow-write", elicitation=answer) as client:
+        plan = ok(await client.call_tool("plan", {"state": bridge_state("mcpbr0")}))
+        ok(await client.call_tool("apply_plan", {"plan_id": plan["plan_id"]}))
+        ok(await client.call_tool("rollback", {}))
+    assert asked == []
+    assert "mcpbr0" not in bridges(lab)

@@ -1,6 +1,9 @@
-"""The live page in headless Chromium against the lab: after the seed's Full-mode apply it
-shows every bridge (ovs-vsctl's word) and every container (lxc-ls's), and it follows the
-host: a port deleted with ovs-vsctl disappears from the page without a reload."""
+"""The live page in headless Chromium against the lab, served by the daemon (`op-dbus run
+--mcp-http`, policy observe: it reports drift and leaves it): after the seed's Full-mode apply
+it shows every bridge (ovs-vsctl's word) and every container (lxc-ls's), and it follows the
+host without a reload: a declared port deleted with ovs-vsctl is marked missing on its own
+element until it is re-applied; a port nobody declared is shown unmarked, and goes from the
+page when it goes from the host."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_daemon_lab import Daemon
 from test_lxc_apply import SEED, containers, opdbus, reset, write
 
 from op_dbus.lab import Lab, run_in_lab
@@ -21,10 +25,12 @@ from op_dbus.lab import Lab, run_in_lab
 DRIVER = Path(__file__).with_name("page_driver.py")
 PORT = 9574
 EXTRA = "pagep1"
+UNDECLARED = "pagex1"
 
 
 @pytest.fixture
-def seeded(lab: Lab, tmp_path: Path) -> Iterator[Lab]:
+def seeded(lab: Lab, tmp_path: Path) -> Iterator[tuple[Lab, Path]]:
+    """The seed (and EXTRA, a declared internal port on mesh) applied; its state file."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.fail("Debian chromium and chromium-driver are missing: run scripts/install-deps")
     reset(lab, tmp_path)
@@ -32,11 +38,16 @@ def seeded(lab: Lab, tmp_path: Path) -> Iterator[Lab]:
     mesh = next(i for i in state["net"]["interfaces"] if i["name"] == "mesh")
     mesh["ports"] = [EXTRA]
     state["net"]["interfaces"].append({"name": EXTRA, "type": "ovs-internal", "bridge": "mesh"})
-    done = opdbus(lab, "apply", write(tmp_path, state))
+    path = Path(write(tmp_path, state))
+    done = opdbus(lab, "apply", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
+    runtime = Path(lab.data_dir) / "runtime.json"
+    runtime.unlink(missing_ok=True)
     try:
-        yield lab
+        yield lab, path
     finally:
+        run_in_lab(lab, "ovs-vsctl", "--timeout=10", "--if-exists", "del-port", UNDECLARED)
+        runtime.unlink(missing_ok=True)
         reset(lab, tmp_path)
 
 
@@ -72,28 +83,47 @@ class Page:
             self.proc.wait()
 
 
-def test_the_page_shows_the_host_and_follows_a_deleted_port(seeded: Lab, tmp_path: Path) -> None:
-    lab = seeded
+def test_the_page_shows_the_host_and_marks_a_deleted_port_until_it_is_repaired(
+    seeded: tuple[Lab, Path], tmp_path: Path
+) -> None:
+    lab, state = seeded
     token = run_in_lab(lab, sys.executable, "-m", "op_dbus", "mcp", "token").stdout.strip()
-    argv = [sys.executable, "-m", "op_dbus", "mcp", "--http", f"127.0.0.1:{PORT}"]
-    server = subprocess.Popen(lab.exec_argv(argv), stderr=subprocess.DEVNULL)
+    daemon = Daemon(lab, state, "--policy", "observe", "--mcp-http", f"127.0.0.1:{PORT}")
     page = None
     try:
+        daemon.wait_message("READY=1")
         page = Page(lab, f"http://127.0.0.1:{PORT}", token)
         seen = page.ask(cmd="seen")
         bridges = run_in_lab(lab, "ovs-vsctl", "--timeout=10", "list-br").stdout.split()
         assert seen["bridges"] == sorted(bridges)
         assert seen["containers"] == sorted(containers(lab))
         assert {EXTRA, "vi100", "vi101", "vi102"} <= set(seen["ports"])
+        assert seen["drift"] == {}, "the host matches its state file: nothing is marked"
+
+        run_in_lab(lab, "ovs-vsctl", "--timeout=10", "add-port", "mesh", UNDECLARED, "--",
+                   "set", "interface", UNDECLARED, "type=internal")  # fmt: skip
+        run_in_lab(lab, "ovs-vsctl", "--timeout=10", "del-port", "mesh", EXTRA)
+        shown = page.ask(cmd="wait_drift", resource=f"port/{EXTRA}", drift="create", timeout=30)
+        assert shown == {"drift": "create"}, "the deleted port is marked missing"
+        seen = page.ask(cmd="seen")
+        assert EXTRA in seen["ports"] and UNDECLARED in seen["ports"]
+        assert seen["drift"] == {f"port/{EXTRA}": "create"}, "not the undeclared port"
+        assert set(seen["bridges"]) == set(bridges)
         shot = tmp_path / "mcp-page.png"
         page.ask(cmd="shot", path=str(shot))
         assert shot.stat().st_size > 10_000
 
-        run_in_lab(lab, "ovs-vsctl", "--timeout=10", "del-port", "mesh", EXTRA)
-        assert page.ask(cmd="wait_gone", port=EXTRA, timeout=30) == {"gone": True}
-        assert set(page.ask(cmd="seen")["bridges"]) == set(bridges)
+        repaired = opdbus(lab, "apply", str(state))  # through the daemon: a runtime change
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert EXTRA in run_in_lab(lab, "ovs-vsctl", "list-ports", "mesh").stdout.split()
+        shown = page.ask(cmd="wait_drift", resource=f"port/{EXTRA}", drift=None, timeout=30)
+        assert shown == {"drift": None}, "repaired: the mark is gone"
+        assert page.ask(cmd="seen")["drift"] == {}
+
+        run_in_lab(lab, "ovs-vsctl", "--timeout=10", "del-port", "mesh", UNDECLARED)
+        assert page.ask(cmd="wait_gone", port=UNDECLARED, timeout=30) == {"gone": True}
+        assert page.ask(cmd="seen")["drift"] == {}, "nobody declared it: gone is not missing"
     finally:
         if page is not None:
             page.close()
-        server.terminate()
-        server.wait(timeout=30)
+        daemon.close()

@@ -1,13 +1,15 @@
 """The MCP surface in-process with the SDK's own client: tools, schemas, annotations, errors.
 
-No host is touched: these calls are refused or fail validation before the API is asked (the
-lab tests call the tools against real components)."""
+No host is touched: these calls are refused or fail validation before the API is asked, or
+the API finds no OVSDB (the lab tests call the tools against real components)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from mcp import Client
+from mcp.types import ElicitRequestParams, ElicitResult
 
 from op_dbus.api.local import LocalApi
 from op_dbus.endpoints import Endpoints
@@ -152,3 +154,113 @@ async def test_list_arguments_are_bounded(tmp_path: Any) -> None:
         long = await read_only.call_tool("query_state", {"names": ["x" * 129]})
     assert many.is_error and "names" in many.content[0].text
     assert long.is_error and "names" in long.content[0].text
+
+
+DANGEROUS_PLAN = {
+    "revision": "0" * 64,
+    "dangerous": ["delete net:bridge/mesh"],
+    "plugins": [
+        {
+            "name": "net",
+            "actions": [
+                {
+                    "plugin": "net",
+                    "kind": "delete",
+                    "resource": "bridge/mesh",
+                    "dangerous": ["mesh holds 10.0.0.1, the local end of live TCP sessions"],
+                },
+                {"plugin": "net", "kind": "create", "resource": "bridge/br1", "dangerous": []},
+            ],
+        }
+    ],
+}
+
+
+def shown_dangerous(served: McpService) -> str:
+    """A plan id for a plan with one dangerous action (as `plan` would book it)."""
+    sections = {"net": {"interfaces": [{"name": "mesh", "type": "ovs-bridge", "state": "absent"}]}}
+    return served.plans.add(sections, "agent", DANGEROUS_PLAN, ["delete net:bridge/mesh"]).plan_id
+
+
+def user(action: str, content: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
+    asked: list[Any] = []
+
+    async def answer(context: Any, params: ElicitRequestParams) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action=action, content=content)  # type: ignore[arg-type]
+
+    return answer, asked
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 input-required; 2025-11-25
+@pytest.mark.parametrize(
+    ("action", "content"),
+    [("decline", None), ("cancel", None), ("accept", {"run_dangerous": False})],
+)
+async def test_dangerous_actions_the_user_does_not_consent_to_are_refused(
+    tmp_path: Any, mode: str, action: str, content: dict[str, Any] | None
+) -> None:
+    served = service(tmp_path, allow_write=True)
+    plan_id = shown_dangerous(served)
+    answer, asked = user(action, content)
+    async with Client(build_server(served), elicitation_callback=answer, mode=mode) as agent:
+        error = error_of(await agent.call_tool("apply_plan", {"plan_id": plan_id}))
+    assert error["kind"] == "Refused" and error["exit_code"] == 2
+    assert error["message"] == (
+        f"plan {plan_id}: dangerous actions need acknowledging: the user was asked and "
+        f"answered {'decline' if action == 'accept' else action}; nothing was changed: "
+        "delete net:bridge/mesh"
+    )
+    (question,) = asked
+    assert question.message.splitlines()[1] == (
+        "- delete net:bridge/mesh: mesh holds 10.0.0.1, the local end of live TCP sessions"
+    )
+    assert "br1" not in question.message  # only what is dangerous is asked about
+    assert question.requested_schema["required"] == ["run_dangerous"]
+    served.plans.get(plan_id)  # not used up: the agent may still acknowledge it itself
+
+
+async def test_a_client_without_elicitation_is_refused_as_before(tmp_path: Any) -> None:
+    served = service(tmp_path, allow_write=True)
+    plan_id = shown_dangerous(served)
+    async with Client(build_server(served)) as agent:
+        error = error_of(await agent.call_tool("apply_plan", {"plan_id": plan_id}))
+    assert error["kind"] == "Refused"
+    assert error["message"] == (
+        f"plan {plan_id}: dangerous actions need acknowledging: pass them in `acknowledge`: "
+        "delete net:bridge/mesh"
+    )
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_consent_given_when_asked_goes_to_the_host_as_acknowledged(
+    tmp_path: Any, mode: str
+) -> None:
+    """Past the consent the engine's Host takes over: here it reads no OVSDB, so the host
+    does not read as the booked plan did and nothing is changed (the lab test sees the
+    bridge go)."""
+    served = service(tmp_path, allow_write=True)
+    plan_id = shown_dangerous(served)
+    answer, asked = user("accept", {"run_dangerous": True})
+    async with Client(build_server(served), elicitation_callback=answer, mode=mode) as agent:
+        error = error_of(await agent.call_tool("apply_plan", {"plan_id": plan_id}))
+    assert len(asked) == 1
+    assert error["message"].startswith("plan: the host changed since the plan was made")
+
+
+async def test_nobody_is_asked_what_the_agent_acknowledged_or_a_read_only_server_refuses(
+    tmp_path: Any,
+) -> None:
+    answer, asked = user("accept", {"run_dangerous": True})
+    writable = service(tmp_path, allow_write=True)
+    plan_id = shown_dangerous(writable)
+    async with Client(build_server(writable), elicitation_callback=answer) as agent:
+        await agent.call_tool(
+            "apply_plan", {"plan_id": plan_id, "acknowledge": ["delete net:bridge/mesh"]}
+        )
+    read_only = service(tmp_path, allow_write=False)
+    plan_id = shown_dangerous(read_only)
+    async with Client(build_server(read_only), elicitation_callback=answer) as agent:
+        error = error_of(await agent.call_tool("apply_plan", {"plan_id": plan_id}))
+    assert error["kind"] == "AccessDenied"
+    assert asked == []

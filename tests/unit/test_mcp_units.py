@@ -15,7 +15,7 @@ from op_dbus.mcp.guard import hostname, is_loopback
 from op_dbus.mcp.http import HttpOptions, check_policy, parse_listen
 from op_dbus.mcp.plans import MAX_PLANS, PLAN_LIFETIME, PlanBook
 from op_dbus.mcp.service import McpOptions, McpService, RateLimit
-from op_dbus.mcp.topology import filter_state
+from op_dbus.mcp.topology import filter_state, with_missing
 
 PLAN = {"revision": "ab" * 32, "dangerous": []}
 
@@ -154,3 +154,78 @@ def test_filters_keep_matching_resources_of_every_section() -> None:
     assert [c["name"] for c in kept["lxc"]["containers"]] == ["gateway", "warp"]
     assert list(kept["systemd"]["units"]) == ["ssh.service"]
     assert filter_state(QUERY["plugins"], []) is QUERY["plugins"]
+
+
+DRIFT_PLAN = {
+    "plugins": [
+        {
+            "name": "net",
+            "actions": [
+                {"kind": "create", "resource": "port/p2",
+                 "after": {"name": "p2", "type": "ovs-internal", "bridge": "mesh", "vlan": 9}},
+                {"kind": "create", "resource": "bridge/br9", "after": {"name": "br9"}},
+                {"kind": "create", "resource": "port/p9",
+                 "after": {"name": "p9", "type": "ovs-internal", "bridge": "br9"}},
+                {"kind": "create", "resource": "port/lost", "after": {"bridge": "nowhere"}},
+                {"kind": "modify", "resource": "port/p1", "after": {"vlan": 8}},
+            ],
+        },
+        {
+            "name": "lxc",
+            "actions": [
+                {"kind": "create", "resource": "container/xray",
+                 "after": {"id": "102", "bridge": "mesh", "veth": "vi102"}},
+                {"kind": "delete", "resource": "container/warp"},
+            ],
+        },
+    ]
+}  # fmt: skip
+
+
+def test_the_page_draws_what_drifts_where_it_belongs_with_the_plans_mark() -> None:
+    picture = with_missing(topology(QUERY, DRIFT_PLAN), DRIFT_PLAN)
+    bridges = {b["name"]: b for b in picture["bridges"]}
+    marks = {(b["name"], p["name"]): p["drift"] for b in picture["bridges"] for p in b["ports"]}
+    assert marks == {
+        ("mesh", "p1"): "modify",
+        ("mesh", "vi100"): None,
+        ("mesh", "p2"): "create",
+        ("br9", "p9"): "create",
+    }
+    assert bridges["br9"]["drift"] == "create" and bridges["mesh"]["drift"] is None
+    assert next(p for p in bridges["mesh"]["ports"] if p["name"] == "p2")["vlan"] == 9
+    assert {c["name"]: c["drift"] for c in picture["containers"]} == {
+        "gateway": None,
+        "warp": "delete",
+        "xray": "create",
+    }
+    assert "port/lost" in picture["missing"]  # no bridge to draw it on: listed
+    assert with_missing(topology(QUERY), None) == topology(QUERY)
+
+
+def test_drift_is_marked_against_the_state_file_with_the_daemons_runtime_changes(
+    tmp_path: Any,
+) -> None:
+    import json
+
+    from op_dbus.endpoints import Endpoints
+
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"net": {"interfaces": [{"name": "br0", "type": "ovs-bridge"}]}}))
+    change = {"net": {"interfaces": [{"name": "br1", "type": "ovs-bridge"}]}}
+    runtime = {"base": "x", "changes": [{"actor": "a", "time": "t", "sections": change}]}
+    (tmp_path / "runtime.json").write_text(json.dumps(runtime))
+    service = McpService(object(), Endpoints(data_dir=str(tmp_path)), McpOptions())  # type: ignore[arg-type]
+
+    def names(sections: Any) -> list[str]:
+        return [e["name"] for e in sections["net"]["interfaces"]]
+
+    daemon = {"daemon": {"state_file": str(state)}}
+    assert names(service.enforced(daemon)) == ["br0"]
+    listed = {**daemon, "runtime_changes": [{"actor": "a", "time": "t", "sections": ["net"]}]}
+    assert names(service.enforced(listed)) == ["br0", "br1"]
+    twice = {**daemon, "runtime_changes": listed["runtime_changes"] * 2}
+    assert service.enforced(twice) is None  # the file is not what the daemon holds
+    assert service.enforced({"daemon": None}) is None
+    state.write_text("net: [unclosed")
+    assert service.enforced(daemon) is None

@@ -3,7 +3,11 @@
 `/` is one static page; `/events` pushes a snapshot (server-sent events) whenever it differs
 from the last one sent. The server looks again every `INTERVAL` seconds; inside the daemon
 that is a look at its cache, which is re-read only after an event said something changed.
-The page builds its DOM with `textContent` only: a bridge named like markup stays text.
+Each bridge, port and container that drifts from what the daemon enforces (its state file
+and runtime changes, planned as the daemon looks for drift) carries `data-drift` with the
+plan's action for it: `create` (missing), `modify` (differs), `delete` (owned but no longer
+declared). The page builds its DOM with `textContent` only: a bridge named like markup stays
+text.
 """
 
 from __future__ import annotations
@@ -58,17 +62,22 @@ h1{font-size:1.3em} h2{font-size:1.05em;margin-top:1.5em}
 .stopped{border-color:#999;color:#777} .addr{color:#555;font-family:monospace}
 .try{background:#fff3cd;border:1px solid #e0b000;padding:.5em 1em;border-radius:6px}
 table{border-collapse:collapse} td{padding:.15em .8em .15em 0;vertical-align:top}
-#state{color:#777}
+#state{color:#777} #against{color:#777;font-size:.9em;margin-bottom:.6em}
+.drift{border-color:#c33;border-style:dashed}
+.port.drift{color:#a00;border-width:1px;padding:0 .3em}
+.mark{background:#c33;color:#fff;border-radius:3px;padding:0 .35em;margin-left:.4em;font-size:.85em}
 </style></head><body>
 <h1>op-dbus <span id="state">connecting...</span></h1>
 <div id="try"></div><div id="skipped"></div>
-<h2>Bridges, ports, containers</h2><div class="bridges" id="bridges"></div>
+<h2>Bridges, ports, containers</h2><div id="against"></div>
+<div class="bridges" id="bridges"></div>
 <h2>Containers</h2><table id="containers"></table>
 <h2>Daemon</h2><div id="daemon"></div>
 <h2>Ledger (latest first)</h2><table id="ledger"></table>
 <script>
 "use strict";
 let deadline = null;
+const MARKS = {create: "missing", modify: "drift", delete: "not declared"};
 function el(tag, text, cls) {
   const node = document.createElement(tag);
   if (text !== undefined && text !== null) node.textContent = String(text);
@@ -80,6 +89,12 @@ function row(cells) {
   for (const c of cells) tr.appendChild(el("td", c));
   return tr;
 }
+function mark(node, drift, where) {
+  if (!drift) return;
+  node.dataset.drift = drift;
+  node.classList.add("drift");
+  (where || node).appendChild(el("span", MARKS[drift] || drift, "mark"));
+}
 function render(s) {
   const bridges = document.getElementById("bridges");
   bridges.replaceChildren();
@@ -87,6 +102,7 @@ function render(s) {
     const box = el("div", null, "bridge");
     box.dataset.bridge = b.name;
     box.appendChild(el("b", b.name));
+    mark(box, b.drift);
     if (b.addresses.length) box.appendChild(el("span", " " + b.addresses.join(", "), "addr"));
     for (const p of b.ports) {
       const line = el("div", null, "port");
@@ -96,18 +112,28 @@ function render(s) {
       if (p.addresses.length) line.appendChild(el("span", " " + p.addresses.join(", "), "addr"));
       if (p.error) line.appendChild(el("span", " error: " + p.error));
       if (p.container) line.appendChild(el("span", p.container, "ct"));
+      mark(line, p.drift);
       box.appendChild(line);
     }
     bridges.appendChild(box);
   }
   const cts = document.getElementById("containers");
-  cts.replaceChildren(row(["id", "name", "state", "bridge", "veth", "addresses"]));
+  cts.replaceChildren(row(["id", "name", "state", "bridge", "veth", "addresses", ""]));
   for (const c of s.topology.containers) {
     const tr = row([c.id, c.name, c.running ? "running" : "stopped", c.bridge || "-",
                     c.veth || "-", c.addresses.join(", ")]);
     tr.dataset.container = c.name;
+    mark(tr, c.drift, tr.appendChild(el("td")));
     cts.appendChild(tr);
   }
+  const undrawn = (s.topology.missing || []).filter((r) => {
+    const [kind, name] = [r.slice(0, r.indexOf("/")), r.slice(r.indexOf("/") + 1)];
+    return !document.querySelector(`[data-${CSS.escape(kind)}="${CSS.escape(name)}"]`);
+  });
+  document.getElementById("against").textContent = s.marked_against
+    ? `drift marked against ${s.marked_against} (what the daemon enforces)` +
+      (undrawn.length ? `; missing: ${undrawn.join(", ")}` : "")
+    : "drift not marked: no daemon state file to compare with";
   const skipped = Object.entries(s.topology.skipped || {});
   document.getElementById("skipped").textContent =
     skipped.map(([name, why]) => `${name}: cannot be read: ${why}`).join("; ");

@@ -31,6 +31,8 @@ class Shown:
     mode: str
     revision: str
     dangerous: tuple[str, ...]
+    reasons: dict[str, tuple[str, ...]]
+    """Why each dangerous action is dangerous (the engine's marks), for the user's question."""
     made: float
 
     def expires(self) -> float:
@@ -52,6 +54,7 @@ class PlanBook:
             mode=mode,
             revision=plan["revision"],
             dangerous=tuple(dangerous),
+            reasons=dangerous_reasons(plan),
             made=self._clock(),
         )
         self._plans[shown.plan_id] = shown
@@ -82,6 +85,16 @@ def dangerous_actions(plan: dict[str, Any]) -> list[str]:
     """What the plan itself marks dangerous (`"dangerous"` in its JSON form), as resource
     descriptions; the engine decides what is dangerous, a front end only asks for consent."""
     return [str(item) for item in plan.get("dangerous", [])]
+
+
+def dangerous_reasons(plan: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Each dangerous action (named as in `dangerous`: `Action.describe()`) and its reasons."""
+    return {
+        f"{action['kind']} {action['plugin']}:{action['resource']}": tuple(action["dangerous"])
+        for entry in plan.get("plugins") or []
+        for action in entry.get("actions") or []
+        if action.get("dangerous")
+    }
 
 
 def unacknowledged(shown: Shown, acknowledged: list[str]) -> list[str]:

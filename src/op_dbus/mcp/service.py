@@ -14,13 +14,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from op_dbus.engine.options import ApplyOptions
 from op_dbus.engine.topology import topology
-from op_dbus.errors import AccessDenied, Busy, InvalidInput, Refused
+from op_dbus.errors import AccessDenied, Busy, InvalidInput, OpError, Refused
 from op_dbus.mcp.plans import PlanBook, dangerous_actions, unacknowledged
-from op_dbus.mcp.topology import filter_state
+from op_dbus.mcp.topology import filter_state, with_missing
 
 if TYPE_CHECKING:
     from op_dbus.api import HostApi
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 MAX_DOCUMENT = 1024 * 1024
 """Bytes of one state document an agent may send (the HTTP body bound is the outer one)."""
+RUNTIME_MAX = 16 * 1024 * 1024
+"""Bytes of the daemon's runtime changes file the page reads for its drift marks."""
 TRY_DEFAULT = 120
 TRY_MIN, TRY_MAX = 10, 3600
 """An MCP write is always a try: long enough for an agent to check and confirm, short
@@ -96,6 +99,8 @@ class McpService:
         self.options = options
         self.plans = PlanBook()
         self.limit = RateLimit()
+        self._marks: tuple[str, dict[str, Any]] | None = None
+        """The last drift plan of the live page, by what it was made from."""
 
     # -- input -----------------------------------------------------------------------------
     def parse(self, state: dict[str, Any] | str) -> tuple[dict[str, Section], str]:
@@ -115,13 +120,16 @@ class McpService:
             raise InvalidInput("state: names no section (net, lxc or systemd)")
         return sections, str(loaded.mode)
 
-    def _may_write(self, caller: str) -> None:
+    def _check_writable(self) -> None:
         if not self.options.allow_write:
             raise AccessDenied(
                 "this MCP server is read-only: changes need a server started with --allow-write"
             )
         if self.options.needs_root and os.geteuid() != 0:
             raise AccessDenied(f"changes need root (this server runs as uid {os.geteuid()})")
+
+    def _may_write(self, caller: str) -> None:
+        self._check_writable()
         self.limit.take(caller)
 
     # -- reading ---------------------------------------------------------------------------
@@ -142,22 +150,47 @@ class McpService:
         return {**topology(reply["state"]), "skipped": reply["skipped"]}
 
     async def snapshot(self) -> dict[str, Any]:
-        """What the live page shows: the topology, the pending try, the daemon's counters
-        and the last ledger entries."""
-        topo = await self.topology()
+        """What the live page shows: the topology with each resource's drift from what the
+        daemon enforces, the pending try, the daemon's counters and the last ledger entries."""
+        from op_dbus.registry import ORDER
+
+        reply = await self.api.query(ORDER)
         status = await self.api.status()
+        plan = await self._drift_plan(reply["state"], self.enforced(status))
+        picture = with_missing(topology(reply["state"], plan), plan)
         try:
             entries = self.ledger_log(10, None, None)["entries"]
         except InvalidInput:  # no ledger yet
             entries = []
+        daemon = status.get("daemon") or {}
         return {
-            "topology": topo,
+            "topology": {**picture, "skipped": reply["skipped"]},
+            "marked_against": daemon.get("state_file") if plan is not None else None,
             "try": status.get("try"),
             "daemon": status.get("daemon"),
             "drift": status.get("drift"),
             "last_apply": status.get("last_apply"),
             "ledger": [_ledger_line(e) for e in reversed(entries)],
         }
+
+    async def _drift_plan(
+        self, current: dict[str, Any], enforced: dict[str, Section] | None
+    ) -> dict[str, Any] | None:
+        """The plan of `enforced` made as the daemon looks for drift (its state is
+        authoritative: pruned), made again only when the host as read or the desired state
+        changed: a page looks every second. None: nothing to mark against, or the plan
+        failed (unmarked rather than marked wrong)."""
+        if enforced is None:
+            return None
+        key = json.dumps([current, enforced], sort_keys=True, default=str)
+        if self._marks is not None and self._marks[0] == key:
+            return self._marks[1]
+        try:
+            plan = await self.api.plan(enforced, prune=True)
+        except OpError:
+            return None
+        self._marks = (key, plan)
+        return plan
 
     async def plan(self, state: dict[str, Any] | str) -> dict[str, Any]:
         sections, mode = self.parse(state)
@@ -204,17 +237,48 @@ class McpService:
         path = daemon.get("state_file")
         if not path:
             return {"state_file": None, "state": None, "runtime_changes": []}
+        return {
+            "state_file": path,
+            "state": {"version": 1, "plugins": self._state_file(path)},
+            "runtime_changes": status.get("runtime_changes") or [],
+        }
+
+    def _state_file(self, path: str) -> dict[str, Section]:
         from op_dbus.model import StateInputError, load_state
 
         try:
             loaded = load_state(path, mode=self.options.mode)
         except StateInputError as err:
             raise InvalidInput("; ".join(str(e) for e in err.errors)) from None
-        return {
-            "state_file": path,
-            "state": {"version": 1, "plugins": loaded.state.sections()},
-            "runtime_changes": status.get("runtime_changes") or [],
-        }
+        return loaded.state.sections()
+
+    def enforced(self, status: dict[str, Any]) -> dict[str, Section] | None:
+        """The sections the daemon of `status` enforces: its state file with its runtime
+        changes laid over it (read from its data dir, as the daemon keeps them). None: no
+        daemon, no state file, or it cannot be read as the daemon has it."""
+        from op_dbus.daemon.runtime import FILE_NAME, RuntimeChanges
+        from op_dbus.model import StateInputError
+        from op_dbus.model.load import read_document
+
+        path = (status.get("daemon") or {}).get("state_file")
+        if not path:
+            return None
+        try:
+            sections = self._state_file(path)
+        except InvalidInput:
+            return None
+        listed = status.get("runtime_changes") or []
+        if not listed:
+            return sections
+        runtime = os.path.join(self.endpoints.data_dir, FILE_NAME)
+        try:
+            saved = json.loads(read_document(runtime, RUNTIME_MAX))
+            changes = [c for c in saved["changes"] if isinstance(c, dict) and "sections" in c]
+        except (StateInputError, ValueError, KeyError, TypeError):
+            return None
+        if len(changes) != len(listed):  # not what the daemon holds (being written?)
+            return None
+        return RuntimeChanges(Path(runtime), saved.get("base"), changes).desired(sections)
 
     async def explain_drift(self, state: dict[str, Any] | str | None) -> dict[str, Any]:
         if state is None:
@@ -264,19 +328,46 @@ class McpService:
         return (await run_doctor(chosen, self.endpoints)).to_dict()
 
     # -- changing --------------------------------------------------------------------------
+    def to_consent(self, plan_id: str, acknowledge: list[str]) -> dict[str, tuple[str, ...]]:
+        """The dangerous actions of plan `plan_id` that `acknowledge` leaves out, with their
+        reasons: what the user may be asked to consent to. Empty when there is nothing to
+        ask: none left out, or the call is refused anyway (read-only, unknown plan id)."""
+        try:
+            self._check_writable()
+            shown = self.plans.get(plan_id)
+        except (AccessDenied, InvalidInput):
+            return {}
+        return {item: shown.reasons.get(item, ()) for item in unacknowledged(shown, acknowledge)}
+
     async def apply_shown(
-        self, plan_id: str, confirm_within: int, acknowledge: list[str], *, actor: str, caller: str
+        self,
+        plan_id: str,
+        confirm_within: int,
+        acknowledge: list[str],
+        *,
+        actor: str,
+        caller: str,
+        consent: str | None = None,
     ) -> dict[str, Any]:
+        """Apply plan `plan_id` as a try. Its dangerous actions must be in `acknowledge`, or
+        `consent` is the user's answer when asked about the ones left out (`accept`,
+        `decline`, `cancel`; None: nobody was asked): accepted, those are acknowledged."""
         self._may_write(caller)
         shown = self.plans.get(plan_id)
         if not TRY_MIN <= confirm_within <= TRY_MAX:
             raise InvalidInput(f"confirm_within: must be from {TRY_MIN} to {TRY_MAX} seconds")
         missing = unacknowledged(shown, acknowledge)
-        if missing:
+        if missing and consent == "accept":
+            acknowledge = [*acknowledge, *missing]
+        elif missing:
+            why = (
+                "pass them in `acknowledge`"
+                if consent is None
+                else f"the user was asked and answered {consent}; nothing was changed"
+            )
             raise Refused(
                 f"plan {plan_id}",
-                "dangerous actions need acknowledging: pass them in `acknowledge`: "
-                + ", ".join(missing),
+                f"dangerous actions need acknowledging: {why}: " + ", ".join(missing),
             )
         options = ApplyOptions(
             actor,

@@ -4,9 +4,10 @@ Descriptions are written for a model: what a tool is for, what it changes, and w
 next. Errors come back as tool errors (`isError`) in the CLI's vocabulary: the kind
 (InvalidInput, Refused, AccessDenied, Busy, NothingPending, ComponentMissing), the exit code
 the CLI would give, the D-Bus error name, and the message.
-"""
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: the SDK reads `Resolve(...)` markers from the
+tools' evaluated annotations, and `apply_plan`'s consent resolver is local to `build_server`.)
+"""
 
 import functools
 import inspect
@@ -16,11 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, NotRequired, TypedDict
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver import Context
+from mcp.server.mcpserver import Context, Elicit, ElicitationResult, Resolve
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import Field
 
 from op_dbus.errors import OpError
+from op_dbus.mcp import consent
 from op_dbus.mcp.service import TRY_DEFAULT, TRY_MAX, TRY_MIN, McpService
 
 INSTRUCTIONS = """\
@@ -189,6 +191,16 @@ def build_server(service: McpService) -> MCPServer:
         data = await service.plan(state)
         return reply(data, data["text"] + f"\nplan_id: {data['plan_id']}")  # type: ignore[return-value]
 
+    def ask_consent(
+        ctx: Context, plan_id: str, acknowledge: list[str]
+    ) -> Elicit[consent.Consent] | None:
+        """The question for the user (elicitation) when the plan has dangerous actions the
+        agent left out of `acknowledge` and its client can ask; None: nothing to ask."""
+        actions = service.to_consent(plan_id, acknowledge)
+        if not actions or not consent.can_elicit(ctx):
+            return None
+        return Elicit(consent.question(plan_id, actions), consent.Consent)
+
     @server.tool(
         name="apply_plan",
         annotations=ToolAnnotations(
@@ -200,8 +212,9 @@ def build_server(service: McpService) -> MCPServer:
             "changed since the plan was made; plan again then. The change is a try: it is "
             "rolled back by itself unless `confirm` comes within confirm_within seconds, so "
             "check the host (query_state, verify) before confirming. Dangerous actions of "
-            "the plan must be listed in `acknowledge`. Recorded in the ledger under this "
-            "client's name." + writes_note
+            "the plan must be listed in `acknowledge`; a client that supports elicitation "
+            "is asked for the user's consent to those left out instead. Recorded in the "
+            "ledger under this client's name." + writes_note
         ),
     )
     @guarded
@@ -223,10 +236,16 @@ def build_server(service: McpService) -> MCPServer:
                 description="Each dangerous action of the plan, as `plan` listed it.",
             ),
         ] = [],  # noqa: B006
+        asked: Annotated[ElicitationResult[consent.Consent], Resolve(ask_consent)] = None,  # type: ignore[assignment]
     ) -> ApplyReply:
         actor, caller = caller_of(ctx)
         data = await service.apply_shown(
-            plan_id, confirm_within, acknowledge, actor=actor, caller=caller
+            plan_id,
+            confirm_within,
+            acknowledge,
+            actor=actor,
+            caller=caller,
+            consent=consent.answer(asked),
         )
         return reply(data)  # type: ignore[return-value]
 

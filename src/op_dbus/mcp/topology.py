@@ -1,5 +1,6 @@
-"""Narrowing a `query` reply to the resources an agent names (the picture of what is wired
-to what is `engine.topology`, shared with `op-dbus show`)."""
+"""Narrowing a `query` reply to the resources an agent names, and drawing into the picture
+what a plan would create (the picture of what is wired to what is `engine.topology`, shared
+with `op-dbus show`)."""
 
 from __future__ import annotations
 
@@ -37,3 +38,63 @@ def filter_state(plugins: dict[str, Any], patterns: list[str]) -> dict[str, Any]
         else:
             narrowed[name] = section
     return narrowed
+
+
+def with_missing(picture: dict[str, Any], plan: dict[str, Any] | None) -> dict[str, Any]:
+    """`picture` (engine.topology's, drawn with `plan`) with each resource the plan would
+    create drawn where it belongs, marked `create`: a missing bridge as a bridge, a missing
+    port under its bridge, a missing container among the containers."""
+    created = {
+        action["resource"]: action.get("after") or {}
+        for entry in (plan or {}).get("plugins") or []
+        for action in entry.get("actions") or []
+        if action["kind"] == "create"
+    }
+    missing = [(r, created.get(r, {})) for r in picture.get("missing") or []]
+    if not missing:
+        return picture
+    bridges = {b["name"]: {**b, "ports": list(b["ports"])} for b in picture["bridges"]}
+    containers = list(picture["containers"])
+    for resource, after in missing:
+        kind, _, name = resource.partition("/")
+        if kind == "bridge":
+            bridges[name] = {
+                "name": name,
+                "addresses": [],
+                "gateway": None,
+                "owned": None,
+                "drift": "create",
+                "uplinks": [],
+                "ports": [],
+            }
+        elif kind == "container":
+            containers.append(
+                {
+                    "id": after.get("id"),
+                    "name": name,
+                    "running": False,
+                    "bridge": after.get("bridge"),
+                    "veth": after.get("veth"),
+                    "addresses": [],
+                    "owned": None,
+                    "drift": "create",
+                }
+            )
+    for resource, after in missing:
+        kind, _, name = resource.partition("/")
+        bridge = bridges.get(after.get("bridge") or "")
+        if kind == "port" and bridge is not None:
+            bridge["ports"].append(
+                {
+                    "name": name,
+                    "type": after.get("type"),
+                    "vlan": after.get("vlan"),
+                    "ofport": None,
+                    "addresses": [],
+                    "error": None,
+                    "owned": None,
+                    "container": None,
+                    "drift": "create",
+                }
+            )
+    return {**picture, "bridges": list(bridges.values()), "containers": containers}
