@@ -1,8 +1,9 @@
 """The net plugin's diff: pure logic from (current, desired) sections to actions.
 
-Resources are `bridge/NAME`, `port/NAME` and `ipv4/NAME`. Desired is partial
-(docs/decisions.md, "What a file deletes"): a field left out is left alone, a bridge's
-`ports` and an interface's `ipv4.address` list what must be there, not all there is, and a
+Resources are `bridge/NAME`, `port/NAME`, `openflow/BRIDGE` (openflow.py) and `ipv4/NAME`.
+Desired is partial (docs/decisions.md, "What a file deletes"): a field left out is left
+alone, a bridge's `ports` and an interface's `ipv4.address` list what must be there, not all
+there is (a bridge's `openflow` is the whole of op-dbus's flows on it), and a
 bridge or port the file does not name stays. An owned one (query marks rows `owned`) goes
 when marked `state: "absent"`, or with `prune` (an authoritative document: the lists are then
 whole, and owned rows it does not name are removed). With `exhaustive` (rollback), desired is
@@ -20,6 +21,7 @@ from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 from op_dbus.native.vswitch import PORT_OWNER_KEY
 from op_dbus.plugins.base import Action, ActionKind, Section
 from op_dbus.plugins.net import migrate
+from op_dbus.plugins.net.openflow import flow_actions
 
 PLUGIN = "net"
 BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
@@ -261,4 +263,5 @@ def diff_net(
             after = {"name": name, **changes}
             addresses.append(Action(PLUGIN, ActionKind.MODIFY, f"ipv4/{name}", before, after))
     moved = migrate.moves(want_ports, current, desired if exhaustive else None)
-    return [*deletes, *upserts, *moved, *addresses]
+    flows = flow_actions(cur_bridges, want_bridges)
+    return [*deletes, *upserts, *flows, *moved, *addresses]

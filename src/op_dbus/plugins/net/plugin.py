@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from op_dbus.native import netlink
+from op_dbus.native.ofctl import OfctlError
 from op_dbus.native.ovsdb import (
     OvsdbClient,
     OvsdbConnectionError,
@@ -42,7 +43,7 @@ from op_dbus.plugins.base import (
     Steps,
     report,
 )
-from op_dbus.plugins.net import migrate
+from op_dbus.plugins.net import migrate, openflow
 from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
@@ -94,7 +95,21 @@ class NetPlugin(Plugin):
         snap = await self._snapshot()
         touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
         net = await netlink.read_state() if touched else None
-        return entries_with_ipv4(snap, net, _port_names(scope))
+        section = entries_with_ipv4(snap, net, _port_names(scope))
+        await self._add_flows(section, _flow_bridges(snap, scope))
+        return section
+
+    async def _add_flows(self, section: Section, bridges: list[str]) -> None:
+        """Each of `bridges` gets `openflow`: op-dbus's flows on it, read from vswitchd."""
+        if not bridges:
+            return
+        try:
+            flows = await openflow.read_flows(self.endpoints.ovs_rundir, bridges)
+        except OfctlError as exc:
+            raise OvsdbError(f"cannot read OpenFlow rules: {exc}") from exc
+        for entry in section["interfaces"]:
+            if entry["name"] in flows and entry["type"] == "ovs-bridge":
+                entry["openflow"] = flows[entry["name"]]
 
     def reads_all(self, scope: Section | None) -> bool:
         """Whether netlink is read: the scope declares `ipv4` or ports (whose addresses move),
@@ -156,11 +171,16 @@ class NetPlugin(Plugin):
         """The OVS actions in one transaction (they start and take effect together), then
         the netlink phase: addresses, and a port's addresses moving into its bridge."""
         netlink_phase = ("ipv4/", migrate.RESOURCE)
-        ovs = [a for a in actions if not a.resource.startswith(netlink_phase)]
+        flows = [a for a in actions if a.resource.startswith(openflow.RESOURCE)]
+        ovs = [a for a in actions if not a.resource.startswith((*netlink_phase, openflow.RESOURCE))]
         addresses = [a for a in actions if a.resource.startswith(netlink_phase)]
         report(steps, ovs, False)
         done = await self._transact(ovs) if ovs else []
         report(steps, done, True)
+        if flows:
+            report(steps, flows, False)
+            done = await openflow.apply_flows(self.endpoints.ovs_rundir, flows, done)
+            report(steps, flows, True)
         if not addresses:
             return done
         report(steps, addresses, False)
@@ -260,6 +280,21 @@ def _drops_owned(snap: Snapshot, scope: Section) -> bool:
         named.update(entry.get("ports") or [])
     rows = [*snap.bridges.values(), *snap.ports.values()]
     return any(owned(row) and row["name"] not in named for row in rows)
+
+
+def _flow_bridges(snap: Snapshot, scope: Section | None) -> list[str]:
+    """Bridges whose flows are read: with an ovs-vswitchd (which holds them), every bridge
+    for a whole query, else those the scope declares `openflow` on."""
+    if not snap.datapath_types:
+        return []
+    if scope is None:
+        return sorted(snap.bridges)
+    declared = {
+        entry["name"]
+        for entry in scope.get("interfaces", [])
+        if entry.get("type") == "ovs-bridge" and entry.get("openflow") is not None
+    }
+    return sorted(declared & snap.bridges.keys())
 
 
 def _port_names(scope: Section | None) -> set[str]:
