@@ -8,7 +8,6 @@ fail), and real traffic shows a drop rule takes effect.
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -130,7 +129,7 @@ def test_a_later_failure_reinstalls_the_checkpointed_flows(
 def test_a_flow_the_switch_refuses_changes_nothing(net_lab: Lab, tmp_path: Path) -> None:  # noqa: F811
     apply_ok(net_lab, state_file(tmp_path, net(RULES)))
     before = flows(net_lab)
-    unknown = copy.deepcopy(RULES) + [{"match": {"in_port": "nosuchport"}, "actions": ["drop"]}]
+    unknown = [*RULES, {"match": {"in_port": "nosuchport"}, "actions": ["drop"]}]
     result = opdbus(net_lab, "apply", state_file(tmp_path, net(unknown), "unknown.json"))
 
     assert result.returncode == 4, result.stdout + result.stderr

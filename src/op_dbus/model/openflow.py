@@ -13,11 +13,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from op_dbus.model.fields import (
+    TABLE_MAX,
     Cidr,
+    FlowPriority,
+    FlowTable,
     IfName,
     Port,
     Vlan,
-    _bounded,
     _ranged,
     check_cidr,
     check_ifname,
@@ -27,8 +29,6 @@ from op_dbus.model.paths import describe, quoted
 FLOWS_MAX = 1024
 """At most this many rules per bridge: one bundle, kept reviewable."""
 ACTIONS_MAX = 16
-TABLE_MAX = 253
-"""OpenFlow tables 0..253 (254 and 255 are reserved)."""
 PRIORITY_DEFAULT = 32768
 """OpenFlow's (and ovs-ofctl's) priority when a rule names none."""
 Proto = Literal["ip", "icmp", "tcp", "udp", "arp", "ipv6", "icmp6", "tcp6", "udp6"]
@@ -104,8 +104,6 @@ AnyMac = Annotated[
     BeforeValidator(check_any_mac),
     WithJsonSchema({"type": "string", "pattern": "^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"}),
 ]
-Table = _bounded(0, TABLE_MAX, "a table")
-Priority = _bounded(0, 65535, "a priority")
 
 
 class FlowMatch(BaseModel):
@@ -140,8 +138,8 @@ class FlowRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    table: Table = 0
-    priority: Priority = PRIORITY_DEFAULT
+    table: FlowTable = 0
+    priority: FlowPriority = PRIORITY_DEFAULT
     match: FlowMatch = Field(default_factory=FlowMatch)
     actions: Annotated[list[FlowAction], Field(min_length=1, max_length=ACTIONS_MAX)]
 
