@@ -17,7 +17,6 @@ from op_dbus.model.fields import (
     Cidr,
     FlowPriority,
     FlowTable,
-    IfName,
     Port,
     Vlan,
     _ranged,
@@ -57,6 +56,30 @@ def check_any_mac(value: Any) -> str:
     return text or ""
 
 
+RESERVED_PORTS = frozenset(
+    {"in_port", "table", "normal", "flood", "all", "controller", "local", "any", "none", "unset"}
+)
+"""OpenFlow's reserved port names: ovs-ofctl takes these for the reserved port, even quoted."""
+
+
+def check_flow_port(value: Any) -> str:
+    """A port a rule names: an interface name that ovs-ofctl cannot take for a reserved port."""
+    name = check_ifname(value)
+    if name.lower() in RESERVED_PORTS:
+        raise ValueError(
+            f"{describe(name)} is an OpenFlow reserved port name; a rule cannot name a port so "
+            'called (the bridge\'s own port is "local" as an action, its name as in_port)'
+        )
+    return name
+
+
+FlowPort = Annotated[
+    str,
+    BeforeValidator(check_flow_port),
+    WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 15}),
+]
+
+
 def check_flow_action(value: Any) -> str | dict[str, Any]:
     """One action: a word, or `{"output": port}`, `{"mod_vlan_vid": id}`, `{"resubmit": table}`,
     `{"goto_table": table}`."""
@@ -68,7 +91,7 @@ def check_flow_action(value: Any) -> str | dict[str, Any]:
         raise ValueError(f"{_ACTION_RULE}, got {describe(value)}")
     [(key, arg)] = value.items()
     if key == "output":
-        return {key: check_ifname(arg)}
+        return {key: check_flow_port(arg)}
     if key == "mod_vlan_vid":
         return {key: _vlan(arg)}
     if key in ("resubmit", "goto_table"):
@@ -111,7 +134,7 @@ class FlowMatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    in_port: IfName | None = None
+    in_port: FlowPort | None = None
     dl_vlan: Vlan | None = None
     dl_src: AnyMac | None = None
     dl_dst: AnyMac | None = None

@@ -115,8 +115,7 @@ def _read_action(text: str) -> str | dict[str, Any]:
 def _read_match(key: str, value: str, bridge: str) -> tuple[str, Any]:
     key = {"arp_spa": "nw_src", "arp_tpa": "nw_dst"}.get(key, key)
     if key == "in_port":
-        name = _unquoted(value)
-        return key, bridge if name == LOCAL else name
+        return key, bridge if value == LOCAL else _unquoted(value)  # "LOCAL": a port so named
     if key in ("dl_vlan", "tp_src", "tp_dst") and value.isdigit():
         return key, int(value)
     if key in ("dl_src", "dl_dst"):
