@@ -93,7 +93,10 @@ def test_rules_go_in_under_our_cookie_and_foreign_flows_survive(
     run_in_lab(net_lab, "ovs-ofctl", "del-flows", BRIDGE, f"cookie={COOKIE:#x}/-1,table=1")
     drift = opdbus(net_lab, "diff", state_file(tmp_path, net(RULES)))
     assert drift.returncode == 3, drift.stdout + drift.stderr
-    assert "openflow" in drift.stdout
+    assert "+ rule table 1, priority 10: dl_vlan 10 -> resubmit 2" in drift.stdout
+    shown = opdbus(net_lab, "show", "--json")
+    bridges = {b["name"]: b for b in json.loads(shown.stdout)["bridges"]}
+    assert bridges[BRIDGE]["openflow"] == 2, shown.stdout
 
     apply_ok(net_lab, state_file(tmp_path, net(RULES[:1])), "--prune", "--yes")
     assert len(ours(net_lab)) == 1 and len(foreign(net_lab)) == 1
