@@ -59,6 +59,11 @@ def foreign(lab: Lab) -> list[str]:
     return [line for line in flows(lab) if line.startswith("cookie=0x99,")]
 
 
+def marked(lab: Lab) -> bool:
+    ids = run_in_lab(lab, "ovs-vsctl", "get", "Bridge", BRIDGE, "external_ids").stdout
+    return "op-dbus-openflow=" in ids  # ovs-vsctl: {op-dbus-openflow="true", ...}
+
+
 def queried_flows(lab: Lab) -> list[dict[str, Any]]:
     result = opdbus(lab, "query", "--plugin", "net", "--json")
     assert result.returncode == 0, result.stderr
@@ -102,8 +107,10 @@ def test_rules_go_in_under_our_cookie_and_foreign_flows_survive(
     assert len(ours(net_lab)) == 1 and len(foreign(net_lab)) == 1
     apply_ok(net_lab, state_file(tmp_path, net(None)), "--prune", "--yes")  # openflow left out
     assert len(ours(net_lab)) == 1, "a bridge that does not declare openflow keeps its flows"
+    assert marked(net_lab)
     apply_ok(net_lab, state_file(tmp_path, net([])))
     assert ours(net_lab) == [] and len(foreign(net_lab)) == 1
+    assert not marked(net_lab), "a bridge without our rules is not read by a whole query"
 
 
 def test_a_later_failure_reinstalls_the_checkpointed_flows(

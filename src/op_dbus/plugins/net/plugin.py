@@ -29,6 +29,7 @@ from op_dbus.native.vswitch import (
     Replica,
     is_wait_conflict,
     live_replica,
+    to_map,
     vswitchd_connected,
     wait_for_cur_cfg,
 )
@@ -180,6 +181,7 @@ class NetPlugin(Plugin):
         if flows:
             report(steps, flows, False)
             done = await openflow.apply_flows(self.endpoints.ovs_rundir, flows, done)
+            await self._mark_flows(flows, done)
             report(steps, flows, True)
         if not addresses:
             return done
@@ -187,6 +189,14 @@ class NetPlugin(Plugin):
         finished = await apply_ipv4(addresses, done)
         report(steps, finished[len(done) :], True)
         return finished
+
+    async def _mark_flows(self, flows: list[Action], done: list[Action]) -> None:
+        """Mark the bridges that now carry op-dbus's rules (openflow.MARK_KEY), unmark the
+        others; the flows are in, so a failure reports them done (the rollback undoes them)."""
+        try:
+            await (await self._ovsdb()).transact(VSWITCH_DB, *openflow.mark_ops(flows))
+        except OvsdbError as exc:
+            raise ApplyError(flows[0], f"OVSDB: {exc}", done) from exc
 
     async def _transact(self, actions: list[Action]) -> list[Action]:
         """All OVS actions in one guarded transaction, rebuilt from a fresh read on conflict;
@@ -283,12 +293,15 @@ def _drops_owned(snap: Snapshot, scope: Section) -> bool:
 
 
 def _flow_bridges(snap: Snapshot, scope: Section | None) -> list[str]:
-    """Bridges whose flows are read: with an ovs-vswitchd (which holds them), every bridge
-    for a whole query, else those the scope declares `openflow` on."""
+    """Bridges whose flows are read: with an ovs-vswitchd (which holds them), those marked
+    as carrying op-dbus's rules for a whole query, else those the scope declares `openflow` on."""
     if not snap.datapath_types:
         return []
     if scope is None:
-        return sorted(snap.bridges)
+        marked = (
+            n for n, row in snap.bridges.items() if openflow.MARK_KEY in to_map(row["external_ids"])
+        )
+        return sorted(marked)
     declared = {
         entry["name"]
         for entry in scope.get("interfaces", [])
