@@ -136,15 +136,23 @@ def test_a_later_failure_reinstalls_the_checkpointed_flows(
     assert len(ours(net_lab)) == 3 and len(foreign(net_lab)) == 1
 
 
-def test_a_flow_the_switch_refuses_changes_nothing(net_lab: Lab, tmp_path: Path) -> None:  # noqa: F811
+def test_a_flow_the_switch_refuses_rolls_back_the_bridges_bundled_before(
+    net_lab: Lab,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     apply_ok(net_lab, state_file(tmp_path, net(RULES)))
+    run_in_lab(net_lab, "ovs-ofctl", "add-flow", BRIDGE, FOREIGN)
     before = flows(net_lab)
-    unknown = [*RULES, {"match": {"in_port": "nosuchport"}, "actions": ["drop"]}]
-    result = opdbus(net_lab, "apply", state_file(tmp_path, net(unknown), "unknown.json"))
+    changed = net([{"priority": 5, "match": {"in_port": "ofp2"}, "actions": ["flood"]}])
+    bad = [{"match": {"in_port": "nosuchport"}, "actions": ["drop"]}]  # the fault
+    changed["interfaces"].append({"name": "ofbr3", "type": "ovs-bridge", "openflow": bad})
+    result = opdbus(net_lab, "apply", state_file(tmp_path, changed, "unknown.json"))
 
     assert result.returncode == 4, result.stdout + result.stderr
     assert "nosuchport" in result.stdout + result.stderr
+    assert "openflow/ofbr1" in result.stdout.split("Rollback did:")[1], result.stdout
     assert flows(net_lab) == before
+    assert "ofbr3" not in run_in_lab(net_lab, "ovs-vsctl", "list-br").stdout.split()
 
 
 CONTAINERS = {"ofc-a": ("920", "10.53.0.2"), "ofc-b": ("921", "10.53.0.3")}

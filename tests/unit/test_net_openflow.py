@@ -17,7 +17,14 @@ from op_dbus.model import StateInputError, parse_state
 from op_dbus.plugins.base import ActionKind
 from op_dbus.plugins.net.danger import mark
 from op_dbus.plugins.net.diff import diff_net
-from op_dbus.plugins.net.openflow import COOKIE, bundle_lines, flow_text, parse_flow
+from op_dbus.plugins.net.openflow import (
+    COOKIE,
+    MARK_KEY,
+    bundle_lines,
+    flow_text,
+    mark_ops,
+    parse_flow,
+)
 
 RULE = {
     "table": 1,
@@ -264,3 +271,20 @@ def test_changing_the_uplink_bridges_flows_is_dangerous() -> None:
     assert marked.dangerous == (
         "changes openflow: ovsbr0 carries the default route via 192.168.1.1",
     )
+
+
+@given(line=st.text(max_size=200))
+def test_any_dumped_line_reads_as_a_rule_or_as_unrecognised(line: str) -> None:
+    found = parse_flow(line, "br0")
+    assert "unrecognised" in found or set(found) == {"table", "priority", "match", "actions"}
+
+
+def test_marks_are_set_on_bridges_left_with_rules_and_removed_from_the_others() -> None:
+    with_rules = diff_net(current_with([]), {"interfaces": [bridge_with([RULE])]})
+    without = diff_net(current_with([RULE]), {"interfaces": [bridge_with([])]})
+    (mark_op,) = mark_ops(with_rules)
+    (unmark_op,) = mark_ops(without)
+    where = [["name", "==", "ovsbr0"]]
+    insert = ["external_ids", "insert", ["map", [[MARK_KEY, "true"]]]]
+    assert mark_op == {"op": "mutate", "table": "Bridge", "where": where, "mutations": [insert]}
+    assert unmark_op["mutations"] == [["external_ids", "delete", ["set", [MARK_KEY]]]]
