@@ -119,7 +119,7 @@ KINDS = {
             "interfaces": [
                 {"name": "br1", "type": "ovs-bridge", "owned": True, "mtu": 1400,
                  "openflow": [{"table": 0, "priority": 1, "match": {}, "actions": ["drop"]}]},
-                {"name": "br2", "type": "ovs-bridge", "owned": True},
+                {"name": "br2", "type": "ovs-bridge", "owned": True, "mtu": 1500},
                 {"name": "tr", "type": "ovs-internal", "bridge": "br1", "trunks": [20, 30],
                  "vlan_mode": "trunk", "mtu": 1300, "ofport": 3, "owned": True},
                 {"name": "pa", "type": "ovs-patch", "bridge": "br1", "peer": "pb", "ofport": 4},
@@ -146,7 +146,7 @@ KINDS = {
 def test_the_picture_carries_every_port_kind_and_each_nic() -> None:
     picture = topology(KINDS)
     br1, br2 = picture["bridges"]
-    assert (br2["mtu"], br2["openflow"]) == (None, 0)
+    assert (br2["mtu"], br2["openflow"]) == (1500, 0)
     assert (br1["mtu"], br1["openflow"]) == (1400, 1)
     ports = {p["name"]: p for b in picture["bridges"] for p in b["ports"]}
     assert (ports["tr"]["trunks"], ports["tr"]["vlan_mode"], ports["tr"]["mtu"]) == (
@@ -176,6 +176,7 @@ def test_the_tree_and_the_dot_show_every_port_kind() -> None:
     assert "br1 bridge mtu 1400 1 openflow rule" in text
     assert "tr internal trunks 20,30 vlan_mode trunk mtu 1300 ofport 3" in text
     assert "pa patch peer pb ofport 4" in text
+    assert "br2 bridge\n" in text, "Ethernet's MTU goes without saying"
     assert "vx tunnel vxlan to 192.0.2.7 key 5000 ofport 2" in text
     assert "bo bond bond e1+e2 mode balance-slb lacp off ofport 5" in text
     assert "vi200 port vlan 10 protected ofport 6" in text

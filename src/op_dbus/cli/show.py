@@ -28,6 +28,9 @@ SECTIONS = ["net", "lxc"]
 SIGN = {"create": ("+", "green"), "modify": ("~", "yellow"), "delete": ("-", "red")}
 DOT_COLOUR = {"create": "darkgreen", "modify": "darkorange", "delete": "red"}
 DOT_TIMEOUT = 30.0
+ETHERNET_MTU = 1500
+"""The MTU every device has unless set: shown only when it differs (vswitchd reports one for
+every interface)."""
 PORT_KIND = {
     "ovs-port": "port",
     "ovs-internal": "internal",
@@ -61,7 +64,8 @@ def port_state(port: dict[str, Any]) -> str:
 
 def port_details(port: dict[str, Any]) -> list[str]:
     """What a port carries, one phrase each: VLAN tag, trunks and mode, protected, patch peer,
-    tunnel, bond, MTU (the tree joins them with spaces, DOT puts each on its own line)."""
+    tunnel, bond, an MTU other than Ethernet's 1500 (the tree joins them with spaces, DOT
+    puts each on its own line)."""
     found = []
     if port.get("vlan") is not None:
         found.append(f"vlan {port['vlan']}")
@@ -79,14 +83,14 @@ def port_details(port: dict[str, Any]) -> list[str]:
     if bond := port.get("bond"):
         extra = "".join(f" {k} {bond[k]}" for k in ("mode", "lacp") if bond.get(k))
         found.append(f"bond {'+'.join(bond.get('interfaces') or [])}{extra}")
-    if port.get("mtu") is not None:
+    if port.get("mtu") not in (None, ETHERNET_MTU):
         found.append(f"mtu {port['mtu']}")
     return found
 
 
 def bridge_details(bridge: dict[str, Any]) -> list[str]:
-    """A bridge's MTU and how many OpenFlow rules op-dbus keeps on it."""
-    found = [f"mtu {bridge['mtu']}"] if bridge.get("mtu") is not None else []
+    """A bridge's MTU (other than 1500) and how many OpenFlow rules op-dbus keeps on it."""
+    found = [f"mtu {bridge['mtu']}"] if bridge.get("mtu") not in (None, ETHERNET_MTU) else []
     if rules := bridge.get("openflow"):
         found.append(f"{rules} openflow rule{'s' if rules != 1 else ''}")
     return found
