@@ -4,7 +4,8 @@ An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` op
 (ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
 bounded number of times. When an ovs-vswitchd serves the database, it then waits until
 vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
-rule). Then netlink (ipv4.py): links up, addresses, the default route. Both act in the
+rule). Then each bridge's OpenFlow rules, one bundle per bridge (openflow.py). Then
+netlink (ipv4.py): links up, addresses, the default route. All act in the
 namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
@@ -170,7 +171,8 @@ class NetPlugin(Plugin):
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
-        the netlink phase: addresses, and a port's addresses moving into its bridge."""
+        the bridges' OpenFlow rules (their bridges and ports exist by then), then the netlink
+        phase: addresses, and a port's addresses moving into its bridge."""
         netlink_phase = ("ipv4/", migrate.RESOURCE)
         flows = [a for a in actions if a.resource.startswith(openflow.RESOURCE)]
         ovs = [a for a in actions if not a.resource.startswith((*netlink_phase, openflow.RESOURCE))]
