@@ -40,7 +40,7 @@ def remove_orphaned_test_labs() -> None:
     listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
     names |= {line.split()[0].removesuffix("-up") for line in listing.stdout.splitlines() if line}
     for name in names:
-        pid = name.removeprefix(TEST_LAB_PREFIX)
+        pid = name.removeprefix(TEST_LAB_PREFIX).removesuffix("-b")  # -b: a second lab
         if name.startswith(TEST_LAB_PREFIX) and pid.isdigit() and not Path(f"/proc/{pid}").exists():
             Lab(name).down()
 

@@ -145,3 +145,21 @@ def test_an_unreachable_backend_says_what_to_do(monkeypatch) -> None:
         "plugins": [{"name": "net", "status": "unavailable", "reason": missing, "actions": []}],
     }
     assert "see `op-dbus doctor`" in plan_text(plan)
+
+
+def test_a_change_of_openflow_rules_shows_each_rule_that_goes_and_comes_in_words() -> None:
+    kept = {"table": 0, "priority": 1, "match": {}, "actions": ["normal"]}
+    gone = {"table": 0, "priority": 100, "match": {"in_port": "p1", "proto": "ip"},
+            "actions": ["drop"]}  # fmt: skip
+    added = {"table": 1, "priority": 5, "match": {"dl_vlan": 10},
+             "actions": [{"output": "p2"}, "strip_vlan"]}  # fmt: skip
+    current = {"interfaces": [{"name": "br0", "type": "ovs-bridge", "openflow": [kept, gone]}]}
+    desired = {"interfaces": [{"name": "br0", "type": "ovs-bridge", "openflow": [kept, added]}]}
+    plan = PluginPlan("net", "ready", "", current, desired, diff_net(current, desired))
+    text = plan_text(Plan([plan]).to_json())
+    block = text.split("~ openflow/br0\n", 1)[1].split("\n\n")[0].splitlines()
+    assert [line.strip() for line in block[:2]] == [
+        "- rule table 0, priority 100: in_port p1, proto ip -> drop",
+        "+ rule table 1, priority 5: dl_vlan 10 -> output p2, strip_vlan",
+    ]
+    assert "{" not in text and "priority 1:" not in text, "a kept rule is not shown"

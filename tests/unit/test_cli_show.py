@@ -111,3 +111,79 @@ def test_dot_escapes_host_names_and_graphviz_draws_every_resource() -> None:
     texts = {t.text for t in ET.fromstring(svg.stdout).iter("{http://www.w3.org/2000/svg}text")}
     for name in ("ovsbr0", 'od"d\\br', "gateway", "byhand", "uplink eth0", "+ bridge/newbr"):
         assert any(name in (t or "") for t in texts), name
+
+
+KINDS = {
+    "plugins": {
+        "net": {
+            "interfaces": [
+                {"name": "br1", "type": "ovs-bridge", "owned": True, "mtu": 1400,
+                 "openflow": [{"table": 0, "priority": 1, "match": {}, "actions": ["drop"]}]},
+                {"name": "br2", "type": "ovs-bridge", "owned": True, "mtu": 1500},
+                {"name": "tr", "type": "ovs-internal", "bridge": "br1", "trunks": [20, 30],
+                 "vlan_mode": "trunk", "mtu": 1300, "ofport": 3, "owned": True},
+                {"name": "pa", "type": "ovs-patch", "bridge": "br1", "peer": "pb", "ofport": 4},
+                {"name": "pb", "type": "ovs-patch", "bridge": "br2", "peer": "pa", "ofport": 1},
+                {"name": "vx", "type": "ovs-tunnel", "bridge": "br2", "ofport": 2,
+                 "tunnel": {"type": "vxlan", "remote_ip": "192.0.2.7", "key": 5000}},
+                {"name": "bo", "type": "ovs-bond", "bridge": "br2", "ofport": 5,
+                 "bond": {"interfaces": ["e1", "e2"], "mode": "balance-slb", "lacp": "off"}},
+                {"name": "vi200", "type": "ovs-port", "bridge": "br1", "vlan": 10, "ofport": 6,
+                 "owned": False},
+            ]
+        },
+        "lxc": {
+            "containers": [
+                {"id": "200", "name": "two", "running": True, "owned": True, "protected": True,
+                 "veth": "vi200", "bridge": "br1",
+                 "nics": [{"veth": "vi200", "bridge": "br1"}, {"veth": "vi200b", "bridge": "br2"}]},
+            ]
+        },
+    }
+}  # fmt: skip
+
+
+def test_the_picture_carries_every_port_kind_and_each_nic() -> None:
+    picture = topology(KINDS)
+    br1, br2 = picture["bridges"]
+    assert (br2["mtu"], br2["openflow"]) == (1500, 0)
+    assert (br1["mtu"], br1["openflow"]) == (1400, 1)
+    ports = {p["name"]: p for b in picture["bridges"] for p in b["ports"]}
+    assert (ports["tr"]["trunks"], ports["tr"]["vlan_mode"], ports["tr"]["mtu"]) == (
+        [20, 30],
+        "trunk",
+        1300,
+    )
+    assert ports["pa"]["peer"] == "pb"
+    assert ports["vx"]["tunnel"] == {
+        "type": "vxlan",
+        "remote_ip": "192.0.2.7",
+        "key": 5000,
+        "dst_port": None,
+    }
+    assert ports["bo"]["bond"] == {"interfaces": ["e1", "e2"], "mode": "balance-slb", "lacp": "off"}
+    assert ports["vi200"]["protected"] is True and ports["vi200"]["container"] == "two"
+    assert ports["vi200b"]["container"] == "two", "a second NIC is drawn on its bridge"
+    assert ports["tr"]["protected"] is None, "only a container's port is protected or not"
+    assert picture["uplinks"] == [], "patch, tunnel and bond ports are no host devices"
+
+
+def test_the_tree_and_the_dot_show_every_port_kind() -> None:
+    out = io.StringIO()
+    picture = topology(KINDS)
+    Console(file=out, width=160).print(tree_of(picture))
+    text = out.getvalue()
+    assert "br1 bridge mtu 1400 1 openflow rule" in text
+    assert "tr internal trunks 20,30 vlan_mode trunk mtu 1300 ofport 3" in text
+    assert "pa patch peer pb ofport 4" in text
+    assert "br2 bridge\n" in text, "Ethernet's MTU goes without saying"
+    assert "vx tunnel vxlan to 192.0.2.7 key 5000 ofport 2" in text
+    assert "bo bond bond e1+e2 mode balance-slb lacp off ofport 5" in text
+    assert "vi200 port vlan 10 protected ofport 6" in text
+    assert "vi200b veth, not attached protected" in text
+    dot = dot_of(picture)
+    assert r'"tr\ntrunks 20,30\nvlan_mode trunk\nmtu 1300\nofport 3"' in dot
+    assert r'"vx\nvxlan to 192.0.2.7 key 5000\nofport 2"' in dot
+    assert r'"bo\nbond e1+e2 mode balance-slb lacp off\nofport 5"' in dot
+    assert r'"br1\nmtu 1400\n1 openflow rule"' in dot
+    assert r'"vi200\nvlan 10\nprotected\nofport 6"' in dot

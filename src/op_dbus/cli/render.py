@@ -97,6 +97,30 @@ def _identity(action: dict[str, Any], value: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in value.items() if not (k == "name" and v == shown)}
 
 
+def rule_text(rule: dict[str, Any]) -> str:
+    """An OpenFlow rule in words: `table 0, priority 100: in_port vi101, proto ip -> drop`."""
+    head = f"table {rule.get('table')}, priority {rule.get('priority')}: "
+    if "unrecognised" in rule:
+        return head + f"not op-dbus's form: {show(rule['unrecognised'])}"
+    match = ", ".join(f"{k} {v}" for k, v in (rule.get("match") or {}).items()) or "anything"
+    actions = ", ".join(
+        a if isinstance(a, str) else " ".join(f"{k} {v}" for k, v in a.items())
+        for a in rule.get("actions") or []
+    )
+    return f"{head}{match} -> {actions}"
+
+
+def rule_lines(before: dict[str, Any], after: dict[str, Any]) -> list[Line]:
+    """A bridge's OpenFlow rules that go (`-`) and come (`+`), one rule a line."""
+    old, new = before.get("openflow") or [], after.get("openflow") or []
+    gone = [("-", "red", rule) for rule in old if rule not in new]
+    added = [("+", "green", rule) for rule in new if rule not in old]
+    return [
+        [(f"{INDENT}{sign} rule ", ""), (rule_text(rule), colour)]
+        for sign, colour, rule in gone + added
+    ]
+
+
 def action_lines(action: dict[str, Any], plan_actions: list[dict[str, Any]]) -> list[Line]:
     """One action: its header, then one attribute per line (creates: every set value;
     modifies: the changed fields; deletes: what goes, and what goes with it)."""
@@ -118,6 +142,8 @@ def action_lines(action: dict[str, Any], plan_actions: list[dict[str, Any]]) -> 
             if ports:
                 after["ports"] = ports
         lines += _aligned(attributes(after), "+", colour)
+    elif action["kind"] == "modify" and action["resource"].startswith("openflow/"):
+        lines += rule_lines(action["before"] or {}, action["after"] or {})
     elif action["kind"] == "modify":
         rows = changes(action["before"], action["after"] or {})
         width = max((len(path) for path, _, _ in rows), default=0)

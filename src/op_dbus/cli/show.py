@@ -35,7 +35,17 @@ SECTIONS = ["net", "lxc"]
 SIGN = {"create": ("+", "green"), "modify": ("~", "yellow"), "delete": ("-", "red")}
 DOT_COLOUR = {"create": "darkgreen", "modify": "darkorange", "delete": "red"}
 DOT_TIMEOUT = 30.0
-PORT_KIND = {"ovs-port": "port", "ovs-internal": "internal", "container": "veth, not attached"}
+ETHERNET_MTU = 1500
+"""The MTU every device has unless set: shown only when it differs (vswitchd reports one for
+every interface)."""
+PORT_KIND = {
+    "ovs-port": "port",
+    "ovs-internal": "internal",
+    "ovs-patch": "patch",
+    "ovs-tunnel": "tunnel",
+    "ovs-bond": "bond",
+    "container": "veth, not attached",
+}
 
 
 def mark(drift: str | None) -> str:
@@ -59,6 +69,40 @@ def port_state(port: dict[str, Any]) -> str:
     return "[red]no ofport[/]" if port["type"] != "container" else ""
 
 
+def port_details(port: dict[str, Any]) -> list[str]:
+    """What a port carries, one phrase each: VLAN tag, trunks and mode, protected, patch peer,
+    tunnel, bond, an MTU other than Ethernet's 1500 (the tree joins them with spaces, DOT
+    puts each on its own line)."""
+    found = []
+    if port.get("vlan") is not None:
+        found.append(f"vlan {port['vlan']}")
+    if port.get("trunks"):
+        found.append(f"trunks {','.join(str(t) for t in port['trunks'])}")
+    if port.get("vlan_mode"):
+        found.append(f"vlan_mode {port['vlan_mode']}")
+    if port.get("protected"):
+        found.append("protected")
+    if port.get("peer"):
+        found.append(f"peer {port['peer']}")
+    if tunnel := port.get("tunnel"):
+        key = f" key {tunnel['key']}" if tunnel.get("key") is not None else ""
+        found.append(f"{tunnel.get('type')} to {tunnel.get('remote_ip')}{key}")
+    if bond := port.get("bond"):
+        extra = "".join(f" {k} {bond[k]}" for k in ("mode", "lacp") if bond.get(k))
+        found.append(f"bond {'+'.join(bond.get('interfaces') or [])}{extra}")
+    if port.get("mtu") not in (None, ETHERNET_MTU):
+        found.append(f"mtu {port['mtu']}")
+    return found
+
+
+def bridge_details(bridge: dict[str, Any]) -> list[str]:
+    """A bridge's MTU (other than 1500) and how many OpenFlow rules op-dbus keeps on it."""
+    found = [f"mtu {bridge['mtu']}"] if bridge.get("mtu") not in (None, ETHERNET_MTU) else []
+    if rules := bridge.get("openflow"):
+        found.append(f"{rules} openflow rule{'s' if rules != 1 else ''}")
+    return found
+
+
 def container_text(container: dict[str, Any]) -> str:
     running = "[green]running[/]" if container.get("running") else "[dim]stopped[/]"
     ident = f" ({container['id']})" if container.get("id") else ""
@@ -79,19 +123,20 @@ def tree_of(picture: dict[str, Any]) -> Tree:
     for bridge in picture["bridges"]:
         gateway = f" via {bridge['gateway']}" if bridge.get("gateway") else ""
         addresses = " ".join(bridge["addresses"])
+        facts = "".join(f" {escape(d)}" for d in bridge_details(bridge))
         node = root.add(
             f"{mark(bridge['drift'])}[bold cyan]{escape(bridge['name'])}[/] bridge"
-            f"{' ' + addresses if addresses else ''}{gateway}{owner(bridge['owned'])}"
+            f"{' ' + addresses if addresses else ''}{gateway}{facts}{owner(bridge['owned'])}"
         )
         for route in bridge.get("routes") or []:
             node.add(f"[dim]route[/] {escape(route)}")
         for port in bridge["ports"]:
-            vlan = f" vlan {port['vlan']}" if port.get("vlan") is not None else ""
+            details = "".join(f" {escape(d)}" for d in port_details(port))
             role = " [bold]uplink[/]" if port["name"] in bridge["uplinks"] else ""
             kind = PORT_KIND.get(port["type"], port["type"])
             foreign = owner(port["owned"]) if port["container"] is None else ""
             text = (
-                f"{mark(port['drift'])}{escape(port['name'])} {kind}{vlan}{role} "
+                f"{mark(port['drift'])}{escape(port['name'])} {kind}{details}{role} "
                 f"{port_state(port)}{foreign}"
             )
             branch = node.add(text.rstrip())
@@ -144,13 +189,12 @@ def dot_of(picture: dict[str, Any]) -> str:
         key = f"bridge:{bridge['name']}"
         foreign = "\n(foreign)" if bridge["owned"] is False else ""
         routes = [f"route {r}" for r in bridge.get("routes") or []]
-        text = "\n".join([bridge["name"], *bridge["addresses"], *routes]) + foreign
+        details = [*bridge["addresses"], *routes, *bridge_details(bridge)]
+        text = "\n".join([bridge["name"], *details]) + foreign
         node(key, text, bridge["drift"], fillcolor="lightblue")
         for port in bridge["ports"]:
             port_key = f"port:{port['name']}"
-            details = [port["name"]]
-            if port.get("vlan") is not None:
-                details.append(f"vlan {port['vlan']}")
+            details = [port["name"], *port_details(port)]
             if isinstance(port.get("ofport"), int):
                 details.append(f"ofport {port['ofport']}")
             if port.get("error"):

@@ -33,6 +33,35 @@ def _routes(entry: dict[str, Any]) -> list[str]:
     return [route_text(route) for route in entry.get("routes") or []]
 
 
+def _veths(container: dict[str, Any]) -> list[str]:
+    """The host ends of a container's NICs: its single `veth`, or each of its `nics`."""
+    names = [container.get("veth"), *(n.get("veth") for n in container.get("nics") or [])]
+    return list(dict.fromkeys(n for n in names if n))
+
+
+def _nic_bridges(container: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(veth, bridge) of each NIC of a container."""
+    nics = container.get("nics") or [container]
+    return [(n["veth"], n.get("bridge")) for n in nics if n.get("veth")]
+
+
+def _port_kind(entry: dict[str, Any]) -> dict[str, Any]:
+    """What a port's type carries, for the picture: VLAN fields, patch peer, tunnel, bond, MTU
+    (None where the port has none)."""
+    tunnel = entry.get("tunnel") or None
+    bond = entry.get("bond") or None
+    return {
+        "trunks": list(entry.get("trunks") or []),
+        "vlan_mode": entry.get("vlan_mode"),
+        "peer": entry.get("peer"),
+        "tunnel": None
+        if tunnel is None
+        else {k: tunnel.get(k) for k in ("type", "remote_ip", "key", "dst_port")},
+        "bond": None if bond is None else {k: bond.get(k) for k in ("interfaces", "mode", "lacp")},
+        "mtu": entry.get("mtu"),
+    }
+
+
 def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
     """Each planned resource (`bridge/NAME`, `port/NAME`, `container/NAME`) and the kind of
     its action; an address or route change (`ipv4/NAME`, `routes/NAME`) marks its interface
@@ -50,7 +79,9 @@ def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
 
 def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """`{"uplinks": [...], "bridges": [{name, addresses, gateway, routes, owned, uplinks, drift,
-    ports: [{name, type, vlan, ofport, error, owned, container, drift, routes?}]}], "containers":
+    mtu, openflow (how many of op-dbus's rules), ports: [{name, type, vlan, trunks, vlan_mode,
+    protected, peer, tunnel, bond, mtu, ofport, error, owned, container, drift, routes?}]}],
+    "containers":
     [...], "detached": [...], "missing": [...]}` from a query's `state`; `missing` lists
     what the plan creates (not on the host yet)."""
     plugins = state.get("plugins", {})
@@ -61,7 +92,7 @@ def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[
     def drift(kind: str, name: str) -> str | None:
         return marks.get(f"{kind}/{name}") or marks.get(f"interface/{name}")
 
-    by_veth = {c.get("veth"): c for c in containers if c.get("veth")}
+    by_veth = {veth: c for c in containers for veth in _veths(c)}
     bridges: dict[str, dict[str, Any]] = {}
     for entry in interfaces:
         if entry.get("type") == "ovs-bridge":
@@ -72,6 +103,8 @@ def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[
                 "routes": _routes(entry),
                 "owned": entry.get("owned"),
                 "drift": drift("bridge", entry["name"]),
+                "mtu": entry.get("mtu"),
+                "openflow": len(entry.get("openflow") or []),
                 "uplinks": [],
                 "ports": [],
             }
@@ -92,27 +125,31 @@ def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[
                 "error": entry.get("error"),
                 "owned": entry.get("owned"),
                 "container": None if container is None else container.get("name"),
+                "protected": None if container is None else bool(container.get("protected")),
                 "drift": drift("port", entry["name"]),
                 **({"routes": _routes(entry)} if entry.get("routes") else {}),
+                **_port_kind(entry),
             }
         )
-    for container in containers:  # a container's veth is its section's, not net's port
-        bridge = bridges.get(container.get("bridge") or "")
-        veth = container.get("veth")
-        if bridge is not None and veth and veth not in {p["name"] for p in bridge["ports"]}:
-            bridge["ports"].append(
-                {
-                    "name": veth,
-                    "type": "container",
-                    "vlan": None,
-                    "ofport": None,
-                    "addresses": [],
-                    "error": None,
-                    "owned": None,
-                    "container": container.get("name"),
-                    "drift": None,
-                }
-            )
+    for container in containers:  # a container's veths are its section's, not net's ports
+        for veth, name in _nic_bridges(container):
+            bridge = bridges.get(name or "")
+            if bridge is not None and veth not in {p["name"] for p in bridge["ports"]}:
+                bridge["ports"].append(
+                    {
+                        "name": veth,
+                        "type": "container",
+                        "vlan": None,
+                        "ofport": None,
+                        "addresses": [],
+                        "error": None,
+                        "owned": None,
+                        "container": container.get("name"),
+                        "protected": bool(container.get("protected")),
+                        "drift": None,
+                        **_port_kind({}),
+                    }
+                )
     attached = {p["container"] for b in bridges.values() for p in b["ports"] if p["container"]}
     present = {f"bridge/{n}" for n in bridges} | {
         f"port/{p['name']}" for b in bridges.values() for p in b["ports"]

@@ -45,6 +45,8 @@ _CT_ID = re.compile(r"[1-9][0-9]*")
 _CIDR = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?")
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
 PORT_MAX = 65535
+TABLE_MAX = 253
+"""OpenFlow tables 0..253 (254 and 255 are reserved)."""
 _MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _MEMORY = re.compile(r"[1-9][0-9]*[MG]")
 MEMORY_MAX_MIB = 2**43  # 2^63 bytes
@@ -386,6 +388,8 @@ Vlan = _bounded(0, 4095, "a VLAN tag")
 TunnelKey = _bounded(0, 2**32 - 1, "a tunnel key")
 UdpPort = _bounded(1, 65535, "a UDP port")
 Cpus = _bounded(1, 4096, "a CPU count")
+FlowTable = _bounded(0, TABLE_MAX, "a table")
+FlowPriority = _bounded(0, 65535, "a priority")
 Port = _bounded(1, PORT_MAX, "a port")
 Cidr = Annotated[str, BeforeValidator(check_cidr), _schema(pattern=f"^{_CIDR.pattern}$")]
 Target = Annotated[

@@ -12,11 +12,12 @@ from typing import Any
 
 from op_dbus.model.errors import FieldError, FieldWarning
 from op_dbus.model.fields import check_ipv4
+from op_dbus.model.openflow import flow_rule_errors
 from op_dbus.model.paths import Loc, describe, format_path, quoted
 from op_dbus.model.route_rules import RouteRules
 from op_dbus.model.state import BRIDGE_TYPE, FIREWALL_LIST_MAX, NIC_FIELDS, PORT_TYPES
 
-_BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath")
+_BRIDGE_ONLY = ("ports", "stp", "fail_mode", "datapath", "openflow")
 _PORT_ONLY = ("vlan", "trunks", "vlan_mode")
 _TYPE_ONLY = {"peer": "ovs-patch", "tunnel": "ovs-tunnel", "bond": "ovs-bond"}
 """Fields one port type needs (and only it may have)."""
@@ -245,6 +246,8 @@ class _Rules:
         for field in _TYPE_ONLY:
             if iface.get(field) is not None:
                 self.error((*loc, field), f"only an {_TYPE_ONLY[field]} has {field}")
+        for where, message in flow_rule_errors(iface.get("openflow"), name):
+            self.error((*loc, "openflow", *where), message)
         ports = iface.get("ports")
         for j, port in enumerate(ports if isinstance(ports, list) else []):
             if not isinstance(port, str) or not port:

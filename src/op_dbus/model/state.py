@@ -34,6 +34,7 @@ from op_dbus.model.fields import (
     Vlan,
     list_schema,
 )
+from op_dbus.model.openflow import FLOWS_MAX, FlowRule
 from op_dbus.model.paths import describe
 from op_dbus.model.route_fields import ROUTES_MAX, RouteMetric, RouteTable, RouteTo, RouteVia
 
@@ -130,6 +131,7 @@ class Interface(_Model):
     peer: IfName | None = None
     tunnel: Tunnel | None = None
     bond: Bond | None = None
+    openflow: Annotated[list[FlowRule], Field(max_length=FLOWS_MAX)] | None = None
 
 
 class NetSection(_Model):

@@ -117,13 +117,13 @@ def mark(current: Section, actions: list[Action], lines: Lifelines) -> list[Acti
             reasons = _bridge_reasons(name, ports, lines)
             if running := _container_ports(ports, name):
                 reasons.append(f"ports of running containers: {', '.join(running)}")
-        elif kind in ("bridge", "port") and action.kind == ActionKind.MODIFY:
+        elif kind in ("bridge", "port", "openflow") and action.kind == ActionKind.MODIFY:
             changed = sorted(set(action.after) - HARMLESS)
             if changed:
                 carried = (
-                    _bridge_reasons(name, ports, lines)
-                    if kind == "bridge"
-                    else _port_reasons(name, ports, lines)
+                    _port_reasons(name, ports, lines)
+                    if kind == "port"
+                    else _bridge_reasons(name, ports, lines)  # its own flows too
                 )
                 reasons = [f"changes {', '.join(changed)}: {why}" for why in carried]
         elif kind == "port" and action.kind == ActionKind.DELETE:

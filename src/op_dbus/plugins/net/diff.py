@@ -1,9 +1,10 @@
 """The net plugin's diff: pure logic from (current, desired) sections to actions.
 
-Resources are `bridge/NAME`, `port/NAME`, `ipv4/NAME` and `routes/NAME` (routes.py).
-Desired is partial (docs/decisions.md, "What a file deletes"): a field left out is left
-alone, a bridge's `ports`, an interface's `ipv4.address` and its `routes` list what must be
-there, not all there is, and a bridge or port the file does not name stays. An owned one
+Resources are `bridge/NAME`, `port/NAME`, `openflow/BRIDGE` (openflow.py), `ipv4/NAME` and
+`routes/NAME` (routes.py). Desired is partial (docs/decisions.md, "What a file deletes"): a
+field left out is left alone, a bridge's `ports`, an interface's `ipv4.address` and its
+`routes` list what must be there, not all there is (a bridge's `openflow` is the whole of
+op-dbus's flows on it), and a bridge or port the file does not name stays. An owned one
 (query marks rows `owned`) goes when marked `state: "absent"`, or with `prune` (an
 authoritative document: the lists are then whole, and owned rows it does not name are
 removed). With `exhaustive` (rollback), desired is a whole checkpoint: as with prune, and
@@ -21,6 +22,7 @@ from op_dbus.model.state import BRIDGE_TYPE, PORT_TYPES
 from op_dbus.native.vswitch import PORT_OWNER_KEY
 from op_dbus.plugins.base import Action, ActionKind, Section
 from op_dbus.plugins.net import migrate, routes
+from op_dbus.plugins.net.openflow import flow_actions
 
 PLUGIN = "net"
 BRIDGE_FIELDS = ("datapath", "stp", "fail_mode", "mtu")
@@ -266,6 +268,7 @@ def diff_net(
     return [
         *deletes,
         *upserts,
+        *flow_actions(cur_bridges, want_bridges),
         *moved,
         *addresses,
         *_route_actions(current_all, desired, exhaustive, pruning),

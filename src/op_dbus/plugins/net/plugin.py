@@ -4,8 +4,9 @@ An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` op
 (ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
 bounded number of times. When an ovs-vswitchd serves the database, it then waits until
 vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
-rule). Then netlink (ipv4.py): links up, addresses, the default route, static routes. Both
-act in the namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
+rule). Then each bridge's OpenFlow rules, one bundle per bridge (openflow.py). Then netlink
+(ipv4.py): links up, addresses, the default route, static routes. All act in the namespace
+op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 from op_dbus.model.route_rules import ROUTED_TYPES
 from op_dbus.native import netlink
+from op_dbus.native.ofctl import OfctlError
 from op_dbus.native.ovsdb import (
     OvsdbClient,
     OvsdbConnectionError,
@@ -29,6 +31,7 @@ from op_dbus.native.vswitch import (
     Replica,
     is_wait_conflict,
     live_replica,
+    to_map,
     vswitchd_connected,
     wait_for_cur_cfg,
 )
@@ -43,7 +46,7 @@ from op_dbus.plugins.base import (
     Steps,
     report,
 )
-from op_dbus.plugins.net import migrate, routes
+from op_dbus.plugins.net import migrate, openflow, routes
 from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
@@ -95,7 +98,21 @@ class NetPlugin(Plugin):
         snap = await self._snapshot()
         touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
         net = await netlink.read_state() if touched else None
-        return entries_with_ipv4(snap, net, _port_names(scope))
+        section = entries_with_ipv4(snap, net, _port_names(scope))
+        await self._add_flows(section, _flow_bridges(snap, scope))
+        return section
+
+    async def _add_flows(self, section: Section, bridges: list[str]) -> None:
+        """Each of `bridges` gets `openflow`: op-dbus's flows on it, read from vswitchd."""
+        if not bridges:
+            return
+        try:
+            flows = await openflow.read_flows(self.endpoints.ovs_rundir, bridges)
+        except OfctlError as exc:
+            raise OvsdbError(f"cannot read OpenFlow rules: {exc}") from exc
+        for entry in section["interfaces"]:
+            if entry["name"] in flows and entry["type"] == "ovs-bridge":
+                entry["openflow"] = flows[entry["name"]]
 
     def reads_all(self, scope: Section | None) -> bool:
         """Whether netlink is read: the scope declares `ipv4`, `routes` or ports (whose
@@ -160,19 +177,34 @@ class NetPlugin(Plugin):
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
-        the netlink phase: addresses, a port's addresses moving into its bridge, routes."""
+        the bridges' OpenFlow rules (their bridges and ports exist by then), then the netlink
+        phase: addresses, a port's addresses moving into its bridge, routes."""
         netlink_phase = ("ipv4/", migrate.RESOURCE, routes.RESOURCE)
-        ovs = [a for a in actions if not a.resource.startswith(netlink_phase)]
+        flows = [a for a in actions if a.resource.startswith(openflow.RESOURCE)]
+        ovs = [a for a in actions if not a.resource.startswith((*netlink_phase, openflow.RESOURCE))]
         addresses = [a for a in actions if a.resource.startswith(netlink_phase)]
         report(steps, ovs, False)
         done = await self._transact(ovs) if ovs else []
         report(steps, done, True)
+        if flows:
+            report(steps, flows, False)
+            done = await openflow.apply_flows(self.endpoints.ovs_rundir, flows, done)
+            await self._mark_flows(flows, done)
+            report(steps, flows, True)
         if not addresses:
             return done
         report(steps, addresses, False)
         finished = await apply_ipv4(addresses, done)
         report(steps, finished[len(done) :], True)
         return finished
+
+    async def _mark_flows(self, flows: list[Action], done: list[Action]) -> None:
+        """Mark the bridges that now carry op-dbus's rules (openflow.MARK_KEY), unmark the
+        others; the flows are in, so a failure reports them done (the rollback undoes them)."""
+        try:
+            await (await self._ovsdb()).transact(VSWITCH_DB, *openflow.mark_ops(flows))
+        except OvsdbError as exc:
+            raise ApplyError(flows[0], f"OVSDB: {exc}", done) from exc
 
     async def _transact(self, actions: list[Action]) -> list[Action]:
         """All OVS actions in one guarded transaction, rebuilt from a fresh read on conflict;
@@ -266,6 +298,24 @@ def _drops_owned(snap: Snapshot, scope: Section) -> bool:
         named.update(entry.get("ports") or [])
     rows = [*snap.bridges.values(), *snap.ports.values()]
     return any(owned(row) and row["name"] not in named for row in rows)
+
+
+def _flow_bridges(snap: Snapshot, scope: Section | None) -> list[str]:
+    """Bridges whose flows are read: with an ovs-vswitchd (which holds them), those marked
+    as carrying op-dbus's rules for a whole query, else those the scope declares `openflow` on."""
+    if not snap.datapath_types:
+        return []
+    if scope is None:
+        marked = (
+            n for n, row in snap.bridges.items() if openflow.MARK_KEY in to_map(row["external_ids"])
+        )
+        return sorted(marked)
+    declared = {
+        entry["name"]
+        for entry in scope.get("interfaces", [])
+        if entry.get("type") == "ovs-bridge" and entry.get("openflow") is not None
+    }
+    return sorted(declared & snap.bridges.keys())
 
 
 def _port_names(scope: Section | None) -> set[str]:

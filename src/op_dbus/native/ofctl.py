@@ -1,0 +1,71 @@
+"""A bridge's OpenFlow table through `ovs-ofctl`, on the bridge's management socket.
+
+Flows live in ovs-vswitchd, not in OVSDB; vswitchd serves each bridge's OpenFlow on
+`<rundir>/<bridge>.mgmt`. `ovs-ofctl --bundle add-flows` sends one OpenFlow 1.4 bundle: the
+switch commits all of its adds and deletes or none. Argv lists only, no shell; the flow text
+comes from validated models (plugins/net/openflow.py) and is fed on stdin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from pathlib import Path
+
+OFCTL = "ovs-ofctl"
+PROTOCOL = "OpenFlow14"
+"""The first OpenFlow version with bundles."""
+TIMEOUT = 30.0
+OUTPUT_MAX = 64 * 1024 * 1024
+"""The most of one `dump-flows` read, bounded before parsing."""
+
+
+class OfctlError(Exception):
+    """ovs-ofctl could not be run, or the switch refused; the message is ovs-ofctl's own."""
+
+
+def target(rundir: str, bridge: str) -> str:
+    """The bridge's management socket, as ovs-ofctl takes it."""
+    return f"unix:{Path(rundir) / bridge}.mgmt"
+
+
+async def _ofctl(args: list[str], stdin: bytes | None = None) -> str:
+    path = shutil.which(OFCTL)
+    if path is None:
+        raise OfctlError(f"{OFCTL} not found on PATH (install the openvswitch-common package)")
+    argv = [path, "-O", PROTOCOL, *args]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise OfctlError(f"cannot run {path}: {exc.strerror}") from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), TIMEOUT)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise OfctlError(f"{OFCTL} {args[0]} did not finish within {TIMEOUT:.0f} s") from None
+    if proc.returncode:
+        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        raise OfctlError(f"{OFCTL} {' '.join(args[:2])}: {message}")
+    if len(out) > OUTPUT_MAX:
+        raise OfctlError(f"{OFCTL} {args[0]} printed more than {OUTPUT_MAX} bytes")
+    return out.decode(errors="replace")
+
+
+async def dump_flows(rundir: str, bridge: str, cookie: int) -> list[str]:
+    """The bridge's flows carrying exactly `cookie`, one line each, with port names."""
+    args = ["--no-stats", "--names", "dump-flows", target(rundir, bridge), f"cookie={cookie:#x}/-1"]
+    return [line.strip() for line in (await _ofctl(args)).splitlines() if line.strip()]
+
+
+async def bundle(rundir: str, bridge: str, lines: list[str]) -> None:
+    """Send `lines` (`add ...`, `delete ...`) to the bridge as one atomic bundle."""
+    text = "".join(f"{line}\n" for line in lines).encode()
+    await _ofctl(["--bundle", "add-flows", target(rundir, bridge), "-"], text)
