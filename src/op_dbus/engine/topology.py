@@ -13,18 +13,23 @@ from typing import Any
 
 
 def _addresses(entry: dict[str, Any]) -> list[str]:
-    ipv4 = entry.get("ipv4") or {}
-    return [f"{a['ip']}/{a['prefix']}" for a in ipv4.get("address") or []]
+    """IPv4 addresses first, then IPv6 ones, as ADDRESS/PREFIX."""
+    return [
+        f"{a['ip']}/{a['prefix']}"
+        for family in ("ipv4", "ipv6")
+        for a in (entry.get(family) or {}).get("address") or []
+    ]
 
 
 def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
     """Each planned resource (`bridge/NAME`, `port/NAME`, `container/NAME`) and the kind of
-    its action; an address change (`ipv4/NAME`) marks its interface as modified."""
+    its action; an address change (`ipv4/NAME`, `ipv6/NAME`) marks its interface as
+    modified."""
     marks: dict[str, str] = {}
     for entry in (plan or {}).get("plugins") or []:
         for action in entry.get("actions") or []:
             kind, _, name = action["resource"].partition("/")
-            if kind == "ipv4":
+            if kind in ("ipv4", "ipv6"):
                 marks.setdefault(f"interface/{name}", "modify")
             else:
                 marks[action["resource"]] = action["kind"]
@@ -32,7 +37,7 @@ def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
 
 
 def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`{"uplinks": [...], "bridges": [{name, addresses, gateway, owned, uplinks, drift,
+    """`{"uplinks": [...], "bridges": [{name, addresses, gateway, gateway6, owned, uplinks, drift,
     ports: [{name, type, vlan, ofport, error, owned, container, drift}]}], "containers":
     [...], "detached": [...], "missing": [...]}` from a query's `state`; `missing` lists
     what the plan creates (not on the host yet)."""
@@ -52,6 +57,7 @@ def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[
                 "name": entry["name"],
                 "addresses": _addresses(entry),
                 "gateway": (entry.get("ipv4") or {}).get("gateway"),
+                "gateway6": (entry.get("ipv6") or {}).get("gateway"),
                 "owned": entry.get("owned"),
                 "drift": drift("bridge", entry["name"]),
                 "uplinks": [],

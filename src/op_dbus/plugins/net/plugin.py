@@ -4,7 +4,7 @@ An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` op
 (ovs.py); when someone else changed a guarded row meanwhile, it re-reads and rebuilds, a
 bounded number of times. When an ovs-vswitchd serves the database, it then waits until
 vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
-rule). Then netlink (ipv4.py): links up, addresses, the default route. Both act in the
+rule). Then netlink (ipv4.py, ipv6.py): links up, addresses, the default routes. Both act in the
 namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
@@ -42,7 +42,7 @@ from op_dbus.plugins.base import (
     Steps,
     report,
 )
-from op_dbus.plugins.net import migrate
+from op_dbus.plugins.net import ipv6, migrate
 from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
@@ -84,26 +84,30 @@ class NetPlugin(Plugin):
         await self._link.close()
 
     async def query(self, scope: Section | None = None) -> Section:
-        """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 from netlink.
+        """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 and ipv6 from
+        netlink.
 
-        Whatever the scope: an owned bridge the file no longer lists must be seen to go. Netlink
-        is read only when the apply or its rollback can touch addresses: the scope declares
-        `ipv4`, or an owned row it does not name will be deleted (its device goes, addresses
-        and all, and a rollback must bring them back). Otherwise it is skipped, and a change
-        that needs no netlink never imports pyroute2 (~60 ms)."""
+        Whatever the scope: an owned bridge the file no longer lists must be seen to go.
+        Netlink is read only when the apply or its rollback can touch addresses: the scope
+        declares `ipv4` or `ipv6`, or an owned row it does not name will be deleted (its
+        device goes, addresses and all, and a rollback must bring them back). Otherwise it is
+        skipped, and a change that needs no netlink never imports pyroute2 (~60 ms)."""
         snap = await self._snapshot()
         touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
         net = await netlink.read_state() if touched else None
         return entries_with_ipv4(snap, net, _port_names(scope))
 
     def reads_all(self, scope: Section | None) -> bool:
-        """Whether netlink is read: the scope declares `ipv4` or ports (whose addresses move),
-        or is a checkpoint with addresses to restore."""
+        """Whether netlink is read: the scope declares `ipv4`, `ipv6` or ports (whose addresses
+        move), or is a checkpoint with addresses to restore."""
         return (
             scope is None
             or "port_addresses" in scope
             or any(
-                entry.get("ipv4") is not None or entry.get("ports") or entry.get("bridge")
+                entry.get("ipv4") is not None
+                or entry.get("ipv6") is not None
+                or entry.get("ports")
+                or entry.get("bridge")
                 for entry in scope.get("interfaces", [])
             )
         )
@@ -150,12 +154,12 @@ class NetPlugin(Plugin):
 
     def touches_connectivity(self, actions: list[Action]) -> bool:
         """Addresses and routes, and whatever the danger rules found carrying them."""
-        return any(a.resource.startswith("ipv4/") or a.dangerous for a in actions)
+        return any(a.resource.startswith(("ipv4/", ipv6.RESOURCE)) or a.dangerous for a in actions)
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
         the netlink phase: addresses, and a port's addresses moving into its bridge."""
-        netlink_phase = ("ipv4/", migrate.RESOURCE)
+        netlink_phase = ("ipv4/", ipv6.RESOURCE, migrate.RESOURCE)
         ovs = [a for a in actions if not a.resource.startswith(netlink_phase)]
         addresses = [a for a in actions if a.resource.startswith(netlink_phase)]
         report(steps, ovs, False)
@@ -288,7 +292,8 @@ def entries_with_ipv4(
     net: netlink.NetState | None,
     declared_ports: frozenset[str] | set[str] = frozenset(),
 ) -> Section:
-    """The section from one OVSDB snapshot and one netlink read (None: ipv4 left out), with
+    """The section from one OVSDB snapshot and one netlink read (None: ipv4 and ipv6 left
+    out), with
     `port_addresses`: what system ports, and devices declared as ports, hold (migrate.py)."""
     interfaces: list[dict[str, Any]] = []
     ports: list[dict[str, Any]] = []
@@ -303,6 +308,7 @@ def entries_with_ipv4(
     for entry in interfaces:
         if net is not None and entry["type"] != "ovs-port" and entry["name"] in net.up:
             entry["ipv4"] = ipv4_of(entry["name"], net)
+            entry["ipv6"] = ipv6.ipv6_of(entry["name"], net)
     section: Section = {"interfaces": interfaces, "datapath_types": snap.datapath_types}
     if net is not None:
         system_ports = {p["name"] for p in ports if p["type"] == "ovs-port"}
