@@ -1,0 +1,130 @@
+"""IPv6 on a bridge and a container end to end: real traffic, `ip -j -6` agrees with `query`,
+a pasted-back query plans nothing, and a failed apply puts the addresses back."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+from test_lxc_apply import clean, opdbus, query_lxc, sh, write  # noqa: F401 (clean: a fixture)
+
+from op_dbus.lab import Lab, run_in_lab
+from op_dbus.native.netlink import OWN_PROTO
+
+BRIDGE, CT, CT_ID = "v6br", "v6ct", "933"
+BRIDGE_IP, CT_IP, OTHER_IP = "fd42:933::1", "fd42:933::2", "fd42:934::1"
+DAD_TRIES = 10
+"""Pings tried while duplicate address detection holds the new addresses (about 1-2 s)."""
+
+
+def state(bridge_ips: list[str], *, gateway: str | None = None, running: bool = True) -> dict:
+    ipv6: dict[str, Any] = {"address": [{"ip": ip, "prefix": 64} for ip in bridge_ips]}
+    if gateway:
+        ipv6["gateway"] = gateway
+    container = {
+        "id": CT_ID,
+        "name": CT,
+        "veth": f"vi{CT_ID}",
+        "bridge": BRIDGE,
+        "running": running,
+        "ipv6": {"address": [{"ip": CT_IP, "prefix": 64}], "gateway": BRIDGE_IP},
+    }
+    net = {"interfaces": [{"name": BRIDGE, "type": "ovs-bridge", "ipv6": ipv6}]}
+    return {"version": 1, "plugins": {"net": net, "lxc": {"containers": [container]}}}
+
+
+def in_ct(lab: Lab, *argv: str, check: bool = False) -> Any:
+    return run_in_lab(lab, "lxc-attach", "-P", str(lab.lxc_path), "-n", CT, "--", *argv,
+                      check=check)  # fmt: skip
+
+
+def pings(lab: Lab, *argv: str) -> bool:
+    """Whether `argv` (a ping) succeeds within DAD_TRIES tries."""
+    return any(run_in_lab(lab, *argv, check=False).returncode == 0 for _ in range(DAD_TRIES))
+
+
+def global_addresses(lab: Lab, device: str) -> tuple[set[str], set[str]]:
+    """(global, link-local) IPv6 addresses of `device` as `ip -j -6 addr` lists them."""
+    links = json.loads(sh(lab, "ip", "-j", "-6", "addr", "show", "dev", device))
+    info = [a for link in links for a in link["addr_info"]]
+    found = {f"{a['local']}/{a['prefixlen']}" for a in info if a.get("scope") == "global"}
+    return found, {a["local"] for a in info if a.get("scope") == "link"}
+
+
+def default_routes6(lab: Lab) -> list[dict[str, Any]]:
+    return json.loads(sh(lab, "ip", "-j", "-6", "route", "show", "default"))
+
+
+def net_entry(lab: Lab) -> dict[str, Any]:
+    result = opdbus(lab, "query", "--plugin", "net", "--json")
+    assert result.returncode == 0, result.stderr
+    interfaces = json.loads(result.stdout)["state"]["plugins"]["net"]["interfaces"]
+    return next(i for i in interfaces if i["name"] == BRIDGE)
+
+
+def test_a_container_and_its_bridge_talk_ipv6(clean: Lab, tmp_path: Path) -> None:  # noqa: F811
+    result = opdbus(clean, "apply", write(tmp_path, state([BRIDGE_IP], gateway=CT_IP)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    ping_ct = ("lxc-attach", "-P", str(clean.lxc_path), "-n", CT, "--", "ping6", "-c1", "-W2")
+    assert pings(clean, *ping_ct, BRIDGE_IP)  # container -> bridge
+    assert pings(clean, "ping", "-6", "-c1", "-W2", CT_IP)  # bridge (the host) -> container
+
+    found, link_local = global_addresses(clean, BRIDGE)
+    assert found == {f"{BRIDGE_IP}/64"}
+    assert link_local  # the kernel's own fe80:: address is there ...
+    entry = net_entry(clean)
+    assert entry["ipv6"] == {  # ... and not reported
+        "enabled": True,
+        "address": [{"ip": BRIDGE_IP, "prefix": 64}],
+        "gateway": CT_IP,
+    }
+    ours = [r for r in default_routes6(clean) if r.get("dev") == BRIDGE]
+    assert [(r["gateway"], str(r["protocol"])) for r in ours] == [(CT_IP, str(OWN_PROTO))]
+    inside = in_ct(clean, "cat", "/proc/net/if_inet6", check=True).stdout
+    assert ipaddress.IPv6Address(CT_IP).exploded.replace(":", "") in inside  # the kernel's list
+    ct = query_lxc(clean)[CT]
+    assert ct["ipv6"] == {"address": [{"ip": CT_IP, "prefix": 64}], "gateway": BRIDGE_IP}
+
+    shown = opdbus(clean, "show")
+    assert shown.returncode == 0, shown.stderr
+    assert f"{BRIDGE_IP}/64" in shown.stdout and f"{CT_IP}/64" in shown.stdout
+
+    # The query pasted back validates and plans nothing.
+    document = opdbus(clean, "query", "--plugin", "net", "--plugin", "lxc", "--format", "json")
+    assert document.returncode == 0, document.stderr
+    pasted = tmp_path / "pasted.json"
+    pasted.write_text(document.stdout)
+    assert opdbus(clean, "validate", str(pasted)).returncode == 0
+    again = opdbus(clean, "diff", str(pasted))
+    assert again.returncode == 0, again.stdout + again.stderr
+
+    # A partial file adds an address and removes none; --prune removes the undeclared one.
+    more = write(tmp_path, state([OTHER_IP]), "more.json")
+    assert opdbus(clean, "apply", more).returncode == 0
+    assert global_addresses(clean, BRIDGE)[0] == {f"{BRIDGE_IP}/64", f"{OTHER_IP}/64"}
+    result = opdbus(clean, "apply", "--prune", "--yes", more)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert global_addresses(clean, BRIDGE)[0] == {f"{OTHER_IP}/64"}
+
+
+def test_a_later_failure_puts_the_ipv6_addresses_back(clean: Lab, tmp_path: Path) -> None:  # noqa: F811
+    result = opdbus(clean, "apply", write(tmp_path, state([BRIDGE_IP], running=False)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The fault: a device named like the container's host veth, so starting it (after the
+    # bridge's new address and default route, in the same apply) fails.
+    run_in_lab(clean, "ip", "link", "add", f"vi{CT_ID}", "type", "veth", "peer", "name", "v6fault")
+    try:
+        changed = state([BRIDGE_IP, OTHER_IP], gateway=CT_IP)
+        result = opdbus(clean, "apply", write(tmp_path, changed, "changed.json"))
+    finally:
+        run_in_lab(clean, "ip", "link", "del", f"vi{CT_ID}", check=False)
+
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert OTHER_IP in result.stdout, result.stdout  # the plan had the new address
+    assert global_addresses(clean, BRIDGE)[0] == {f"{BRIDGE_IP}/64"}
+    assert [r for r in default_routes6(clean) if r.get("dev") == BRIDGE] == []
+    assert net_entry(clean)["ipv6"]["address"] == [{"ip": BRIDGE_IP, "prefix": 64}]
+    assert query_lxc(clean)[CT]["running"] is False
