@@ -24,6 +24,7 @@ VNI_MAX = 2**24 - 1
 _ABSENT_KEEPS = ("name", "type", "state", "bridge")
 """What an interface marked `state: "absent"` may say besides: which one it is."""
 FAMILIES = ("ipv4", "ipv6")
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -122,7 +123,7 @@ def _ip_interface(address: Any, family: str = "ipv4") -> IpInterface | None:
         return None
 
 
-def _edge_of(ip: ipaddress._BaseAddress, network: IpNetwork) -> str | None:
+def _edge_of(ip: IpAddress, network: IpNetwork) -> str | None:
     """Which of `network`'s reserved addresses `ip` is ("network", "broadcast"), if any.
     Only IPv4 prefixes up to /30 have them: a /31 or /32 is all hosts (RFC 3021). IPv6 has
     no broadcast; its network address is the subnet-router anycast (RFC 4291), up to /126
@@ -162,7 +163,7 @@ def _gateway_problem(section: dict[str, Any], owner: str, family: str) -> str | 
         return None
     try:
         if family == "ipv6":
-            gw: ipaddress._BaseAddress = ipaddress.IPv6Address(check_ipv6_gateway(gateway))
+            gw: IpAddress = ipaddress.IPv6Address(check_ipv6_gateway(gateway))
         else:
             gw = ipaddress.IPv4Address(check_ipv4(gateway))
     except ValueError:
@@ -207,7 +208,7 @@ class _Rules:
         self.errors: list[FieldError] = []
         self.interfaces: dict[str, tuple[str, Loc]] = {}  # name -> (type, loc of its name)
         self.port_names: dict[str, Loc] = {}  # entries of bridges' `ports` lists
-        self.ips: dict[ipaddress._BaseAddress, Loc] = {}  # every declared address, first seen
+        self.ips: dict[IpAddress, Loc] = {}  # every declared address, first seen
         self.patches: dict[str, Any] = {}  # ovs-patch name -> its peer
         self.absent: dict[str, Loc] = {}  # interfaces marked absent -> loc of their state
 
