@@ -16,7 +16,9 @@ from op_dbus.model import StateInputError, parse_state
 from op_dbus.model.fields import check_ipv6, check_ipv6_gateway, check_prefix6
 from op_dbus.native.lxc_config import Spec, parse, render
 from op_dbus.native.netlink import OWN_PROTO, NetState, Route
+from op_dbus.native.sockets import parse_table
 from op_dbus.plugins.lxc.diff import RESTART_FIELDS, diff_lxc
+from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net
 from op_dbus.plugins.net.ipv6 import ipv6_of, steps_for
 
@@ -267,3 +269,33 @@ def test_a_containers_ipv6_change_restarts_it() -> None:
     (action,) = diff_lxc({"containers": [have]}, {"containers": [want]})
     assert action.after["ipv6"] == {"address": [address("2001:db8::3")], "gateway": "fe80::1"}
     assert "ipv6" in RESTART_FIELDS
+
+
+# --- danger ---------------------------------------------------------------------------------
+TABLE6 = """  sl  local_address                         remote_address                        st
+   0: B80D0120000000000000000001000000:0016 B80D0120000000000000000002000000:D431 01 0
+   1: B80D0120000000000000000003000000:0016 B80D0120000000000000000002000000:D432 0A 0
+"""
+
+
+def test_an_ipv6_session_is_a_lifeline_its_address_and_our_route_are_dangerous() -> None:
+    assert parse_table(TABLE6) == {"2001:db8::1"}  # established only; as the kernel's bytes
+    six = Lifelines(
+        routes={"br0": "2001:db8::fe"},
+        addresses={"br0": [("2001:db8::1", 64)]},
+        sessions=frozenset({"2001:db8::1"}),
+        own_routes=frozenset({"br0"}),
+    )
+    lines = Lifelines(sessions=six.sessions, ipv6=six)
+    here = current("2001:db8::1", gateway="2001:db8::fe")
+    actions = diff_net(
+        here, desired({"address": [address("fd00::1")], "gateway": "fd00::fe"}), prune=True
+    )
+    (action,) = mark(here, actions, lines)
+    assert any("local end of live TCP sessions" in why for why in action.dangerous)
+    assert any("way to the default gateway 2001:db8::fe" in why for why in action.dangerous)
+    assert any("replaces the default route via 2001:db8::fe" in why for why in action.dangerous)
+    (off,) = mark(here, diff_net(here, desired({"enabled": False})), lines)
+    assert off.dangerous and off.dangerous[0].startswith("turns IPv6 off on br0")
+    (adding,) = mark(here, diff_net(here, desired({"address": [address("fd00::1")]})), lines)
+    assert adding.dangerous == ()

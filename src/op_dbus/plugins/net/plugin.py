@@ -144,11 +144,19 @@ class NetPlugin(Plugin):
         if all(a.kind == ActionKind.CREATE for a in actions):
             return actions
         net = await netlink.read_state()
+        sessions = frozenset(await asyncio.to_thread(session_addresses))
+        ipv6 = Lifelines(
+            routes={r.ifname: r.gateway for r in net.default_routes6},
+            addresses=net.addresses6,
+            sessions=sessions,
+            own_routes=frozenset(r.ifname for r in net.default_routes6 if r.owned),
+        )
         lines = Lifelines(
             routes={r.ifname: r.gateway for r in net.default_routes},
             addresses=net.addresses,
-            sessions=frozenset(await asyncio.to_thread(session_addresses)),
+            sessions=sessions,
             own_routes=frozenset(r.ifname for r in net.default_routes if r.owned),
+            ipv6=ipv6,
         )
         return mark(current, actions, lines)
 
