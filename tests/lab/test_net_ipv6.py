@@ -15,6 +15,7 @@ from op_dbus.native.netlink import OWN_PROTO
 
 BRIDGE, CT, CT_ID = "v6br", "v6ct", "933"
 BRIDGE_IP, CT_IP, OTHER_IP = "fd42:933::1", "fd42:933::2", "fd42:934::1"
+INTERNAL, INTERNAL_IP = "v6in", "fd42:935::1"
 DAD_TRIES = 10
 """Pings tried while duplicate address detection holds the new addresses (about 1-2 s)."""
 
@@ -31,7 +32,13 @@ def state(bridge_ips: list[str], *, gateway: str | None = None, running: bool = 
         "running": running,
         "ipv6": {"address": [{"ip": CT_IP, "prefix": 64}], "gateway": BRIDGE_IP},
     }
-    net = {"interfaces": [{"name": BRIDGE, "type": "ovs-bridge", "ipv6": ipv6}]}
+    internal = {
+        "name": INTERNAL,
+        "type": "ovs-internal",
+        "bridge": BRIDGE,
+        "ipv6": {"address": [{"ip": INTERNAL_IP, "prefix": 64}]},
+    }
+    net = {"interfaces": [{"name": BRIDGE, "type": "ovs-bridge", "ipv6": ipv6}, internal]}
     return {"version": 1, "plugins": {"net": net, "lxc": {"containers": [container]}}}
 
 
@@ -57,11 +64,11 @@ def default_routes6(lab: Lab) -> list[dict[str, Any]]:
     return json.loads(sh(lab, "ip", "-j", "-6", "route", "show", "default"))
 
 
-def net_entry(lab: Lab) -> dict[str, Any]:
+def net_entry(lab: Lab, name: str = BRIDGE) -> dict[str, Any]:
     result = opdbus(lab, "query", "--plugin", "net", "--json")
     assert result.returncode == 0, result.stderr
     interfaces = json.loads(result.stdout)["state"]["plugins"]["net"]["interfaces"]
-    return next(i for i in interfaces if i["name"] == BRIDGE)
+    return next(i for i in interfaces if i["name"] == name)
 
 
 def test_a_container_and_its_bridge_talk_ipv6(clean: Lab, tmp_path: Path) -> None:  # noqa: F811
@@ -72,6 +79,7 @@ def test_a_container_and_its_bridge_talk_ipv6(clean: Lab, tmp_path: Path) -> Non
     assert pings(clean, *ping_ct, BRIDGE_IP)  # container -> bridge
     assert pings(clean, "ping", "-6", "-c1", "-W2", CT_IP)  # bridge (the host) -> container
 
+    assert pings(clean, *ping_ct, INTERNAL_IP)  # the internal port: through the gateway
     found, link_local = global_addresses(clean, BRIDGE)
     assert found == {f"{BRIDGE_IP}/64"}
     assert link_local  # the kernel's own fe80:: address is there ...
@@ -81,6 +89,8 @@ def test_a_container_and_its_bridge_talk_ipv6(clean: Lab, tmp_path: Path) -> Non
         "address": [{"ip": BRIDGE_IP, "prefix": 64}],
         "gateway": CT_IP,
     }
+    assert global_addresses(clean, INTERNAL)[0] == {f"{INTERNAL_IP}/64"}
+    assert net_entry(clean, INTERNAL)["ipv6"]["address"] == [{"ip": INTERNAL_IP, "prefix": 64}]
     ours = [r for r in default_routes6(clean) if r.get("dev") == BRIDGE]
     assert [(r["gateway"], str(r["protocol"])) for r in ours] == [(CT_IP, str(OWN_PROTO))]
     inside = in_ct(clean, "cat", "/proc/net/if_inet6", check=True).stdout
