@@ -21,6 +21,7 @@ from op_dbus.plugins.lxc.diff import RESTART_FIELDS, diff_lxc
 from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net
 from op_dbus.plugins.net.ipv6 import ipv6_of, steps_for
+from op_dbus.plugins.net.watcher import GROUPS, RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE
 
 DIR = Path("/var/lib/lxc/gateway")
 
@@ -134,6 +135,17 @@ def test_rules_mirror_ipv4s() -> None:
     assert "already declared" in paths[f"{base}[1].ipv6.address[0].ip"]
     assert "ipv6.gateway on one interface" in paths[f"{base}[2].ipv6.gateway"]
     assert "not allowed on an ovs-port" in paths[f"{base}[3].ipv6"]
+
+
+def test_ipv4_taking_the_link_down_conflicts_with_ipv6_addresses() -> None:
+    entry = {**bridge({"address": [address("2001:db8::1")]}), "ipv4": {"enabled": False}}
+    found = problems({"interfaces": [entry]})
+    assert [p for p, _ in found] == ["plugins.net.interfaces[0].ipv4.enabled"], found
+    assert "ipv6 sets address" in found[0][1]
+
+
+def test_the_daemon_hears_ipv6_addresses_and_routes() -> None:
+    assert GROUPS & RTMGRP_IPV6_IFADDR and GROUPS & RTMGRP_IPV6_ROUTE
 
 
 def test_a_container_nic_carries_ipv6_and_one_default_route() -> None:

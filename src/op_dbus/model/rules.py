@@ -249,6 +249,8 @@ class _Rules:
         for i, iface in items:
             if iface.get("state") == "absent":
                 self._absent(iface, (*base, i))
+        for i, iface in items:
+            self._link_down_for_ipv6(iface, (*base, i))
         for family in FAMILIES:
             gateways: list[Loc] = []
             for i, iface in items:
@@ -394,6 +396,22 @@ class _Rules:
             self.error((*loc, "trunks"), "lists a VLAN twice")
         if trunks and iface.get("vlan_mode") == "access":
             self.error((*loc, "trunks"), 'not allowed with vlan_mode "access" (one VLAN, tagged)')
+
+    def _link_down_for_ipv6(self, iface: dict[str, Any], loc: Loc) -> None:
+        """`ipv4.enabled: false` takes the link down, which IPv6 addresses bring up: the two
+        would undo each other at every apply."""
+        ipv4, ipv6 = iface.get("ipv4"), iface.get("ipv6")
+        if (
+            not (isinstance(ipv4, dict) and isinstance(ipv6, dict))
+            or ipv4.get("enabled") is not False
+        ):
+            return
+        given = [f for f in ("address", "gateway") if ipv6.get(f)]
+        if given:
+            self.error(
+                (*loc, "ipv4", "enabled"),
+                f"is false, which takes the link down, but ipv6 sets {' and '.join(given)}",
+            )
 
     def _interface_ip(self, section: dict[str, Any], loc: Loc, family: str) -> None:
         if section.get("dhcp") is True:
