@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from op_dbus.model import StateInputError, parse_state
 from op_dbus.model.fields import check_ipv6, check_ipv6_gateway, check_prefix6
-from op_dbus.native.lxc_config import Spec, parse, render
+from op_dbus.native.lxc_config import Nic, Spec, parse, render
 from op_dbus.native.netlink import OWN_PROTO, NetState, Route
 from op_dbus.native.sockets import parse_table
 from op_dbus.plugins.lxc.diff import RESTART_FIELDS, diff_lxc
@@ -311,3 +311,14 @@ def test_an_ipv6_session_is_a_lifeline_its_address_and_our_route_are_dangerous()
     assert off.dangerous and off.dangerous[0].startswith("turns IPv6 off on br0")
     (adding,) = mark(here, diff_net(here, desired({"address": [address("fd00::1")]})), lines)
     assert adding.dangerous == ()
+
+
+def test_every_nic_says_its_ipv6_and_reads_back() -> None:
+    second = Nic(veth="vi101", bridge="br1", addresses6=(("fd00::2", 64),), gateway6="fe80::1")
+    spec = Spec(name="gateway", id="100", veth="vi100", bridge="br0", more_nics=(second,))
+    text = render("lxc.uts.name = gateway\n", spec, DIR)
+    assert "lxc.net.1.ipv6.address = fd00::2/64" in text.splitlines()
+    assert "lxc.net.1.ipv6.gateway = fe80::1" in text.splitlines()
+    assert not any(line.startswith("lxc.net.0.ipv6") for line in text.splitlines())
+    (back,) = parse(text).more_nics
+    assert (back.addresses6, back.gateway6) == ((("fd00::2", 64),), "fe80::1")
