@@ -16,6 +16,7 @@ from op_dbus.native.netlink import OWN_PROTO
 BRIDGE, CT, CT_ID = "v6br", "v6ct", "933"
 BRIDGE_IP, CT_IP, OTHER_IP = "fd42:933::1", "fd42:933::2", "fd42:934::1"
 INTERNAL, INTERNAL_IP = "v6in", "fd42:935::1"
+SLAAC_IP = "fd42:933::5:5"
 DAD_TRIES = 10
 """Pings tried while duplicate address detection holds the new addresses (about 1-2 s)."""
 
@@ -111,13 +112,28 @@ def test_a_container_and_its_bridge_talk_ipv6(clean: Lab, tmp_path: Path) -> Non
     again = opdbus(clean, "diff", str(pasted))
     assert again.returncode == 0, again.stdout + again.stderr
 
+    # What router advertisements make (an address with lifetimes, a route of proto ra) is the
+    # kernel's: not reported, so the same document still plans nothing, and prune keeps them.
+    run_in_lab(clean, "ip", "-6", "addr", "add", f"{SLAAC_IP}/64", "dev", BRIDGE, "nodad",
+               "valid_lft", "600", "preferred_lft", "600")  # fmt: skip
+    run_in_lab(clean, "ip", "-6", "route", "add", "default", "via", "fe80::99", "dev", BRIDGE,
+               "proto", "ra", "metric", "2048")  # fmt: skip
+    assert net_entry(clean)["ipv6"] == entry["ipv6"]
+    again = opdbus(clean, "diff", "--prune", str(pasted))
+    assert again.returncode == 0, again.stdout + again.stderr
+
     # A partial file adds an address and removes none; --prune removes the undeclared one.
     more = write(tmp_path, state([OTHER_IP]), "more.json")
     assert opdbus(clean, "apply", more).returncode == 0
-    assert global_addresses(clean, BRIDGE)[0] == {f"{BRIDGE_IP}/64", f"{OTHER_IP}/64"}
+    assert global_addresses(clean, BRIDGE)[0] == {
+        f"{BRIDGE_IP}/64",
+        f"{OTHER_IP}/64",
+        f"{SLAAC_IP}/64",
+    }
     result = opdbus(clean, "apply", "--prune", "--yes", more)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert global_addresses(clean, BRIDGE)[0] == {f"{OTHER_IP}/64"}
+    assert global_addresses(clean, BRIDGE)[0] == {f"{OTHER_IP}/64", f"{SLAAC_IP}/64"}
+    assert any(str(r.get("protocol")) == "ra" for r in default_routes6(clean))
 
 
 def test_a_later_failure_puts_the_ipv6_addresses_back(clean: Lab, tmp_path: Path) -> None:  # noqa: F811
