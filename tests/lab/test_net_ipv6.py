@@ -17,6 +17,7 @@ BRIDGE, CT, CT_ID = "v6br", "v6ct", "933"
 BRIDGE_IP, CT_IP, OTHER_IP = "fd42:933::1", "fd42:933::2", "fd42:934::1"
 INTERNAL, INTERNAL_IP = "v6in", "fd42:935::1"
 SLAAC_IP = "fd42:933::5:5"
+NIC_IP, NIC_GW = "fd42:936::2", "fd42:936::1"
 DAD_TRIES = 10
 """Pings tried while duplicate address detection holds the new addresses (about 1-2 s)."""
 
@@ -154,3 +155,41 @@ def test_a_later_failure_puts_the_ipv6_addresses_back(clean: Lab, tmp_path: Path
     assert [r for r in default_routes6(clean) if r.get("dev") == BRIDGE] == []
     assert net_entry(clean)["ipv6"]["address"] == [{"ip": BRIDGE_IP, "prefix": 64}]
     assert query_lxc(clean)[CT]["running"] is False
+
+
+def test_a_second_nic_speaks_ipv6_on_its_own_bridge(clean: Lab, tmp_path: Path) -> None:  # noqa: F811
+    nics = [
+        {"veth": "vi935", "bridge": BRIDGE},
+        {"veth": "vi935b", "bridge": "v6br2", "ipv6": {"address": [{"ip": NIC_IP, "prefix": 64}]}},
+    ]
+    bridges = [
+        {"name": BRIDGE, "type": "ovs-bridge"},
+        {
+            "name": "v6br2",
+            "type": "ovs-bridge",
+            "ipv6": {"address": [{"ip": NIC_GW, "prefix": 64}]},
+        },
+    ]
+    document = {
+        "version": 1,
+        "plugins": {
+            "net": {"interfaces": bridges},
+            "lxc": {"containers": [{"id": "935", "name": "v6nic", "running": True, "nics": nics}]},
+        },
+    }
+    result = opdbus(clean, "apply", write(tmp_path, document))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    argv = ("lxc-attach", "-P", str(clean.lxc_path), "-n", "v6nic", "--", "ping6", "-c1", "-W2")
+    assert pings(clean, *argv, NIC_GW)
+    inside = run_in_lab(clean, "lxc-attach", "-P", str(clean.lxc_path), "-n", "v6nic", "--",
+                        "cat", "/proc/net/if_inet6").stdout  # fmt: skip
+    hexed = ipaddress.IPv6Address(NIC_IP).exploded.replace(":", "")
+    assert any(
+        line.split()[0] == hexed and line.split()[-1] == "eth1" for line in inside.splitlines()
+    )
+    found = query_lxc(clean)["v6nic"]["nics"]
+    assert found[1]["ipv6"] == {"address": [{"ip": NIC_IP, "prefix": 64}]}
+    assert found[0]["ipv6"] == {"address": []}
+    again = opdbus(clean, "diff", write(tmp_path, document))
+    assert again.returncode == 0, again.stdout + again.stderr
