@@ -121,7 +121,7 @@ def tree_of(picture: dict[str, Any]) -> Tree:
     root = Tree(f"[bold]host[/] (uplink: {escape(uplinks)})")
     containers = {c["name"]: c for c in picture["containers"]}
     for bridge in picture["bridges"]:
-        gateway = f" via {bridge['gateway']}" if bridge.get("gateway") else ""
+        gateway = "".join(f" via {bridge[k]}" for k in ("gateway", "gateway6") if bridge.get(k))
         addresses = " ".join(bridge["addresses"])
         facts = "".join(f" {escape(d)}" for d in bridge_details(bridge))
         node = root.add(

@@ -13,8 +13,12 @@ from typing import Any
 
 
 def _addresses(entry: dict[str, Any]) -> list[str]:
-    ipv4 = entry.get("ipv4") or {}
-    return [f"{a['ip']}/{a['prefix']}" for a in ipv4.get("address") or []]
+    """IPv4 addresses first, then IPv6 ones, as ADDRESS/PREFIX."""
+    return [
+        f"{a['ip']}/{a['prefix']}"
+        for family in ("ipv4", "ipv6")
+        for a in (entry.get(family) or {}).get("address") or []
+    ]
 
 
 ROUTE_KEYS = frozenset({"to", "via", "metric", "table"})
@@ -64,13 +68,13 @@ def _port_kind(entry: dict[str, Any]) -> dict[str, Any]:
 
 def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
     """Each planned resource (`bridge/NAME`, `port/NAME`, `container/NAME`) and the kind of
-    its action; an address or route change (`ipv4/NAME`, `routes/NAME`) marks its interface
-    as modified."""
+    its action; an address or route change (`ipv4/NAME`, `ipv6/NAME`, `routes/NAME`) marks its
+    interface as modified."""
     marks: dict[str, str] = {}
     for entry in (plan or {}).get("plugins") or []:
         for action in entry.get("actions") or []:
             kind, _, name = action["resource"].partition("/")
-            if kind in ("ipv4", "routes"):
+            if kind in ("ipv4", "ipv6", "routes"):
                 marks.setdefault(f"interface/{name}", "modify")
             else:
                 marks[action["resource"]] = action["kind"]
@@ -78,10 +82,10 @@ def drift_marks(plan: dict[str, Any] | None) -> dict[str, str]:
 
 
 def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`{"uplinks": [...], "bridges": [{name, addresses, gateway, routes, owned, uplinks, drift,
-    mtu, openflow (how many of op-dbus's rules), ports: [{name, type, vlan, trunks, vlan_mode,
-    protected, peer, tunnel, bond, mtu, ofport, error, owned, container, drift, routes?}]}],
-    "containers":
+    """`{"uplinks": [...], "bridges": [{name, addresses, gateway, gateway6, routes, owned,
+    uplinks, drift, mtu, openflow (how many of op-dbus's rules), ports: [{name, type, vlan,
+    trunks, vlan_mode, protected, peer, tunnel, bond, mtu, ofport, error, owned, container,
+    drift, routes?}]}], "containers":
     [...], "detached": [...], "missing": [...]}` from a query's `state`; `missing` lists
     what the plan creates (not on the host yet)."""
     plugins = state.get("plugins", {})
@@ -100,6 +104,7 @@ def topology(state: dict[str, Any], plan: dict[str, Any] | None = None) -> dict[
                 "name": entry["name"],
                 "addresses": _addresses(entry),
                 "gateway": (entry.get("ipv4") or {}).get("gateway"),
+                "gateway6": (entry.get("ipv6") or {}).get("gateway"),
                 "routes": _routes(entry),
                 "owned": entry.get("owned"),
                 "drift": drift("bridge", entry["name"]),

@@ -164,6 +164,42 @@ def check_ipv4(value: Any) -> str:
     return text
 
 
+def _ipv6(value: Any) -> ipaddress.IPv6Address:
+    """An IPv6 address that can be a host's: not ::, multicast, ::1 or an IPv4-mapped one."""
+    text = _string(value, "an IPv6 address")
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        raise ValueError(
+            f"must be an IPv6 address like 2001:db8::10, got {describe(text)}"
+        ) from None
+    if address.is_unspecified or address.is_multicast or address.ipv4_mapped is not None:
+        raise ValueError(f"must be a unicast IPv6 address, got {describe(text)}")
+    if address.is_loopback:
+        raise ValueError(
+            f"must not be the loopback address ::1 (it belongs to lo), got {describe(text)}"
+        )
+    return address
+
+
+def check_ipv6(value: Any) -> str:
+    """A host's IPv6 address, written back compressed and in lower case (as netlink and
+    `ip` list it), so that a diff compares one spelling. Link-local addresses (fe80::/10)
+    are the kernel's own, one per link: op-dbus neither sets nor reports them."""
+    address = _ipv6(value)
+    if address.is_link_local:
+        raise ValueError(
+            f"must not be a link-local address (fe80::/10): the kernel makes each link's"
+            f" own, and op-dbus leaves them alone, got {describe(value)}"
+        )
+    return str(address)
+
+
+def check_ipv6_gateway(value: Any) -> str:
+    """A next hop: like an address, but link-local is allowed (routers usually are)."""
+    return str(_ipv6(value))
+
+
 def check_cidr(value: Any) -> str:
     """An IPv4 network like 10.0.0.0/24 (a bare address is a /32, and is spelled so): host
     bits must be zero, so what is written is what nftables lists back."""
@@ -233,6 +269,19 @@ def check_prefix(value: Any) -> int:
             "address on-link (a default route is ipv4.gateway)"
         )
     return _prefix_range(value)
+
+
+_prefix6_range = _ranged(1, 128)
+
+
+def check_prefix6(value: Any) -> int:
+    """An IPv6 host address's prefix, like `check_prefix`: 0 would put all of IPv6 on-link."""
+    if _is_int(value) and value == 0:
+        raise ValueError(
+            "must be from 1 to 128, got 0: prefix 0 on a host address would make every IPv6 "
+            "address on-link (a default route is ipv6.gateway)"
+        )
+    return _prefix6_range(value)
 
 
 def check_template(value: Any) -> str:
@@ -383,6 +432,9 @@ Hostname = Annotated[
 ContainerId = Annotated[str, BeforeValidator(check_ct_id), _schema(pattern=r"^[1-9][0-9]{2,8}$")]
 Ipv4 = Annotated[str, BeforeValidator(check_ipv4), _schema(format="ipv4")]
 Prefix = Annotated[int, BeforeValidator(check_prefix), _schema(minimum=1, maximum=32)]
+Ipv6 = Annotated[str, BeforeValidator(check_ipv6), _schema(format="ipv6")]
+Ipv6Gateway = Annotated[str, BeforeValidator(check_ipv6_gateway), _schema(format="ipv6")]
+Prefix6 = Annotated[int, BeforeValidator(check_prefix6), _schema(minimum=1, maximum=128)]
 Mtu = _bounded(68, 65535)
 Vlan = _bounded(0, 4095, "a VLAN tag")
 TunnelKey = _bounded(0, 2**32 - 1, "a tunnel key")

@@ -11,7 +11,7 @@ import ipaddress
 from typing import Any
 
 from op_dbus.model.errors import FieldError, FieldWarning
-from op_dbus.model.fields import check_ipv4
+from op_dbus.model.fields import check_ipv4, check_ipv6, check_ipv6_gateway
 from op_dbus.model.openflow import flow_rule_errors
 from op_dbus.model.paths import Loc, describe, format_path, quoted
 from op_dbus.model.route_rules import RouteRules
@@ -25,6 +25,10 @@ VNI_MAX = 2**24 - 1
 """VXLAN's and Geneve's network identifier is 24 bits; GRE's key is 32."""
 _ABSENT_KEEPS = ("name", "type", "state", "bridge")
 """What an interface marked `state: "absent"` may say besides: which one it is."""
+FAMILIES = ("ipv4", "ipv6")
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IpInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def rule_errors(sections: Any, base: Loc) -> list[FieldError]:
@@ -46,13 +50,21 @@ def rule_warnings(sections: Any, base: Loc) -> list[FieldWarning]:
     if not isinstance(sections, dict):
         return []
     found: list[FieldWarning] = []
-    bridges: dict[str, list[tuple[ipaddress.IPv4Network, Loc]]] = {}
+    for family in FAMILIES:
+        found += _family_warnings(sections, base, family)
+    return found
+
+
+def _family_warnings(sections: dict[str, Any], base: Loc, family: str) -> list[FieldWarning]:
+    """rule_warnings for the addresses of one family (`ipv4` or `ipv6`)."""
+    found: list[FieldWarning] = []
+    bridges: dict[str, list[tuple[IpNetwork, Loc]]] = {}
     for i, iface in _items(sections.get("net"), "interfaces"):
         name = _text(iface, "name")
         if iface.get("type") == BRIDGE_TYPE and name is not None:
-            loc = (*base, "net", "interfaces", i, "ipv4", "address")
-            bridges[name] = [(a.network, (*loc, j)) for j, a in _addresses(iface)]
-    seen: list[tuple[str, ipaddress.IPv4Network, Loc]] = []
+            loc = (*base, "net", "interfaces", i, family, "address")
+            bridges[name] = [(a.network, (*loc, j)) for j, a in _addresses(iface, family)]
+    seen: list[tuple[str, IpNetwork, Loc]] = []
     for name, networks in bridges.items():
         for network, loc in networks:
             for other, other_net, other_loc in seen:
@@ -64,21 +76,23 @@ def rule_warnings(sections: Any, base: Loc) -> list[FieldWarning]:
         seen += [(name, network, loc) for network, loc in networks]
     for i, ct in _items(sections.get("lxc"), "containers"):
         subnets = [network for network, _ in bridges.get(_text(ct, "bridge") or "", [])]
-        for j, address in _addresses(ct) if subnets else ():
+        for j, address in _addresses(ct, family) if subnets else ():
             if not any(address.ip in network for network in subnets):
-                loc = (*base, "lxc", "containers", i, "ipv4", "address", j)
+                loc = (*base, "lxc", "containers", i, family, "address", j)
                 where = ", ".join(str(n) for n in subnets)
                 why = f"{address} is outside the subnets of bridge {quoted(ct['bridge'])} ({where})"
                 found.append(FieldWarning(format_path(loc), why))
     return found
 
 
-def _addresses(item: dict[str, Any]) -> list[tuple[int, ipaddress.IPv4Interface]]:
-    """The valid addresses of an interface's or a container's `ipv4`, with their positions."""
-    ipv4 = item.get("ipv4")
-    listed = ipv4.get("address") if isinstance(ipv4, dict) else None
+def _addresses(item: dict[str, Any], family: str = "ipv4") -> list[tuple[int, IpInterface]]:
+    """The valid addresses of an interface's or a container's `ipv4` (or `ipv6`), with their
+    positions."""
+    section = item.get(family)
+    listed = section.get("address") if isinstance(section, dict) else None
     pairs = [
-        (j, _ip_interface(a)) for j, a in enumerate(listed if isinstance(listed, list) else [])
+        (j, _ip_interface(a, family))
+        for j, a in enumerate(listed if isinstance(listed, list) else [])
     ]
     return [(j, a) for j, a in pairs if a is not None]
 
@@ -95,22 +109,31 @@ def _text(item: dict[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _ip_interface(address: Any) -> ipaddress.IPv4Interface | None:
+def _ip_interface(address: Any, family: str = "ipv4") -> IpInterface | None:
     """The address with its prefix, or None when either is invalid (the fields say why)."""
     if not isinstance(address, dict):
         return None
     ip, prefix = address.get("ip"), address.get("prefix")
-    if type(prefix) is not int or not 1 <= prefix <= 32:
+    v6 = family == "ipv6"
+    if type(prefix) is not int or not 1 <= prefix <= (128 if v6 else 32):
         return None
     try:
+        if v6:
+            return ipaddress.IPv6Interface(f"{check_ipv6(ip)}/{prefix}")
         return ipaddress.IPv4Interface(f"{check_ipv4(ip)}/{prefix}")
     except ValueError:
         return None
 
 
-def _edge_of(ip: ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> str | None:
-    """Which of `network`'s two reserved addresses `ip` is ("network", "broadcast"), if any.
-    Only prefixes up to /30 have them: a /31 or /32 is all hosts (RFC 3021)."""
+def _edge_of(ip: IpAddress, network: IpNetwork) -> str | None:
+    """Which of `network`'s reserved addresses `ip` is ("network", "broadcast"), if any.
+    Only IPv4 prefixes up to /30 have them: a /31 or /32 is all hosts (RFC 3021). IPv6 has
+    no broadcast; its network address is the subnet-router anycast (RFC 4291), up to /126
+    (a /127 is all hosts, RFC 6164)."""
+    if isinstance(network, ipaddress.IPv6Network):
+        if network.prefixlen >= 127 or ip != network.network_address:
+            return None
+        return "subnet-router anycast"
     if network.prefixlen >= 31:
         return None
     if ip == network.network_address:
@@ -120,10 +143,10 @@ def _edge_of(ip: ipaddress.IPv4Address, network: ipaddress.IPv4Network) -> str |
     return None
 
 
-def _address_problems(addresses: list[Any]) -> list[tuple[int, str]]:
+def _address_problems(addresses: list[Any], family: str) -> list[tuple[int, str]]:
     """(index, why) for each address that is its own subnet's network or broadcast address."""
     problems = []
-    for j, iface in enumerate(map(_ip_interface, addresses)):
+    for j, iface in enumerate(_ip_interface(a, family) for a in addresses):
         edge = _edge_of(iface.ip, iface.network) if iface else None
         if iface and edge:
             problems.append(
@@ -132,19 +155,24 @@ def _address_problems(addresses: list[Any]) -> list[tuple[int, str]]:
     return problems
 
 
-def _gateway_problem(ipv4: dict[str, Any], owner: str) -> str | None:
+def _gateway_problem(section: dict[str, Any], owner: str, family: str) -> str | None:
     """Why the gateway cannot be the next hop of the declared subnets, or None if fine or
-    unknowable."""
-    gateway = ipv4.get("gateway")
-    addresses = ipv4.get("address")
+    unknowable. An IPv6 link-local gateway is on every link, so always a possible one."""
+    gateway = section.get("gateway")
+    addresses = section.get("address")
     addresses = [] if addresses is None else addresses
     if gateway is None or not isinstance(addresses, list):
         return None
     try:
-        gw = ipaddress.IPv4Address(check_ipv4(gateway))
+        if family == "ipv6":
+            gw: IpAddress = ipaddress.IPv6Address(check_ipv6_gateway(gateway))
+        else:
+            gw = ipaddress.IPv4Address(check_ipv4(gateway))
     except ValueError:
         return None
-    ifaces = [_ip_interface(a) for a in addresses]
+    if gw.is_link_local and family == "ipv6":
+        return None
+    ifaces = [_ip_interface(a, family) for a in addresses]
     if None in ifaces:
         return None
     own = next((j for j, i in enumerate(ifaces) if i and i.ip == gw), None)
@@ -170,9 +198,10 @@ DHCP_REFUSED = (
 """Why `dhcp: true` is refused before anything runs (docs/net.md has the reasoning)."""
 SECOND_GATEWAY = (
     "is a second default route: op-dbus sets one default route and removes its others,"
-    " so two would keep replacing each other; declare ipv4.gateway on one interface"
+    " so two would keep replacing each other; declare {family}.gateway on one interface"
 )
-"""Why a second `ipv4.gateway` among the interfaces is refused before anything runs."""
+"""Why a second `ipv4.gateway` (or `ipv6.gateway`) among the interfaces is refused before
+anything runs."""
 
 
 class _Rules:
@@ -181,7 +210,7 @@ class _Rules:
         self.errors: list[FieldError] = []
         self.interfaces: dict[str, tuple[str, Loc]] = {}  # name -> (type, loc of its name)
         self.port_names: dict[str, Loc] = {}  # entries of bridges' `ports` lists
-        self.ips: dict[ipaddress.IPv4Address, Loc] = {}  # every declared address, first seen
+        self.ips: dict[IpAddress, Loc] = {}  # every declared address, first seen
         self.patches: dict[str, Any] = {}  # ovs-patch name -> its peer
         self.absent: dict[str, Loc] = {}  # interfaces marked absent -> loc of their state
 
@@ -222,14 +251,18 @@ class _Rules:
         for i, iface in items:
             if iface.get("state") == "absent":
                 self._absent(iface, (*base, i))
-        gateways: list[Loc] = []
         for i, iface in items:
-            if isinstance(iface.get("ipv4"), dict):
-                self._interface_ipv4(iface["ipv4"], (*base, i, "ipv4"))
-                if iface["ipv4"].get("gateway") is not None:
-                    gateways.append((*base, i, "ipv4", "gateway"))
-        for loc in gateways[1:]:
-            self.error(loc, f"{SECOND_GATEWAY} (the first is at {format_path(gateways[0])})")
+            self._link_down_for_ipv6(iface, (*base, i))
+        for family in FAMILIES:
+            gateways: list[Loc] = []
+            for i, iface in items:
+                if isinstance(iface.get(family), dict):
+                    self._interface_ip(iface[family], (*base, i, family), family)
+                    if iface[family].get("gateway") is not None:
+                        gateways.append((*base, i, family, "gateway"))
+            second = SECOND_GATEWAY.format(family=family)
+            for loc in gateways[1:]:
+                self.error(loc, f"{second} (the first is at {format_path(gateways[0])})")
         routes = RouteRules()
         for i, iface in items:
             routes.interface(iface, (*base, i))
@@ -289,11 +322,12 @@ class _Rules:
                 self.error(
                     (*loc, field), f"not allowed on an {kind}: only an ovs-bridge has {field}"
                 )
-        if kind != "ovs-internal" and iface.get("ipv4") is not None:
-            self.error(
-                (*loc, "ipv4"),
-                f"not allowed on an {kind}: address the bridge or an ovs-internal port instead",
-            )
+        for family in FAMILIES:
+            if kind != "ovs-internal" and iface.get(family) is not None:
+                self.error(
+                    (*loc, family),
+                    f"not allowed on an {kind}: address the bridge or an ovs-internal port instead",
+                )
         self._port_kind(iface, loc, kind, claims)
         if bridge is None:
             if iface.get("state") != "absent":
@@ -372,25 +406,43 @@ class _Rules:
         if trunks and iface.get("vlan_mode") == "access":
             self.error((*loc, "trunks"), 'not allowed with vlan_mode "access" (one VLAN, tagged)')
 
-    def _interface_ipv4(self, ipv4: dict[str, Any], loc: Loc) -> None:
-        if ipv4.get("dhcp") is True:
+    def _link_down_for_ipv6(self, iface: dict[str, Any], loc: Loc) -> None:
+        """`ipv4.enabled: false` takes the link down, which IPv6 addresses bring up: the two
+        would undo each other at every apply."""
+        ipv4, ipv6 = iface.get("ipv4"), iface.get("ipv6")
+        if (
+            not (isinstance(ipv4, dict) and isinstance(ipv6, dict))
+            or ipv4.get("enabled") is not False
+        ):
+            return
+        given = [f for f in ("address", "gateway") if ipv6.get(f)]
+        if given:
+            self.error(
+                (*loc, "ipv4", "enabled"),
+                f"is false, which takes the link down, but ipv6 sets {' and '.join(given)}",
+            )
+
+    def _interface_ip(self, section: dict[str, Any], loc: Loc, family: str) -> None:
+        if section.get("dhcp") is True:
             self.error((*loc, "dhcp"), DHCP_REFUSED)
-        if ipv4.get("enabled") is False:
-            given = [f for f in ("address", "gateway") if ipv4.get(f)]
+        if section.get("enabled") is False:
+            given = [f for f in ("address", "gateway") if section.get(f)]
             if given:
                 self.error((*loc, "enabled"), f"is false, but it also sets {' and '.join(given)}")
-        self._host_addresses(ipv4, loc, "interface")
+        self._host_addresses(section, loc, "interface", family)
 
-    def _host_addresses(self, ipv4: dict[str, Any], loc: Loc, owner: str) -> None:
+    def _host_addresses(
+        self, section: dict[str, Any], loc: Loc, owner: str, family: str = "ipv4"
+    ) -> None:
         """The addresses and gateway of an interface or a container, each a usable host's;
         one address is not both kept and removed."""
-        given = ipv4.get("address")
+        given = section.get("address")
         addresses = given if isinstance(given, list) else []
-        for j, why in _address_problems(addresses):
+        for j, why in _address_problems(addresses, family):
             self.error((*loc, "address", j, "ip"), why)
         seen: dict[str, int] = {}
         for j, address in enumerate(addresses):
-            iface = _ip_interface(address)
+            iface = _ip_interface(address, family)
             if iface is None:
                 continue
             if str(iface) in seen:
@@ -398,15 +450,15 @@ class _Rules:
                 self.error((*loc, "address", j), f"{iface} is listed twice (also at {first})")
             seen.setdefault(str(iface), j)
         present = [a for a in addresses if not (isinstance(a, dict) and a.get("state") == "absent")]
-        kept = {**ipv4, "address": present} if isinstance(given, list) else ipv4
-        for j, address in _addresses({"ipv4": kept}):
+        kept = {**section, "address": present} if isinstance(given, list) else section
+        for j, address in _addresses({family: kept}, family):
             here = (*loc, "address", j, "ip")
             earlier = self.ips.setdefault(address.ip, here)
             if earlier != here and earlier[: len(loc)] != loc:  # twice in one list: said above
                 where = format_path(earlier)
                 self.error(here, f"{address.ip} is already declared at {where}; an address"
                            " belongs to one interface or container")  # fmt: skip
-        problem = _gateway_problem(kept, owner)
+        problem = _gateway_problem(kept, owner, family)
         if problem:
             self.error((*loc, "gateway"), problem)
 
@@ -455,8 +507,9 @@ class _Rules:
             )
         if ct.get("state") == "absent" and ct.get("running") is True:
             self.error((*loc, "running"), 'is true, but state is "absent"')
-        if isinstance(ct.get("ipv4"), dict):
-            self._host_addresses(ct["ipv4"], (*loc, "ipv4"), "container")
+        for family in FAMILIES:
+            if isinstance(ct.get(family), dict):
+                self._host_addresses(ct[family], (*loc, family), "container", family)
 
     def _nics(self, ct: dict[str, Any], nics: list[tuple[int, dict]], loc: Loc) -> None:
         """`nics` replaces the single-NIC fields, and only one NIC may carry the gateway."""
@@ -468,12 +521,14 @@ class _Rules:
                     (*loc, field),
                     f"not allowed beside nics: write it as nics[0].{field} (or leave nics out)",
                 )
-        gateways = [j for j, nic in nics if (nic.get("ipv4") or {}).get("gateway") is not None]
-        for j in gateways[1:]:
-            self.error(
-                (*loc, "nics", j, "ipv4", "gateway"),
-                f"is a second default route in this container (the first is nics[{gateways[0]}])",
-            )
+        for family in FAMILIES:
+            gateways = [j for j, nic in nics if (nic.get(family) or {}).get("gateway") is not None]
+            for j in gateways[1:]:
+                self.error(
+                    (*loc, "nics", j, family, "gateway"),
+                    f"is a second default route in this container (the first is"
+                    f" nics[{gateways[0]}])",
+                )
 
     def systemd(self, systemd: Any) -> None:
         units = systemd.get("units") if isinstance(systemd, dict) else None

@@ -21,11 +21,14 @@ from op_dbus.model.fields import (
     Hostname,
     IfName,
     Ipv4,
+    Ipv6,
+    Ipv6Gateway,
     Mac,
     Memory,
     Mtu,
     Port,
     Prefix,
+    Prefix6,
     Target,
     Template,
     TunnelKey,
@@ -88,6 +91,26 @@ class StaticRoute(_Model):
     state: Presence = "present"
 
 
+class Address6(_Model):
+    ip: Ipv6
+    prefix: Prefix6
+
+
+class InterfaceAddress6(Address6):
+    """`state: absent` removes this address from its interface."""
+
+    state: Presence = "present"
+
+
+class InterfaceIpv6(_Model):
+    """`enabled` is IPv6 on the device (its `disable_ipv6` sysctl, inverted). Link-local
+    and autoconfigured addresses are the kernel's and never listed (docs/net.md, IPv6)."""
+
+    enabled: bool | None = None
+    address: list[InterfaceAddress6] | None = None
+    gateway: Ipv6Gateway | None = None
+
+
 class Tunnel(_Model):
     """An `ovs-tunnel`'s Interface: its `type` and `options` (docs/net.md, Tunnels)."""
 
@@ -118,6 +141,7 @@ class Interface(_Model):
     state: Presence = "present"
     ports: list[IfName] | None = None
     ipv4: InterfaceIpv4 | None = None
+    ipv6: InterfaceIpv6 | None = None
     routes: Annotated[list[StaticRoute], list_schema(ROUTES_MAX)] | None = None
     bridge: IfName | None = None
     datapath: Literal["system", "netdev"] | None = None
@@ -143,6 +167,11 @@ class ContainerIpv4(_Model):
     gateway: Ipv4 | None = None
 
 
+class ContainerIpv6(_Model):
+    address: list[Address6] | None = None
+    gateway: Ipv6Gateway | None = None
+
+
 class Nic(_Model):
     """One of a container's NICs (eth0, eth1, ... in order), like the single-NIC fields."""
 
@@ -153,9 +182,10 @@ class Nic(_Model):
     trunks: Annotated[list[Vlan], Field(max_length=4096)] | None = None
     mtu: Mtu | None = None
     ipv4: ContainerIpv4 | None = None
+    ipv6: ContainerIpv6 | None = None
 
 
-NIC_FIELDS = ("veth", "bridge", "hwaddr", "vlan", "trunks", "mtu", "ipv4")
+NIC_FIELDS = ("veth", "bridge", "hwaddr", "vlan", "trunks", "mtu", "ipv4", "ipv6")
 """The single-NIC fields of a container, which `nics` replaces."""
 NICS_MAX = 16
 
@@ -171,6 +201,7 @@ class Container(_Model):
     state: Presence = "present"
     template: Template | None = None
     ipv4: ContainerIpv4 | None = None
+    ipv6: ContainerIpv6 | None = None
     hwaddr: Mac | None = None
     protected: bool | None = None
     """OVS `Port.protected` on its port: protected ports cannot reach each other, only

@@ -449,6 +449,11 @@ def pct_options(spec: Spec) -> list[str]:
         net.append(f"ip={ip}/{prefix}")
     if spec.gateway:
         net.append(f"gw={spec.gateway}")
+    if spec.addresses6:
+        ip, prefix = spec.addresses6[0]
+        net.append(f"ip6={ip}/{prefix}")
+    if spec.gateway6:
+        net.append(f"gw6={spec.gateway6}")
     if spec.vlan is not None:
         net.append(f"tag={int(spec.vlan)}")
     if spec.trunks:
@@ -494,6 +499,10 @@ def parse_pct_config(vmid: str, output: str) -> Parsed:
         ip, prefix = net["ip"].split("/")
         parsed.addresses.append((ip, int(prefix)))
     parsed.gateway = net.get("gw")
+    if "/" in net.get("ip6", ""):
+        ip, prefix = net["ip6"].split("/")
+        parsed.addresses6.append((ip, int(prefix)))
+    parsed.gateway6 = net.get("gw6")
     parsed.vlan = int(net["tag"]) if net.get("tag", "").isdigit() else None
     parsed.trunks = sorted(int(t) for t in net.get("trunks", "").split(";") if t.isdigit())
     parsed.mtu = int(net["mtu"]) if net.get("mtu", "").isdigit() else None

@@ -56,6 +56,8 @@ class Nic:
     vlan: int | None = None
     trunks: tuple[int, ...] = ()
     mtu: int | None = None
+    addresses6: tuple[tuple[str, int], ...] = ()
+    gateway6: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,14 @@ class Spec:
     cpus: int | None = None
     more_nics: tuple[Nic, ...] = ()
     """eth1 and on (`nics[1:]`); eth0 is the fields above."""
+    addresses6: tuple[tuple[str, int], ...] = ()
+    gateway6: str | None = None
 
     @property
     def nics(self) -> tuple[Nic, ...]:
         first = Nic(
             *(self.veth, self.bridge, self.hwaddr, self.addresses, self.gateway, self.vlan),
-            *(self.trunks, self.mtu),
+            *(self.trunks, self.mtu, self.addresses6, self.gateway6),
         )
         return (first, *self.more_nics)
 
@@ -122,6 +126,8 @@ class Parsed:
     memory: int | None = None
     cpus: int | None = None
     more_nics: list[Nic] = field(default_factory=list)
+    addresses6: list[tuple[str, int]] = field(default_factory=list)
+    gateway6: str | None = None
 
 
 def memory_mib(value: int | str) -> int:
@@ -299,6 +305,10 @@ def _nic_lines(index: int, nic: Nic, container_dir: Path) -> list[str]:
         lines.append(f"{net}.ipv4.address = {address} {address.network.broadcast_address}")
     if nic.gateway:
         lines.append(f"{net}.ipv4.gateway = {ipaddress.IPv4Address(nic.gateway)}")
+    for ip, prefix in nic.addresses6:
+        lines.append(f"{net}.ipv6.address = {ipaddress.IPv6Interface(f'{ip}/{prefix}')}")
+    if nic.gateway6:
+        lines.append(f"{net}.ipv6.gateway = {ipaddress.IPv6Address(nic.gateway6)}")
     hooks = [(f"{net}.script.up", up_hook(index)), (f"{net}.script.down", HOOK_DOWN)]
     lines += [f"{key} = {shell_word(key, container_dir / script)}" for key, script in hooks]
     return lines
@@ -387,6 +397,12 @@ def _nic_field(nic: dict[str, Any], key: str, value: str) -> None:
         nic["addresses"] = (*nic.get("addresses", ()), found)
     elif key == "ipv4.gateway":
         nic["gateway"] = value
+    elif key == "ipv6.address":
+        address6 = ipaddress.IPv6Interface(value.split()[0])
+        found = (str(address6.ip), address6.network.prefixlen)
+        nic["addresses6"] = (*nic.get("addresses6", ()), found)
+    elif key == "ipv6.gateway":
+        nic["gateway6"] = str(ipaddress.IPv6Address(value))
 
 
 def check_values(spec: Spec, container_dir: Path, ovsdb: str) -> None:
@@ -405,7 +421,7 @@ def write_container_files(spec: Spec, container_dir: Path, ovsdb: str) -> None:
     rcs = container_dir / RCS
     if _inside(container_dir / RCS.parts[0], rcs) and rcs.is_file():
         files[str(RCS)] = (
-            dhcp_line(rcs.read_text(), any(n.addresses for n in spec.nics)),
+            dhcp_line(rcs.read_text(), any(n.addresses or n.addresses6 for n in spec.nics)),
             rcs.stat().st_mode,
         )
     for name, (text, mode) in files.items():  # hooks first: the config names them

@@ -1,4 +1,4 @@
-"""Links, IPv4 addresses and default routes over rtnetlink, for the net plugin.
+"""Links, IPv4 and IPv6 addresses and default routes over rtnetlink, for the net plugin.
 
 Reads are our own rtnetlink dumps (standard library sockets) that decode only what the plugin
 uses: a link's name, index and up flag, an address's IPv4 and prefix, a route's destination,
@@ -38,7 +38,11 @@ _ATTR = struct.Struct("=HH")  # rtattr: length, type
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _RTM_NEWLINK, _RTM_GETLINK, _RTM_GETADDR, _RTM_GETROUTE = 16, 18, 22, 26
 _NLM_F_REQUEST, _NLM_F_DUMP, _NLM_F_DUMP_INTR = 0x1, 0x300, 0x10
-_IFLA_IFNAME, _IFA_ADDRESS, _IFA_LOCAL = 3, 1, 2
+_IFLA_IFNAME, _IFA_ADDRESS, _IFA_LOCAL, _IFA_FLAGS = 3, 1, 2, 8
+_IFA_F_PERMANENT = 0x80
+"""Set on addresses someone configured; SLAAC's (from router advertisements) lack it."""
+RA_PROTO = 9
+"""rtnetlink `proto` of routes learnt from IPv6 router advertisements: the kernel's."""
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_PREFSRC, _RTA_TABLE = 1, 4, 5, 6, 7, 15
 _ROUTE_ATTRS = frozenset(
     {_RTA_DST, _RTA_OIF, _RTA_GATEWAY, _RTA_PRIORITY, _RTA_PREFSRC, _RTA_TABLE}
@@ -131,6 +135,12 @@ class NetState:
     addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     default_routes: list[Route] = field(default_factory=list)
     routes: list[KernelRoute] = field(default_factory=list)
+    addresses6: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    """Configured IPv6 addresses of global scope per link (no link-local, no SLAAC)."""
+    default_routes6: list[Route] = field(default_factory=list)
+    """IPv6 default routes of the main table, less those of router advertisements."""
+    ipv6_on: dict[str, bool] = field(default_factory=dict)
+    """IPv6 on or off per device, read from its sysctl when first asked (plugins/net/ipv6.py)."""
 
 
 # --- reading: our own dumps ---------------------------------------------------------------
@@ -215,7 +225,7 @@ def _read(sock: socket.socket) -> NetState:
         state.routes.append(route)
         if route.table == MAIN_TABLE and not route.dst_len:
             state.default_routes.append(Route(route.gateway, route.ifname, route.proto))
-    state.routes += _routes(sock, socket.AF_INET6, names, only_proto=OWN_PROTO)
+    _read6(sock, names, state)
     return state
 
 
@@ -248,6 +258,47 @@ def _routes(
             ip.get(_RTA_DST, unspecified), dst_len, names[oif], ip.get(_RTA_GATEWAY, ""), table,
             metric, proto, scope, kind, ip.get(_RTA_PREFSRC, ""), tos,
         )  # fmt: skip
+
+
+def _read6(sock: socket.socket, names: dict[int, str], state: NetState) -> None:
+    """The IPv6 part of `state`: what a state file can declare. The kernel's own link-local
+    addresses (fe80::/10, scope link) and what router advertisements configure (addresses
+    without IFA_F_PERMANENT, routes of proto RA) are left out. A kernel without IPv6 has none."""
+    for name in names.values():
+        state.addresses6[name] = []
+    try:
+        addresses = _dump(sock, _RTM_GETADDR, _IFADDR.pack(socket.AF_INET6, 0, 0, 0, 0))
+        routes = _dump(sock, _RTM_GETROUTE, _RTMSG.pack(socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0))
+        state.routes += _routes(sock, socket.AF_INET6, names, only_proto=OWN_PROTO)
+    except OSError as exc:
+        if exc.errno == errno.EAFNOSUPPORT:
+            return
+        raise
+    wanted = frozenset({_IFA_ADDRESS, _IFA_FLAGS})
+    for data, start, end in addresses:
+        family, prefix, flags, scope, index = _IFADDR.unpack_from(data, start)
+        attrs = _attrs(data, start + _IFADDR.size, end, wanted)
+        if _IFA_FLAGS in attrs:
+            (flags,) = struct.unpack("=I", attrs[_IFA_FLAGS])
+        address = attrs.get(_IFA_ADDRESS)
+        if family != socket.AF_INET6 or index not in names or scope or not address:
+            continue
+        if flags & _IFA_F_PERMANENT:
+            ip = socket.inet_ntop(socket.AF_INET6, address)
+            state.addresses6[names[index]].append((ip, prefix))
+    for data, start, end in routes:
+        family, dst_len, _, _, table, proto, _, _, _ = _RTMSG.unpack_from(data, start)
+        if family != socket.AF_INET6 or dst_len or proto in (RA_PROTO, KERNEL_PROTO):
+            continue
+        attrs = _attrs(data, start + _RTMSG.size, end, _ROUTE_ATTRS)
+        if _RTA_TABLE in attrs:
+            (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
+        oif = struct.unpack("=i", attrs[_RTA_OIF])[0] if _RTA_OIF in attrs else None
+        if table != MAIN_TABLE or oif not in names:
+            continue
+        gateway = attrs.get(_RTA_GATEWAY)
+        via = socket.inet_ntop(socket.AF_INET6, gateway) if gateway else ""
+        state.default_routes6.append(Route(via, names[oif], proto))
 
 
 def _new_links(events: socket.socket, until: float) -> Iterator[str]:
@@ -374,8 +425,25 @@ def promotes_secondaries(name: str) -> bool:
         return False
 
 
+def set_ipv6(name: str, enabled: bool, *, undo: bool = True) -> Step:
+    """IPv6 on device `name` on or off (its `disable_ipv6` sysctl; off drops its addresses)."""
+    back = set_ipv6(name, not enabled, undo=False) if undo else None
+    args = (("path", f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), ("value", int(not enabled)))
+    what = f"turning IPv6 {'on' if enabled else 'off'} on {name}"
+    return Step(what, "sysctl", "", args, undo=back)
+
+
+def ipv6_enabled(name: str) -> bool:
+    """Whether device `name` has IPv6 on (False too when the kernel has no IPv6)."""
+    try:
+        return Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").read_text().strip() == "0"
+    except OSError:
+        return False
+
+
 def _route_args(gateway: str, index: int) -> tuple[tuple[str, Any], ...]:
-    route = (("dst", "0.0.0.0/0"), ("oif", index), ("table", MAIN_TABLE), ("proto", OWN_PROTO))
+    default = "::/0" if ":" in gateway else "0.0.0.0/0"
+    route = (("dst", default), ("oif", index), ("table", MAIN_TABLE), ("proto", OWN_PROTO))
     return (*route, ("gateway", gateway)) if gateway else route
 
 

@@ -2,7 +2,7 @@
 
 `/proc/net/tcp` and `/proc/net/tcp6` list the sockets of the reading process's network
 namespace (the one op-dbus manages), so no netlink sock_diag client is needed for the one
-fact the danger rules want: which local IPv4 addresses carry an established session.
+fact the danger rules want: which local addresses carry an established session.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ MAX_TABLE_BYTES = 64 * 1024 * 1024
 """A bound on what is read (about 400 000 sockets)."""
 
 
-def _local_ipv4(field: str) -> str | None:
-    """The IPv4 address of a table's `local_address`: 32-bit words printed in hex as the
-    host's integers (so packed back natively they are the network-order bytes); an IPv6
-    address counts when it is IPv4-mapped (`::ffff:a.b.c.d`)."""
+def _local_address(field: str) -> str | None:
+    """The address of a table's `local_address`: 32-bit words printed in hex as the host's
+    integers (so packed back natively they are the network-order bytes); an IPv4-mapped
+    IPv6 address (`::ffff:a.b.c.d`) is its IPv4 one, other IPv6 ones compressed."""
     address = field.partition(":")[0]
     if len(address) not in (8, 32) or not all(c in HEX for c in address):
         return None
@@ -31,26 +31,26 @@ def _local_ipv4(field: str) -> str | None:
     )
     if len(raw) == 4:
         return socket.inet_ntoa(raw)
-    mapped = ipaddress.IPv6Address(raw).ipv4_mapped
-    return str(mapped) if mapped is not None else None
+    address6 = ipaddress.IPv6Address(raw)
+    return str(address6.ipv4_mapped or address6)
 
 
 def parse_table(text: str) -> set[str]:
-    """Local IPv4 addresses of the established sessions in one table's text (loopback left
-    out: no interface op-dbus manages carries it)."""
+    """Local addresses of the established sessions in one table's text (loopback left out:
+    no interface op-dbus manages carries it)."""
     found: set[str] = set()
     for line in text.splitlines()[1:]:
         fields = line.split()
         if len(fields) < 4 or fields[3] != ESTABLISHED:
             continue
-        local = _local_ipv4(fields[1])
-        if local is not None and not ipaddress.IPv4Address(local).is_loopback:
+        local = _local_address(fields[1])
+        if local is not None and not ipaddress.ip_address(local).is_loopback:
             found.add(local)
     return found
 
 
 def session_addresses() -> set[str]:
-    """Local IPv4 addresses with an established TCP session in this network namespace."""
+    """Local addresses with an established TCP session in this network namespace."""
     found: set[str] = set()
     for table in TABLES:
         try:

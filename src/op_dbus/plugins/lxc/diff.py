@@ -22,7 +22,10 @@ from op_dbus.native.lxc_config import DEFAULT_TEMPLATE, default_hwaddr, memory_m
 from op_dbus.plugins.base import Action, ActionKind, Section
 
 PLUGIN = "lxc"
-RESTART_FIELDS = ("veth", "hwaddr", "ipv4", "memory", "cpus", "vlan", "trunks", "mtu", "nics")
+RESTART_FIELDS = (
+    *("veth", "hwaddr", "ipv4", "ipv6", "memory", "cpus"),
+    *("vlan", "trunks", "mtu", "nics"),
+)
 """Fields that only take effect when the container starts: a running one is restarted."""
 LIMITS = ("memory", "cpus")
 PORT_FIELDS = ("vlan", "trunks", "mtu")
@@ -34,20 +37,22 @@ def container_name(entry: dict[str, Any]) -> str:
     return str(entry.get("name") or entry["id"])
 
 
-def _ipv4_key(ipv4: dict[str, Any] | None) -> tuple[Any, ...]:
-    ipv4 = ipv4 or {}
-    addresses = sorted((a["ip"], a["prefix"]) for a in ipv4.get("address") or [])
-    return (addresses, ipv4.get("gateway"))
+def _ip_key(section: dict[str, Any] | None) -> tuple[Any, ...]:
+    """An `ipv4` or `ipv6` in one spelling: its addresses sorted, and its gateway."""
+    section = section or {}
+    addresses = sorted((a["ip"], a["prefix"]) for a in section.get("address") or [])
+    return (addresses, section.get("gateway"))
 
 
-def _ipv4_change(have: dict[str, Any] | None, want: dict[str, Any] | None) -> dict | None:
-    """The ipv4 the container should get, or None when `want`'s fields already hold."""
+def _ip_change(have: dict[str, Any] | None, want: dict[str, Any] | None) -> dict | None:
+    """The ipv4 (or ipv6) the container should get, or None when `want`'s fields already
+    hold."""
     have = have or {}
     merged = {
         "address": (want or {}).get("address", have.get("address") or []),
         "gateway": (want or {}).get("gateway", have.get("gateway")),
     }
-    return merged if _ipv4_key(merged) != _ipv4_key(have) else None
+    return merged if _ip_key(merged) != _ip_key(have) else None
 
 
 def _limits(want: dict[str, Any]) -> dict[str, int | None]:
@@ -79,8 +84,9 @@ def _changes(have: dict[str, Any], want: dict[str, Any], exhaustive: bool) -> di
         changed["configured_bridge"] = want["configured_bridge"]
     if have.get("owned") and want.get("id") and want["id"] != have.get("id"):
         changed["id"] = want["id"]
-    if "ipv4" in want and (ipv4 := _ipv4_change(have.get("ipv4"), want["ipv4"])) is not None:
-        changed["ipv4"] = ipv4
+    for family in ("ipv4", "ipv6"):
+        if family in want and (ip := _ip_change(have.get(family), want[family])) is not None:
+            changed[family] = ip
     if (nics := _nics_change(have, want, exhaustive)) is not None:
         changed["nics"] = nics
     return changed
@@ -93,7 +99,7 @@ def nics_of(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         {
             k: entry[k]
-            for k in ("veth", "bridge", "hwaddr", "vlan", "trunks", "mtu", "ipv4")
+            for k in ("veth", "bridge", "hwaddr", "vlan", "trunks", "mtu", "ipv4", "ipv6")
             if k in entry
         }
     ]
@@ -101,10 +107,11 @@ def nics_of(entry: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _nic_key(nic: dict[str, Any]) -> dict[str, Any]:
     """A NIC's declared fields in one spelling (trunks a sorted set, addresses sorted)."""
-    key = {k: v for k, v in nic.items() if v is not None and k != "ipv4"}
+    key = {k: v for k, v in nic.items() if v is not None and k not in ("ipv4", "ipv6")}
     key["trunks"] = sorted(set(nic.get("trunks") or []))
-    if nic.get("ipv4") is not None:
-        key["ipv4"] = _ipv4_key(nic["ipv4"])
+    for family in ("ipv4", "ipv6"):
+        if nic.get(family) is not None:
+            key[family] = _ip_key(nic[family])
     return key
 
 
@@ -133,7 +140,7 @@ def creation(want: dict[str, Any]) -> dict[str, Any]:
             for i, nic in enumerate(want["nics"])
         ]
         return {**creation({k: v for k, v in want.items() if k != "nics"} | nics[0]), "nics": nics}
-    ipv4 = want.get("ipv4") or {}
+    ipv4, ipv6 = want.get("ipv4") or {}, want.get("ipv6") or {}
     return {
         "name": container_name(want),
         "id": want["id"],
@@ -142,6 +149,7 @@ def creation(want: dict[str, Any]) -> dict[str, Any]:
         "running": bool(want.get("running")),
         "template": want.get("template") or DEFAULT_TEMPLATE,
         "ipv4": {"address": list(ipv4.get("address") or []), "gateway": ipv4.get("gateway")},
+        "ipv6": {"address": list(ipv6.get("address") or []), "gateway": ipv6.get("gateway")},
         "hwaddr": want.get("hwaddr") or default_hwaddr(want["id"]),
         "protected": bool(want.get("protected")),
         "vlan": want.get("vlan"),

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -300,8 +300,8 @@ def entry_of(observed: Observed) -> dict[str, Any]:
         "veth": cfg.veth,
         "bridge": cfg.bridge,
         "template": cfg.template,
-        "ipv4": {"address": [{"ip": ip, "prefix": p} for ip, p in cfg.addresses]}
-        | ({"gateway": cfg.gateway} if cfg.gateway else {}),
+        "ipv4": _ip_entry(cfg.addresses, cfg.gateway),
+        "ipv6": _ip_entry(cfg.addresses6, cfg.gateway6),
         "hwaddr": cfg.hwaddr,
         "protected": cfg.protected,
         "vlan": cfg.vlan,
@@ -314,13 +314,19 @@ def entry_of(observed: Observed) -> dict[str, Any]:
     if cfg.more_nics:
         first = Nic(cfg.veth, cfg.bridge, cfg.hwaddr, tuple(cfg.addresses), cfg.gateway)
         first = replace(first, vlan=cfg.vlan, trunks=tuple(cfg.trunks), mtu=cfg.mtu)
+        first = replace(first, addresses6=tuple(cfg.addresses6), gateway6=cfg.gateway6)
         single["nics"] = [nic_entry(nic) for nic in (first, *cfg.more_nics)]
     return single
 
 
+def _ip_entry(addresses: Sequence[tuple[str, int]], gateway: str | None) -> dict[str, Any]:
+    """An `ipv4` or `ipv6` entry: the addresses, and the gateway when there is one."""
+    entry: dict[str, Any] = {"address": [{"ip": ip, "prefix": p} for ip, p in addresses]}
+    return entry | ({"gateway": gateway} if gateway else {})
+
+
 def nic_entry(nic: Nic) -> dict[str, Any]:
     """A NIC in the state file's shape."""
-    ipv4 = {"address": [{"ip": ip, "prefix": p} for ip, p in nic.addresses]}
     return {
         "veth": nic.veth,
         "bridge": nic.bridge,
@@ -328,7 +334,8 @@ def nic_entry(nic: Nic) -> dict[str, Any]:
         "vlan": nic.vlan,
         "trunks": list(nic.trunks),
         "mtu": nic.mtu,
-        "ipv4": ipv4 | ({"gateway": nic.gateway} if nic.gateway else {}),
+        "ipv4": _ip_entry(nic.addresses, nic.gateway),
+        "ipv6": _ip_entry(nic.addresses6, nic.gateway6),
     }
 
 
@@ -372,7 +379,7 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         first, *more = entry["nics"]
         spec = spec_of({**{k: v for k, v in entry.items() if k != "nics"}, **first})
         return replace(spec, more_nics=tuple(_nic_of(nic) for nic in more))
-    ipv4 = entry.get("ipv4") or {}
+    ipv4, ipv6 = entry.get("ipv4") or {}, entry.get("ipv6") or {}
     return Spec(
         name=entry["name"],
         id=str(entry.get("id") or entry["name"]),
@@ -389,11 +396,13 @@ def spec_of(entry: dict[str, Any]) -> Spec:
         template=entry.get("template") or DEFAULT_TEMPLATE,
         memory=entry.get("memory"),
         cpus=entry.get("cpus"),
+        addresses6=tuple((a["ip"], a["prefix"]) for a in ipv6.get("address") or []),
+        gateway6=ipv6.get("gateway"),
     )
 
 
 def _nic_of(nic: dict[str, Any]) -> Nic:
-    ipv4 = nic.get("ipv4") or {}
+    ipv4, ipv6 = nic.get("ipv4") or {}, nic.get("ipv6") or {}
     return Nic(
         veth=nic.get("veth"),
         bridge=nic.get("bridge"),
@@ -403,4 +412,6 @@ def _nic_of(nic: dict[str, Any]) -> Nic:
         vlan=nic.get("vlan"),
         trunks=tuple(sorted(set(nic.get("trunks") or []))),
         mtu=nic.get("mtu"),
+        addresses6=tuple((a["ip"], a["prefix"]) for a in ipv6.get("address") or []),
+        gateway6=ipv6.get("gateway"),
     )

@@ -28,9 +28,11 @@ class Lifelines:
     """Device of each default route -> its gateway ("" for a device route)."""
     addresses: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     sessions: frozenset[str] = frozenset()
-    """Local IPv4 addresses of established TCP sessions."""
+    """Local addresses (IPv4 and IPv6) of established TCP sessions."""
     own_routes: frozenset[str] = frozenset()
     """Devices whose default route op-dbus made: the only ones a gateway change removes."""
+    ipv6: Lifelines | None = None
+    """The same of IPv6 (routes, addresses, own routes; `sessions` hold both families)."""
 
 
 def _device_reasons(device: str, lines: Lifelines) -> list[str]:
@@ -42,7 +44,7 @@ def _device_reasons(device: str, lines: Lifelines) -> list[str]:
     live = sorted(ip for ip, _ in lines.addresses.get(device, []) if ip in lines.sessions)
     if live:
         reasons.append(f"{device} holds {', '.join(live)}, the local end of live TCP sessions")
-    return reasons
+    return reasons + (_device_reasons(device, lines.ipv6) if lines.ipv6 else [])
 
 
 def _container_ports(ports: dict[str, dict], bridge: str) -> list[str]:
@@ -79,7 +81,11 @@ def _port_reasons(name: str, ports: dict[str, dict], lines: Lifelines) -> list[s
     return [f"{name} is an uplink of {entry['bridge']}, where {why}" for why in carried]
 
 
-def _address_reasons(name: str, after: dict[str, Any], lines: Lifelines) -> list[str]:
+def _address_reasons(
+    name: str, after: dict[str, Any], lines: Lifelines, off: str = "takes {name} down"
+) -> list[str]:
+    """What an `ipv4/` (or, given the IPv6 lifelines, `ipv6/`) action cuts; `off` says what
+    `enabled: false` does."""
     reasons: list[str] = []
     have = lines.addresses.get(name, [])
     if "address" in after:
@@ -88,11 +94,12 @@ def _address_reasons(name: str, after: dict[str, Any], lines: Lifelines) -> list
         for ip, prefix in sorted(set(have) - kept):
             if ip in lines.sessions:
                 reasons.append(f"removes {ip}/{prefix}, the local end of live TCP sessions")
-            network = ipaddress.IPv4Interface(f"{ip}/{prefix}").network
-            if gateway and ipaddress.IPv4Address(gateway) in network:
+            network = ipaddress.ip_interface(f"{ip}/{prefix}").network
+            if gateway and ipaddress.ip_address(gateway) in network:
                 reasons.append(f"removes {ip}/{prefix}, the way to the default gateway {gateway}")
     if after.get("enabled") is False:
-        reasons += [f"takes {name} down: {why}" for why in _device_reasons(name, lines)]
+        off = off.format(name=name)
+        reasons += [f"{off}: {why}" for why in _device_reasons(name, lines)]
     if "gateway" in after:
         gone = {
             dev: via
@@ -130,5 +137,7 @@ def mark(current: Section, actions: list[Action], lines: Lifelines) -> list[Acti
             reasons = _port_reasons(name, ports, lines)
         elif kind == "ipv4":
             reasons = _address_reasons(name, action.after, lines)
+        elif kind == "ipv6" and lines.ipv6 is not None:
+            reasons = _address_reasons(name, action.after, lines.ipv6, "turns IPv6 off on {name}")
         marked.append(dataclasses.replace(action, dangerous=tuple(reasons)) if reasons else action)
     return marked

@@ -1,14 +1,14 @@
 """The net plugin's diff: pure logic from (current, desired) sections to actions.
 
-Resources are `bridge/NAME`, `port/NAME`, `openflow/BRIDGE` (openflow.py), `ipv4/NAME` and
-`routes/NAME` (routes.py). Desired is partial (docs/decisions.md, "What a file deletes"): a
-field left out is left alone, a bridge's `ports`, an interface's `ipv4.address` and its
-`routes` list what must be there, not all there is (a bridge's `openflow` is the whole of
-op-dbus's flows on it), and a bridge or port the file does not name stays. An owned one
-(query marks rows `owned`) goes when marked `state: "absent"`, or with `prune` (an
-authoritative document: the lists are then whole, and owned rows it does not name are
-removed). With `exhaustive` (rollback), desired is a whole checkpoint: as with prune, and
-every field it has is restored, each interface's addresses, gateway and routes too (an
+Resources are `bridge/NAME`, `port/NAME`, `openflow/BRIDGE` (openflow.py), `ipv4/NAME`,
+`ipv6/NAME` and `routes/NAME` (routes.py). Desired is partial (docs/decisions.md, "What a file
+deletes"): a field left out is left alone, a bridge's `ports`, an interface's `ipv4.address`
+(and `ipv6.address`) and its `routes` list what must be there, not all there is (a bridge's
+`openflow` is the whole of op-dbus's flows on it), and a bridge or port the file does not name
+stays. An owned one (query marks rows `owned`) goes when marked `state: "absent"`, or with
+`prune` (an authoritative document: the lists are then whole, and owned rows it does not name
+are removed). With `exhaustive` (rollback), desired is a whole checkpoint: as with prune, and
+every field it has is restored, each interface's addresses, gateways and routes too (an
 interface it read addresses of and lists no routes for had none of op-dbus's).
 """
 
@@ -148,8 +148,11 @@ def address_target(have: list[dict], want: list[dict], pruning: bool) -> list[di
     return [{"ip": ip, "prefix": prefix} for ip, prefix in target]
 
 
-def _ipv4_changes(current: dict, desired: dict, exhaustive: bool, pruning: bool) -> dict[str, Any]:
-    have, want = current.get("ipv4") or {}, desired.get("ipv4") or {}
+def _ip_changes(
+    current: dict, desired: dict, family: str, exhaustive: bool, pruning: bool
+) -> dict[str, Any]:
+    """What the `ipv4` or `ipv6` (`family`) of one interface must change."""
+    have, want = current.get(family) or {}, desired.get(family) or {}
     changes: dict[str, Any] = {}
     if want.get("enabled") is not None and want["enabled"] != have.get("enabled", False):
         changes["enabled"] = want["enabled"]
@@ -188,8 +191,8 @@ def diff_net(
     current: Section, desired: Section, *, exhaustive: bool = False, prune: bool = False
 ) -> list[Action]:
     """Deletes (ports, then bridges), then bridge and port creates/modifies, then the moves of
-    ports' addresses to their bridges (migrate.py), then ipv4, then routes (whose next hops
-    the addresses make reachable).
+    ports' addresses to their bridges (migrate.py), then ipv4 and ipv6, then routes (whose
+    next hops the addresses make reachable).
 
     Owned bridges and ports go when marked absent, or, with `prune` (an authoritative
     document) or `exhaustive` (a checkpoint), when the document does not name them."""
@@ -256,14 +259,16 @@ def diff_net(
     current_all = {**cur_ports, **cur_bridges}
     for entry in _interfaces(_present(desired)):
         name = entry["name"]
-        if entry.get("ipv4") is None:
-            continue
-        have = current_all.get(name, {})  # not there: created above, its addresses follow
-        changes = _ipv4_changes(have, entry, exhaustive, pruning)
-        if changes:
-            before = {k: (have.get("ipv4") or {}).get(k) for k in changes}
-            after = {"name": name, **changes}
-            addresses.append(Action(PLUGIN, ActionKind.MODIFY, f"ipv4/{name}", before, after))
+        for family in ("ipv4", "ipv6"):
+            if entry.get(family) is None:
+                continue
+            have = current_all.get(name, {})  # not there: created above, its addresses follow
+            changes = _ip_changes(have, entry, family, exhaustive, pruning)
+            if changes:
+                before = {k: (have.get(family) or {}).get(k) for k in changes}
+                after = {"name": name, **changes}
+                resource = f"{family}/{name}"
+                addresses.append(Action(PLUGIN, ActionKind.MODIFY, resource, before, after))
     moved = migrate.moves(want_ports, current, desired if exhaustive else None)
     return [
         *deletes,

@@ -16,7 +16,7 @@ from typing import Any
 
 from op_dbus.native import netlink
 from op_dbus.plugins.base import Action, ApplyError
-from op_dbus.plugins.net import migrate, routes
+from op_dbus.plugins.net import ipv6, migrate, routes
 
 LINK_TIMEOUT = 5.0
 """How long a device may take to appear once vswitchd has applied the OVSDB change."""
@@ -36,8 +36,8 @@ def ipv4_of(name: str, net: netlink.NetState) -> dict[str, Any]:
 
 
 async def apply_ipv4(actions: list[Action], done: list[Action]) -> list[Action]:
-    """Carry out the `ipv4/`, `address-move/` and `routes/` actions; `done` are the batch's
-    actions that took effect before.
+    """Carry out the `ipv4/`, `ipv6/`, `address-move/` and `routes/` actions; `done` are the
+    batch's actions that took effect before.
 
     Returns `done` with these added; ApplyError names the action that failed (a device that
     did not appear, or a refused request) with `done` (the phase's steps were undone) or, if
@@ -67,6 +67,8 @@ async def apply_ipv4(actions: list[Action], done: list[Action]) -> list[Action]:
                 planned = planner.steps(action.after)
             except routes.RouteClash as exc:
                 raise ApplyError(action, str(exc), done) from exc
+        elif action.resource.startswith(ipv6.RESOURCE):
+            planned = ipv6.steps_for(action.after, net)
         else:
             planned = steps_for(action.after, net)
         steps += planned
@@ -97,7 +99,7 @@ def steps_for(after: dict[str, Any], net: netlink.NetState) -> list[netlink.Step
         steps += _address_steps(name, index, after["address"], net)
         changed = bool(steps)
     if "gateway" in after:
-        steps += _gateway_steps(name, after["gateway"], net, reassert=changed)
+        steps += gateway_steps(name, after["gateway"], net, net.default_routes, reassert=changed)
     return steps
 
 
@@ -121,27 +123,32 @@ def _address_steps(
     return steps
 
 
-def _gateway_steps(
-    name: str, gateway: str | None, net: netlink.NetState, *, reassert: bool = False
+def gateway_steps(
+    name: str,
+    gateway: str | None,
+    net: netlink.NetState,
+    routes: list[netlink.Route],
+    *,
+    reassert: bool = False,
 ) -> list[netlink.Step]:
-    """Our default route via `gateway` on `name` (None: none of ours on `name`).
+    """Our default route via `gateway` on `name` (None: none of ours on `name`); `routes` are
+    the view's default routes of the gateway's family, kept current.
 
     Only routes op-dbus created are ever removed; a foreign default route stays, and if it
     occupies the slot, adding ours fails with a message saying so. `reassert`: the device's
     addresses change first, which can take the route with them, so it is added again unless
     still there.
     """
-    routes = net.default_routes
     if gateway is not None and any(r.gateway == gateway and r.ifname == name for r in routes):
         if reassert:
             return [netlink.add_default_route(net.index[name], name, gateway, exists_ok=True)]
         return []
     gone = [r for r in routes if r.owned and (r.ifname == name or gateway is not None)]
     steps = [netlink.remove_default_route(r, net.index[r.ifname]) for r in gone]
-    net.default_routes = [r for r in routes if r not in gone]
+    routes[:] = [r for r in routes if r not in gone]
     if gateway is None:
         return steps
-    foreign = [r for r in net.default_routes if not r.owned]
+    foreign = [r for r in routes if not r.owned]
     hint = ""
     if foreign:
         others = ", ".join(f"via {r.gateway or '-'} dev {r.ifname}" for r in foreign)
@@ -150,5 +157,5 @@ def _gateway_steps(
             " and op-dbus never removes those"
         )
     steps.append(netlink.add_default_route(net.index[name], name, gateway, hint))
-    net.default_routes.append(netlink.Route(gateway, name, netlink.OWN_PROTO))
+    routes.append(netlink.Route(gateway, name, netlink.OWN_PROTO))
     return steps

@@ -5,8 +5,8 @@ An apply makes all its OVS changes in one OVSDB transaction guarded by `wait` op
 bounded number of times. When an ovs-vswitchd serves the database, it then waits until
 vswitchd has applied the transaction (`cur_cfg`, as ovs-vsctl does; docs/net.md, the wait
 rule). Then each bridge's OpenFlow rules, one bundle per bridge (openflow.py). Then netlink
-(ipv4.py): links up, addresses, the default route, static routes. All act in the namespace
-op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
+(ipv4.py, ipv6.py): links up, addresses, the default routes, static routes. All act in the
+namespace op-dbus runs in, which must be the one ovs-vswitchd creates its devices in.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from op_dbus.plugins.base import (
     Steps,
     report,
 )
-from op_dbus.plugins.net import migrate, openflow, routes
+from op_dbus.plugins.net import ipv6, migrate, openflow, routes
 from op_dbus.plugins.net.danger import Lifelines, mark
 from op_dbus.plugins.net.diff import diff_net, split
 from op_dbus.plugins.net.ipv4 import apply_ipv4, ipv4_of
@@ -88,13 +88,14 @@ class NetPlugin(Plugin):
         await self._link.close()
 
     async def query(self, scope: Section | None = None) -> Section:
-        """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 from netlink.
+        """Every bridge (foreign ones marked `owned: false`) and port, with ipv4 and ipv6 from
+        netlink.
 
-        Whatever the scope: an owned bridge the file no longer lists must be seen to go. Netlink
-        is read only when the apply or its rollback can touch addresses: the scope declares
-        `ipv4`, or an owned row it does not name will be deleted (its device goes, addresses
-        and all, and a rollback must bring them back). Otherwise it is skipped, and a change
-        that needs no netlink never imports pyroute2 (~60 ms)."""
+        Whatever the scope: an owned bridge the file no longer lists must be seen to go.
+        Netlink is read only when the apply or its rollback can touch addresses: the scope
+        declares `ipv4` or `ipv6`, or an owned row it does not name will be deleted (its
+        device goes, addresses and all, and a rollback must bring them back). Otherwise it is
+        skipped, and a change that needs no netlink never imports pyroute2 (~60 ms)."""
         snap = await self._snapshot()
         touched = self.reads_all(scope) or _drops_owned(snap, scope or {})
         net = await netlink.read_state() if touched else None
@@ -115,13 +116,14 @@ class NetPlugin(Plugin):
                 entry["openflow"] = flows[entry["name"]]
 
     def reads_all(self, scope: Section | None) -> bool:
-        """Whether netlink is read: the scope declares `ipv4`, `routes` or ports (whose
-        addresses move), or is a checkpoint with addresses to restore."""
+        """Whether netlink is read: the scope declares `ipv4`, `ipv6`, `routes` or ports
+        (whose addresses move), or is a checkpoint with addresses to restore."""
         return (
             scope is None
             or "port_addresses" in scope
             or any(
                 entry.get("ipv4") is not None
+                or entry.get("ipv6") is not None
                 or entry.get("routes") is not None
                 or entry.get("ports")
                 or entry.get("bridge")
@@ -161,25 +163,34 @@ class NetPlugin(Plugin):
         if all(a.kind == ActionKind.CREATE for a in actions):
             return actions
         net = await netlink.read_state()
+        sessions = frozenset(await asyncio.to_thread(session_addresses))
+        ipv6 = Lifelines(
+            routes={r.ifname: r.gateway for r in net.default_routes6},
+            addresses=net.addresses6,
+            sessions=sessions,
+            own_routes=frozenset(r.ifname for r in net.default_routes6 if r.owned),
+        )
         lines = Lifelines(
             routes={r.ifname: r.gateway for r in net.default_routes},
             addresses=net.addresses,
-            sessions=frozenset(await asyncio.to_thread(session_addresses)),
+            sessions=sessions,
             own_routes=frozenset(r.ifname for r in net.default_routes if r.owned),
+            ipv6=ipv6,
         )
         return mark(current, actions, lines)
 
     def touches_connectivity(self, actions: list[Action]) -> bool:
         """Addresses and routes, and whatever the danger rules found carrying them."""
         return any(
-            a.resource.startswith(("ipv4/", routes.RESOURCE)) or a.dangerous for a in actions
+            a.resource.startswith(("ipv4/", ipv6.RESOURCE, routes.RESOURCE)) or a.dangerous
+            for a in actions
         )
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """The OVS actions in one transaction (they start and take effect together), then
         the bridges' OpenFlow rules (their bridges and ports exist by then), then the netlink
         phase: addresses, a port's addresses moving into its bridge, routes."""
-        netlink_phase = ("ipv4/", migrate.RESOURCE, routes.RESOURCE)
+        netlink_phase = ("ipv4/", ipv6.RESOURCE, migrate.RESOURCE, routes.RESOURCE)
         flows = [a for a in actions if a.resource.startswith(openflow.RESOURCE)]
         ovs = [a for a in actions if not a.resource.startswith((*netlink_phase, openflow.RESOURCE))]
         addresses = [a for a in actions if a.resource.startswith(netlink_phase)]
@@ -344,8 +355,8 @@ def entries_with_ipv4(
     net: netlink.NetState | None,
     declared_ports: frozenset[str] | set[str] = frozenset(),
 ) -> Section:
-    """The section from one OVSDB snapshot and one netlink read (None: ipv4 and routes left
-    out), with `port_addresses`: what system ports, and devices declared as ports, hold
+    """The section from one OVSDB snapshot and one netlink read (None: ipv4, ipv6 and routes
+    left out), with `port_addresses`: what system ports, and devices declared as ports, hold
     (migrate.py). `routes` shows only op-dbus's own routes, and only where there are some."""
     interfaces: list[dict[str, Any]] = []
     ports: list[dict[str, Any]] = []
@@ -361,6 +372,7 @@ def entries_with_ipv4(
     for entry in interfaces:
         if net is not None and entry["type"] != "ovs-port" and entry["name"] in net.up:
             entry["ipv4"] = ipv4_of(entry["name"], net)
+            entry["ipv6"] = ipv6.ipv6_of(entry["name"], net)
         if entry["type"] in ROUTED_TYPES and entry["name"] in ours:
             entry["routes"] = [routes.entry_of(r) for r in ours[entry["name"]]]
     section: Section = {"interfaces": interfaces, "datapath_types": snap.datapath_types}

@@ -1,6 +1,6 @@
 """The net section's drift events: OVSDB updates of its rows (native/vswitch.py), and netlink.
 
-Netlink: link, IPv4 address and IPv4 route notifications of this netns. A raw rtnetlink socket
+Netlink: link, address and route notifications (IPv4 and IPv6) of this netns. A raw rtnetlink socket
 subscribed to the multicast groups, read from the event loop; messages are not parsed beyond
 their type, since the reconciler re-reads the state anyway.
 """
@@ -16,6 +16,10 @@ from op_dbus.native.vswitch import config_session
 from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
 RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
+RTMGRP_IPV6_IFADDR, RTMGRP_IPV6_ROUTE = 0x100, 0x400
+GROUPS = (
+    RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR | RTMGRP_IPV6_ROUTE
+)
 EVENT_TYPES = {16: "link", 17: "link", 20: "address", 21: "address", 24: "route", 25: "route"}
 _HEADER = struct.Struct("=IHHII")
 
@@ -54,7 +58,7 @@ def netlink_session(changed: Changed) -> Session:
                 changed(f"netlink {'/'.join(sorted(kinds))}")
 
         try:
-            sock.bind((0, RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE))
+            sock.bind((0, GROUPS))
             loop.add_reader(sock.fileno(), readable)
             connected()
             await failed
