@@ -61,6 +61,10 @@ class Faults:
     """(plugin, resource) that a write sets to this value instead (a persistent mismatch)."""
     verify_lag: dict[str, int] = field(default_factory=dict)
     """Plugin -> how many verify calls still see a stale value before the backend settles."""
+    read_lag: dict[str, int] = field(default_factory=dict)
+    """Plugin -> how many queries after its rollback apply still read what was there before
+    it (a backend that reports what it restored a moment late)."""
+    stale: dict[str, dict[str, Any]] = field(default_factory=dict)
     attempts: int = 0
     failed: bool = False
 
@@ -117,6 +121,9 @@ class MemPlugin(Plugin):
         if self.name in faults.query_error or (faults.failed and self.name in faults.query_down):
             raise ConnectionError(f"{self.name} backend down")
         items = self.store.data
+        if faults.read_lag.get(self.name, 0) > 0 and self.name in faults.stale:
+            faults.read_lag[self.name] -= 1
+            items = faults.stale[self.name]
         if not self.reads_all(scope):
             assert scope is not None
             wanted = set(scope.get("items", {})) | self.store.owned
@@ -161,6 +168,8 @@ class MemPlugin(Plugin):
         faults = self.world.faults
         if faults.failed and self.name in faults.apply_down:
             raise ConnectionError(f"{self.name} backend down")
+        if faults.failed:  # the rollback's apply
+            faults.stale.setdefault(self.name, copy.deepcopy(self.store.data))
         target = copy.deepcopy(self.store) if self.atomic else self.store
         done: list[Action] = []
         for action in actions:

@@ -139,6 +139,18 @@ async def test_rollback_apply_raising_is_rollback_failed_and_names_what_is_left(
     assert after["net"] == converged()["net"]
 
 
+async def test_rollback_whose_backend_reports_late_is_restored_once_it_settles() -> None:
+    world = new_world()
+    before = world.snapshot()
+    world.faults.fail_at = 6
+    world.faults.read_lag = {"net": 2}  # the two re-reads after the rollback see the old rows
+    result, _ = await run(world)
+    assert result.exit_code == ExitCode.ROLLED_BACK, result.message
+    assert result.rollback_left == {}
+    assert world.faults.read_lag == {"net": 0}
+    assert world.snapshot() == before
+
+
 async def test_rollback_query_failing_is_reported_as_left() -> None:
     world = new_world()
     world.faults.fail_at = 6

@@ -20,7 +20,7 @@ from typing import Any
 from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.order import schedule
 from op_dbus.engine.plan import Plan, PluginPlan
-from op_dbus.engine.verify import verify_state
+from op_dbus.engine.verify import until_settled, verify_state
 from op_dbus.errors import describe_error
 from op_dbus.exitcodes import ExitCode
 from op_dbus.plugins.base import Action, ApplyError, Mismatch, Plugin, Section
@@ -198,7 +198,11 @@ async def _apply_plan(
     )
     emit(ProgressEvent(ProgressKind.ROLLBACK, "", detail=what, rollback=True))
     restoration = await restore(
-        {n: checkpoints[n] for n in touched}, plugins, emit, stop=lambda: interrupts.stop
+        {n: checkpoints[n] for n in touched},
+        plugins,
+        emit,
+        stop=lambda: interrupts.stop,
+        settle_delay=verify_delay,
     )
     result.rolled_back = restoration.done
     result.rollback_left = restoration.left
@@ -325,6 +329,7 @@ async def restore(
     emit: Progress = _ignore,
     *,
     stop: Callable[[], bool] = _never,
+    settle_delay: float = 0.2,
 ) -> Restoration:
     """Put every checkpointed section back: rollback after a failure, and an unconfirmed try.
 
@@ -332,7 +337,8 @@ async def restore(
     change ran (undoing a create is a delete, and deletes run in reverse order). It keeps
     going past a failed batch, to restore as much as it can, and then re-reads: the final
     word is a fresh query compared with the checkpoint. `stop()` true between two batches
-    ends it early (a second interrupt); the re-read still runs and names what is left.
+    ends it early (a second interrupt); the re-read still runs and names what is left,
+    retried like a verify (`settle_delay` first) while something differs.
     """
     names = [name for name in ORDER if name in checkpoints]
     diffs = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in names))
@@ -365,13 +371,21 @@ async def restore(
             emit(ProgressEvent(ProgressKind.ACTION, batch.plugin, action, rollback=True))
 
     checked = [entry.name for entry in restoration.plan.plugins]
-    after = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in checked))
-    for name, rest in zip(checked, after, strict=True):
-        if rest:
-            restoration.left[name] = rest
+
+    async def still_differs() -> dict[str, list[Action] | str]:
+        found = await asyncio.gather(*(_restore_diff(plugins[n], checkpoints[n]) for n in checked))
+        return {name: rest for name, rest in zip(checked, found, strict=True) if rest}
+
+    left_after = await until_settled(still_differs, delay=settle_delay)
+    for name in checked:
+        if name in left_after:
+            restoration.left[name] = left_after[name]
         emit(
             ProgressEvent(
-                ProgressKind.ROLLBACK, name, detail="left" if rest else "restored", rollback=True
+                ProgressKind.ROLLBACK,
+                name,
+                detail="left" if name in left_after else "restored",
+                rollback=True,
             )
         )
     left = restoration.left
