@@ -258,30 +258,24 @@ def check_memory(value: Any) -> int | str:
     return value
 
 
-_prefix_range = _ranged(1, 32)
+def _host_prefix(family: str, bits: int) -> Callable[[Any], int]:
+    """A host address's prefix: 1..bits. 0 would make every address of the family on-link
+    (a default route is `ipvN.gateway`), so it gets its own message."""
+    in_range = _ranged(1, bits)
+
+    def check(value: Any) -> int:
+        if _is_int(value) and value == 0:
+            raise ValueError(
+                f"must be from 1 to {bits}, got 0: prefix 0 on a host address would make every "
+                f"IP{family[2:]} address on-link (a default route is {family}.gateway)"
+            )
+        return in_range(value)
+
+    return check
 
 
-def check_prefix(value: Any) -> int:
-    """Every prefix in a state file is a host address's: 0 would put all of IPv4 on its link."""
-    if _is_int(value) and value == 0:
-        raise ValueError(
-            "must be from 1 to 32, got 0: prefix 0 on a host address would make every IPv4 "
-            "address on-link (a default route is ipv4.gateway)"
-        )
-    return _prefix_range(value)
-
-
-_prefix6_range = _ranged(1, 128)
-
-
-def check_prefix6(value: Any) -> int:
-    """An IPv6 host address's prefix, like `check_prefix`: 0 would put all of IPv6 on-link."""
-    if _is_int(value) and value == 0:
-        raise ValueError(
-            "must be from 1 to 128, got 0: prefix 0 on a host address would make every IPv6 "
-            "address on-link (a default route is ipv6.gateway)"
-        )
-    return _prefix6_range(value)
+check_prefix = _host_prefix("ipv4", 32)
+check_prefix6 = _host_prefix("ipv6", 128)
 
 
 def check_template(value: Any) -> str:

@@ -8,13 +8,13 @@ of the calling process's network namespace, like every rule here.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from op_dbus.native.tool import ToolError, run_tool
 
 NFT = "nft"
 TIMEOUT = 30.0
@@ -37,27 +37,15 @@ async def _nft(args: list[str], document: bytes | None = None) -> bytes:
     if path is None:
         raise NftError("nft not found on PATH (install the nftables package)")
     try:
-        proc = await asyncio.create_subprocess_exec(
-            path,
-            *args,
-            stdin=asyncio.subprocess.PIPE if document is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        out = await run_tool(
+            [path, *args],
+            document,
+            what=f"nft {' '.join(args)}",
+            timeout=TIMEOUT,
+            output_max=OUTPUT_MAX,
         )
-    except OSError as exc:
-        raise NftError(f"cannot run {path}: {exc.strerror}") from None
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(document), TIMEOUT)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise NftError(f"nft {' '.join(args)} did not finish within {TIMEOUT:.0f} s") from None
-    if proc.returncode:
-        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
-        raise NftError(f"nft {' '.join(args)}: {message}")
-    if len(out) > OUTPUT_MAX:
-        raise NftError(f"nft {' '.join(args)} printed more than {OUTPUT_MAX} bytes")
+    except ToolError as exc:
+        raise NftError(str(exc)) from None
     return out
 
 

@@ -8,10 +8,10 @@ comes from validated models (plugins/net/openflow.py) and is fed on stdin.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import shutil
 from pathlib import Path
+
+from op_dbus.native.tool import ToolError, run_tool
 
 OFCTL = "ovs-ofctl"
 PROTOCOL = "OpenFlow14"
@@ -36,26 +36,15 @@ async def _ofctl(args: list[str], stdin: bytes | None = None) -> str:
         raise OfctlError(f"{OFCTL} not found on PATH (install the openvswitch-common package)")
     argv = [path, "-O", PROTOCOL, *args]
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+        out = await run_tool(
+            argv,
+            stdin,
+            what=f"{OFCTL} {' '.join(args[:2])}",
+            timeout=TIMEOUT,
+            output_max=OUTPUT_MAX,
         )
-    except OSError as exc:
-        raise OfctlError(f"cannot run {path}: {exc.strerror}") from None
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin), TIMEOUT)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise OfctlError(f"{OFCTL} {args[0]} did not finish within {TIMEOUT:.0f} s") from None
-    if proc.returncode:
-        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
-        raise OfctlError(f"{OFCTL} {' '.join(args[:2])}: {message}")
-    if len(out) > OUTPUT_MAX:
-        raise OfctlError(f"{OFCTL} {args[0]} printed more than {OUTPUT_MAX} bytes")
+    except ToolError as exc:
+        raise OfctlError(str(exc)) from None
     return out.decode(errors="replace")
 
 

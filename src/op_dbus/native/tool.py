@@ -1,0 +1,40 @@
+"""Running a system tool op-dbus talks to through its argv (nft, ovs-ofctl): no shell, input
+on stdin, a bounded wait, bounded output, and the tool's own words when it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+
+class ToolError(Exception):
+    """The tool could not be run, did not finish, printed too much, or refused."""
+
+
+async def run_tool(
+    argv: list[str], stdin: bytes | None, *, what: str, timeout: float, output_max: int
+) -> bytes:
+    """The standard output of `argv` (stdin fed `stdin`, or none); `what` names the command
+    in messages."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as exc:
+        raise ToolError(f"cannot run {argv[0]}: {exc.strerror}") from None
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise ToolError(f"{what} did not finish within {timeout:g} s") from None
+    if proc.returncode:
+        message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
+        raise ToolError(f"{what}: {message}")
+    if len(out) > output_max:
+        raise ToolError(f"{what} printed more than {output_max} bytes")
+    return out

@@ -1,0 +1,35 @@
+"""run_tool against real programs: its bounds and the words of its refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from op_dbus.native.tool import ToolError, run_tool
+
+BOUNDS = {"timeout": 5.0, "output_max": 1024}
+
+
+async def test_stdin_reaches_the_tool_and_its_output_comes_back() -> None:
+    assert await run_tool(["cat"], b"flow 1\n", what="cat", **BOUNDS) == b"flow 1\n"
+
+
+async def test_a_refusal_carries_the_tools_own_words() -> None:
+    argv = ["ls", "/nonexistent-op-dbus"]
+    with pytest.raises(ToolError, match=r"^ls x: .*nonexistent-op-dbus"):
+        await run_tool(argv, None, what="ls x", **BOUNDS)
+
+
+async def test_a_tool_that_does_not_finish_is_killed_and_named() -> None:
+    with pytest.raises(ToolError, match=r"sleep did not finish within 0\.2 s"):
+        await run_tool(["sleep", "30"], None, what="sleep", timeout=0.2, output_max=10)
+
+
+async def test_output_beyond_the_bound_is_refused() -> None:
+    argv = ["head", "-c", "2048", "/dev/zero"]
+    with pytest.raises(ToolError, match="printed more than 1024 bytes"):
+        await run_tool(argv, None, what="head", **BOUNDS)
+
+
+async def test_a_missing_program_is_named() -> None:
+    with pytest.raises(ToolError, match="cannot run /nonexistent/tool"):
+        await run_tool(["/nonexistent/tool"], None, what="tool", **BOUNDS)
