@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine import probe
-from op_dbus.engine.apply import ApplyResult, Progress, apply_plan, restore
+from op_dbus.engine.apply import ApplyResult, Progress, apply_plan, checkpoints_of, restore
 from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.inventory import read_section
 from op_dbus.engine.journal import Journal, JournalError, PendingChange
@@ -300,7 +299,7 @@ class Host:
     ) -> Change:
         """The write-ahead part of an apply: journal and intent first, then the host; a
         change that touches connectivity is probed after it."""
-        checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+        checkpoints = checkpoints_of(plan)
         pending = PendingChange(
             apply_id=uuid.uuid4().hex,
             state="applying",
@@ -321,6 +320,7 @@ class Host:
                 interrupts=interrupts,
                 repair=repair,
                 verify_attempts=1 if repair else 5,
+                checkpoints=pending.checkpoints,
             )
             if before is not None and result.exit_code == ExitCode.OK:
                 await self._check_probes(plan, result, before, targets)
@@ -386,7 +386,7 @@ class Host:
                 result.message += f"; {verdict.describe()}"
             return
         log.warning("%s: rolling back", verdict.describe())
-        checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+        checkpoints = checkpoints_of(plan)
         undone = await self._restore(checkpoints, Interrupts())
         result.rolled_back = undone.result.applied
         result.rollback_left = undone.result.rollback_left
