@@ -4,7 +4,8 @@ One worker handles everything that comes in from the watchers: triggers pile up 
 section names while it is busy, so a burst of events that comes during a check is one check
 after it (a drift is repaired at once, not after a fixed wait; a changed state file waits a
 short debounce, for an editor's writes to end), and the reconciler's lock makes an
-intentional change (SIGHUP, D-Bus ApplyState) and a repair take turns. SIGTERM waits for the lock, so an apply in flight finishes before the exit.
+intentional change (SIGHUP, D-Bus ApplyState) and a repair take turns. SIGTERM waits for
+the lock, so an apply in flight finishes before the exit.
 
 Nothing a caller sends is parsed on the event loop: D-Bus documents are parsed in a child
 process (parsing.py), the state file in a worker thread, both bounded before parsing
