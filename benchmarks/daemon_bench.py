@@ -128,12 +128,17 @@ async def fight_for_the_port(lab: Lab, times: int) -> None:
 
 
 def repair_codes(lab: Lab, after: int) -> list[int]:
-    """Exit codes of the daemon's repairs recorded after ledger entry `after`."""
+    """Exit codes of the daemon's repairs recorded after ledger entry `after` (their results:
+    each repair's intent, written before it, carries no exit code)."""
     from op_dbus.ledger.store import Ledger
 
     with Ledger.open(lab.data_dir) as ledger:
         values = [entry.value for entry in ledger.entries()][after:]
-    return [v["result"]["exit_code"] for v in values if v.get("actor", "").endswith("corrective")]
+    return [
+        v["result"]["exit_code"]
+        for v in values
+        if v.get("type") == "apply" and v.get("actor", "").endswith("corrective")
+    ]
 
 
 def ledger_size(lab: Lab) -> int:

@@ -289,6 +289,42 @@ async def test_a_failed_creation_starts_nothing_new_and_reports_what_took_effect
     assert [name for _, name in driver.calls] == ["c0", "c1"], "nothing starts after it"
 
 
+class SlowStops(Recorder):
+    """Stops that wait for each other, as lxc-stop waits for a container's shutdown: each
+    returns only once `wanted` of them are in flight at the same time."""
+
+    def __init__(self, wanted: int, *observed: Observed) -> None:
+        super().__init__(*observed)
+        self.wanted, self.in_flight = wanted, 0
+        self.together = asyncio.Event()
+
+    async def stop(self, name: str) -> None:
+        self.calls.append(("stop", name))
+        self.in_flight += 1
+        if self.in_flight >= self.wanted:
+            self.together.set()
+        await self.together.wait()
+
+
+async def test_stops_wait_together_beyond_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping is waiting (for the container's shutdown), not work: the stop requests go out
+    together instead of two at a time, each waiting for its own timeout."""
+    monkeypatch.setattr(lxc_plugin, "parallelism", lambda: 2)
+    observed = [running(f"c{i}", str(100 + i), "mesh") for i in range(6)]
+    driver = SlowStops(6, *observed)
+    plugin = LxcPlugin(driver=driver)
+    current = {"containers": [container_entry(o, {}) for o in observed]}
+    desired = {
+        "containers": [{"id": o.config.id, "name": o.name, "running": False} for o in observed]
+    }
+    actions = plugin.diff(current, desired)
+    done = await asyncio.wait_for(plugin.apply(actions), 5)
+    assert done == actions
+    assert sorted(name for kind, name in driver.calls if kind == "stop") == [
+        o.name for o in observed
+    ]
+
+
 def test_phases_keep_the_diff_order_and_group_what_may_run_together() -> None:
     gateway, warp = running("gateway", "100", "mesh"), running("warp", "101", "mesh")
     now = {

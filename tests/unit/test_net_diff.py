@@ -432,3 +432,32 @@ def test_verify_reports_missing_unwanted_and_differing() -> None:
             "[{'ip': '192.168.1.99', 'prefix': 24}]",
         ),
     }
+
+
+def test_netlink_is_read_only_when_a_plan_can_touch_addresses() -> None:
+    """A daemon repairing 1000 internal ports must not read 1000 links: nothing of an OVS
+    internal port's addresses moves. ipv4, a system port (whose addresses move into its
+    bridge) or a checkpoint's port_addresses need the read."""
+    from op_dbus.endpoints import Endpoints
+    from op_dbus.plugins.net.plugin import NetPlugin
+
+    plugin = NetPlugin(Endpoints())
+    internal = {
+        "interfaces": [
+            {"name": "br0", "type": "ovs-bridge", "ports": ["p0"]},
+            {"name": "p0", "type": "ovs-internal", "bridge": "br0"},
+            {"name": "p1", "type": "ovs-internal", "bridge": "br0"},
+        ]
+    }
+    assert not plugin.reads_all(internal)
+    system = {"interfaces": [{"name": "br0", "type": "ovs-bridge", "ports": ["eth0"]}]}
+    assert plugin.reads_all(system)
+    addressed = {
+        "interfaces": [
+            *internal["interfaces"],
+            {"name": "p2", "type": "ovs-internal", "bridge": "br0", "ipv4": {"enabled": True}},
+        ]
+    }
+    assert plugin.reads_all(addressed)
+    assert plugin.reads_all({**internal, "port_addresses": {}})
+    assert plugin.reads_all(None)

@@ -1,9 +1,11 @@
 """The daemon's life: boot-time apply, then watch, reconcile, answer on D-Bus until SIGTERM.
 
 One worker handles everything that comes in from the watchers: triggers pile up in a set of
-section names while it is busy, a short debounce gathers a burst of events into one check, and
-the reconciler's lock makes an intentional change (SIGHUP, D-Bus ApplyState) and a repair
-take turns. SIGTERM waits for the lock, so an apply in flight finishes before the exit.
+section names while it is busy, so a burst of events that comes during a check is one check
+after it (a drift is repaired at once, not after a fixed wait; a changed state file waits a
+short debounce, for an editor's writes to end), and the reconciler's lock makes an
+intentional change (SIGHUP, D-Bus ApplyState) and a repair take turns. SIGTERM waits for
+the lock, so an apply in flight finishes before the exit.
 
 Nothing a caller sends is parsed on the event loop: D-Bus documents are parsed in a child
 process (parsing.py), the state file in a worker thread, both bounded before parsing
@@ -68,6 +70,7 @@ class DaemonOptions:
     use_cache: bool = True
     """False: QueryState reads the host every time instead of answering from memory."""
     debounce: float = 0.01
+    """How long a reload waits for more writes to the state file (an editor's burst)."""
     poll_interval: float = 300.0
     """Safety net: every section is re-read this often even without events (LXC has none)."""
     fight_threshold: int = 3
@@ -277,7 +280,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self.options.debounce)  # a burst of events: one check
+            # events already queued with this one join it; later ones pile up for the next
+            await asyncio.sleep(self.options.debounce if self._reload else 0)
             self._wake.clear()
             names, self._dirty = self._dirty, set()
             try:

@@ -10,7 +10,6 @@ The caller owns the plugins: nothing here closes them.
 from __future__ import annotations
 
 import asyncio
-import copy
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from op_dbus.engine.plan import Plan, PluginPlan
 from op_dbus.engine.verify import until_settled, verify_state
 from op_dbus.errors import describe_error
 from op_dbus.exitcodes import ExitCode
-from op_dbus.plugins.base import Action, ApplyError, Mismatch, Plugin, Section
+from op_dbus.plugins.base import Action, ApplyError, Mismatch, Plugin, Section, copy_section
 from op_dbus.registry import ORDER
 
 
@@ -129,6 +128,7 @@ async def apply_plan(
     on_progress: Progress | None = None,
     interrupts: Interrupts | None = None,
     repair: bool = False,
+    checkpoints: Mapping[str, Section] | None = None,
 ) -> ApplyResult:
     """Apply `plan`; exit codes: 0 done (or nothing to do), 4 rolled back, 5 rollback failed,
     2 a plugin refused the request, 6 a declared section cannot be handled (nothing touched
@@ -138,7 +138,9 @@ async def apply_plan(
     With `repair` (the daemon putting back drift), what every action did stands and a verify
     that still finds differences is no failure: another actor changed the host again
     meanwhile, which is new drift to plan for (exit 3, nothing rolled back). Only an action
-    that failed rolls back."""
+    that failed rolls back. `checkpoints`: the copies of the plan's readings the caller
+    keeps (the Host's journalled ones), so a large section is not copied twice; by default
+    they are copied here."""
     began = time.monotonic()
     result = await _apply_plan(
         plan,
@@ -148,9 +150,15 @@ async def apply_plan(
         on_progress or _ignore,
         interrupts or Interrupts(),
         repair,
+        checkpoints,
     )
     result.seconds = time.monotonic() - began
     return result
+
+
+def checkpoints_of(plan: Plan) -> dict[str, Section]:
+    """Copies of what the plan read of each section it changes: what a rollback restores."""
+    return {e.name: copy_section(e.current or {}) for e in plan.plugins if e.actions}
 
 
 async def _apply_plan(
@@ -161,6 +169,7 @@ async def _apply_plan(
     emit: Progress,
     interrupts: Interrupts,
     repair: bool,
+    checkpoints: Mapping[str, Section] | None,
 ) -> ApplyResult:
     if plan.blocked:
         reasons = "; ".join(f"{e.name}: {e.reason or e.status}" for e in plan.blocked)
@@ -168,7 +177,8 @@ async def _apply_plan(
         return ApplyResult(code, message=f"refusing to apply, nothing changed: {reasons}")
     if not plan.pending:
         return ApplyResult(ExitCode.OK, message="nothing to do: the host matches the state")
-    checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+    if checkpoints is None:
+        checkpoints = checkpoints_of(plan)
     missing = sorted(set(checkpoints) - set(plugins))
     if missing:
         raise ValueError(f"no plugin given for planned section(s): {', '.join(missing)}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 import uuid
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from op_dbus.endpoints import Endpoints
 from op_dbus.engine import probe
-from op_dbus.engine.apply import ApplyResult, Progress, apply_plan, restore
+from op_dbus.engine.apply import ApplyResult, Progress, apply_plan, checkpoints_of, restore
 from op_dbus.engine.interrupts import Interrupts
 from op_dbus.engine.inventory import read_section
 from op_dbus.engine.journal import Journal, JournalError, PendingChange
@@ -289,7 +288,7 @@ class Host:
         """The write-ahead part of an apply: journal and intent first, then the host; a
         change that touches connectivity is probed after it."""
         actor, mode, confirm_within = options.actor, options.mode, options.confirm_within
-        checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+        checkpoints = checkpoints_of(plan)
         pending = PendingChange(
             apply_id=uuid.uuid4().hex,
             state="applying",
@@ -310,6 +309,7 @@ class Host:
                 interrupts=interrupts,
                 repair=options.repair,
                 verify_attempts=1 if options.repair else 5,
+                checkpoints=pending.checkpoints,
             )
             if before is not None and result.exit_code == ExitCode.OK:
                 await self._check_probes(plan, result, before, (*self.probes, *options.probes))
@@ -375,7 +375,7 @@ class Host:
                 result.message += f"; {verdict.describe()}"
             return
         log.warning("%s: rolling back", verdict.describe())
-        checkpoints = {e.name: copy.deepcopy(e.current or {}) for e in plan.plugins if e.actions}
+        checkpoints = checkpoints_of(plan)
         undone = await self._restore(checkpoints, Interrupts())
         result.rolled_back = undone.result.applied
         result.rollback_left = undone.result.rollback_left

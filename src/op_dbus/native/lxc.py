@@ -231,7 +231,8 @@ class LxcCliDriver(Driver):
             shutil.rmtree(target)
 
     async def configure(self, spec: Spec) -> None:
-        write_container_files(spec, self.path / spec.name, self.ovsdb)
+        # a worker thread: each file is synced to disk, and other containers' steps go on
+        await asyncio.to_thread(write_container_files, spec, self.path / spec.name, self.ovsdb)
 
     async def _start(self, name: str) -> None:
         errors = self.path / name / HOOK_ERRORS

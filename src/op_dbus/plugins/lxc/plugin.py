@@ -12,8 +12,9 @@ import asyncio
 import dataclasses
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, ClassVar
 
 from op_dbus.endpoints import Endpoints
@@ -150,8 +151,9 @@ class LxcPlugin(Plugin):
 
     async def apply(self, actions: list[Action], steps: Steps | None = None) -> list[Action]:
         """Each phase of the diff's order (destroys, stale ports, creates, modifies) runs its
-        containers concurrently, at most `parallelism()` at once, and the next phase only
-        after it. A failure starts nothing new: the actions in flight finish, and the error
+        containers concurrently, and the next phase only after it: at most `parallelism()`
+        steps that work at once (templates, destroys), at most WAITS that wait (lxc-start,
+        lxc-stop). A failure starts nothing new: the actions in flight finish, and the error
         names the first failed action with every action that took effect as done."""
         done: list[Action] = []
         found: dict[str, Observed] = {}  # listed once, before the first modify
@@ -172,22 +174,28 @@ class LxcPlugin(Plugin):
         steps: Steps | None,
     ) -> None:
         """Run `phase` concurrently; append what took effect to `done` (in plan order)."""
-        slots = asyncio.Semaphore(parallelism())
+        working, waiting = asyncio.Semaphore(parallelism()), asyncio.Semaphore(WAITS)
         failures: list[tuple[int, Exception]] = []
         succeeded: set[int] = set()
 
         async def run(index: int, action: Action) -> None:
-            async with slots:
-                if failures:  # after a failure nothing new starts
-                    return
-                report(steps, [action], False)
-                try:
-                    await self._apply_one(action, found)
-                except (LxcError, OvsdbError, OSError, UnsafeValue) as exc:
-                    failures.append((index, exc))
-                else:
-                    succeeded.add(index)
-                    report(steps, [action], True)
+            started = False
+            try:
+                for slots, step in zip((working, waiting), self._steps(action, found), strict=True):
+                    if step is None:
+                        continue
+                    async with slots:
+                        if not started:
+                            if failures:  # after a failure nothing new starts
+                                return
+                            started = True
+                            report(steps, [action], False)
+                        await step()
+            except (LxcError, OvsdbError, OSError, UnsafeValue) as exc:
+                failures.append((index, exc))
+            else:
+                succeeded.add(index)
+                report(steps, [action], True)
 
         outcomes = await asyncio.gather(
             *(run(i, a) for i, a in enumerate(phase)), return_exceptions=True
@@ -202,22 +210,29 @@ class LxcPlugin(Plugin):
             reason = str(exc) + (f" (failed as well: {', '.join(others)})" if others else "")
             raise ApplyError(phase[index], reason, done) from exc
 
-    async def _apply_one(self, action: Action, found: dict[str, Observed]) -> None:
+    def _steps(self, action: Action, found: dict[str, Observed]) -> tuple[Step | None, Step | None]:
+        """The action as its working step (CPU and disk: a template, a destroy) and its
+        waiting step (lxc-start waiting for the container's init and hooks, lxc-stop for
+        its shutdown), either None."""
         driver = self._driver()
         kind, name = action.kind, action.resource.split("/", 1)[1]
         if action.resource.startswith("port/"):
-            await detach(await self._ovsdb(), name)
-        elif kind == ActionKind.DELETE:
+            return self._detach(name), None
+        if kind == ActionKind.DELETE:
             if not (action.before or {}).get("owned"):  # a rollback meeting a stranger
                 raise LxcError(f"container {name} was not created by op-dbus: left in place")
-            await driver.destroy(name)
-        elif kind == ActionKind.CREATE:
+            return partial(driver.destroy, name), None
+        if kind == ActionKind.CREATE:
             spec = spec_of(action.after)
-            await driver.create(spec)
-            if action.after.get("running"):
-                await driver.start(name, spec.veth)
-        else:
-            await self._modify(name, action.after, found.get(name))
+            start = partial(driver.start, name, spec.veth) if action.after.get("running") else None
+            return partial(driver.create, spec), start
+        return None, partial(self._modify, name, action.after, found.get(name))
+
+    def _detach(self, port: str) -> Step:
+        async def detaching() -> None:
+            await detach(await self._ovsdb(), port)
+
+        return detaching
 
     async def _modify(self, name: str, after: dict[str, Any], now: Observed | None) -> None:
         """Rewrite the config if a field it records changes; restart, move the port live,
@@ -262,9 +277,17 @@ class LxcPlugin(Plugin):
         return [m for action in diff_lxc(current, desired) for m in action.mismatches()]
 
 
+Step = Callable[[], Awaitable[None]]
+
+WAITS = 32
+"""How many container steps that wait run at once (lxc-start, lxc-stop): they cost little
+CPU while the container's init boots or shuts down, so 20 stops each waiting for a
+shutdown take about as long as one (docs/lxc.md)."""
+
+
 def parallelism() -> int:
-    """How many container actions run at once: one per core, at least two (most of a
-    container's time is spent waiting for lxc-start or lxc-stop, not computing)."""
+    """How many container steps that work run at once (a template unpacking a root
+    filesystem, a destroy): one per core, at least two."""
     return max(2, os.cpu_count() or 1)
 
 
