@@ -187,7 +187,12 @@ async def test_a_try_confirmed_or_rolled_back_through_the_daemon_names_the_clien
             assert applied["result"]["exit_code"] == 0, applied["result"]["message"]
             assert name in bridges(lab)
             ok(await client.call_tool(decision, {}))
+        read = await client.read_resource("opdbus://state/desired")
+        desired = json.loads(read.contents[0].text)  # the file and the kept runtime change
     assert "mcpbr0" in bridges(lab) and "mcpbr4" not in bridges(lab)
+    declared = {i["name"] for i in desired["state"]["plugins"]["net"]["interfaces"]}
+    assert {"mcpbr3", "mcpbr0"} <= declared and "mcpbr4" not in declared, desired
+    assert desired["runtime_changes"], desired
     entries = ledger(lab)
     [confirm] = [e for e in entries if e.get("type") == "confirm"][-1:]
     undone = [e for e in entries if e.get("type") == "apply" and e.get("recovers")]

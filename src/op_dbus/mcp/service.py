@@ -231,15 +231,18 @@ class McpService:
         }
 
     async def desired(self) -> dict[str, Any]:
-        """What the daemon enforces: its state file (its runtime changes are listed)."""
+        """What the daemon enforces: its state file with its runtime changes laid over it
+        (they are listed too); the file alone when those cannot be read as the daemon has
+        them."""
         status = await self.api.status()
         daemon = status.get("daemon") or {}
         path = daemon.get("state_file")
         if not path:
             return {"state_file": None, "state": None, "runtime_changes": []}
+        sections = self.enforced(status) or self._state_file(path)
         return {
             "state_file": path,
-            "state": {"version": 1, "plugins": self._state_file(path)},
+            "state": {"version": 1, "plugins": sections},
             "runtime_changes": status.get("runtime_changes") or [],
         }
 
