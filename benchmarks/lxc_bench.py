@@ -10,7 +10,7 @@ lxc-stop) up to 32 at once; for the stops, a row against the script stopping all
 (`xargs -P N`) shows what that alone is worth. All run as whole processes inside a lab's netns; the
 bridge exists beforehand. For 20 and 50 containers: creation from nothing, then stopping
 them (`running: false`); and the no-op re-apply of 20. One run each, the order of the
-contenders reversed for 50.
+contenders reversed for 50. op-dbus runs from its compiled bytecode, as installed.
 `OPDBUS_BENCH_LAB` names the lab to use, else "opdbus-bench-lxc" (taken down after only if
 this run brought it up).
 Goals (issue 20): creating and stopping no slower than the parallel script and at most 0.6x
@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import bench_lab, median, timed
+from _common import bench_lab, compile_op_dbus, median, timed
 
 from op_dbus.lab import Lab, run_in_lab
 from op_dbus.native.lxc_config import default_hwaddr
@@ -195,6 +195,7 @@ def measure(lab: Lab, tmp: Path) -> list[dict[str, object]]:
 
 
 def run() -> list[dict[str, object]]:
+    compile_op_dbus()
     with (
         bench_lab("opdbus-bench-lxc") as lab,
         tempfile.TemporaryDirectory(prefix="opdbus-lxc-bench-") as tmp,
