@@ -19,7 +19,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -230,16 +230,20 @@ def _read(sock: socket.socket) -> NetState:
 
 
 def _routes(
-    sock: socket.socket, family: int, names: dict[int, str], only_proto: int | None = None
+    sock: socket.socket,
+    family: int,
+    names: dict[int, str],
+    wanted: Callable[[int, int], bool] | None = None,
 ) -> Iterator[KernelRoute]:
     """The routes of `family` through one device each, outside the local table; with
-    `only_proto`, only those of that proto (IPv6: op-dbus's own, not the kernel's many)."""
+    `wanted(proto, dst_len)`, only those it keeps, decided before their attributes are
+    decoded (IPv6: not the kernel's many)."""
     body = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
     for data, start, end in _dump(sock, _RTM_GETROUTE, body):
         found, dst_len, _, tos, table, proto, scope, kind, _ = _RTMSG.unpack_from(data, start)
         if found != family or table == LOCAL_TABLE:
             continue  # the local table: the kernel's own routes for each address
-        if only_proto is not None and proto != only_proto:
+        if wanted is not None and not wanted(proto, dst_len):
             continue
         attrs = _attrs(data, start + _RTMSG.size, end, _ROUTE_ATTRS)
         if _RTA_TABLE in attrs:
@@ -268,8 +272,7 @@ def _read6(sock: socket.socket, names: dict[int, str], state: NetState) -> None:
         state.addresses6[name] = []
     try:
         addresses = _dump(sock, _RTM_GETADDR, _IFADDR.pack(socket.AF_INET6, 0, 0, 0, 0))
-        routes = _dump(sock, _RTM_GETROUTE, _RTMSG.pack(socket.AF_INET6, 0, 0, 0, 0, 0, 0, 0, 0))
-        state.routes += _routes(sock, socket.AF_INET6, names, only_proto=OWN_PROTO)
+        routes = list(_routes(sock, socket.AF_INET6, names, _ours_or_default6))
     except OSError as exc:
         if exc.errno == errno.EAFNOSUPPORT:
             return
@@ -286,19 +289,20 @@ def _read6(sock: socket.socket, names: dict[int, str], state: NetState) -> None:
         if flags & _IFA_F_PERMANENT:
             ip = socket.inet_ntop(socket.AF_INET6, address)
             state.addresses6[names[index]].append((ip, prefix))
-    for data, start, end in routes:
-        family, dst_len, _, _, table, proto, _, _, _ = _RTMSG.unpack_from(data, start)
-        if family != socket.AF_INET6 or dst_len or proto in (RA_PROTO, KERNEL_PROTO):
-            continue
-        attrs = _attrs(data, start + _RTMSG.size, end, _ROUTE_ATTRS)
-        if _RTA_TABLE in attrs:
-            (table,) = struct.unpack("=I", attrs[_RTA_TABLE])
-        oif = struct.unpack("=i", attrs[_RTA_OIF])[0] if _RTA_OIF in attrs else None
-        if table != MAIN_TABLE or oif not in names:
-            continue
-        gateway = attrs.get(_RTA_GATEWAY)
-        via = socket.inet_ntop(socket.AF_INET6, gateway) if gateway else ""
-        state.default_routes6.append(Route(via, names[oif], proto))
+    for route in routes:
+        if route.proto == OWN_PROTO:
+            state.routes.append(route)
+        if not route.dst_len and route.table == MAIN_TABLE and route.proto not in _NOT_DECLARED:
+            state.default_routes6.append(Route(route.gateway, route.ifname, route.proto))
+
+
+_NOT_DECLARED = (RA_PROTO, KERNEL_PROTO)
+"""IPv6 default routes no state file declares: router advertisements', the kernel's."""
+
+
+def _ours_or_default6(proto: int, dst_len: int) -> bool:
+    """The IPv6 routes a read keeps: op-dbus's own, and default routes a file can declare."""
+    return proto == OWN_PROTO or (not dst_len and proto not in _NOT_DECLARED)
 
 
 def _new_links(events: socket.socket, until: float) -> Iterator[str]:
