@@ -8,10 +8,10 @@ sysctl sends no event; the daemon's safety poll covers it.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from collections.abc import Callable
 
+from op_dbus.native.nlevents import listen
 from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
 NETLINK_NETFILTER = 12
@@ -25,32 +25,13 @@ def nftables_session(changed: Changed) -> Session:
         sock = socket.socket(
             socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, NETLINK_NETFILTER
         )
-        loop = asyncio.get_running_loop()
-        failed: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            heard = False
-            try:
-                while sock.recv(65536):
-                    heard = True
-            except BlockingIOError:
-                pass
-            except OSError as exc:  # ENOBUFS: events were lost; the reconnect re-checks
-                if not failed.done():
-                    failed.set_exception(exc)
-                return
-            if heard:
-                changed("nftables ruleset")
-
         try:
             sock.bind((0, 0))
             sock.setsockopt(SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, NFNLGRP_NFTABLES)
-            loop.add_reader(sock.fileno(), readable)
-            connected()
-            await failed
-        finally:
-            loop.remove_reader(sock.fileno())
+        except OSError:
             sock.close()
+            raise
+        await listen(sock, lambda _: changed("nftables ruleset"), connected)
 
     return session
 

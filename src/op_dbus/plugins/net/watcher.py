@@ -7,11 +7,11 @@ their type, since the reconciler re-reads the state anyway.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 from collections.abc import Callable
 
+from op_dbus.native.nlevents import listen
 from op_dbus.native.vswitch import config_session
 from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
@@ -40,31 +40,17 @@ def message_kinds(data: bytes) -> set[str]:
 def netlink_session(changed: Changed) -> Session:
     async def session(connected: Callable[[], None]) -> None:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, 0)
-        loop = asyncio.get_running_loop()
-        failed: asyncio.Future[None] = loop.create_future()
-
-        def readable() -> None:
-            kinds: set[str] = set()
-            try:
-                while True:
-                    kinds |= message_kinds(sock.recv(65536))
-            except BlockingIOError:
-                pass
-            except OSError as exc:  # ENOBUFS: events were lost; the trigger covers them
-                if not failed.done():
-                    failed.set_exception(exc)
-                return
-            if kinds:
-                changed(f"netlink {'/'.join(sorted(kinds))}")
-
         try:
             sock.bind((0, GROUPS))
-            loop.add_reader(sock.fileno(), readable)
-            connected()
-            await failed
-        finally:
-            loop.remove_reader(sock.fileno())
+        except OSError:
             sock.close()
+            raise
+        await listen(sock, heard, connected)
+
+    def heard(datagrams: list[bytes]) -> None:
+        kinds = set().union(*map(message_kinds, datagrams))
+        if kinds:
+            changed(f"netlink {'/'.join(sorted(kinds))}")
 
     return session
 
