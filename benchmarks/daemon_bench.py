@@ -33,6 +33,7 @@ from typing import Any
 from _common import timed
 
 from op_dbus.lab import Lab, run_in_lab
+from op_dbus.lab.drift import keep_deleting_port
 
 LAB = "opdbus-bench-d"
 BRIDGE, PORT = "benchbr0", "benchp0"
@@ -102,29 +103,6 @@ async def repair_latencies(lab: Lab) -> list[float]:
             latencies.append(back - deleted)
             await asyncio.sleep(0.2)  # let the daemon finish verifying and recording
     return latencies
-
-
-async def fight_for_the_port(lab: Lab, times: int) -> None:
-    """Delete PORT the moment it is back (during the daemon's repair), `times` times."""
-    from op_dbus.native.ovsdb import OvsdbClient
-
-    async with OvsdbClient() as client:
-        await client.connect(lab.ovs.db)
-        monitor = await client.monitor("Open_vSwitch", {"Port": ["name"]}, conditional=False)
-        names = {uuid: row["new"]["name"] for uuid, row in monitor.initial["Port"].items()}
-        for _ in range(times):
-            while PORT not in names.values():
-                for uuid, change in (await monitor.next(10.0)).get("Port", {}).items():
-                    if change.get("new"):
-                        names[uuid] = change["new"]["name"]
-                    else:
-                        names.pop(uuid, None)
-            uuid = next(u for u, name in names.items() if name == PORT)
-            delete = [["ports", "delete", ["uuid", uuid]]]
-            op = {"op": "mutate", "table": "Bridge", "where": [["name", "==", BRIDGE]]}
-            await client.transact("Open_vSwitch", op | {"mutations": delete})
-            names.pop(uuid)
-            await asyncio.sleep(0.05)
 
 
 def repair_codes(lab: Lab, after: int) -> list[int]:
@@ -285,7 +263,7 @@ def run() -> list[dict[str, object]]:
         repairs_big = asyncio.run(repair_latencies(lab))  # 1000 ports declared now
         time.sleep(0.5)
         before = ledger_size(lab)
-        asyncio.run(fight_for_the_port(lab, FIGHTS))
+        asyncio.run(keep_deleting_port(lab.ovs.db, BRIDGE, PORT, FIGHTS))
         time.sleep(2)  # the last repair and its record
         fought = repair_codes(lab, before)
         busctl_apply(lab, json.dumps(many_bridges()))

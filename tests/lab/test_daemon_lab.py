@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from op_dbus.lab import Lab, run_in_lab
+from op_dbus.lab.drift import keep_deleting_port
 from op_dbus.ledger.store import Ledger
 
 BRIDGE = "dmnbr0"
@@ -1002,31 +1003,6 @@ def test_stopping_after_the_bus_restarted_logs_no_unretrieved_futures(
     assert "Traceback" not in daemon.output(), daemon.output()
 
 
-async def fight_for_the_port(lab: Lab, times: int) -> None:
-    """Another tool, as fast as it gets: delete PORT the moment it is there (so during the
-    daemon's repair, before its verify), `times` times, about 50 ms apart."""
-    from op_dbus.native.ovsdb import OvsdbClient
-
-    async with OvsdbClient() as client:
-        await client.connect(lab.ovs.db)
-        monitor = await client.monitor("Open_vSwitch", {"Port": ["name"]}, conditional=False)
-        names = {uuid: row["new"]["name"] for uuid, row in monitor.initial["Port"].items()}
-        for _ in range(times):
-            while PORT not in names.values():
-                for uuid, change in (await monitor.next(10.0)).get("Port", {}).items():
-                    if change.get("new"):
-                        names[uuid] = change["new"]["name"]
-                    else:
-                        names.pop(uuid, None)
-            uuid = next(u for u, name in names.items() if name == PORT)
-            delete = [["ports", "delete", ["uuid", uuid]]]
-            where = [["name", "==", BRIDGE]]
-            op = {"op": "mutate", "table": "Bridge", "where": where, "mutations": delete}
-            await client.transact("Open_vSwitch", op)
-            names.pop(uuid)
-            await asyncio.sleep(0.05)
-
-
 def test_drift_recurring_during_repairs_is_repaired_and_never_rolled_back(
     lab: Lab, start: Callable[..., Daemon]
 ) -> None:
@@ -1035,7 +1011,7 @@ def test_drift_recurring_during_repairs_is_repaired_and_never_rolled_back(
     while to apply each repair: the next deletion comes before the repair is verified."""
     start(net_state(PORT, *(f"dmnq{i}" for i in range(200))), "--fight-threshold", "1000")
     before = len(ledger_values(lab))
-    asyncio.run(fight_for_the_port(lab, 20))
+    asyncio.run(keep_deleting_port(lab.ovs.db, BRIDGE, PORT, 20))
     wait_for(lambda: PORT in ports(lab), 10, "the port to come back")
 
     def repairs() -> list[dict[str, Any]]:
