@@ -227,5 +227,9 @@ def test_drift_is_marked_against_the_state_file_with_the_daemons_runtime_changes
     twice = {**daemon, "runtime_changes": listed["runtime_changes"] * 2}
     assert service.enforced(twice) is None  # the file is not what the daemon holds
     assert service.enforced({"daemon": None}) is None
+    edited = tmp_path / "edited.json"  # an editor's atomic save: as long, a new file
+    edited.write_text(state.read_text().replace("br0", "br2"))
+    edited.replace(state)
+    assert names(service.enforced(daemon)) == ["br2"]  # the file is read again
     state.write_text("net: [unclosed")
     assert service.enforced(daemon) is None

@@ -90,6 +90,15 @@ def _ledger_line(entry: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _identity(path: str) -> tuple[int, int, int] | None:
+    """What tells a file's versions apart without reading it: inode, size, mtime."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
 class McpService:
     """The tools' work for one server (one API, one plan book, one rate limit)."""
 
@@ -101,6 +110,8 @@ class McpService:
         self.limit = RateLimit()
         self._marks: tuple[str, dict[str, Any]] | None = None
         """The last drift plan of the live page, by what it was made from."""
+        self._enforced: tuple[tuple[Any, ...], dict[str, Section] | None] | None = None
+        """The last `enforced` sections, by the files' identities they were read from."""
 
     # -- input -----------------------------------------------------------------------------
     def parse(self, state: dict[str, Any] | str) -> tuple[dict[str, Section], str]:
@@ -258,28 +269,37 @@ class McpService:
     def enforced(self, status: dict[str, Any]) -> dict[str, Section] | None:
         """The sections the daemon of `status` enforces: its state file with its runtime
         changes laid over it (read from its data dir, as the daemon keeps them). None: no
-        daemon, no state file, or it cannot be read as the daemon has it."""
-        from op_dbus.daemon.runtime import FILE_NAME, RuntimeChanges
-        from op_dbus.model import StateInputError
-        from op_dbus.model.load import read_document
+        daemon, no state file, or it cannot be read as the daemon has it. Read again only
+        when one of the two files changed: the live page asks every second."""
+        from op_dbus.daemon.runtime import FILE_NAME
 
         path = (status.get("daemon") or {}).get("state_file")
         if not path:
             return None
+        listed = status.get("runtime_changes") or []
+        runtime = os.path.join(self.endpoints.data_dir, FILE_NAME)
+        key = (path, _identity(path), _identity(runtime) if listed else None, len(listed))
+        if self._enforced is None or self._enforced[0] != key:
+            self._enforced = (key, self._read_enforced(path, runtime, len(listed)))
+        return self._enforced[1]
+
+    def _read_enforced(self, path: str, runtime: str, listed: int) -> dict[str, Section] | None:
+        from op_dbus.daemon.runtime import RuntimeChanges
+        from op_dbus.model import StateInputError
+        from op_dbus.model.load import read_document
+
         try:
             sections = self._state_file(path)
         except InvalidInput:
             return None
-        listed = status.get("runtime_changes") or []
         if not listed:
             return sections
-        runtime = os.path.join(self.endpoints.data_dir, FILE_NAME)
         try:
             saved = json.loads(read_document(runtime, RUNTIME_MAX))
             changes = [c for c in saved["changes"] if isinstance(c, dict) and "sections" in c]
         except (StateInputError, ValueError, KeyError, TypeError):
             return None
-        if len(changes) != len(listed):  # not what the daemon holds (being written?)
+        if len(changes) != listed:  # not what the daemon holds (being written?)
             return None
         return RuntimeChanges(Path(runtime), saved.get("base"), changes).desired(sections)
 
