@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from op_dbus.native.lxc import parse_lxc_ls
+from op_dbus.native.lxc import parse_lxc_info
 from op_dbus.native.lxc_config import (
     HOOK_DOWN,
     HOOK_START_HOST,
@@ -155,14 +155,11 @@ def test_write_container_files(tmp_path: Path) -> None:
     assert "# /bin/udhcpc" in (tmp_path / "rootfs/etc/init.d/rcS").read_text()
 
 
-def test_parse_lxc_ls() -> None:
-    recorded = (
-        "NAME        STATE   PID  \n"
-        "gateway     RUNNING 6006 \n"
-        "warp        STOPPED -    \n"
-    )  # fmt: skip
-    assert parse_lxc_ls(recorded) == [("gateway", "RUNNING", 6006), ("warp", "STOPPED", None)]
-    assert parse_lxc_ls("") == []
+def test_parse_lxc_info() -> None:
+    running = "State:          RUNNING\nPID:            6006\n"  # recorded: lxc-info -s -p
+    assert parse_lxc_info(running) == ("RUNNING", 6006)
+    assert parse_lxc_info("State:          STOPPED\n") == ("STOPPED", None)
+    assert parse_lxc_info("") == ("", None)
 
 
 @pytest.mark.parametrize(

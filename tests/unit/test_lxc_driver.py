@@ -30,7 +30,8 @@ TEMPLATE_CONFIG = "lxc.rootfs.path = dir:/x/rootfs\nlxc.uts.name = gateway\n"
 
 
 class Runner:
-    """Records argv; `lxc-create` writes a config, `lxc-destroy` removes the directory."""
+    """Records argv; `lxc-create` writes a config, `lxc-destroy` removes the directory;
+    `lxc-ls` and `lxc-info` report the rows of `ls` ("NAME STATE PID", PID "-" when stopped)."""
 
     def __init__(self, lxc_path: Path, fail: str | None = None, ls: str = "") -> None:
         self.path, self.fail, self.ls = lxc_path, fail, ls
@@ -48,7 +49,13 @@ class Runner:
                 item.rmdir() if item.is_dir() else item.unlink()
             (self.path / name).rmdir()
         elif argv[0] == "lxc-ls":
-            return Result(0, "NAME STATE PID\n" + self.ls, "")
+            return Result(0, "".join(f"{row.split()[0]}\n" for row in self.ls.splitlines()), "")
+        elif argv[0] == "lxc-info":
+            rows = {row.split()[0]: row.split()[1:] for row in self.ls.splitlines()}
+            if name not in rows:
+                return Result(1, "", f"{name} doesn't exist")
+            state, pid = rows[name]
+            return Result(0, f"State: {state}\n" + (f"PID: {pid}\n" if pid != "-" else ""), "")
         return Result(0, "", "")
 
 
@@ -210,6 +217,30 @@ async def test_an_unreadable_config_is_reported_for_that_container_only(tmp_path
     assert found["good"].config.unreadable is None
     assert found["odd"].config.unreadable and "odd/config" in found["odd"].config.unreadable
     assert not found["odd"].config.owned
+
+
+async def test_a_listing_reads_each_state_and_pid_and_skips_one_destroyed_meanwhile(
+    tmp_path: Path,
+) -> None:
+    for name in ("up", "down", "gone"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config").write_text(TEMPLATE_CONFIG)
+    runner = Runner(tmp_path, ls="up RUNNING 4242\ndown STOPPED -\ngone STOPPED -\n")
+    real = runner.__call__
+
+    async def destroyed_after_lxc_ls(argv: Sequence[str], timeout: float) -> Result:
+        if argv[0] == "lxc-info" and "gone" in argv:
+            (tmp_path / "gone" / "config").unlink()
+            return Result(1, "", "gone doesn't exist")
+        return await real(argv, timeout)
+
+    driver = LxcCliDriver(str(tmp_path), "x", destroyed_after_lxc_ls)
+    found = {o.name: (o.running, o.pid) for o in await driver.list()}
+    assert found == {"up": (True, 4242), "down": (False, None)}
+
+    runner.fail = "lxc-info"  # a container that is still there but cannot be asked
+    with pytest.raises(LxcError, match="lxc-info"):
+        await LxcCliDriver(str(tmp_path), "x", runner).list()
 
 
 def test_an_lxc_create_under_way_is_seen_by_its_lock(tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ COMMAND_TIMEOUT = 60.0
 STOP_TIMEOUT = 10
 """Seconds a clean shutdown may take before lxc-stop kills the container."""
 SYS_CLASS_NET = Path("/sys/class/net")
+LIST_AT_ONCE = 16
+"""How many `lxc-info` a listing runs at once (a few ms of CPU each)."""
 VETH_GONE_TIMEOUT = 5.0
 """How long a start waits for the previous run's host veth to vanish ("File exists")."""
 
@@ -168,16 +170,28 @@ class LxcCliDriver(Driver):
 
     async def list(self) -> list[Observed]:
         """Every container under the path, and each creation of op-dbus's cut short. One
-        container whose config cannot be read is reported so (`unreadable`), not raised."""
+        container whose config cannot be read is reported so (`unreadable`), not raised.
+        Names from `lxc-ls -1`, state and pid from one `lxc-info` each, LIST_AT_ONCE at once:
+        `lxc-ls -f` forks three times per running container for addresses never read here
+        (0.4 s for 50 running containers, against 0.17 s)."""
         if not self.path.is_dir():
             return []
         await wait_for_creations(self.path, COMMAND_TIMEOUT)
-        result = await self._run("lxc-ls", "-P", str(self.path), "-f", "-F", "NAME,STATE,PID")
-        found = [
-            Observed(name, state == "RUNNING", pid, read_config(self.path / name))
-            for name, state, pid in parse_lxc_ls(result.stdout)
-        ]
-        listed = {o.name for o in found}
+        listed = (await self._run("lxc-ls", "-P", str(self.path), "-1")).stdout.split()
+        slots = asyncio.Semaphore(LIST_AT_ONCE)
+
+        async def observe(name: str) -> Observed | None:
+            argv = self._lxc("lxc-info", name, "-s", "-p")
+            async with slots:
+                result = await self.runner(argv, COMMAND_TIMEOUT)
+            if result.returncode != 0:
+                if not (self.path / name / "config").is_file():
+                    return None  # destroyed since lxc-ls listed it
+                raise _failure(argv, result)
+            state, pid = parse_lxc_info(result.stdout)
+            return Observed(name, state == "RUNNING", pid, read_config(self.path / name))
+
+        found = [o for o in await asyncio.gather(*map(observe, listed)) if o is not None]
         found += [  # cut short before lxc-create wrote a config: lxc-ls does not list those
             Observed(d.name, False, None, Parsed(owned=True, incomplete=True))
             for d in sorted(unfinished_creations(self.path))
@@ -336,14 +350,15 @@ def split_template(template: str) -> tuple[str, list[str]]:
     return name, args
 
 
-def parse_lxc_ls(output: str) -> list[tuple[str, str, int | None]]:
-    """(name, state, pid) rows of `lxc-ls -f -F NAME,STATE,PID` (pid "-" when stopped)."""
-    rows: list[tuple[str, str, int | None]] = []
-    for line in output.splitlines()[1:]:
-        parts = line.split()
-        if len(parts) >= 3:
-            rows.append((parts[0], parts[1], int(parts[2]) if parts[2].isdigit() else None))
-    return rows
+def parse_lxc_info(output: str) -> tuple[str, int | None]:
+    """(state, pid) from `lxc-info -s -p` ("State: RUNNING", "PID: 6006"; no PID line when
+    stopped)."""
+    fields: dict[str, str] = {}
+    for line in output.splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    pid = fields.get("PID", "")
+    return fields.get("State", ""), int(pid) if pid.isdigit() else None
 
 
 def host_links() -> set[str]:
