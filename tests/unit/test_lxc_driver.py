@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from op_dbus.native import lxc as lxc_native
 from op_dbus.native.lxc import (
     LxcCliDriver,
     LxcError,
@@ -82,9 +83,10 @@ async def test_the_name_comes_before_the_template_and_its_arguments_after_dashes
     template: str, tail: list[str], tmp_path: Path
 ) -> None:
     runner = Runner(tmp_path)
-    await LxcCliDriver(str(tmp_path), "unix:/db.sock", runner).create(
-        replace(SPEC, template=template)
-    )
+    driver = LxcCliDriver(str(tmp_path), "unix:/db.sock", runner)
+    await driver.create(replace(SPEC, template=template))
+    assert (tmp_path / "gateway" / CREATING).exists(), "the template ran: not finished yet"
+    await driver.finish(replace(SPEC, template=template))
     assert creates(runner) == [["lxc-create", "-P", str(tmp_path), "-n", "gateway", *tail]]
     config = (tmp_path / "gateway" / "config").read_text()
     assert OWNER_LINE in config and f"# op-dbus-template = {template}" in config
@@ -165,6 +167,22 @@ async def test_a_failed_creation_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+async def test_a_failed_finish_discards_the_new_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*_args: object) -> None:
+        raise OSError("No space left on device")
+
+    runner = Runner(tmp_path)
+    driver = LxcCliDriver(str(tmp_path), "unix:/db.sock", runner)
+    await driver.create(SPEC)
+    monkeypatch.setattr(lxc_native, "write_container_files", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        await driver.finish(SPEC)
+    assert [call[0] for call in runner.calls] == ["lxc-create", "lxc-destroy"]
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_creation_cut_short_after_lxc_create_is_finished(tmp_path: Path) -> None:
     """op-dbus killed after lxc-create: config without the owner mark, intent present."""
     target = tmp_path / "gateway"
@@ -177,6 +195,7 @@ async def test_a_creation_cut_short_after_lxc_create_is_finished(tmp_path: Path)
     assert (found.name, found.config.owned, found.config.incomplete) == ("gateway", True, True)
 
     await driver.create(SPEC)
+    await driver.finish(SPEC)
     assert creates(runner) == [], "lxc-create had done its part"
     assert OWNER_LINE in (target / "config").read_text()
     assert not (target / CREATING).exists()
@@ -200,6 +219,7 @@ async def test_a_creation_cut_short_otherwise_starts_again(tmp_path: Path) -> No
                 True,
             )
         await driver.create(SPEC)
+        await driver.finish(SPEC)
         assert len(creates(runner)) == 1
         assert OWNER_LINE in (target / "config").read_text()
         await driver.destroy("gateway")

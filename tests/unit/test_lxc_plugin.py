@@ -35,6 +35,9 @@ class Recorder(Driver):
     async def create(self, spec: Spec) -> None:
         self.calls.append(("create", spec))
 
+    async def finish(self, spec: Spec) -> None:
+        self.calls.append(("finish", spec.name))
+
     async def configure(self, spec: Spec) -> None:
         self.calls.append(("configure", spec))
 
@@ -286,7 +289,39 @@ async def test_a_failed_creation_starts_nothing_new_and_reports_what_took_effect
     assert failure.value.failed == actions[1]
     assert "template failed" in failure.value.reason
     assert failure.value.done == [actions[0]], "c0 was in flight with c1 and finished"
-    assert [name for _, name in driver.calls] == ["c0", "c1"], "nothing starts after it"
+    created = [name for kind, name in driver.calls if kind == "create"]
+    assert created == ["c0", "c1"], "nothing starts after it"
+    assert ("finish", "c0") in driver.calls and ("finish", "c1") not in driver.calls
+
+
+class SlowFinish(Recorder):
+    """A finish (the synced config writes) that returns only once the next container's
+    template has started: a finish holding the working slot would never see it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.second = asyncio.Event()
+
+    async def create(self, spec: Spec) -> None:
+        self.calls.append(("create", spec.name))
+        if spec.name == "c1":
+            self.second.set()
+
+    async def finish(self, spec: Spec) -> None:
+        if spec.name == "c0":
+            await self.second.wait()
+        self.calls.append(("finish", spec.name))
+
+
+async def test_the_config_writes_leave_the_working_slot_to_the_next_template(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lxc_plugin, "parallelism", lambda: 1)
+    driver = SlowFinish()
+    actions = creations(2)
+    assert await asyncio.wait_for(LxcPlugin(driver=driver).apply(actions), 5) == actions
+    assert driver.calls[:2] == [("create", "c0"), ("create", "c1")]
+    assert sorted(driver.calls[2:]) == [("finish", "c0"), ("finish", "c1")]
 
 
 class SlowStops(Recorder):

@@ -96,7 +96,12 @@ class Driver(ABC):
 
     @abstractmethod
     async def create(self, spec: Spec) -> None:
-        """Create a stopped container from `spec.template`, configured per `spec`, marked owned."""
+        """Create a stopped container from `spec.template`: the costly part (a template
+        unpacking a root filesystem). `finish` then configures it per `spec`."""
+
+    @abstractmethod
+    async def finish(self, spec: Spec) -> None:
+        """Configure a container `create` made per `spec` and mark it owned and complete."""
 
     @abstractmethod
     async def configure(self, spec: Spec) -> None:
@@ -207,9 +212,7 @@ class LxcCliDriver(Driver):
         name, args = split_template(spec.template)
         if unfinished(target):
             if (target / "config").is_file() and creation_template(target) == spec.template:
-                await self.configure(spec)
-                (target / CREATING).unlink()
-                return
+                return  # lxc-create had done its part: `finish` completes it
             await self._discard(spec.name)
         if target.exists():
             raise LxcError(f"cannot create container {spec.name}: {target} already exists")
@@ -217,11 +220,20 @@ class LxcCliDriver(Driver):
         self._mark_creating(target, spec.template)
         try:
             await self._run(*self._lxc("lxc-create", spec.name, "-t", name, "--", *args))
-            await self.configure(spec)
-        except (LxcError, OSError, UnsafeValue):
+        except (LxcError, OSError):
             await self._discard(spec.name)  # a half-made container must not linger
             raise
-        (target / CREATING).unlink()
+
+    async def finish(self, spec: Spec) -> None:
+        """Write the config and hooks (each file synced to disk: I/O waits that need no
+        working slot), then clear CREATING. A failure discards the container: it holds no
+        user data yet."""
+        try:
+            await self.configure(spec)
+        except (LxcError, OSError, UnsafeValue):
+            await self._discard(spec.name)
+            raise
+        (self.path / spec.name / CREATING).unlink()
 
     def _mark_creating(self, target: Path, template: str) -> None:
         """Make `target` appear already holding CREATING: built under a hidden name (which
@@ -427,6 +439,9 @@ class PctDriver(Driver):
                 f" arguments, got {spec.template!r}"
             )
         await self._run("pct", "create", spec.id, volume, *pct_options(spec))
+
+    async def finish(self, spec: Spec) -> None:
+        """Nothing left: `pct create` configured the container and pct owns it."""
 
     async def configure(self, spec: Spec) -> None:
         await self._run("pct", "set", spec.id, *pct_options(spec))

@@ -212,8 +212,8 @@ class LxcPlugin(Plugin):
 
     def _steps(self, action: Action, found: dict[str, Observed]) -> tuple[Step | None, Step | None]:
         """The action as its working step (CPU and disk: a template, a destroy) and its
-        waiting step (lxc-start waiting for the container's init and hooks, lxc-stop for
-        its shutdown), either None."""
+        waiting step (a new container's synced config writes, lxc-start waiting for the
+        container's init and hooks, lxc-stop for its shutdown), either None."""
         driver = self._driver()
         kind, name = action.kind, action.resource.split("/", 1)[1]
         if action.resource.startswith("port/"):
@@ -224,9 +224,17 @@ class LxcPlugin(Plugin):
             return partial(driver.destroy, name), None
         if kind == ActionKind.CREATE:
             spec = spec_of(action.after)
-            start = partial(driver.start, name, spec.veth) if action.after.get("running") else None
-            return partial(driver.create, spec), start
+            return partial(driver.create, spec), partial(
+                self._finish, spec, bool(action.after.get("running"))
+            )
         return None, partial(self._modify, name, action.after, found.get(name))
+
+    async def _finish(self, spec: Spec, running: bool) -> None:
+        """A created container's config and hooks, then its start when it is to run."""
+        driver = self._driver()
+        await driver.finish(spec)
+        if running:
+            await driver.start(spec.name, spec.veth)
 
     def _detach(self, port: str) -> Step:
         async def detaching() -> None:
