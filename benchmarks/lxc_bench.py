@@ -10,7 +10,9 @@ lxc-stop) up to 32 at once; for the stops, a row against the script stopping all
 (`xargs -P N`) shows what that alone is worth. All run as whole processes inside a lab's netns; the
 bridge exists beforehand. For 20 and 50 containers: creation from nothing, then stopping
 them (`running: false`); and the no-op re-apply of 20. One run each, the order of the
-contenders reversed for 50. op-dbus runs from its compiled bytecode, as installed.
+contenders reversed for 50; creation by op-dbus and by the parallel script, whose times are
+within each other's run-to-run noise (10-20 % here), is the median of CREATE_ROUNDS runs
+taking turns. op-dbus runs from its compiled bytecode, as installed.
 `OPDBUS_BENCH_LAB` names the lab to use, else "opdbus-bench-lxc" (taken down after only if
 this run brought it up).
 Goals (issue 20): creating and stopping no slower than the parallel script and at most 0.6x
@@ -20,6 +22,7 @@ of the sequential one; no-op re-apply under 500 ms (issue 5).
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +40,8 @@ COUNTS = (20, 50)
 NOOP_COUNT = 20
 NOOP_RUNS = 5
 BRIDGE = "mesh"
+CREATE_ROUNDS = 5
+"""Creations timed for op-dbus and the parallel script each (the median counts), in turns."""
 SETTLE = 3.0
 """Seconds after destroying containers before the next contender starts (cgroups and veths
 go away asynchronously)."""
@@ -143,12 +148,23 @@ def measure(lab: Lab, tmp: Path) -> list[dict[str, object]]:
         ]
         if count != COUNTS[0]:  # who goes first meets the kernel still tearing down the last
             contenders.reverse()
+        creations: dict[str, list[float]] = {"op-dbus": [], "parallel": []}
         for who, create, stop in contenders:
             destroy_all(lab)
             time.sleep(SETTLE)
             times["create"][who] = timed(create)
+            creations.get(who, []).append(times["create"][who])
             times["stop"][who] = timed(stop)
-        for what, label in (("create", "from nothing"), ("stop", "stopping them")):
+        turns = [(who, create) for who, create, _ in contenders if who in creations]
+        for round_ in range(1, CREATE_ROUNDS):
+            for who, create in turns if round_ % 2 else turns[::-1]:
+                destroy_all(lab)
+                time.sleep(SETTLE)
+                creations[who].append(timed(create))
+        times["create"] |= {who: statistics.median(runs) for who, runs in creations.items()}
+        spread = ", ".join(f"{who} {min(r):.2f}-{max(r):.2f} s" for who, r in creations.items())
+        created = f"from nothing (op-dbus and parallel: median of {CREATE_ROUNDS}; {spread})"
+        for what, label in (("create", created), ("stop", "stopping them")):
             ours = times[what]["op-dbus"]
             sequential, parallel = times[what]["sequential"], times[what]["parallel"]
             rows += [
