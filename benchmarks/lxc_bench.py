@@ -153,7 +153,8 @@ def measure(lab: Lab, tmp: Path) -> list[dict[str, object]]:
             destroy_all(lab)
             time.sleep(SETTLE)
             times["create"][who] = timed(create)
-            creations.get(who, []).append(times["create"][who])
+            if who in creations:
+                creations[who].append(times["create"][who])
             times["stop"][who] = timed(stop)
         turns = [(who, create) for who, create, _ in contenders if who in creations]
         for round_ in range(1, CREATE_ROUNDS):

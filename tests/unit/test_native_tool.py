@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from op_dbus.native.tool import ToolError, run_tool
+from op_dbus.native.tool import ToolError, find_tool, run_tool
 
 BOUNDS = {"timeout": 5.0, "output_max": 1024}
 
@@ -33,3 +33,10 @@ async def test_output_beyond_the_bound_is_refused() -> None:
 async def test_a_missing_program_is_named() -> None:
     with pytest.raises(ToolError, match="cannot run /nonexistent/tool"):
         await run_tool(["/nonexistent/tool"], None, what="tool", **BOUNDS)
+
+
+def test_a_tool_missing_from_path_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_tool("sh", "dash").endswith("/sh")
+    monkeypatch.setenv("PATH", "/nonexistent-op-dbus")
+    with pytest.raises(ToolError, match=r"^sh not found on PATH \(install the dash package\)$"):
+        find_tool("sh", "dash")

@@ -362,13 +362,20 @@ def split_template(template: str) -> tuple[str, list[str]]:
     return name, args
 
 
+def colon_fields(output: str) -> dict[str, str]:
+    """The `key: value` lines of a tool's output (`lxc-info`, `pct config`, `pct status`),
+    stripped; lines without a colon and `#` comments left out."""
+    return {
+        key.strip(): value.strip()
+        for key, sep, value in (line.partition(":") for line in output.splitlines())
+        if sep and not key.startswith("#")
+    }
+
+
 def parse_lxc_info(output: str) -> tuple[str, int | None]:
     """(state, pid) from `lxc-info -s -p` ("State: RUNNING", "PID: 6006"; no PID line when
     stopped)."""
-    fields: dict[str, str] = {}
-    for line in output.splitlines():
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
+    fields = colon_fields(output)
     pid = fields.get("PID", "")
     return fields.get("State", ""), int(pid) if pid.isdigit() else None
 
@@ -516,11 +523,7 @@ def parse_pct_list(output: str) -> list[tuple[str, str, str]]:
 
 def parse_pct_config(vmid: str, output: str) -> Parsed:
     """Ownership (the tag) and net0 from `pct config VMID`."""
-    values = dict(
-        (key.strip(), value.strip())
-        for key, sep, value in (line.partition(":") for line in output.splitlines())
-        if sep and not key.startswith("#")
-    )
+    values = colon_fields(output)
     parsed = Parsed(id=vmid, veth=pct_veth(vmid), autostart=values.get("onboot") == "1")
     parsed.owned = PCT_TAG in values.get("tags", "").replace(",", ";").split(";")
     net = dict(part.partition("=")[::2] for part in values.get("net0", "").split(",") if part)
@@ -544,8 +547,5 @@ def parse_pct_config(vmid: str, output: str) -> Parsed:
 
 def parse_pct_pid(output: str) -> int | None:
     """The `pid:` line of `pct status VMID --verbose`."""
-    for line in output.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "pid" and value.strip().isdigit():
-            return int(value.strip())
-    return None
+    pid = colon_fields(output).get("pid", "")
+    return int(pid) if pid.isdigit() else None

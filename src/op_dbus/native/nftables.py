@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from op_dbus.native.tool import ToolError, run_tool
+from op_dbus.native.tool import ToolError, find_tool, run_tool
 
 NFT = "nft"
 TIMEOUT = 30.0
@@ -33,12 +33,9 @@ def nft_path() -> str | None:
 
 
 async def _nft(args: list[str], document: bytes | None = None) -> bytes:
-    path = nft_path()
-    if path is None:
-        raise NftError("nft not found on PATH (install the nftables package)")
     try:
-        out = await run_tool(
-            [path, *args],
+        return await run_tool(
+            [find_tool(NFT, "nftables"), *args],
             document,
             what=f"nft {' '.join(args)}",
             timeout=TIMEOUT,
@@ -46,7 +43,6 @@ async def _nft(args: list[str], document: bytes | None = None) -> bytes:
         )
     except ToolError as exc:
         raise NftError(str(exc)) from None
-    return out
 
 
 async def list_ruleset() -> list[dict[str, Any]]:

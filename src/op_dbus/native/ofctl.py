@@ -8,10 +8,9 @@ comes from validated models (plugins/net/openflow.py) and is fed on stdin.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from op_dbus.native.tool import ToolError, run_tool
+from op_dbus.native.tool import ToolError, find_tool, run_tool
 
 OFCTL = "ovs-ofctl"
 PROTOCOL = "OpenFlow14"
@@ -31,13 +30,9 @@ def target(rundir: str, bridge: str) -> str:
 
 
 async def _ofctl(args: list[str], stdin: bytes | None = None) -> str:
-    path = shutil.which(OFCTL)
-    if path is None:
-        raise OfctlError(f"{OFCTL} not found on PATH (install the openvswitch-common package)")
-    argv = [path, "-O", PROTOCOL, *args]
     try:
         out = await run_tool(
-            argv,
+            [find_tool(OFCTL, "openvswitch-common"), "-O", PROTOCOL, *args],
             stdin,
             what=f"{OFCTL} {' '.join(args[:2])}",
             timeout=TIMEOUT,

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 
 
 class ToolError(Exception):
     """The tool could not be run, did not finish, printed too much, or refused."""
+
+
+def find_tool(name: str, package: str) -> str:
+    """Where `name` is on PATH; ToolError naming the package to install when it is not."""
+    path = shutil.which(name)
+    if path is None:
+        raise ToolError(f"{name} not found on PATH (install the {package} package)")
+    return path
 
 
 async def run_tool(
