@@ -113,14 +113,19 @@ def test_rules_go_in_under_our_cookie_and_foreign_flows_survive(
     assert not marked(net_lab), "a bridge without our rules is not read by a whole query"
 
 
+def rules_beside_a_foreign_flow(lab: Lab, tmp_path: Path) -> tuple[list[str], dict[str, Any]]:
+    """RULES applied beside a foreign flow: the bridge's flows then, and a net section that
+    changes the rules (flood from ofp2) for the next apply."""
+    apply_ok(lab, state_file(tmp_path, net(RULES)))
+    run_in_lab(lab, "ovs-ofctl", "add-flow", BRIDGE, FOREIGN)
+    return flows(lab), net([{"priority": 5, "match": {"in_port": "ofp2"}, "actions": ["flood"]}])
+
+
 def test_a_later_failure_reinstalls_the_checkpointed_flows(
     net_lab: Lab,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    apply_ok(net_lab, state_file(tmp_path, net(RULES)))
-    run_in_lab(net_lab, "ovs-ofctl", "add-flow", BRIDGE, FOREIGN)
-    before = flows(net_lab)
-    changed = net([{"priority": 5, "match": {"in_port": "ofp2"}, "actions": ["flood"]}])
+    before, changed = rules_beside_a_foreign_flow(net_lab, tmp_path)
     gateway = {"enabled": True, "address": [{"ip": "10.52.0.1", "prefix": 24}]}
     changed["interfaces"].append(
         {"name": "ofbr2", "type": "ovs-bridge", "ipv4": gateway | {"gateway": "10.52.0.254"}}
@@ -140,10 +145,7 @@ def test_a_flow_the_switch_refuses_rolls_back_the_bridges_bundled_before(
     net_lab: Lab,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    apply_ok(net_lab, state_file(tmp_path, net(RULES)))
-    run_in_lab(net_lab, "ovs-ofctl", "add-flow", BRIDGE, FOREIGN)
-    before = flows(net_lab)
-    changed = net([{"priority": 5, "match": {"in_port": "ofp2"}, "actions": ["flood"]}])
+    before, changed = rules_beside_a_foreign_flow(net_lab, tmp_path)
     bad = [{"match": {"in_port": "nosuchport"}, "actions": ["drop"]}]  # the fault
     changed["interfaces"].append({"name": "ofbr3", "type": "ovs-bridge", "openflow": bad})
     result = opdbus(net_lab, "apply", state_file(tmp_path, changed, "unknown.json"))
