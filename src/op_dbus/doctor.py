@@ -30,6 +30,7 @@ from op_dbus.native.dbus import (
     name_has_owner,
 )
 from op_dbus.native.ovsdb import OvsdbClient
+from op_dbus.native.tool import tool_environment
 from op_dbus.native.vswitch import VSWITCH_DB, ovs_summary
 
 DEFAULT_TIMEOUT = 2.0
@@ -380,6 +381,7 @@ async def _tool_version(tool: str) -> str:
         "--version",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        env=tool_environment(),
     )
     try:
         out, _ = await process.communicate()

@@ -1,4 +1,4 @@
-"""run_tool against real programs: its bounds and the words of its refusals."""
+"""run_tool against real programs: its bounds, the words of its refusals, the locale tools get."""
 
 from __future__ import annotations
 
@@ -40,3 +40,19 @@ def test_a_tool_missing_from_path_names_its_package(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PATH", "/nonexistent-op-dbus")
     with pytest.raises(ToolError, match=r"^sh not found on PATH \(install the dash package\)$"):
         find_tool("sh", "dash")
+
+
+async def test_tools_run_in_the_c_locale_with_the_rest_of_the_callers_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
+    monkeypatch.setenv("LANG", "de_DE.UTF-8")
+    monkeypatch.setenv("OPDBUS_TEST_KEPT", "yes")
+    from op_dbus.native.lxc import run_process
+
+    via_tool = (await run_tool(["env"], None, what="env", timeout=5.0, output_max=1 << 20)).decode()
+    via_lxc = (await run_process(["env"], 5.0)).stdout
+    for seen in (via_tool, via_lxc):
+        lines = seen.splitlines()
+        assert "LC_ALL=C" in lines
+        assert "OPDBUS_TEST_KEPT=yes" in lines

@@ -34,6 +34,7 @@ from op_dbus.native.lxc_config import (
     replace_file,
     write_container_files,
 )
+from op_dbus.native.tool import tool_environment
 
 COMMAND_TIMEOUT = 60.0
 STOP_TIMEOUT = 10
@@ -66,6 +67,7 @@ async def run_process(argv: Sequence[str], timeout: float) -> Result:
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=tool_environment(),
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)

@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 
 
 class ToolError(Exception):
     """The tool could not be run, did not finish, printed too much, or refused."""
+
+
+def tool_environment() -> dict[str, str]:
+    """The environment of every tool op-dbus runs: the caller's, in the C locale. The tools,
+    and all they start (templates, hooks), then behave and word their output alike whoever
+    runs op-dbus, and none of their processes loads a locale: busybox's LXC template alone
+    starts ~270 of them (docs/decisions.md, "Tools run in the C locale")."""
+    return {**os.environ, "LC_ALL": "C"}
 
 
 def find_tool(name: str, package: str) -> str:
@@ -31,6 +40,7 @@ async def run_tool(
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            env=tool_environment(),
         )
     except OSError as exc:
         raise ToolError(f"cannot run {argv[0]}: {exc.strerror}") from None

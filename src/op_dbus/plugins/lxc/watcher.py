@@ -11,6 +11,7 @@ import re
 import shutil
 from collections.abc import Callable
 
+from op_dbus.native.tool import tool_environment
 from op_dbus.native.vswitch import config_session
 from op_dbus.plugins.base import Changed, Session, Watch, WatchContext
 
@@ -31,6 +32,7 @@ def lxc_session(lxc_path: str, changed: Changed) -> Session:
         proc = await asyncio.create_subprocess_exec(
             "lxc-monitor", "-P", lxc_path, "-n", ".*",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            env=tool_environment(),
         )  # fmt: skip
         try:
             assert proc.stdout is not None
