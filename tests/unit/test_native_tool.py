@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from op_dbus.native.lxc import run_process
 from op_dbus.native.tool import ToolError, find_tool, run_tool
 
 BOUNDS = {"timeout": 5.0, "output_max": 1024}
@@ -48,11 +49,17 @@ async def test_tools_run_in_the_c_locale_with_the_rest_of_the_callers_environmen
     monkeypatch.setenv("LC_ALL", "de_DE.UTF-8")
     monkeypatch.setenv("LANG", "de_DE.UTF-8")
     monkeypatch.setenv("OPDBUS_TEST_KEPT", "yes")
-    from op_dbus.native.lxc import run_process
-
     via_tool = (await run_tool(["env"], None, what="env", timeout=5.0, output_max=1 << 20)).decode()
     via_lxc = (await run_process(["env"], 5.0)).stdout
     for seen in (via_tool, via_lxc):
         lines = seen.splitlines()
         assert "LC_ALL=C" in lines
         assert "OPDBUS_TEST_KEPT=yes" in lines
+
+
+async def test_run_process_reports_failure_and_timeout_as_results() -> None:
+    failed = await run_process(["ls", "/nonexistent-op-dbus"], 5.0)
+    assert failed.returncode != 0 and "nonexistent-op-dbus" in failed.stderr
+    slow = await run_process(["sleep", "30"], 0.2)
+    assert (slow.returncode, slow.stdout) == (-1, "")
+    assert slow.stderr.startswith("timed out after")

@@ -8,7 +8,6 @@ recorded on a real host.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
 import os
@@ -34,7 +33,7 @@ from op_dbus.native.lxc_config import (
     replace_file,
     write_container_files,
 )
-from op_dbus.native.tool import tool_environment
+from op_dbus.native.tool import communicate
 
 COMMAND_TIMEOUT = 60.0
 STOP_TIMEOUT = 10
@@ -62,21 +61,11 @@ class LxcError(Exception):
 
 async def run_process(argv: Sequence[str], timeout: float) -> Result:
     """Run `argv` (no shell), capture its output; kill it when it outlives `timeout`."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=tool_environment(),
-    )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        code, out, err = await communicate(argv, None, timeout)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
         return Result(-1, "", f"timed out after {timeout:.0f} s")
-    return Result(proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace"))
+    return Result(code, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 @dataclass(frozen=True)
